@@ -1,0 +1,190 @@
+"""Collectors: fetch a snapshot asynchronously under a deadline, render it synchronously.
+
+A collector has a ``name``, an ``async fetch(deadline)`` that does all the I/O and returns a
+snapshot, and a pure ``render(snapshot)`` that yields prometheus_client metric families.
+``run_collectors`` wraps every collector: a collector that raises, times out or returns a
+``Partial`` is reported as ``powerplane_scrape_collector_success 0`` and logged once per
+condition; one that raises ``NoData`` (hardware absent) is not a failure.  The resulting
+``Scrape`` is a one-shot registry for ``prometheus_client.generate_latest``: nothing in it
+raises or does I/O at exposition time.
+
+    powerplane_scrape_collector_success{exporter="rapl",collector="energy"} 1.0
+    powerplane_scrape_collector_duration_seconds{exporter="rapl",collector="energy"} 0.00041
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from prometheus_client.core import Metric
+
+from .builtin import COLLECTOR_DURATION, COLLECTOR_SUCCESS
+from .logs import FailureLog
+
+S = TypeVar("S")
+logger = logging.getLogger("powerplane.runtime")
+
+
+class NoData(Exception):  # reads as a condition, like node_exporter's ErrNoData
+    """The hardware this collector reads is absent here: not a failure."""
+
+
+class CollectorError(Exception):
+    """A failure whose message is already concise and names the field or request at fault."""
+
+
+@dataclass(frozen=True)
+class Partial(Generic[S]):
+    """A snapshot with some parts missing: rendered, but the collector is reported failed."""
+
+    snapshot: S
+    errors: Sequence[str]
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """An absolute deadline on the event loop's clock."""
+
+    at: float
+
+    @classmethod
+    def after(cls, seconds: float) -> Deadline:
+        return cls(time.monotonic() + seconds)
+
+    def remaining(self) -> float:
+        return max(0.0, self.at - time.monotonic())
+
+    def expired(self) -> bool:
+        return time.monotonic() >= self.at
+
+
+class Collector(ABC, Generic[S]):
+    """One source of metrics.  ``fetch`` does the I/O; ``render`` must be pure and fast."""
+
+    name: str = "collector"
+
+    @abstractmethod
+    async def fetch(self, deadline: Deadline) -> S | Partial[S]:
+        """Gather a snapshot before ``deadline``; raise ``NoData`` if the hardware is absent."""
+
+    @abstractmethod
+    def render(self, snapshot: S) -> Iterable[Metric]:
+        """Turn a snapshot into metric families.  Must not do I/O."""
+
+
+@dataclass
+class Outcome:
+    """What one collector produced in one scrape."""
+
+    collector: str
+    success: bool
+    duration: float
+    metrics: list[Metric] = field(default_factory=list)
+    error: str = ""
+
+
+def describe_error(exc: BaseException) -> str:
+    """A one-line cause for a log line or an HTTP error: no traceback, no secrets."""
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        return "deadline exceeded"
+    if isinstance(exc, CollectorError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}" + (f": {exc.filename}" if exc.filename else "")
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if not isinstance(exc, CollectorError) else text
+
+
+async def run_collector(
+    collector: Collector[Any],
+    deadline: Deadline,
+    failures: FailureLog,
+    key: tuple[str, ...],
+) -> Outcome:
+    """Fetch and render one collector.  Never raises (except cancellation)."""
+    start = time.perf_counter()
+    errors: Sequence[str] = ()
+    try:
+        async with asyncio.timeout(deadline.remaining()):
+            result = await collector.fetch(deadline)
+        if isinstance(result, Partial):
+            errors = result.errors
+            result = result.snapshot
+        metrics = list(collector.render(result))
+    except NoData as exc:
+        failures.absent(key, str(exc) or "no data")
+        return Outcome(collector.name, True, time.perf_counter() - start)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # a collector must never take the scrape down
+        cause = describe_error(exc)
+        if not isinstance(exc, CollectorError | OSError | TimeoutError):
+            logger.debug("collector raised", exc_info=exc)
+        failures.failure(key, cause)
+        return Outcome(collector.name, False, time.perf_counter() - start, error=cause)
+    duration = time.perf_counter() - start
+    if errors:
+        cause = "; ".join(errors)
+        failures.failure(key, cause)
+        return Outcome(collector.name, False, duration, metrics, cause)
+    failures.success(key)
+    return Outcome(collector.name, True, duration, metrics)
+
+
+class Scrape:
+    """A one-shot registry: the metrics of one scrape or probe, ready for exposition."""
+
+    def __init__(self, exporter: str, outcomes: Sequence[Outcome], extra: Iterable[Metric] = ()) -> None:
+        self.exporter = exporter
+        self.outcomes = list(outcomes)
+        self.extra = list(extra)
+
+    @property
+    def success(self) -> bool:
+        return all(o.success for o in self.outcomes)
+
+    def collect(self) -> Iterator[Metric]:
+        families: dict[str, list[Metric]] = {}
+        for outcome in self.outcomes:
+            for metric in outcome.metrics:
+                families.setdefault(metric.name, []).append(metric)
+        for parts in families.values():
+            if len(parts) == 1:
+                yield parts[0]
+                continue
+            # Several collectors (one per GPU, say) may emit the same family: expose it once.
+            merged = Metric(parts[0].name, parts[0].documentation, parts[0].type, parts[0].unit)
+            merged.samples = [s for part in parts for s in part.samples]
+            yield merged
+        yield from self.extra
+        success = COLLECTOR_SUCCESS.family()
+        duration = COLLECTOR_DURATION.family()
+        for outcome in self.outcomes:
+            success.add_metric([self.exporter, outcome.collector], 1.0 if outcome.success else 0.0)
+            duration.add_metric([self.exporter, outcome.collector], outcome.duration)
+        yield success
+        yield duration
+
+
+async def run_collectors(
+    exporter: str,
+    collectors: Sequence[Collector[Any]],
+    deadline: Deadline,
+    failures: FailureLog,
+    target: str | None = None,
+) -> list[Outcome]:
+    """Run every collector concurrently under ``deadline``; one outcome per collector, in order."""
+    keys = [(exporter, c.name) + ((target,) if target else ()) for c in collectors]
+    if len(collectors) == 1:
+        return [await run_collector(collectors[0], deadline, failures, keys[0])]
+    return list(
+        await asyncio.gather(
+            *(run_collector(c, deadline, failures, k) for c, k in zip(collectors, keys, strict=True))
+        )
+    )

@@ -1,0 +1,77 @@
+"""Metric specifications: one declaration per metric, used to emit it and to document it.
+
+Every module that emits metrics declares them as ``MetricSpec`` objects in a module-level
+``METRICS`` tuple and builds its families with ``spec.family()``.  docs/METRICS.md is
+generated from those tuples (``powerplane docs metrics``), and a test
+checks that the committed file matches and that every family an exporter emits is declared.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+Kind = Literal["gauge", "counter", "info"]
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A metric's name (as exposed, counters ending in ``_total``), type, labels and help."""
+
+    name: str
+    kind: Kind
+    help: str
+    labels: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind == "counter" and not self.name.endswith("_total"):
+            raise ValueError(f"counter {self.name} must end in _total")
+        if self.kind == "info" and not self.name.endswith("_info"):
+            raise ValueError(f"info metric {self.name} must end in _info")
+
+    def family(self, labels: Sequence[str] | None = None) -> GaugeMetricFamily | CounterMetricFamily:
+        """An empty family for this metric (``labels`` narrows or reorders the label names)."""
+        names = list(self.labels if labels is None else labels)
+        if self.kind == "counter":
+            return CounterMetricFamily(self.name.removesuffix("_total"), self.help, labels=names)
+        # Info metrics are gauges of value 1 whose labels carry the information (the form PromQL
+        # joins on with group_left), so they need no family of their own.
+        return GaugeMetricFamily(self.name, self.help, labels=names)
+
+
+#: Modules whose ``METRICS`` make up the documented API, in the order docs/METRICS.md lists them.
+MODULES: list[tuple[str, str]] = [
+    ("runtime", "powerplane.exporters.runtime.builtin"),
+    ("rapl", "powerplane.exporters.rapl"),
+]
+
+
+def catalog() -> list[tuple[str, tuple[MetricSpec, ...]]]:
+    return [(section, importlib.import_module(module).METRICS) for section, module in MODULES]
+
+
+def all_specs() -> dict[str, MetricSpec]:
+    return {spec.name: spec for _section, specs in catalog() for spec in specs}
+
+
+def render_markdown(sections: Iterable[tuple[str, Sequence[MetricSpec]]] | None = None) -> str:
+    lines = [
+        "# Metrics",
+        "",
+        "Generated from the `METRICS` declarations in the code by",
+        "`powerplane docs metrics > docs/METRICS.md`; a test keeps it current.",
+        "Every name here is stable API: rules and dashboards depend on it.",
+        "",
+    ]
+    for section, specs in sections if sections is not None else catalog():
+        lines += [f"## {section}", "", "| metric | type | labels | meaning |", "|---|---|---|---|"]
+        for spec in specs:
+            labels = ", ".join(f"`{label}`" for label in spec.labels) or "—"
+            meaning = spec.help.replace("|", "\\|")
+            lines.append(f"| `{spec.name}` | {spec.kind} | {labels} | {meaning} |")
+        lines.append("")
+    return "\n".join(lines)

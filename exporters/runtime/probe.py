@@ -1,0 +1,182 @@
+"""The multi-target ``/probe`` machinery shared by the Redfish and SNMP exporters.
+
+An exporter implements ``Prober.resolve``: it turns ``target``, ``module`` and ``auth`` query
+parameters into a ``ProbeJob`` or refuses them with ``ProbeRequestError`` (HTTP 400).  Only
+targets named in the config or matching its allow-list may resolve: the exporter must never be
+a way to make requests to arbitrary hosts.
+
+``ProbeRunner`` then runs the job under the scrape deadline with:
+
+- coalescing: concurrent probes with the same key (target, module, auth) share one fetch;
+- a concurrency cap per device (``ProbeJob.device``) and one per process;
+- partial results: each collector succeeds or fails on its own;
+- a fresh registry (``Scrape``) per probe with ``powerplane_target_up`` and the duration.
+
+    powerplane_target_up{exporter="redfish"} 1.0
+    powerplane_probe_duration_seconds{exporter="redfish"} 0.412
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import Metric
+
+from .builtin import PROBE_DURATION, PROBES, PROBES_COALESCED, PROBES_IN_FLIGHT, TARGET_UP
+from .collector import Collector, Deadline, Outcome, Scrape, describe_error, run_collectors
+from .logs import FailureLog
+
+
+class ProbeRequestError(Exception):
+    """A probe request the exporter refuses (unknown target, module or auth): HTTP 400."""
+
+
+@dataclass(frozen=True)
+class ProbeJob:
+    """What one probe does: its collectors, its timeout and its keys."""
+
+    target: str
+    module: str
+    timeout: float
+    collectors: Sequence[Collector[Any]]
+    #: Identity of the physical device, for the per-device concurrency cap.
+    device: str = ""
+    #: Everything that makes two probes interchangeable, for coalescing.
+    key: Hashable = None
+    #: An optional first step (connect, log in, discover); its failure means target_up 0.
+    connect: Callable[[Deadline], Awaitable[None]] | None = field(default=None, compare=False)
+
+    def coalesce_key(self) -> Hashable:
+        return self.key if self.key is not None else (self.target, self.module)
+
+
+class Prober(ABC):
+    """The exporter side of ``/probe``."""
+
+    exporter: str = "probe"
+
+    @abstractmethod
+    def resolve(self, params: Mapping[str, str]) -> ProbeJob:
+        """Validate the request's parameters; raise ``ProbeRequestError`` to refuse it."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release sessions and connections (called once at shutdown)."""
+
+
+class _Slots:
+    """Named semaphores that disappear when nobody holds or waits for them."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._sems: dict[str, tuple[asyncio.Semaphore, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, name: str) -> AsyncIterator[None]:
+        sem, users = self._sems.get(name) or (asyncio.Semaphore(self.size), 0)
+        self._sems[name] = (sem, users + 1)
+        try:
+            async with sem:
+                yield
+        finally:
+            sem, users = self._sems[name]
+            if users <= 1:
+                del self._sems[name]
+            else:
+                self._sems[name] = (sem, users - 1)
+
+
+class ProbeRunner:
+    """Runs probe jobs with coalescing, concurrency caps and deadlines."""
+
+    def __init__(
+        self,
+        prober: Prober,
+        failures: FailureLog,
+        registry: CollectorRegistry,
+        max_concurrency: int = 512,
+        per_device: int = 2,
+    ) -> None:
+        self.prober = prober
+        self.failures = failures
+        self._process = asyncio.Semaphore(max_concurrency)
+        self._devices = _Slots(per_device)
+        self._inflight: dict[Hashable, asyncio.Task[Scrape]] = {}
+        self._probes = Counter(
+            PROBES.name.removesuffix("_total"), PROBES.help, PROBES.labels, registry=registry
+        )
+        self._coalesced = Counter(
+            PROBES_COALESCED.name.removesuffix("_total"),
+            PROBES_COALESCED.help,
+            PROBES_COALESCED.labels,
+            registry=registry,
+        )
+        self._active = Gauge(
+            PROBES_IN_FLIGHT.name, PROBES_IN_FLIGHT.help, PROBES_IN_FLIGHT.labels, registry=registry
+        )
+
+    async def probe(self, job: ProbeJob, deadline: Deadline) -> Scrape:
+        key = job.coalesce_key()
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._run(job, deadline))
+            self._inflight[key] = task
+            task.add_done_callback(lambda _t: self._inflight.pop(key, None))
+        else:
+            self._coalesced.labels(self.prober.exporter).inc()
+        # shield: a client that hangs up must not cancel a fetch that others are waiting for.
+        scrape = await asyncio.shield(task)
+        self._probes.labels(self.prober.exporter, "up" if _is_up(scrape) else "down").inc()
+        return scrape
+
+    async def _run(self, job: ProbeJob, deadline: Deadline) -> Scrape:
+        start = time.perf_counter()
+        exporter = self.prober.exporter
+        outcomes: list[Outcome]
+        up = False
+        try:
+            async with (
+                asyncio.timeout(deadline.remaining()),
+                self._process,
+                self._devices.hold(job.device or job.target),
+            ):
+                self._active.labels(exporter).inc()
+                try:
+                    if job.connect is not None:
+                        await job.connect(deadline)
+                    outcomes = await run_collectors(
+                        exporter, job.collectors, deadline, self.failures, job.target
+                    )
+                    up = any(o.success for o in outcomes) or not outcomes
+                finally:
+                    self._active.labels(exporter).dec()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the probe must answer with target_up 0
+            cause = describe_error(exc)
+            self.failures.failure((exporter, "connect", job.target), cause)
+            outcomes = [Outcome(c.name, False, 0.0, error=cause) for c in job.collectors]
+        else:
+            self.failures.success((exporter, "connect", job.target))
+        return Scrape(exporter, outcomes, _probe_metrics(exporter, up, time.perf_counter() - start))
+
+
+def _is_up(scrape: Scrape) -> bool:
+    for metric in scrape.extra:
+        if metric.name == "powerplane_target_up":
+            return bool(metric.samples and metric.samples[0].value)
+    return False
+
+
+def _probe_metrics(exporter: str, up: bool, duration: float) -> list[Metric]:
+    up_family = TARGET_UP.family()
+    up_family.add_metric([exporter], 1.0 if up else 0.0)
+    duration_family = PROBE_DURATION.family()
+    duration_family.add_metric([exporter], duration)
+    return [up_family, duration_family]

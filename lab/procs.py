@@ -1,0 +1,289 @@
+"""Starting real components (Prometheus, Alertmanager, node_exporter, ...) on 127.0.0.1.
+
+Every process gets an ephemeral port, a log file and a readiness poll (never a fixed sleep),
+and is stopped by PID.  Used by ``powerplane demo``, the tests and the benchmarks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+#: Where Debian installs the components, for when they are not on PATH.
+_KNOWN = {
+    "prometheus": ["/usr/bin/prometheus"],
+    "promtool": ["/usr/bin/promtool"],
+    "alertmanager": ["/usr/bin/prometheus-alertmanager"],
+    "node_exporter": ["/usr/bin/prometheus-node-exporter"],
+    "snmp_exporter": ["/usr/bin/prometheus-snmp-exporter"],
+    "snmpd": ["/usr/sbin/snmpd"],
+}
+
+
+def find_binary(name: str) -> str | None:
+    """The path of a component's binary, or None when it is not installed."""
+    found = shutil.which(name)
+    if found:
+        return found
+    for candidate in _KNOWN.get(name, []):
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(
+    predicate: Callable[[], T], timeout: float, interval: float = 0.1, what: str = "condition"
+) -> T:
+    """Poll ``predicate`` until it returns something truthy; raise TimeoutError naming ``what``."""
+    end = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # retried until the deadline
+            last_exc = exc
+        if time.monotonic() >= end:
+            raise TimeoutError(
+                f"timed out after {timeout:.0f}s waiting for {what}"
+                + (f" (last error: {last_exc})" if last_exc else "")
+            )
+        time.sleep(interval)
+
+
+def http_get(url: str, timeout: float = 5.0, headers: Mapping[str, str] | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers=dict(headers or {}))
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+class Process:
+    """A subprocess with its output in a log file, stopped by PID."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        log_path: Path,
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        **popen: Any,
+    ) -> None:
+        self.argv = list(argv)
+        self.log_path = log_path
+        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            self.argv,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+            **popen,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log_tail(self, lines: int = 30) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+    def wait_ready(self, url: str, timeout: float = 30.0) -> None:
+        def ready() -> bool:
+            if not self.alive():
+                raise RuntimeError(f"{self.argv[0]} exited with {self.proc.returncode}:\n{self.log_tail()}")
+            return http_get(url, timeout=1.0)[0] == 200
+
+        try:
+            wait_until(ready, timeout, what=f"{self.argv[0]} at {url}")
+        except RuntimeError:
+            self.stop()
+            raise
+        except TimeoutError as exc:
+            self.stop()
+            raise TimeoutError(f"{exc}\n{self.log_tail()}") from None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._log.close()
+
+
+class Prometheus:
+    """A real Prometheus on 127.0.0.1 with a temporary TSDB."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        scrape_configs: Sequence[Mapping[str, Any]],
+        rule_files: Sequence[Path] = (),
+        alertmanagers: Sequence[str] = (),
+        scrape_interval: str = "1s",
+        evaluation_interval: str = "1s",
+        binary: str | None = None,
+        port: int | None = None,
+    ) -> None:
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.binary = binary or find_binary("prometheus")
+        if self.binary is None:
+            raise FileNotFoundError("prometheus is not installed (Debian package 'prometheus')")
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config: dict[str, Any] = {
+            "global": {
+                "scrape_interval": scrape_interval,
+                "evaluation_interval": evaluation_interval,
+                "scrape_timeout": scrape_interval,
+            },
+            "scrape_configs": list(scrape_configs),
+        }
+        if rule_files:
+            config["rule_files"] = [str(p) for p in rule_files]
+        if alertmanagers:
+            config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": list(alertmanagers)}]}]}
+        self.config_path = self.workdir / "prometheus.yml"
+        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        self.process: Process | None = None
+
+    def start(self, timeout: float = 60.0) -> Prometheus:
+        assert self.binary is not None
+        self.process = Process(
+            [
+                self.binary,
+                f"--config.file={self.config_path}",
+                f"--storage.tsdb.path={self.workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--web.enable-lifecycle",
+                "--storage.tsdb.retention.time=1d",
+            ],
+            self.workdir / "prometheus.log",
+        )
+        self.process.wait_ready(self.url + "/-/ready", timeout)
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
+
+    def __enter__(self) -> Prometheus:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    def api(self, path: str, **params: Any) -> Any:
+        query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
+        status, body = http_get(f"{self.url}/api/v1/{path}?{query}", timeout=10.0)
+        doc = json.loads(body)
+        if status != 200 or doc.get("status") != "success":
+            raise RuntimeError(f"Prometheus {path} failed ({status}): {doc.get('error', body[:200])}")
+        return doc["data"]
+
+    def query(self, expr: str, at: float | None = None) -> list[dict[str, Any]]:
+        """Instant query; returns the result vector."""
+        data = self.api("query", query=expr, time=at)
+        return list(data["result"]) if data["resultType"] == "vector" else [data["result"]]
+
+    def value(self, expr: str, at: float | None = None) -> float | None:
+        """The single value of an instant query, or None if it returned nothing."""
+        result = self.query(expr, at)
+        if not result:
+            return None
+        return float(result[0]["value"][1])
+
+    def wait_value(self, expr: str, timeout: float = 60.0) -> float:
+        """Wait until ``expr`` returns a value, and return it."""
+
+        def read() -> tuple[float] | None:
+            value = self.value(expr)
+            return None if value is None else (value,)
+
+        found: tuple[float] = wait_until(read, timeout, interval=0.5, what=f"a value for {expr!r}")  # type: ignore[assignment]
+        return found[0]
+
+    def targets(self) -> list[dict[str, Any]]:
+        return list(self.api("targets")["activeTargets"])
+
+    def wait_targets_up(self, count: int, timeout: float = 60.0) -> None:
+        def up() -> bool:
+            targets = self.targets()
+            return len(targets) >= count and all(t["health"] == "up" for t in targets)
+
+        wait_until(up, timeout, interval=0.5, what=f"{count} targets up")
+
+
+class BackgroundLoop:
+    """An asyncio event loop in a thread, for running exporters beside synchronous code.
+
+    Tests and benchmarks that poll Prometheus with blocking calls run the exporters here, so
+    the exporters keep answering while the caller blocks::
+
+        with BackgroundLoop() as loop:
+            host, port = loop.run(server.start())
+    """
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="background-loop", daemon=True)
+
+    def __enter__(self) -> BackgroundLoop:
+        self._thread.start()
+        return self
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = 60.0) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def __exit__(self, *_exc: object) -> None:
+        async def drain() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        with contextlib.suppress(Exception):
+            self.run(drain(), timeout=10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
