@@ -1,0 +1,1 @@
+"""The power-cap node agent: pure policy, actuators (RAPL, NVML), Kubernetes I/O, the loop."""

@@ -1,0 +1,1 @@
+"""Grafana dashboards defined with grafanalib; the generated JSON is committed under json/."""
