@@ -1,0 +1,108 @@
+"""Energy market and power caps: the price curve and what the controller did with it."""
+
+from __future__ import annotations
+
+import grafanalib.core as g
+
+from .common import THRESHOLDS, Layout, dashboard, stat, steps, timeseries
+
+UID = "powerplane-market"
+A = 'area=~"$area"'
+N = 'node=~"$node"'
+PRICE = "suffix: €/MWh"
+
+
+def build() -> g.Dashboard:
+    layout = Layout()
+    layout.row("Day-ahead price").add(
+        stat("Price now", [(f"powerplane_market_price_eur_per_mwh{{{A}}}", "{{area}}")], PRICE),
+        stat("Next period", [(f"powerplane_market_next_price_eur_per_mwh{{{A}}}", "{{area}}")], PRICE),
+        stat(
+            "Rank of this period today",
+            [(f"powerplane_market_price_rank_ratio{{{A}}}", "{{area}}")],
+            "percentunit",
+            thresholds=steps(0.5, 0.8),
+            description="0 %: the cheapest period of the day, 100 %: the most expensive.",
+        ),
+        stat(
+            "Tomorrow published",
+            [(f"powerplane_market_tomorrow_published{{{A}}}", "{{area}}")],
+            "none",
+            mappings=[
+                {"type": "value", "options": {"0": {"text": "not yet", "color": "orange", "index": 0}}},
+                {"type": "value", "options": {"1": {"text": "yes", "color": "green", "index": 1}}},
+            ],
+        ),
+        stat(
+            "Price data age",
+            [(f"powerplane_market_data_age_seconds{{{A}}}", "{{area}}")],
+            "s",
+            thresholds=steps(86400, 2 * 86400),
+        ),
+        stat(
+            "Period length",
+            [(f"powerplane_market_period_seconds{{{A}}}", "{{area}}")],
+            "s",
+        ),
+    )
+    layout.add(
+        timeseries(
+            "Price and today's range",
+            [
+                (f"powerplane_market_price_eur_per_mwh{{{A}}}", "{{area}} price"),
+                (f"powerplane_market_next_price_eur_per_mwh{{{A}}}", "{{area}} next period"),
+                (f"powerplane_market_today_min_price_eur_per_mwh{{{A}}}", "{{area}} today min"),
+                (f"powerplane_market_today_max_price_eur_per_mwh{{{A}}}", "{{area}} today max"),
+                (f"powerplane_market_today_mean_price_eur_per_mwh{{{A}}}", "{{area}} today mean"),
+            ],
+            PRICE,
+            w=24,
+        ),
+    )
+    layout.row("Power caps").add(
+        timeseries(
+            "Desired and applied caps",
+            [
+                (f"powerplane_controller_cap_desired_watts{{{N}}}", "{{node}} {{domain}} desired"),
+                (f"powerplane_controller_cap_applied_watts{{{N}}}", "{{node}} {{domain}} applied"),
+            ],
+            "watt",
+            description="What the policy asked for and what the hardware reports back; a gap means"
+            " the write failed or was clamped.",
+            w=16,
+        ),
+        timeseries(
+            "Signal the controller acted on",
+            [("powerplane_controller_signal_value", "{{policy}}")],
+            "none",
+            w=8,
+        ),
+    )
+    layout.row("Controller health").add(
+        timeseries(
+            "Reconciles by result",
+            [
+                (
+                    "sum by (node, result) (increase(powerplane_controller_reconcile_total"
+                    f"{{{N}}}[$__rate_interval]))",
+                    "{{node}} {{result}}",
+                )
+            ],
+            "short",
+            bars=True,
+        ),
+        timeseries(
+            "Time since last reconcile",
+            [(f"time() - powerplane_controller_last_reconcile_timestamp_seconds{{{N}}}", "{{node}}")],
+            "s",
+            thresholds=steps(*THRESHOLDS["controller_reconcile_age_seconds"]),
+            description="The controller reconciles every market period (15 min).",
+        ),
+    )
+    return dashboard(
+        UID,
+        "The day-ahead price curve (now, next, today's range) and the caps the controller set from it.",
+        layout,
+        ["area", "cluster", "row", "rack", "node"],
+        time_from="now-24h",
+    )
