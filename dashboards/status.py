@@ -111,7 +111,7 @@ def build() -> g.Dashboard:
         ),
         bargauge(
             "Data age per job",
-            [("time() - max by (job) (last_over_time(timestamp(up == 1)[1h:1m]))", "{{job}}")],
+            [("time() - max by (job) (last_over_time(timestamp(up == 1)[1h:]))", "{{job}}")],
             "s",
             thresholds=steps(*THRESHOLDS["data_age_seconds"], colors=("red",)),
             max_value=THRESHOLDS["data_age_seconds"][0] * 2,
