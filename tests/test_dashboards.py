@@ -409,3 +409,12 @@ def test_substitute_binds_variables_and_builtins_and_refuses_unknown() -> None:
     )
     with pytest.raises(ValueError):
         queries.label_values("query_result(up)")
+
+
+def test_provisioning_example_points_at_the_dashboards() -> None:
+    provider = yaml.safe_load((build.JSON_DIR.parent / "provisioning" / "powerplane.yaml").read_text())
+    assert provider["apiVersion"] == 1
+    (entry,) = provider["providers"]
+    assert entry["type"] == "file" and entry["options"]["path"].startswith("/")
+    datasource = yaml.safe_load((build.JSON_DIR.parent / "provisioning" / "datasource.yaml").read_text())
+    assert datasource["datasources"][0]["type"] == "prometheus"
