@@ -18,20 +18,36 @@ import grafanalib.core as g
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 TAG = "powerplane"
 
-#: Thresholds shared with the alert rules (rules/): GPU temperature warning/critical, memory, ...
+#: Thresholds shared with the alert rules (rules/), so a panel turns orange or red where an alert
+#: fires.  ``ALERTS_FOR`` names the alerts each one mirrors; a test checks their expressions.
 THRESHOLDS: dict[str, tuple[float, ...]] = {
     "gpu_temperature_celsius": (90.0, 95.0),
     "gpu_memory_ratio": (0.95,),
     "gpu_power_over_limit_ratio": (0.95,),
-    # ASHRAE A1 recommended inlet range.
+    # ASHRAE recommended inlet range.
     "inlet_temperature_celsius": (18.0, 27.0),
     "rack_budget_ratio": (0.9, 1.0),
-    "pdu_load_ratio": (0.8, 0.9),
+    "pdu_load_ratio": (0.8,),
     "cooler_supply_celsius": (27.0,),
+    "cooler_return_celsius": (45.0,),
     "cooler_humidity_ratio": (0.2, 0.8),
-    # The original status board flagged data older than 10 minutes.
+    "market_data_age_seconds": (86400.0,),
+    "controller_reconcile_age_seconds": (2700.0,),
+    # The original status board flagged data older than 10 minutes (no alert: a display rule).
     "data_age_seconds": (600.0,),
-    "controller_reconcile_age_seconds": (1800.0,),
+}
+ALERTS_FOR: dict[str, tuple[str, ...]] = {
+    "gpu_temperature_celsius": ("PowerplaneGpuTemperatureHigh", "PowerplaneGpuTemperatureCritical"),
+    "gpu_memory_ratio": ("PowerplaneGpuMemoryNearlyFull",),
+    "gpu_power_over_limit_ratio": ("PowerplaneGpuPowerNearLimit",),
+    "inlet_temperature_celsius": ("PowerplaneNodeInletTemperatureOutOfRange",),
+    "rack_budget_ratio": ("PowerplaneRackNearPowerBudget", "PowerplaneRackOverPowerBudget"),
+    "pdu_load_ratio": ("PowerplanePduPowerNearRating", "PowerplanePduPhaseNearRating"),
+    "cooler_supply_celsius": ("PowerplaneCoolerSupplyTemperatureHigh",),
+    "cooler_return_celsius": ("PowerplaneCoolerReturnTemperatureHigh",),
+    "cooler_humidity_ratio": ("PowerplaneCoolerHumidityLow", "PowerplaneCoolerHumidityHigh"),
+    "market_data_age_seconds": ("PowerplaneMarketDataStale",),
+    "controller_reconcile_age_seconds": ("PowerplaneControllerStalled",),
 }
 
 #: Dashboard uid → title; uids are stable (links and bookmarks use them), files are named by uid.

@@ -37,7 +37,7 @@ def build() -> g.Dashboard:
             "Price data age",
             [(f"powerplane_market_data_age_seconds{{{A}}}", "{{area}}")],
             "s",
-            thresholds=steps(86400, 2 * 86400),
+            thresholds=steps(*THRESHOLDS["market_data_age_seconds"], colors=("red",)),
         ),
         stat(
             "Period length",

@@ -95,16 +95,37 @@ def build() -> g.Dashboard:
     )
     layout.row("Cooling").add(
         timeseries(
-            "In-row cooler temperatures",
-            [(f"powerplane_cooling_temperature_celsius {COOLS_RACK}", "{{cooler}} {{point}}")],
+            "Cooler supply and rack inlet",
+            [
+                (
+                    f'powerplane_cooling_temperature_celsius{{point=~"supply|rack_inlet"}} {COOLS_RACK}',
+                    "{{cooler}} {{point}}",
+                )
+            ],
             "celsius",
             thresholds=steps(*THRESHOLDS["cooler_supply_celsius"]),
+            description="Supply air above 27 °C raises an alert.",
+            w=8,
+        ),
+        timeseries(
+            "Cooler return air and fluid",
+            [
+                (
+                    f'powerplane_cooling_temperature_celsius{{point!~"supply|rack_inlet"}} {COOLS_RACK}',
+                    "{{cooler}} {{point}}",
+                )
+            ],
+            "celsius",
+            thresholds=steps(*THRESHOLDS["cooler_return_celsius"]),
+            description="Return air above 45 °C raises an alert.",
+            w=8,
         ),
         timeseries(
             "Cooling output over IT power",
             [(f"cooler:powerplane_cooling_output_over_it_power:ratio {COOLS_RACK}", "{{cooler}}")],
             "percentunit",
             description="Heat the cooler removes per watt the racks it serves draw (near 1 when balanced).",
+            w=8,
         ),
     )
     layout.add(

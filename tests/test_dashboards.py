@@ -418,3 +418,24 @@ def test_provisioning_example_points_at_the_dashboards() -> None:
     assert entry["type"] == "file" and entry["options"]["path"].startswith("/")
     datasource = yaml.safe_load((build.JSON_DIR.parent / "provisioning" / "datasource.yaml").read_text())
     assert datasource["datasources"][0]["type"] == "prometheus"
+
+
+def alert_rules() -> dict[str, str]:
+    alerts = {}
+    for path in sorted(RULES_DIR.glob("*.y*ml")) if RULES_DIR.is_dir() else []:
+        doc = yaml.safe_load(path.read_text()) or {}
+        for group in doc.get("groups") or [] if isinstance(doc, dict) else []:
+            alerts.update({r["alert"]: r["expr"] for r in group.get("rules") or [] if "alert" in r})
+    return alerts
+
+
+def test_panel_thresholds_are_the_alert_rules_thresholds() -> None:
+    alerts = alert_rules()
+    if not alerts:
+        pytest.skip("PENDING: no alert rules in rules/ on this branch yet")
+    for key, names in common.ALERTS_FOR.items():
+        numbers: set[float] = set()
+        for name in names:
+            assert name in alerts, f"{key}: alert {name} not found in rules/"
+            numbers |= {float(n) for n in re.findall(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.])", alerts[name])}
+        assert set(common.THRESHOLDS[key]) <= numbers, f"{key}: {common.THRESHOLDS[key]} vs alerts {numbers}"
