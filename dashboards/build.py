@@ -10,6 +10,7 @@ validates the result against a JSON Schema of that model (``schema.json``).
 
     powerplane dashboards build [--out DIR]    # writes DIR/<uid>.json (default: dashboards/json)
     powerplane dashboards check                # exits 1 when the committed JSON is stale
+    powerplane dashboards preview --out DIR    # PNG previews from the lab (see preview.py)
 """
 
 from __future__ import annotations
@@ -208,3 +209,16 @@ def check_command(directory: Path) -> None:
         click.echo(f"stale dashboards (run `powerplane dashboards build`): {', '.join(changed)}", err=True)
         sys.exit(1)
     click.echo("dashboards up to date")
+
+
+@command.command("preview")
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("docs/img"), show_default=True
+)
+@click.option("--seconds", type=click.FloatRange(10, 3600), default=90.0, show_default=True)
+def preview_command(out: Path, seconds: float) -> None:
+    """Render PNG previews from a real Prometheus scraping the lab (needs the docs extra)."""
+    from .preview import write_previews
+
+    for path in write_previews(out, seconds):
+        click.echo(f"wrote {path}")

@@ -8,7 +8,7 @@ Grafana would send them.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,15 +59,15 @@ def variables_used(expr: str) -> set[str]:
     return {a or b for a, b in _VAR.findall(expr)}
 
 
-def substitute(expr: str, values: Mapping[str, str]) -> str:
+def substitute(expr: str, values: Mapping[str, str], builtins: Mapping[str, str] = BUILTINS) -> str:
     """``expr`` with ``$name``/``${name}`` replaced from ``values`` and Grafana's built-ins."""
 
     def repl(match: re.Match[str]) -> str:
         name = match.group(1) or match.group(2)
         if name in values:
             return values[name]
-        if name in BUILTINS:
-            return BUILTINS[name]
+        if name in builtins:
+            return builtins[name]
         raise KeyError(f"unbound variable ${name} in {expr!r}")
 
     return _VAR.sub(repl, expr)
@@ -79,6 +79,30 @@ def label_values(query: str) -> tuple[str | None, str]:
     if not match:
         raise ValueError(f"not a label_values() query: {query!r}")
     return match.group(1), match.group(2)
+
+
+def bind_variables(
+    doc: Mapping[str, Any], query: Callable[[str], list[dict[str, Any]]]
+) -> tuple[dict[str, str], list[str]]:
+    """Bind a dashboard's query variables as Grafana does with "All" selected.
+
+    Each ``label_values()`` query runs (through ``query``, an instant query returning the result
+    vector) with the variables before it bound; the variable becomes the regex of every value
+    found.  A variable that finds nothing is bound to ``.+`` and returned in the second list.
+    """
+    values: dict[str, str] = {}
+    empty: list[str] = []
+    for var in doc["templating"]["list"]:
+        if var["type"] != "query":
+            continue
+        selector, label = label_values(var["query"])
+        found = sorted({r["metric"].get(label) for r in query(substitute(selector or "", values))} - {None})
+        if found:
+            values[var["name"]] = "(" + "|".join(re.escape(v) for v in found) + ")"
+        else:
+            values[var["name"]] = ".+"
+            empty.append(var["name"])
+    return values, empty
 
 
 _TOKEN = re.compile(

@@ -1,0 +1,177 @@
+"""PNG previews of the dashboards, drawn with matplotlib from a real Prometheus scraping the lab.
+
+Grafana is not needed: the demo lab runs, a real Prometheus scrapes it with the rules from
+rules/, and every panel's queries run against it (variables bound as Grafana binds "All").
+Each panel is drawn at its grid position: time series as lines, stats as numbers, bar gauges
+as bars, tables as text.  Panels whose metrics the lab does not produce yet say so.
+
+    powerplane dashboards preview --out docs/img [--seconds 90]
+
+Needs the ``docs`` extra (matplotlib) and the Debian ``prometheus`` package.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from powerplane.lab import procs
+
+from . import queries
+from .build import render
+
+#: Grafana units → (divisor, suffix) for the few the previews print.
+_UNITS: dict[str, tuple[float, str]] = {
+    "watt": (1.0, " W"),
+    "kwatth": (1.0, " kWh"),
+    "celsius": (1.0, " °C"),
+    "percentunit": (0.01, " %"),
+    "hertz": (1e6, " MHz"),
+    "s": (1.0, " s"),
+    "currencyEUR": (1.0, " €"),
+    "suffix: €/MWh": (1.0, " €/MWh"),
+    "rotrpm": (1.0, " rpm"),
+    "amp": (1.0, " A"),
+    "flowcms": (1.0, " m³/s"),
+}
+
+
+def _fmt(value: float, unit: str) -> str:
+    if math.isnan(value):
+        return "NaN"
+    div, suffix = _UNITS.get(unit, (1.0, ""))
+    v = value / div
+    if abs(v) >= 10000:
+        return f"{v / 1000:.1f} k{suffix.strip()}"
+    return f"{v:.3g}{suffix}" if abs(v) < 100 else f"{v:.0f}{suffix}"
+
+
+def _legend(fmt: str, labels: dict[str, str]) -> str:
+    return re.sub(r"\{\{\s*(\w+)\s*\}\}", lambda m: labels.get(m.group(1), ""), fmt) or str(labels)
+
+
+async def _start_lab(workdir: Path, stack: contextlib.AsyncExitStack, nodes: int) -> Any:
+    from powerplane.lab.demo import COMPONENTS, DemoContext, _component
+
+    ctx = DemoContext(workdir, [f"node-{i + 1:02d}" for i in range(nodes)], stack)
+    for ref in COMPONENTS:
+        await _component(ref)(ctx)
+    return ctx
+
+
+def collect(workdir: Path, seconds: float, nodes: int = 4) -> dict[str, Any]:
+    """Run the lab and Prometheus for ``seconds``; return every panel's data, keyed by dashboard."""
+    rules = Path(__file__).resolve().parent.parent / "rules"
+    rule_files = sorted(rules.glob("*.yaml")) if rules.is_dir() else []
+    out: dict[str, Any] = {}
+    with procs.BackgroundLoop() as loop:
+        stack = contextlib.AsyncExitStack()
+        ctx = loop.run(_start_lab(workdir / "lab", stack, nodes))
+        prom = procs.Prometheus(workdir / "prometheus", ctx.scrape_configs, rule_files)
+        try:
+            prom.start()
+            # Leave out the first scrapes, where rates over a few samples ramp up from nothing.
+            start = time.time() + 12
+            time.sleep(seconds + 12)  # the previews need a stretch of history, not a readiness condition
+            end = time.time()
+            span = f"{int(end - start)}s"
+            builtins = {**queries.BUILTINS, "__range": span, "__range_s": str(int(end - start))}
+            for name, text in render().items():
+                doc = json.loads(text)
+                values, _empty = queries.bind_variables(doc, prom.query)
+                panels = []
+                for panel in queries.panels(doc):
+                    series = []
+                    for t in panel.get("targets", []):
+                        expr = queries.substitute(t["expr"], values, builtins)
+                        if t.get("instant"):
+                            result = prom.query(expr, at=end)
+                            points = [(r["metric"], [(end, float(r["value"][1]))]) for r in result]
+                        else:
+                            data = prom.api("query_range", query=expr, start=start, end=end, step=1)
+                            points = [
+                                (r["metric"], [(float(ts), float(v)) for ts, v in r["values"]])
+                                for r in data["result"]
+                            ]
+                        series += [(_legend(t["legendFormat"], m), p) for m, p in points]
+                    panels.append({"panel": panel, "series": series})
+                out[name] = {"doc": doc, "panels": panels, "start": start}
+        finally:
+            prom.stop()
+            loop.run(stack.aclose())
+    return out
+
+
+def draw(name: str, data: dict[str, Any], path: Path) -> None:
+    """One PNG per dashboard, panels at their grid positions."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    doc = data["doc"]
+    height = max(p["gridPos"]["y"] + p["gridPos"]["h"] for p in queries.panels(doc))
+    col, row = 0.55, 0.32  # inches per grid column / row
+    fig = plt.figure(figsize=(24 * col, height * row + 0.6), dpi=56)
+    fig.suptitle(doc["title"], x=0.01, ha="left", fontsize=13, fontweight="bold")
+    top = 1 - 0.6 / (height * row + 0.6)
+    for item in data["panels"]:
+        panel, series = item["panel"], item["series"]
+        pos = panel["gridPos"]
+        x0, w = pos["x"] / 24, pos["w"] / 24
+        y0 = top - (pos["y"] + pos["h"]) / height * top
+        h = pos["h"] / height * top
+        if panel["type"] == "row":
+            fig.text(x0 + 0.005, y0 + h / 2, panel["title"], fontsize=11, fontweight="bold", va="center")
+            continue
+        ax = fig.add_axes((x0 + 0.006, y0 + 0.012, w - 0.012, h - 0.045))
+        ax.set_title(panel["title"], fontsize=9, loc="left")
+        unit = panel["fieldConfig"]["defaults"].get("unit", "")
+        ax.tick_params(labelsize=6)
+        if not series:
+            ax.text(0.5, 0.5, "no data in the lab yet", ha="center", va="center", color="grey", fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            continue
+        if panel["type"] in ("timeseries", "state-timeline"):
+            for label, pts in series[:12]:
+                ax.plot([t - data["start"] for t, _ in pts], [v for _, v in pts], label=label, lw=1)
+            ax.legend(fontsize=5, loc="upper left", ncol=2, frameon=False)
+            ax.set_xlabel("seconds", fontsize=6)
+            ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _p, u=unit: _fmt(v, u)))
+        elif panel["type"] == "stat":
+            text = "\n".join(f"{_fmt(p[-1][1], unit)}" for _, p in series[:3])
+            ax.text(0.5, 0.45, text, ha="center", va="center", fontsize=16, color="tab:green")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        elif panel["type"] == "bargauge":
+            labels = [label for label, _ in series[:10]]
+            ax.barh(labels, [p[-1][1] for _, p in series[:10]], color="tab:green")
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _p, u=unit: _fmt(v, u)))
+            ax.invert_yaxis()
+        else:  # table
+            lines = [f"{label}: {_fmt(p[-1][1], unit)}" for label, p in series[:8]]
+            ax.text(0.01, 0.95, "\n".join(lines), va="top", fontsize=7, family="monospace")
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_previews(out: Path, seconds: float) -> list[Path]:
+    import tempfile
+
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="powerplane-preview-") as tmp:
+        collected = collect(Path(tmp), seconds)
+    paths = []
+    for name, data in collected.items():
+        path = out / name.replace(".json", ".png")
+        draw(name, data, path)
+        paths.append(path)
+    return paths
