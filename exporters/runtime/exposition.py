@@ -63,7 +63,7 @@ def render(metrics: Iterable[Metric]) -> bytes:
     append = out.append
     for metric in metrics:
         if metric.type not in ("gauge", "counter", "untyped"):
-            append(generate_latest(_One(metric)).decode())  # type: ignore[arg-type]
+            append(generate_latest(_One(metric)).decode())
             continue
         name = metric.name + "_total" if metric.type == "counter" else metric.name
         append(f"# HELP {name} {metric.documentation.translate(_ESCAPE_HELP)}\n# TYPE {name} {metric.type}\n")
