@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grafanalib.core as g
 
-from .common import THRESHOLDS, Layout, dashboard, stat, steps, timeseries
+from .common import THRESHOLDS, Layout, bargauge, dashboard, stat, steps, timeseries
 
 UID = "powerplane-market"
 A = 'area=~"$area"'
@@ -51,12 +51,19 @@ def build() -> g.Dashboard:
             [
                 (f"powerplane_market_price_eur_per_mwh{{{A}}}", "{{area}} price"),
                 (f"powerplane_market_next_price_eur_per_mwh{{{A}}}", "{{area}} next period"),
-                (f"powerplane_market_today_min_price_eur_per_mwh{{{A}}}", "{{area}} today min"),
-                (f"powerplane_market_today_max_price_eur_per_mwh{{{A}}}", "{{area}} today max"),
-                (f"powerplane_market_today_mean_price_eur_per_mwh{{{A}}}", "{{area}} today mean"),
+                (f'powerplane_market_day_min_eur_per_mwh{{{A}, day="today"}}', "{{area}} today min"),
+                (f'powerplane_market_day_max_eur_per_mwh{{{A}, day="today"}}', "{{area}} today max"),
+                (f'powerplane_market_day_mean_eur_per_mwh{{{A}, day="today"}}', "{{area}} today mean"),
             ],
             PRICE,
-            w=24,
+            w=16,
+        ),
+        bargauge(
+            "Price ahead",
+            [(f"powerplane_market_price_ahead_eur_per_mwh{{{A}}}", "{{area}} in {{horizon}}")],
+            PRICE,
+            description="Price of the period containing now + each horizon (15 min to 24 h).",
+            w=8,
         ),
     )
     layout.row("Power caps").add(
@@ -65,6 +72,7 @@ def build() -> g.Dashboard:
             [
                 (f"powerplane_controller_cap_desired_watts{{{N}}}", "{{node}} {{domain}} desired"),
                 (f"powerplane_controller_cap_applied_watts{{{N}}}", "{{node}} {{domain}} applied"),
+                (f"powerplane_controller_cap_enforced_watts{{{N}}}", "{{node}} {{domain}} enforced"),
             ],
             "watt",
             description="What the policy asked for and what the hardware reports back; a gap means"

@@ -97,15 +97,11 @@ def build() -> g.Dashboard:
     layout.row("Thermals").add(
         timeseries(
             "Inlet and exhaust",
-            [
-                (
-                    f'powerplane_redfish_temperature_celsius{{{N}, context=~"Intake|Exhaust"}}',
-                    "{{node}} {{sensor}}",
-                )
-            ],
+            [(f"powerplane_redfish_temperature_summary_celsius{{{N}}}", "{{node}} {{context}}")],
             "celsius",
             thresholds=band(*THRESHOLDS["inlet_temperature_celsius"]),
-            description="ASHRAE recommends an inlet between 18 and 27 °C; the alert fires outside.",
+            description="The chassis intake and exhaust summary. ASHRAE recommends an inlet between 18 and"
+            " 27 °C; the alert fires outside.",
         ),
         timeseries(
             "Component temperatures",
@@ -122,9 +118,11 @@ def build() -> g.Dashboard:
         timeseries("Fans", [(f"powerplane_redfish_fan_speed_rpm{{{N}}}", "{{node}} {{fan}}")], "rotrpm"),
         table(
             "Health",
-            [(f"powerplane_redfish_health{{{N}}}", "{{node}} {{resource}}")],
+            [(f"powerplane_redfish_health{{{N}}} == 1", "{{node}} {{resource}} {{state}}")],
             "none",
-            description="Health of system, chassis, PSUs and fans as reported by the BMC.",
+            description="Current health (ok, warning, critical) of system, chassis, PSUs and fans as the BMC"
+            " reports it.",
+            hide=("Time", "__name__", "instance", "job", "Value"),
         ),
     )
     return dashboard(

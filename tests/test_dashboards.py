@@ -44,6 +44,7 @@ PENDING = {
     "powerplane_redfish_power_capacity_watts", "powerplane_redfish_psu_input_watts",
     "powerplane_redfish_psu_output_watts", "powerplane_redfish_temperature_celsius",
     "powerplane_redfish_fan_speed_rpm", "powerplane_redfish_health",
+    "powerplane_redfish_temperature_summary_celsius",
     # snmp
     "powerplane_pdu_power_watts", "powerplane_pdu_phase_current_amperes", "powerplane_pdu_outlet_power_watts",
     "powerplane_pdu_sensor_temperature_celsius", "powerplane_cooling_temperature_celsius",
@@ -52,12 +53,14 @@ PENDING = {
     "powerplane_cooling_humidity_ratio", "powerplane_cooling_leak_detected",
     # market
     "powerplane_market_price_eur_per_mwh", "powerplane_market_next_price_eur_per_mwh",
-    "powerplane_market_today_min_price_eur_per_mwh", "powerplane_market_today_max_price_eur_per_mwh",
-    "powerplane_market_today_mean_price_eur_per_mwh", "powerplane_market_price_rank_ratio",
+    "powerplane_market_day_min_eur_per_mwh", "powerplane_market_day_max_eur_per_mwh",
+    "powerplane_market_day_mean_eur_per_mwh", "powerplane_market_price_rank_ratio",
+    "powerplane_market_price_ahead_eur_per_mwh",
     "powerplane_market_period_seconds", "powerplane_market_data_age_seconds",
     "powerplane_market_tomorrow_published",
     # controller
     "powerplane_controller_cap_desired_watts", "powerplane_controller_cap_applied_watts",
+    "powerplane_controller_cap_enforced_watts",
     "powerplane_controller_signal_value", "powerplane_controller_reconcile_total",
     "powerplane_controller_last_reconcile_timestamp_seconds",
     # recording rules (names fixed by the rules contract)
