@@ -19,6 +19,8 @@ BUILTINS = {
     "__range_s": "300",
     "__range": "5m",
 }
+#: What Grafana's Prometheus data source escapes in multi-value variables.
+_REGEX_SPECIAL = re.compile(r"[\\^$*+?.()|{}\[\]]")
 _VAR = re.compile(r"\$(?:\{(\w+)(?::\w+)?\}|(\w+))")
 _LABEL_VALUES = re.compile(r"^label_values\((?:(.*),\s*)?(\w+)\)$", re.S)
 
@@ -98,7 +100,7 @@ def bind_variables(
         selector, label = label_values(var["query"])
         found = sorted({r["metric"].get(label) for r in query(substitute(selector or "", values))} - {None})
         if found:
-            values[var["name"]] = "(" + "|".join(re.escape(v) for v in found) + ")"
+            values[var["name"]] = "(" + "|".join(_REGEX_SPECIAL.sub(r"\\\g<0>", v) for v in found) + ")"
         else:
             values[var["name"]] = ".+"
             empty.append(var["name"])

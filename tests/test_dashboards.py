@@ -442,3 +442,38 @@ def test_panel_thresholds_are_the_alert_rules_thresholds() -> None:
             assert name in alerts, f"{key}: alert {name} not found in rules/"
             numbers |= {float(n) for n in re.findall(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.])", alerts[name])}
         assert set(common.THRESHOLDS[key]) <= numbers, f"{key}: {common.THRESHOLDS[key]} vs alerts {numbers}"
+
+
+def test_bind_variables_chains_like_grafana_all() -> None:
+    doc = {
+        "templating": {
+            "list": [
+                {"type": "datasource", "name": "datasource", "query": "prometheus"},
+                {"type": "query", "name": "rack", "query": "label_values(powerplane_node_info, rack)"},
+                {
+                    "type": "query",
+                    "name": "node",
+                    "query": 'label_values(powerplane_node_info{rack=~"$rack"}, node)',
+                },
+                {
+                    "type": "query",
+                    "name": "gpu",
+                    "query": 'label_values(powerplane_gpu_info{node=~"$node"}, gpu)',
+                },
+            ]
+        }
+    }
+    seen = []
+
+    def query(expr: str) -> list[dict[str, Any]]:
+        seen.append(expr)
+        if expr == "powerplane_node_info":
+            return [{"metric": {"rack": "r.1"}}, {"metric": {"rack": "r2"}}, {"metric": {}}]
+        if expr == 'powerplane_node_info{rack=~"(r\\.1|r2)"}':
+            return [{"metric": {"node": "node-01"}}]
+        return []
+
+    values, empty = queries.bind_variables(doc, query)
+    assert values == {"rack": "(r\\.1|r2)", "node": "(node-01)", "gpu": ".+"}
+    assert empty == ["gpu"]
+    assert seen[-1] == 'powerplane_gpu_info{node=~"(node-01)"}'
