@@ -26,8 +26,8 @@ from . import exposition
 from .builtin import BUILD_INFO
 from .collector import Collector, Deadline, Scrape, run_collectors
 from .logs import FailureLog, log
-from .process import ProcessMetrics
 from .probe import Prober, ProbeRequestError, ProbeRunner
+from .process import ProcessMetrics
 from .webconfig import BasicAuth, WebConfig, headers_middleware
 
 logger = logging.getLogger("powerplane.server")
