@@ -180,15 +180,21 @@ def _report(changes: list[str], check: bool, what: str) -> None:
 
 @command.command("sync")
 @click.option("--check", is_flag=True, help="Change nothing; exit 1 when the chart differs from its sources.")
-@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=REPO_ROOT, show_default=True)
+@click.option(
+    "--root", type=click.Path(file_okay=False, path_type=Path), default=REPO_ROOT, show_default=True
+)
 def sync_command(check: bool, root: Path) -> None:
     """Copy rules/, dashboards/json/ and the CRD into charts/powerplane."""
     _report(sync(root, check=check), check, "sync")
 
 
 @command.command("deploy")
-@click.option("--check", is_flag=True, help="Change nothing; exit 1 when deploy/ differs from a fresh render.")
-@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=REPO_ROOT, show_default=True)
+@click.option(
+    "--check", is_flag=True, help="Change nothing; exit 1 when deploy/ differs from a fresh render."
+)
+@click.option(
+    "--root", type=click.Path(file_okay=False, path_type=Path), default=REPO_ROOT, show_default=True
+)
 def deploy_command(check: bool, root: Path) -> None:
     """Render deploy/ from the chart with its default values (run `chart sync` first)."""
     _report(deploy(root, check=check), check, "deploy")

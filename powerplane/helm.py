@@ -111,12 +111,18 @@ def objects(manifests: Mapping[str, str]) -> list[dict[str, Any]]:
     return found
 
 
-def lint(chart_dir: Path, values: Mapping[str, Any] | None = None, *, strict: bool = True) -> list[LintMessage]:
+def lint(
+    chart_dir: Path, values: Mapping[str, Any] | None = None, *, strict: bool = True
+) -> list[LintMessage]:
     """Lint the chart like ``helm lint --strict``: the findings (an empty list when clean)."""
     helm = _helm()
     report = helm.lint(str(chart_dir), dict(values or {}), strict=strict)
     messages = [
-        LintMessage(_SEVERITIES.get(int(m.get("severity", 0)), "unknown"), str(m.get("path", "")), str(m.get("error", "")))
+        LintMessage(
+            _SEVERITIES.get(int(m.get("severity", 0)), "unknown"),
+            str(m.get("path", "")),
+            str(m.get("error", "")),
+        )
         for m in report.get("messages", [])
     ]
     messages.extend(LintMessage("error", "", str(e)) for e in report.get("errors", []) or [])
