@@ -28,6 +28,7 @@ from powerplane import helm
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "charts" / "powerplane"
+RULE_FILES = sorted((CHART / "files" / "rules").glob("*.yaml"))
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 SCHEMAS = Path(__file__).parent / "schemas"
 #: The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest schema known.
@@ -505,9 +506,13 @@ def test_deploy_manifests_validate() -> None:
     docs = [d for d in yaml.safe_load_all((ROOT / "deploy" / "powerplane.yaml").read_text()) if d]
     assert docs[0] == {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "powerplane"}}
     assert {d["kind"] for d in docs} >= {"DaemonSet", "ClusterRole", "ServiceAccount"}
+    operator = [
+        d for d in yaml.safe_load_all((ROOT / "deploy/prometheus-operator/monitoring.yaml").read_text()) if d
+    ]
+    assert {d["kind"] for d in operator} == {"PodMonitor"} | ({"PrometheusRule"} if RULE_FILES else set())
     for doc in docs:
         validate_object(doc)
-    for path in sorted((ROOT / "deploy" / "crds").glob("*.yaml")):
+    for path in sorted((ROOT / "deploy").glob("*/*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
             if doc:
                 validate_object(doc)
