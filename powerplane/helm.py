@@ -69,10 +69,10 @@ def render(
 ) -> dict[str, str]:
     """Render the chart like ``helm template``: {template path: manifest text}.
 
-    Values are validated against values.schema.json first (the engine's offline render does not),
-    so an invalid file fails here exactly as ``helm install`` would fail. Templates that render to
-    nothing but whitespace are left out. With ``include_crds`` the files under crds/ are added
-    under their chart paths.
+    Values are validated against values.schema.json first, as ``helm install`` does, and a
+    violation raises ``ValuesRejected`` (every error listed) rather than a render error.
+    Templates that render to nothing but whitespace are left out. With ``include_crds`` the
+    files under crds/ are added under their chart paths.
     """
     helm = _helm()
     with _chart(chart_dir) as chart:
@@ -86,13 +86,13 @@ def render(
             )
         except helm.HelmError as exc:
             raise RenderFailed(str(exc)) from None
+        prefix = chart.name
         crds = chart.crds if include_crds else []
     out: dict[str, str] = {}
     for crd in crds:
-        name = str(crd.get("name", ""))
-        out[name if name.startswith("crds/") else f"{chart.name}/crds/{Path(name).name}"] = str(
-            crd.get("data", "")
-        )
+        # Keyed like the templates ("<chart>/crds/<file>") so callers can tell them apart.
+        path = str(crd.get("filename") or f"{prefix}/{crd.get('name', '')}")
+        out[path] = str(crd.get("data", ""))
     for path, text in sorted(rendered.items()):
         if text.strip():
             out[path] = text

@@ -706,6 +706,17 @@ def test_policies_and_rbac_follow_the_crd(scratch: Path) -> None:
         )
 
 
+def test_deploy_carries_the_crd(scratch: Path) -> None:
+    files = chart_tool.deploy_manifests(scratch)
+    assert yaml.safe_load(files[Path("deploy/crds/powercappolicy.yaml")]) == SAMPLE_CRD
+    kinds = {d["kind"] for d in yaml.safe_load_all(files[Path("deploy/powerplane.yaml")]) if d}
+    assert "CustomResourceDefinition" not in kinds
+    operator = [d for d in yaml.safe_load_all(files[Path("deploy/prometheus-operator/monitoring.yaml")]) if d]
+    assert {d["kind"] for d in operator} == {"PodMonitor", "PrometheusRule"}
+    chart_tool.deploy(scratch)
+    assert chart_tool.deploy(scratch, check=True) == []
+
+
 def test_sync_tracks_sources(scratch: Path) -> None:
     chart_dir = scratch / "charts" / "powerplane"
     assert chart_tool.sync(scratch, check=True) == []
