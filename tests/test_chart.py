@@ -332,6 +332,9 @@ def test_scrape_config_probes_through_the_service() -> None:
     configs = {s["metadata"]["name"]: s["spec"] for s in by_kind(objects, "ScrapeConfig")}
     redfish = configs["powerplane-redfish"]
     assert redfish["metricsPath"] == "/probe"
+    assert (
+        redfish["jobName"] == "powerplane-redfish-probe"
+    )  # the exporter's own /metrics is job powerplane-redfish
     assert redfish["scrapeTimeout"] == "50s"
     (static,) = redfish["staticConfigs"]
     assert static["labels"] == {"__param_module": "default", "__param_auth": "idrac", "node": "node-001"}
