@@ -421,23 +421,41 @@ def test_config_change_rolls_the_pods() -> None:
 
 def test_rbac_is_least_privilege() -> None:
     objects = render({})
-    (role,) = by_kind(objects, "ClusterRole")
-    rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): set(r["verbs"]) for r in role["rules"]}
-    assert rules == {
+
+    def rules(role: dict[str, Any]) -> dict[tuple[tuple[str, ...], tuple[str, ...]], set[str]]:
+        return {(tuple(r["apiGroups"]), tuple(r["resources"])): set(r["verbs"]) for r in role["rules"]}
+
+    (cluster_role,) = by_kind(objects, "ClusterRole")
+    assert rules(cluster_role) == {
         (("",), ("nodes",)): {"get", "patch"},
-        (("", "events.k8s.io"), ("events",)): {"create", "patch"},
         (("powerplane.io",), ("powercappolicies",)): {"get", "list", "watch"},
         (("powerplane.io",), ("powercappolicies/status",)): {"get", "update", "patch"},
     }
-    assert not any("*" in v or "secrets" in r for (_, r), v in rules.items())
-    assert by_kind(objects, "Role") == [] and by_kind(objects, "RoleBinding") == []
-    (binding,) = by_kind(objects, "ClusterRoleBinding")
+    # Events go to the controller's own namespace only.
+    (role,) = by_kind(objects, "Role")
+    assert role["metadata"]["namespace"] == "powerplane"
+    assert rules(role) == {(("",), ("events",)): {"create"}}
     (account,) = by_kind(objects, "ServiceAccount")
-    assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": "powerplane"}
+    subject = {"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": "powerplane"}
+    for kind, role_kind in (("ClusterRoleBinding", "ClusterRole"), ("RoleBinding", "Role")):
+        (binding,) = by_kind(objects, kind)
+        assert binding["subjects"] == [subject]
+        assert binding["roleRef"]["kind"] == role_kind
+    (daemonset, *_) = by_kind(objects, "DaemonSet")
+    (controller,) = [
+        c for c in daemonset["spec"]["template"]["spec"]["containers"] if c["name"] == "controller"
     ]
+    env = {e["name"]: e for e in controller["env"]}
+    assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
     without = render({"controller": {"enabled": False}})
-    assert not {o["kind"] for o in without} & {"ClusterRole", "ClusterRoleBinding", "ServiceAccount"}
+    assert not {o["kind"] for o in without} & {
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "ServiceAccount",
+    }
 
 
 # -- values schema --------------------------------------------------------------------------------
