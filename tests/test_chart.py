@@ -112,6 +112,8 @@ def validate_object(obj: dict[str, Any]) -> None:
         assert not errors, f"{where}: " + "; ".join(f"{list(e.path)}: {e.message}" for e in errors)
     elif obj["kind"] == "PowerCapPolicy":
         crd = policy_crd(render({}))
+        if crd is None and not (ROOT / "controller" / "crd").is_dir():
+            pytest.skip(f"{where}: controller/crd/ (the PowerCapPolicy CRD) is not in this checkout yet")
         assert crd is not None, f"{where}: rendered without a PowerCapPolicy CRD in the chart"
         version = obj["apiVersion"].split("/")[1]
         schema = next(v for v in crd["spec"]["versions"] if v["name"] == version)["schema"]["openAPIV3Schema"]
