@@ -19,7 +19,6 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.core import Metric
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.process_collector import ProcessCollector
 
 from powerplane import __version__
 
@@ -28,6 +27,7 @@ from .builtin import BUILD_INFO
 from .collector import Collector, Deadline, Scrape, run_collectors
 from .logs import FailureLog, log
 from .probe import Prober, ProbeRequestError, ProbeRunner
+from .process import ProcessMetrics
 from .webconfig import BasicAuth, WebConfig, headers_middleware
 
 logger = logging.getLogger("powerplane.server")
@@ -96,7 +96,7 @@ class ExporterServer:
         self.description = description
         self.failures = FailureLog(logging.getLogger(f"powerplane.{exporter}"))
         self.registry = CollectorRegistry(auto_describe=False)
-        ProcessCollector(registry=self.registry)
+        self.registry.register(ProcessMetrics())
         Gauge(BUILD_INFO.name, BUILD_INFO.help, BUILD_INFO.labels, registry=self.registry).labels(
             exporter, __version__
         ).set(1)
@@ -253,7 +253,8 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
         import uvloop
     except ImportError:
         return asyncio.new_event_loop
-    return uvloop.new_event_loop
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
 
 
 def run(server: ExporterServer, listen_address: str) -> None:
