@@ -59,9 +59,9 @@ def build() -> g.Dashboard:
         ),
         stat(
             "Nodes capped",
-            [("count(powerplane_controller_cap_applied_watts) or vector(0)", "capped")],
+            [("count(count by (node) (powerplane_controller_cap_desired_watts)) or vector(0)", "capped")],
             "short",
-            description="Power caps the controller has applied (one per node and domain).",
+            description="Nodes where a policy wants a power cap now (no series: hardware default).",
             links=[drilldown("powerplane-market", "Caps per node")],
         ),
     )
