@@ -114,6 +114,10 @@ def draw(name: str, data: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    plt.style.use("dark_background")  # close to Grafana's dark theme
+    plt.rcParams.update(
+        {"figure.facecolor": "#111217", "axes.facecolor": "#181b1f", "axes.edgecolor": "#2c3235"}
+    )
     doc = data["doc"]
     height = max(p["gridPos"]["y"] + p["gridPos"]["h"] for p in queries.panels(doc))
     col, row = 0.55, 0.32  # inches per grid column / row
@@ -146,12 +150,12 @@ def draw(name: str, data: dict[str, Any], path: Path) -> None:
             ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _p, u=unit: _fmt(v, u)))
         elif panel["type"] == "stat":
             text = "\n".join(f"{_fmt(p[-1][1], unit)}" for _, p in series[:3])
-            ax.text(0.5, 0.45, text, ha="center", va="center", fontsize=16, color="tab:green")
+            ax.text(0.5, 0.45, text, ha="center", va="center", fontsize=16, color="#73bf69")
             ax.set_xticks([])
             ax.set_yticks([])
         elif panel["type"] == "bargauge":
             labels = [label for label, _ in series[:10]]
-            ax.barh(labels, [p[-1][1] for _, p in series[:10]], color="tab:green")
+            ax.barh(labels, [p[-1][1] for _, p in series[:10]], color="#73bf69")
             ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _p, u=unit: _fmt(v, u)))
             ax.invert_yaxis()
         else:  # table
