@@ -51,6 +51,18 @@ def _fmt(value: float, unit: str) -> str:
     return f"{v:.3g}{suffix}" if abs(v) < 100 else f"{v:.0f}{suffix}"
 
 
+_COLORS = {"green": "#73bf69", "orange": "#ff9830", "red": "#f2495c", "blue": "#5794f2"}
+
+
+def _color(panel: dict[str, Any], value: float) -> str:
+    """The colour of ``value`` under the panel's threshold steps, as Grafana picks it."""
+    color = "green"
+    for step in panel["fieldConfig"]["defaults"].get("thresholds", {}).get("steps", []):
+        if step["value"] is None or value >= step["value"]:
+            color = step["color"]
+    return _COLORS.get(color, color)
+
+
 def _legend(fmt: str, labels: dict[str, str]) -> str:
     return re.sub(r"\{\{\s*(\w+)\s*\}\}", lambda m: labels.get(m.group(1), ""), fmt) or str(labels)
 
@@ -133,7 +145,8 @@ def draw(name: str, data: dict[str, Any], path: Path) -> None:
         if panel["type"] == "row":
             fig.text(x0 + 0.005, y0 + h / 2, panel["title"], fontsize=11, fontweight="bold", va="center")
             continue
-        ax = fig.add_axes((x0 + 0.006, y0 + 0.012, w - 0.012, h - 0.045))
+        # Room on the left for tick labels, as Grafana keeps inside the panel.
+        ax = fig.add_axes((x0 + 0.04, y0 + 0.02, w - 0.046, h - 0.055))
         ax.set_title(panel["title"], fontsize=9, loc="left")
         unit = panel["fieldConfig"]["defaults"].get("unit", "")
         ax.tick_params(labelsize=6)
@@ -142,20 +155,44 @@ def draw(name: str, data: dict[str, Any], path: Path) -> None:
             ax.set_xticks([])
             ax.set_yticks([])
             continue
-        if panel["type"] in ("timeseries", "state-timeline"):
+        if panel["type"] == "state-timeline":
+            shown = series[:12]
+            for i, (label, pts) in enumerate(shown):
+                times = [t - data["start"] for t, _ in pts]
+                bars = [(t, 1.0) for t in times]
+                ax.broken_barh(bars, (i - 0.4, 0.8), facecolors=[_color(panel, v) for _, v in pts])
+                ax.text(0.005, i, label, transform=ax.get_yaxis_transform(), va="center", fontsize=7)
+            ax.set_yticks([])
+            ax.set_ylim(len(shown) - 0.5, -0.5)
+            ax.set_xlabel("seconds", fontsize=6)
+        elif panel["type"] == "timeseries":
             for label, pts in series[:12]:
                 ax.plot([t - data["start"] for t, _ in pts], [v for _, v in pts], label=label, lw=1)
             ax.legend(fontsize=5, loc="upper left", ncol=2, frameon=False)
             ax.set_xlabel("seconds", fontsize=6)
             ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _p, u=unit: _fmt(v, u)))
         elif panel["type"] == "stat":
-            text = "\n".join(f"{_fmt(p[-1][1], unit)}" for _, p in series[:3])
-            ax.text(0.5, 0.45, text, ha="center", va="center", fontsize=16, color="#73bf69")
+            shown = series[:4]
+            for i, (label, p) in enumerate(shown):
+                text = _fmt(p[-1][1], unit) if len(shown) == 1 else f"{label}: {_fmt(p[-1][1], unit)}"
+                ax.text(
+                    0.5,
+                    1 - (i + 1) / (len(shown) + 1),
+                    text,
+                    ha="center",
+                    va="center",
+                    fontsize=16 if len(shown) == 1 else 9,
+                    color=_color(panel, p[-1][1]),
+                )
             ax.set_xticks([])
             ax.set_yticks([])
         elif panel["type"] == "bargauge":
-            labels = [label for label, _ in series[:10]]
-            ax.barh(labels, [p[-1][1] for _, p in series[:10]], color="#73bf69")
+            shown = series[:10]
+            values = [p[-1][1] for _, p in shown]
+            ax.barh(range(len(shown)), values, color=[_color(panel, v) for v in values])
+            for i, (label, _p) in enumerate(shown):
+                ax.text(0.01, i, label, transform=ax.get_yaxis_transform(), va="center", fontsize=7)
+            ax.set_yticks([])
             ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _p, u=unit: _fmt(v, u)))
             ax.invert_yaxis()
         else:  # table
