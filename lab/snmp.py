@@ -295,14 +295,6 @@ class Row:
     value: Any
 
 
-def moving(base: float, amplitude: float, period_s: float = 300.0, minimum: float = 0.0) -> str:
-    """An snmpsim ``numeric`` variation: ``base`` ± ``amplitude`` as a sine over ``period_s``."""
-    rate = 2 * 3.141592653589793 / period_s
-    low = max(minimum, base - amplitude)
-    return f"min={low:.0f},max={base + amplitude:.0f},initial={base:.0f},function=sin,rate={rate:.6f}," \
-        f"scale={amplitude:.0f},offset=0"
-
-
 def snmprec_text(rows: Sequence[Row]) -> str:
     """Recording text with rows sorted by OID (snmpsim serves them in file order)."""
 
@@ -317,3 +309,153 @@ def snmprec_text(rows: Sequence[Row]) -> str:
             lines.append(f"{row.oid}|{row.tag}|{row.value}")
     return "\n".join(lines) + "\n"
 
+
+
+def _system(sys_object_id: str, descr: str, name: str) -> list[Row]:
+    return [
+        Row("1.3.6.1.2.1.1.1.0", OCTETS, descr),
+        Row("1.3.6.1.2.1.1.2.0", OID, sys_object_id),
+        Row("1.3.6.1.2.1.1.3.0", TIMETICKS, 123456),
+        Row("1.3.6.1.2.1.1.5.0", OCTETS, name),
+    ]
+
+
+def _value(value: int, moving_fraction: float, moving: bool) -> tuple[str, Any]:
+    """A reading: fixed, or (for the demo) an snmpsim numeric variation around it."""
+    if not moving or value <= 0 or moving_fraction <= 0:
+        return INTEGER, value
+    amplitude = max(1, int(value * moving_fraction))
+    return f"{INTEGER}:numeric", _sine(value, amplitude)
+
+
+def _sine(base: int, amplitude: int, period_s: float = 300.0) -> str:
+    rate = 2 * 3.141592653589793 / period_s
+    return (
+        f"min={max(0, base - amplitude)},max={base + amplitude},initial={base},"
+        f"function=sin,rate={rate:.6f},scale={amplitude}"
+    )
+
+
+def _energy(value: int, per_second: float, moving: bool, tag: str = INTEGER) -> tuple[str, Any]:
+    if not moving:
+        return tag, value
+    # Without a function the variation is initial + rate * seconds since start: a steady meter.
+    return f"{tag}:numeric", f"min=0,initial={value},rate={per_second:.6f}"
+
+
+def raritan_pdu2(moving: bool = False, outlets: int = 8) -> str:
+    """A Raritan PX3 (PDU2-MIB) with one inlet and ``outlets`` metered outlets."""
+    base = "1.3.6.1.4.1.13742.6"
+    rows = _system(f"{base}", "Raritan PX3-5190R", "px3-rack")
+    inlet = {1: (4, 12345), 4: (0, 230), 5: (0, 2840), 8: (0, 1234567)}  # type: (digits, value)
+    for sensor, (digits, value) in inlet.items():
+        rows.append(Row(f"{base}.3.3.4.1.7.1.1.{sensor}", INTEGER, digits))
+        rows.append(Row(f"{base}.5.2.3.1.4.1.1.{sensor}", GAUGE32, value))
+        tag, signed = _energy(value, 0.8, moving) if sensor == 8 else _value(value, 0.1 if sensor == 5 else 0, moving)
+        rows.append(Row(f"{base}.5.2.3.1.6.1.1.{sensor}", tag, signed))
+    for n in range(1, outlets + 1):
+        watts = 3000 + 250 * n  # tenths of W
+        rows.append(Row(f"{base}.3.5.3.1.3.1.{n}", OCTETS, f"node-{n:02d}"))
+        for sensor, digits, value in ((1, 3, 1300 + 100 * n), (5, 1, watts), (8, 0, 50000 * n)):
+            rows.append(Row(f"{base}.3.5.4.1.7.1.{n}.{sensor}", INTEGER, digits))
+            if sensor == 8:
+                tag, reading = _energy(value, watts / 10 / 3600, moving, GAUGE32)
+            else:
+                tag, reading = _value(value, 0.15, moving)
+                tag = tag.replace(INTEGER, GAUGE32, 1)
+            rows.append(Row(f"{base}.5.4.3.1.4.1.{n}.{sensor}", tag, reading))
+    return snmprec_text(rows)
+
+
+def servertech_sentry4(moving: bool = False, outlets: int = 8) -> str:
+    """A ServerTech Sentry4 PRO2 with one unit, one input cord, three phases and outlets."""
+    base = "1.3.6.1.4.1.1718.4.1"
+    rows = _system("1.3.6.1.4.1.1718.4", "Sentry Switched PDU", "sentry4-rack")
+    rows.append(Row(f"{base}.3.3.1.3.1.1", *_value(3120, 0.1, moving)))
+    rows.append(Row(f"{base}.3.3.1.10.1.1", *_energy(45678, 3120 / 360000, moving)))
+    for phase in (1, 2, 3):
+        rows += [
+            Row(f"{base}.5.3.1.3.1.1.{phase}", INTEGER, 2300 + phase),
+            Row(f"{base}.5.3.1.6.1.1.{phase}", *_value(450 + phase, 0.1, moving)),
+            Row(f"{base}.5.3.1.8.1.1.{phase}", *_value(1040, 0.1, moving)),
+        ]
+    for n in range(1, outlets + 1):
+        rows += [
+            Row(f"{base}.8.2.1.3.1.1.{n}", OCTETS, f"node-{n:02d}"),
+            Row(f"{base}.8.3.1.3.1.1.{n}", *_value(150 + 10 * n, 0.1, moving)),
+            Row(f"{base}.8.3.1.7.1.1.{n}", *_value(300 + 20 * n, 0.1, moving)),
+            Row(f"{base}.8.3.1.14.1.1.{n}", *_energy(100000 * n, (300 + 20 * n) / 3600, moving)),
+        ]
+    rows += [
+        Row(f"{base}.9.3.1.1.1.1", INTEGER, 245),
+        Row(f"{base}.9.3.1.1.1.2", INTEGER, -1),  # no probe connected
+        Row(f"{base}.10.3.1.1.1.1", INTEGER, 45),
+    ]
+    return snmprec_text(rows)
+
+
+def vertiv_geist_v5(moving: bool = False, outlets: int = 8) -> str:
+    """A Vertiv/Geist rPDU with V5 firmware: totals, three phases, outlets, internal sensor."""
+    base = "1.3.6.1.4.1.21239.5"
+    rows = _system(f"{base}.2", "Vertiv Geist rPDU", "geist-rack")
+    rows.append(Row(f"{base}.2.3.1.1.8.1", *_value(2500, 0.1, moving)))
+    rows.append(Row(f"{base}.2.3.1.1.12.1", *_energy(9876543, 2500 / 3600, moving)))
+    for phase, label in ((1, "L1"), (2, "L2"), (3, "L3")):
+        rows += [
+            Row(f"{base}.2.3.2.1.3.1.{phase}", OCTETS, label),
+            Row(f"{base}.2.3.2.1.4.1.{phase}", INTEGER, 2290 + phase),
+            Row(f"{base}.2.3.2.1.6.1.{phase}", *_value(360 + phase, 0.1, moving)),
+            Row(f"{base}.2.3.2.1.8.1.{phase}", *_value(830, 0.1, moving)),
+        ]
+    for n in range(1, outlets + 1):
+        rows += [
+            Row(f"{base}.2.3.5.1.3.1.{n}", OCTETS, f"node-{n:02d}"),
+            Row(f"{base}.2.3.5.1.4.1.{n}", *_value(120 + 5 * n, 0.1, moving)),
+            Row(f"{base}.2.3.5.1.6.1.{n}", *_value(280 + 10 * n, 0.1, moving)),
+            Row(f"{base}.2.3.5.1.10.1.{n}", *_energy(200000 + n, (280 + 10 * n) / 3600, moving)),
+        ]
+    rows += [Row(f"{base}.1.2.2.1.5.1", INTEGER, 231), Row(f"{base}.1.2.2.1.6.1", INTEGER, 38)]
+    return snmprec_text(rows)
+
+
+def apc_inrow(moving: bool = False) -> str:
+    """An APC InRow RC (ACRC) with group status and an airIRRP humidity reading."""
+    unit = "1.3.6.1.4.1.318.1.1.13.3.2.2.2"
+    rows = _system("1.3.6.1.4.1.318.1.3.14.5", "APC InRow RC ACRC301S", "inrow-01")
+    readings = {
+        2: (118, 0.2), 3: (120, 0.2), 5: (1250, 0.1), 7: (224, 0.03), 9: (180, 0.02),
+        11: (320, 0.03), 16: (655, 0.1), 24: (120, 0.0), 26: (170, 0.02), 27: (1, 0.0),
+    }
+    for column, (value, fraction) in readings.items():
+        rows.append(Row(f"{unit}.{column}.0", *_value(value, fraction, moving)))
+    rows += [
+        Row("1.3.6.1.4.1.318.1.1.13.3.2.1.1.1.0", *_value(236, 0.2, moving)),
+        Row("1.3.6.1.4.1.318.1.1.13.3.2.1.1.2.0", *_value(240, 0.2, moving)),
+        Row("1.3.6.1.4.1.318.1.1.13.3.3.1.2.2.14.0", INTEGER, 452),
+    ]
+    return snmprec_text(rows)
+
+
+#: Project recordings: community → builder.
+BUILDERS = {
+    "raritan-px3": raritan_pdu2,
+    "sentry4": servertech_sentry4,
+    "vertiv-v5": vertiv_geist_v5,
+    "apc-inrow": apc_inrow,
+}
+
+
+def write_recordings(folder: Path = RECORDINGS) -> list[Path]:
+    """(Re)write the committed static recordings (``python -m powerplane.lab.snmp``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for community, build in BUILDERS.items():
+        path = folder / f"{community}.snmprec"
+        path.write_text(build())  # type: ignore[operator]
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    for written_path in write_recordings():
+        print(written_path)

@@ -92,6 +92,9 @@ class GufoSession:
     async def _bounded(self, awaitable: Any, deadline: Deadline) -> Any:
         remaining = deadline.remaining()
         if remaining <= 0:
+            close = getattr(awaitable, "close", None)
+            if close is not None:
+                close()  # never started: keep the coroutine from warning it was not awaited
             raise SnmpEngineError("deadline exceeded")
         try:
             async with asyncio.timeout(remaining):

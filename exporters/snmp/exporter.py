@@ -251,15 +251,15 @@ def build_config(doc: Mapping[str, Any]) -> SnmpConfig:
         errors.extend(exc.errors)
     targets = {}
     for name, spec in doc.get("targets", {}).items():
+        if spec.get("auth") and spec["auth"] not in doc["auths"]:
+            errors.append(f"targets.{name}.auth: unknown auth {spec['auth']!r}")
+        if spec.get("module") and profiles and spec["module"] not in profiles:
+            errors.append(f"targets.{name}.module: unknown module {spec['module']!r}")
         try:
             host, port = split_address(spec["address"], f"targets.{name}.address")
         except ValueError as exc:
             errors.append(str(exc))
             continue
-        if spec.get("auth") and spec["auth"] not in doc["auths"]:
-            errors.append(f"targets.{name}.auth: unknown auth {spec['auth']!r}")
-        if spec.get("module") and profiles and spec["module"] not in profiles:
-            errors.append(f"targets.{name}.module: unknown module {spec['module']!r}")
         targets[name] = Target(name, host, port, spec.get("module"), spec.get("auth"))
     allow = []
     for i, text in enumerate(doc.get("allow", [])):
@@ -334,6 +334,7 @@ class TableCollector(Collector[TableSnapshot]):
         self.max_rows = max_rows
 
     async def fetch(self, deadline: Deadline) -> TableSnapshot | Partial[TableSnapshot]:
+        deadline = _inner(deadline)
         columns: dict[str, dict[str, Value]] = {}
         errors: list[str] = []
         async with self.connection.lock:
@@ -423,10 +424,17 @@ class TableCollector(Collector[TableSnapshot]):
                 elif source.index is not None:
                     labels[label] = parts[source.index] if -len(parts) <= source.index < len(parts) else ""
                 else:
-                    labels[label] = _text(snapshot.columns.get(source.column or "", {}).get(index))
+                    key = ".".join(parts[: source.parts]) if source.parts else index
+                    labels[label] = _text(snapshot.columns.get(source.column or "", {}).get(key))
             if rule.resettable:
                 value = self.counters.update((self.target, rule.metric, index), value)
             yield index, labels, value
+
+
+def _inner(deadline: Deadline) -> Deadline:
+    """A deadline a little before the probe's, so a slow table ends as a partial result
+    instead of the probe runner cancelling every table at the same instant."""
+    return Deadline(deadline.at - min(0.2, 0.05 + 0.02 * deadline.remaining()))
 
 
 def _scaled(value: float, scale: float) -> float:
@@ -522,7 +530,7 @@ class SnmpProber(Prober):
     async def _detect(self, connection: Connection, deadline: Deadline, key: tuple[str, int, str]) -> Profile:
         try:
             async with connection.lock:
-                values = await connection.session.get([SYS_OBJECT_ID], deadline)
+                values = await connection.session.get([SYS_OBJECT_ID], _inner(deadline))
         except SnmpEngineError as exc:
             raise CollectorError(f"reading sysObjectID: {exc}") from None
         oid = _text(values.get(SYS_OBJECT_ID)).lstrip(".")

@@ -32,10 +32,13 @@ _LABEL_SOURCE = {
         "column": _NAME,
         "index": {"type": "integer"},
         "value": {"type": "string", "minLength": 1},
+        # With ``column``: look the label up by the first ``parts`` components of the row index
+        # (Raritan names outlets per pdu.outlet while their sensor rows are pdu.outlet.type).
+        "parts": {"type": "integer", "minimum": 1},
     },
     "additionalProperties": False,
     "minProperties": 1,
-    "maxProperties": 1,
+    "maxProperties": 2,
 }
 _METRIC = strict_object(
     {
@@ -83,6 +86,7 @@ class LabelSource:
     column: str | None = None
     index: int | None = None
     value: str | None = None
+    parts: int | None = None
 
 
 @dataclass(frozen=True)
@@ -130,7 +134,7 @@ class Profile:
 
 
 def _label_source(spec: Mapping[str, Any]) -> LabelSource:
-    return LabelSource(spec.get("column"), spec.get("index"), spec.get("value"))
+    return LabelSource(spec.get("column"), spec.get("index"), spec.get("value"), spec.get("parts"))
 
 
 def build_profile(doc: Mapping[str, Any], catalogue: Mapping[str, MetricSpec]) -> Profile:
