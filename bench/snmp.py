@@ -36,7 +36,10 @@ from powerplane.lab import procs
 from powerplane.lab.snmp import Snmpd, Snmpsim, apc_recording
 
 HOST_COLUMNS = {
-    "if": ["1.3.6.1.2.1.2.2.1." + c for c in ("1", "3", "4", "5", "7", "8", "10", "11", "13", "14", "16", "17", "19", "20")],
+    "if": [
+        "1.3.6.1.2.1.2.2.1." + c
+        for c in ("1", "3", "4", "5", "7", "8", "10", "11", "13", "14", "16", "17", "19", "20")
+    ],
     "ifx": ["1.3.6.1.2.1.31.1.1.1." + c for c in ("6", "7", "10", "11", "15")],
     "storage": ["1.3.6.1.2.1.25.2.3.1." + c for c in ("1", "4", "5", "6")],
     "swrun": ["1.3.6.1.2.1.25.4.2.1." + c for c in ("1", "6", "7")],
@@ -50,28 +53,35 @@ def host_profile() -> dict[str, object]:
     tables = []
     for table, columns in HOST_COLUMNS.items():
         named = {f"c{oid.rsplit('.', 1)[1]}": oid for oid in columns}
-        tables.append({
-            "name": table,
-            "columns": named,
-            "metrics": [
-                {"metric": "powerplane_pdu_outlet_power_watts", "column": name,
-                 "labels": {"outlet": {"index": 0}, "outlet_name": {"value": f"{table}_{name}"}}}
-                for name in named
-            ],
-        })
+        tables.append(
+            {
+                "name": table,
+                "columns": named,
+                "metrics": [
+                    {
+                        "metric": "powerplane_pdu_outlet_power_watts",
+                        "column": name,
+                        "labels": {"outlet": {"index": 0}, "outlet_name": {"value": f"{table}_{name}"}},
+                    }
+                    for name in named
+                ],
+            }
+        )
     return {"name": "bench_host", "kind": "pdu", "sys_object_ids": ["1.3.6.1.4.1.8072.3.2"], "tables": tables}
 
 
 def snmp_exporter_module(columns: dict[str, str], community: str) -> dict[str, object]:
     metrics = []
     for name, oid in columns.items():
-        metrics.append({
-            "name": "c_" + oid.replace(".", "_"),
-            "oid": oid,
-            "type": "DisplayString" if name in ("name",) else "gauge",
-            "help": name,
-            "indexes": [{"labelname": "index", "type": "gauge"}],
-        })
+        metrics.append(
+            {
+                "name": "c_" + oid.replace(".", "_"),
+                "oid": oid,
+                "type": "DisplayString" if name in ("name",) else "gauge",
+                "help": name,
+                "indexes": [{"labelname": "index", "type": "gauge"}],
+            }
+        )
     return {
         "walk": list(columns.values()),
         "version": 2,
@@ -149,8 +159,14 @@ def main() -> None:
                 (tmp / f"c-apc-{i}").write_text("apc-8641")
             config = {
                 "auths": {
-                    **{f"public{i}": {"version": 2, "community": {"file": str(tmp / f"c-public-{i}")}} for i in range(20)},
-                    **{f"apc{i}": {"version": 2, "community": {"file": str(tmp / f"c-apc-{i}")}} for i in range(20)},
+                    **{
+                        f"public{i}": {"version": 2, "community": {"file": str(tmp / f"c-public-{i}")}}
+                        for i in range(20)
+                    },
+                    **{
+                        f"apc{i}": {"version": 2, "community": {"file": str(tmp / f"c-apc-{i}")}}
+                        for i in range(20)
+                    },
                 },
                 "default_auth": "public0",
                 "allow": ["127.0.0.1/32"],
@@ -158,20 +174,39 @@ def main() -> None:
                 "max_rows": 100000,
             }
             (tmp / "powerplane.yml").write_text(yaml.safe_dump(config))
-            (tmp / "snmp.yml").write_text(yaml.safe_dump({
-                "bench_host": snmp_exporter_module(host_columns, "public"),
-                "apc_rpdu2": snmp_exporter_module(apc_columns, "apc-8641"),
-            }))
+            (tmp / "snmp.yml").write_text(
+                yaml.safe_dump(
+                    {
+                        "bench_host": snmp_exporter_module(host_columns, "public"),
+                        "apc_rpdu2": snmp_exporter_module(apc_columns, "apc-8641"),
+                    }
+                )
+            )
             ours_port, theirs_port = procs.free_port(), procs.free_port()
             ours = start(
-                [str(Path(sys.executable).parent / "powerplane"), "exporter", "snmp", "--config",
-                 str(tmp / "powerplane.yml"), f"--web.listen-address=127.0.0.1:{ours_port}", "--log.level=error"],
-                tmp, "powerplane", f"http://127.0.0.1:{ours_port}/-/ready",
+                [
+                    str(Path(sys.executable).parent / "powerplane"),
+                    "exporter",
+                    "snmp",
+                    "--config",
+                    str(tmp / "powerplane.yml"),
+                    f"--web.listen-address=127.0.0.1:{ours_port}",
+                    "--log.level=error",
+                ],
+                tmp,
+                "powerplane",
+                f"http://127.0.0.1:{ours_port}/-/ready",
             )
             theirs = start(
-                [snmp_exporter, f"--config.file={tmp / 'snmp.yml'}", f"--web.listen-address=127.0.0.1:{theirs_port}",
-                 "--log.level=error"],
-                tmp, "snmp_exporter", f"http://127.0.0.1:{theirs_port}/",
+                [
+                    snmp_exporter,
+                    f"--config.file={tmp / 'snmp.yml'}",
+                    f"--web.listen-address=127.0.0.1:{theirs_port}",
+                    "--log.level=error",
+                ],
+                tmp,
+                "snmp_exporter",
+                f"http://127.0.0.1:{theirs_port}/",
             )
             try:
                 results = {}
@@ -179,21 +214,34 @@ def main() -> None:
                     ("snmpd", snmpd.port, "bench_host", "public", host_columns),
                     ("snmpsim AP8641", sim.port, "apc_rpdu2", "apc", apc_columns),
                 ):
-                    oids = count_oids(port, "public" if auth == "public" else "apc-8641", list(columns.values()))
+                    oids = count_oids(
+                        port, "public" if auth == "public" else "apc-8641", list(columns.values())
+                    )
                     target = f"127.0.0.1:{port}"
-                    ours_urls = [f"http://127.0.0.1:{ours_port}/probe?target={target}&module={module}&auth={auth}{i}"
-                                 for i in range(20)]
-                    theirs_urls = [f"http://127.0.0.1:{theirs_port}/snmp?target={target}&module={module}"] * 20
+                    ours_urls = [
+                        f"http://127.0.0.1:{ours_port}/probe?target={target}&module={module}&auth={auth}{i}"
+                        for i in range(20)
+                    ]
+                    theirs_urls = [
+                        f"http://127.0.0.1:{theirs_port}/snmp?target={target}&module={module}"
+                    ] * 20
                     a = asyncio.run(measure(ours.pid, ours_urls, args.rounds))
                     b = asyncio.run(measure(theirs.pid, theirs_urls, args.rounds))
                     results[agent] = (oids, a, b)
                     print(f"\n{agent}: {len(columns)} columns, {oids} OIDs per probe, {args.rounds} probes")
-                    print(f"  {'':<14}{'walk ms':>10}{'CPU ms':>10}{'CPU us/OID':>12}{'20 concurrent ms':>18}")
+                    print(
+                        f"  {'':<14}{'walk ms':>10}{'CPU ms':>10}{'CPU us/OID':>12}{'20 concurrent ms':>18}"
+                    )
                     for label, r in (("powerplane", a), ("snmp_exporter", b)):
-                        print(f"  {label:<14}{r['wall'] * 1e3:>10.1f}{r['cpu'] * 1e3:>10.2f}"
-                              f"{r['cpu'] / oids * 1e6:>12.2f}{r['concurrent20'] * 1e3:>18.1f}")
-                    print(f"  ratio (powerplane / snmp_exporter): walk {a['wall'] / b['wall']:.2f}, "
-                          f"CPU {a['cpu'] / max(b['cpu'], 1e-9):.2f}, 20 concurrent {a['concurrent20'] / b['concurrent20']:.2f}")
+                        print(
+                            f"  {label:<14}{r['wall'] * 1e3:>10.1f}{r['cpu'] * 1e3:>10.2f}"
+                            f"{r['cpu'] / oids * 1e6:>12.2f}{r['concurrent20'] * 1e3:>18.1f}"
+                        )
+                    print(
+                        f"  ratio (powerplane / snmp_exporter): walk {a['wall'] / b['wall']:.2f}, "
+                        f"CPU {a['cpu'] / max(b['cpu'], 1e-9):.2f}, "
+                        f"20 concurrent {a['concurrent20'] / b['concurrent20']:.2f}"
+                    )
             finally:
                 ours.stop()
                 theirs.stop()

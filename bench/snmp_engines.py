@@ -36,7 +36,11 @@ def gufo_walk(port: int, v3: bool = False) -> int:
     async def run() -> int:
         kwargs: dict[str, object] = {"community": "public"}
         if v3:
-            kwargs = {"user": User(V3_USER, auth_key=Sha1Key(V3_AUTH.encode()), priv_key=Aes128Key(V3_PRIV.encode()))}
+            kwargs = {
+                "user": User(
+                    V3_USER, auth_key=Sha1Key(V3_AUTH.encode()), priv_key=Aes128Key(V3_PRIV.encode())
+                )
+            }
         count = 0
         async with SnmpSession(addr="127.0.0.1", port=port, timeout=2.0, max_repetitions=25, **kwargs) as s:  # type: ignore[arg-type]
             for column in COLUMNS:
@@ -52,13 +56,26 @@ def ezsnmp_walk(port: int, v3: bool = False) -> int:
 
     if v3:
         session = Session(
-            hostname="127.0.0.1", port_number=port, version=3, security_level="authPriv",
-            security_username=V3_USER, auth_protocol="SHA", auth_passphrase=V3_AUTH,
-            privacy_protocol="AES", privacy_passphrase=V3_PRIV, set_max_repeaters_to_num=25,
+            hostname="127.0.0.1",
+            port_number=port,
+            version=3,
+            security_level="authPriv",
+            security_username=V3_USER,
+            auth_protocol="SHA",
+            auth_passphrase=V3_AUTH,
+            privacy_protocol="AES",
+            privacy_passphrase=V3_PRIV,
+            set_max_repeaters_to_num=25,
         )
     else:
-        session = Session(hostname="127.0.0.1", port_number=port, version=2, community="public",
-                          set_max_repeaters_to_num=25, print_oids_numerically=True)
+        session = Session(
+            hostname="127.0.0.1",
+            port_number=port,
+            version=2,
+            community="public",
+            set_max_repeaters_to_num=25,
+            print_oids_numerically=True,
+        )
     # One walk per column: given a list, bulk_walk sends a single GETBULK for all of them.
     return sum(len(session.bulk_walk(column)) for column in COLUMNS)
 
@@ -80,16 +97,29 @@ def pysnmp_walk(port: int, v3: bool = False) -> int:
     async def run() -> int:
         engine = SnmpEngine()
         auth = (
-            UsmUserData(V3_USER, V3_AUTH, V3_PRIV, authProtocol=usmHMACSHAAuthProtocol,
-                        privProtocol=usmAesCfb128Protocol)
-            if v3 else CommunityData("public")
+            UsmUserData(
+                V3_USER,
+                V3_AUTH,
+                V3_PRIV,
+                authProtocol=usmHMACSHAAuthProtocol,
+                privProtocol=usmAesCfb128Protocol,
+            )
+            if v3
+            else CommunityData("public")
         )
         target = await UdpTransportTarget.create(("127.0.0.1", port), timeout=2.0, retries=0)
         count = 0
         for column in COLUMNS:
             async for err_ind, err_stat, _idx, binds in bulk_walk_cmd(
-                engine, auth, target, ContextData(), 0, 25, ObjectType(ObjectIdentity(column)),
-                lexicographicMode=False, lookupMib=False,
+                engine,
+                auth,
+                target,
+                ContextData(),
+                0,
+                25,
+                ObjectType(ObjectIdentity(column)),
+                lexicographicMode=False,
+                lookupMib=False,
             ):
                 if err_ind or err_stat:
                     raise RuntimeError(str(err_ind or err_stat))
@@ -118,7 +148,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, Snmpd(Path(tmp)) as agent:
         print(f"snmpd on 127.0.0.1:{agent.port}; columns: {' '.join(COLUMNS)}")
         print(f"{'engine':<18}{'OIDs':>6}{'wall ms':>10}{'CPU ms':>10}{'CPU us/OID':>12}")
-        for name, fn in (("gufo-snmp v2c", gufo_walk), ("ezsnmp v2c", ezsnmp_walk), ("pysnmp v2c", pysnmp_walk)):
+        for name, fn in (
+            ("gufo-snmp v2c", gufo_walk),
+            ("ezsnmp v2c", ezsnmp_walk),
+            ("pysnmp v2c", pysnmp_walk),
+        ):
             for v3 in (False, True):
                 label = name.replace("v2c", "v3 SHA/AES") if v3 else name
                 try:
@@ -126,7 +160,10 @@ def main() -> None:
                 except Exception as exc:
                     print(f"{label:<18} failed: {type(exc).__name__}: {exc}")
                     continue
-                print(f"{label:<18}{count:>6}{wall * 1e3:>10.1f}{cpu * 1e3:>10.1f}{cpu / max(count, 1) * 1e6:>12.1f}")
+                print(
+                    f"{label:<18}{count:>6}{wall * 1e3:>10.1f}{cpu * 1e3:>10.1f}"
+                    f"{cpu / max(count, 1) * 1e6:>12.1f}"
+                )
 
 
 if __name__ == "__main__":

@@ -101,8 +101,18 @@ class Snmpd:
         )
         assert self.binary is not None
         self.process = procs.Process(
-            [self.binary, "-f", "-C", "-c", str(conf), "-Lf", str(self.workdir / "snmpd.log"),
-             "-p", str(self.workdir / "snmpd.pid"), f"udp:127.0.0.1:{self.port}"],
+            [
+                self.binary,
+                "-f",
+                "-C",
+                "-c",
+                str(conf),
+                "-Lf",
+                str(self.workdir / "snmpd.log"),
+                "-p",
+                str(self.workdir / "snmpd.pid"),
+                f"udp:127.0.0.1:{self.port}",
+            ],
             self.workdir / "snmpd.out",
             env={"SNMP_PERSISTENT_DIR": str(persist), "MIBS": ""},
         )
@@ -170,9 +180,11 @@ def snmpsim_runtime() -> tuple[str, dict[str, str]]:
         raise FileNotFoundError("snmpsim is not installed (pip install snmpsim)") from None
     dists = _distribution_closure(["snmpsim", "pysmi"])
     site_dirs = {str(Path(str(d.locate_file(""))).resolve()) for d in dists}
-    if _readable_by_others(Path(sys.executable)) and _readable_by_others(Path(sys.base_prefix) / "lib"):
-        if all(_readable_by_others(Path(s)) for s in site_dirs):
-            return sys.executable, {"PYTHONPATH": os.pathsep.join(sorted(site_dirs))}
+    interpreter_readable = _readable_by_others(Path(sys.executable)) and _readable_by_others(
+        Path(sys.base_prefix) / "lib"
+    )
+    if interpreter_readable and all(_readable_by_others(Path(s)) for s in site_dirs):
+        return sys.executable, {"PYTHONPATH": os.pathsep.join(sorted(site_dirs))}
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
     interpreter = next(
         (p for p in (f"/usr/bin/{version}", f"/usr/local/bin/{version}") if os.access(p, os.X_OK)), None
@@ -310,7 +322,6 @@ def snmprec_text(rows: Sequence[Row]) -> str:
     return "\n".join(lines) + "\n"
 
 
-
 def _system(sys_object_id: str, descr: str, name: str) -> list[Row]:
     return [
         Row("1.3.6.1.2.1.1.1.0", OCTETS, descr),
@@ -347,11 +358,18 @@ def raritan_pdu2(moving: bool = False, outlets: int = 8) -> str:
     """A Raritan PX3 (PDU2-MIB) with one inlet and ``outlets`` metered outlets."""
     base = "1.3.6.1.4.1.13742.6"
     rows = _system(f"{base}", "Raritan PX3-5190R", "px3-rack")
-    inlet = {1: (4, 12345), 4: (0, 230), 5: (0, 2840), 8: (0, 1234567)}  # type: (digits, value)
+    inlet = {
+        1: (4, 12345),
+        4: (0, 230),
+        5: (0, 2840),
+        8: (0, 1234567),
+    }  # sensor type: (decimal digits, reading)
     for sensor, (digits, value) in inlet.items():
         rows.append(Row(f"{base}.3.3.4.1.7.1.1.{sensor}", INTEGER, digits))
         rows.append(Row(f"{base}.5.2.3.1.4.1.1.{sensor}", GAUGE32, value))
-        tag, signed = _energy(value, 0.8, moving) if sensor == 8 else _value(value, 0.1 if sensor == 5 else 0, moving)
+        tag, signed = (
+            _energy(value, 0.8, moving) if sensor == 8 else _value(value, 0.1 if sensor == 5 else 0, moving)
+        )
         rows.append(Row(f"{base}.5.2.3.1.6.1.1.{sensor}", tag, signed))
     for n in range(1, outlets + 1):
         watts = 3000 + 250 * n  # tenths of W
@@ -423,8 +441,16 @@ def apc_inrow(moving: bool = False) -> str:
     unit = "1.3.6.1.4.1.318.1.1.13.3.2.2.2"
     rows = _system("1.3.6.1.4.1.318.1.3.14.5", "APC InRow RC ACRC301S", "inrow-01")
     readings = {
-        2: (118, 0.2), 3: (120, 0.2), 5: (1250, 0.1), 7: (224, 0.03), 9: (180, 0.02),
-        11: (320, 0.03), 16: (655, 0.1), 24: (120, 0.0), 26: (170, 0.02), 27: (1, 0.0),
+        2: (118, 0.2),
+        3: (120, 0.2),
+        5: (1250, 0.1),
+        7: (224, 0.03),
+        9: (180, 0.02),
+        11: (320, 0.03),
+        16: (655, 0.1),
+        24: (120, 0.0),
+        26: (170, 0.02),
+        27: (1, 0.0),
     }
     for column, (value, fraction) in readings.items():
         rows.append(Row(f"{unit}.{column}.0", *_value(value, fraction, moving)))
@@ -451,7 +477,7 @@ def write_recordings(folder: Path = RECORDINGS) -> list[Path]:
     written = []
     for community, build in BUILDERS.items():
         path = folder / f"{community}.snmprec"
-        path.write_text(build())  # type: ignore[operator]
+        path.write_text(build())
         written.append(path)
     return written
 
@@ -459,3 +485,50 @@ def write_recordings(folder: Path = RECORDINGS) -> list[Path]:
 if __name__ == "__main__":
     for written_path in write_recordings():
         print(written_path)
+
+
+async def snmp_component(ctx: Any) -> None:
+    """``powerplane demo``: a rack of PDUs (APC AP8641 recording, Raritan, Sentry4, Vertiv) and an
+    InRow cooler, served by snmpsim with moving readings, probed by the SNMP exporter."""
+    import asyncio
+    import logging
+
+    from powerplane.exporters.runtime import log
+    from powerplane.exporters.snmp.exporter import KIND, make_server
+
+    recordings: dict[str, Path | str] = {name: build(moving=True) for name, build in BUILDERS.items()}
+    apc = apc_recording()
+    if apc is not None:
+        recordings["apc-8641"] = apc
+    try:
+        sim = Snmpsim(ctx.workdir / "snmp", recordings)
+        await asyncio.to_thread(sim.start)
+    except (FileNotFoundError, RuntimeError, TimeoutError) as exc:
+        log(logging.getLogger("powerplane.demo"), logging.WARNING, "SNMP lab not started", cause=str(exc))
+        return
+    ctx.stack.callback(sim.stop)
+    secrets = ctx.workdir / "snmp" / "secrets"
+    secrets.mkdir(parents=True, exist_ok=True)
+    auths = {}
+    for community in recordings:
+        (secrets / community).write_text(community)
+        auths[community] = {"version": 2, "community": {"file": str(secrets / community)}}
+    config = KIND.load_text(
+        __import__("yaml").safe_dump({"auths": auths, "allow": ["127.0.0.1/32"], "timeout": 10})
+    )
+    address = await ctx.serve(make_server(config), "SNMP exporter (rack PDUs, InRow cooler)")
+    for community in recordings:
+        role = "cooler" if "inrow" in community else "pdu"
+        ctx.scrape_configs.append(
+            {
+                "job_name": f"powerplane-snmp-{community}",
+                "metrics_path": "/probe",
+                "params": {"auth": [community]},
+                "scrape_timeout": "4s",
+                "static_configs": [{"targets": [f"127.0.0.1:{sim.port}"], "labels": {role: community}}],
+                "relabel_configs": [
+                    {"source_labels": ["__address__"], "target_label": "__param_target"},
+                    {"target_label": "__address__", "replacement": address},
+                ],
+            }
+        )

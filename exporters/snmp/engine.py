@@ -123,7 +123,9 @@ class GufoSession:
             except StopAsyncIteration:
                 break
             except SnmpEngineError as exc:
-                raise SnmpEngineError(f"walk {column}: {exc}" + (f" after {len(rows)} rows" if rows else ""))
+                raise SnmpEngineError(
+                    f"walk {column}: {exc}" + (f" after {len(rows)} rows" if rows else "")
+                ) from None
             if not oid.startswith(prefix):
                 break
             key = oid_key(oid)
@@ -164,7 +166,12 @@ def _user(credentials: Credentials) -> Any:
         "SHA384": snmp.Sha384Key,
         "SHA512": snmp.Sha512Key,
     }
-    priv_classes = {"DES": snmp.DesKey, "AES": snmp.Aes128Key, "AES192": snmp.Aes192Key, "AES256": snmp.Aes256Key}
+    priv_classes = {
+        "DES": snmp.DesKey,
+        "AES": snmp.Aes128Key,
+        "AES192": snmp.Aes192Key,
+        "AES256": snmp.Aes256Key,
+    }
     auth_key = priv_key = None
     if credentials.auth_protocol:
         auth_key = auth_classes[credentials.auth_protocol](credentials.auth_password.encode())

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-from prometheus_client.core import Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ..runtime import (
     Collector,
@@ -52,7 +52,9 @@ METRICS = (
         "counter",
         "Energy delivered by the PDU; a reset of the device meter does not decrease it.",
     ),
-    MetricSpec("powerplane_pdu_phase_current_amperes", "gauge", "RMS current of the input phase.", ("phase",)),
+    MetricSpec(
+        "powerplane_pdu_phase_current_amperes", "gauge", "RMS current of the input phase.", ("phase",)
+    ),
     MetricSpec("powerplane_pdu_phase_voltage_volts", "gauge", "RMS voltage of the input phase.", ("phase",)),
     MetricSpec("powerplane_pdu_phase_power_watts", "gauge", "Active power of the input phase.", ("phase",)),
     MetricSpec("powerplane_pdu_bank_current_amperes", "gauge", "Current of the outlet bank.", ("bank",)),
@@ -68,7 +70,10 @@ METRICS = (
         "powerplane_pdu_sensor_temperature_celsius", "gauge", "Temperature at the PDU's sensor.", ("sensor",)
     ),
     MetricSpec(
-        "powerplane_pdu_sensor_humidity_ratio", "gauge", "Relative humidity at the PDU's sensor (0..1).", ("sensor",)
+        "powerplane_pdu_sensor_humidity_ratio",
+        "gauge",
+        "Relative humidity at the PDU's sensor (0..1).",
+        ("sensor",),
     ),
     MetricSpec(
         "powerplane_cooling_temperature_celsius",
@@ -79,11 +84,15 @@ METRICS = (
     MetricSpec("powerplane_cooling_output_watts", "gauge", "Heat the cooler removes now."),
     MetricSpec("powerplane_cooling_demand_watts", "gauge", "Heat the cooler is asked to remove."),
     MetricSpec("powerplane_cooling_group_output_watts", "gauge", "Heat the cooler's group removes now."),
-    MetricSpec("powerplane_cooling_group_demand_watts", "gauge", "Heat the cooler's group is asked to remove."),
+    MetricSpec(
+        "powerplane_cooling_group_demand_watts", "gauge", "Heat the cooler's group is asked to remove."
+    ),
     MetricSpec("powerplane_cooling_airflow_cubic_meters_per_second", "gauge", "Air moved by the cooler."),
     MetricSpec("powerplane_cooling_fan_speed_ratio", "gauge", "Fan speed as a fraction of the maximum."),
     MetricSpec("powerplane_cooling_humidity_ratio", "gauge", "Relative humidity of the supply air (0..1)."),
-    MetricSpec("powerplane_cooling_leak_detected", "gauge", "Whether the cooler's leak sensor reports a leak."),
+    MetricSpec(
+        "powerplane_cooling_leak_detected", "gauge", "Whether the cooler's leak sensor reports a leak."
+    ),
 )
 CATALOGUE = {spec.name: spec for spec in METRICS}
 
@@ -202,7 +211,9 @@ def _build_auth(name: str, doc: Mapping[str, Any], errors: list[str]) -> Auth | 
             extra = sorted(set(doc) - {"version", "community"})
             if extra:
                 errors.append(f"{where}: {', '.join(extra)} only apply to version 3")
-            return Auth(name, doc["version"], community=resolve_secret(doc["community"], f"{where}.community"))
+            return Auth(
+                name, doc["version"], community=resolve_secret(doc["community"], f"{where}.community")
+            )
         if "username" not in doc:
             errors.append(f"{where}: version 3 needs a username")
             return None
@@ -225,9 +236,13 @@ def _build_auth(name: str, doc: Mapping[str, Any], errors: list[str]) -> Auth | 
             3,
             username=doc["username"],
             auth_protocol=doc.get("auth_protocol", "") if needs_auth else "",
-            auth_password=resolve_secret(doc["auth_password"], f"{where}.auth_password") if needs_auth else None,
+            auth_password=resolve_secret(doc["auth_password"], f"{where}.auth_password")
+            if needs_auth
+            else None,
             priv_protocol=doc.get("priv_protocol", "") if needs_priv else "",
-            priv_password=resolve_secret(doc["priv_password"], f"{where}.priv_password") if needs_priv else None,
+            priv_password=resolve_secret(doc["priv_password"], f"{where}.priv_password")
+            if needs_priv
+            else None,
         )
     except ConfigError as exc:
         errors.extend(exc.errors)
@@ -359,25 +374,32 @@ class TableCollector(Collector[TableSnapshot]):
         return Partial(snapshot, errors) if errors else snapshot
 
     def _type_errors(self, columns: Mapping[str, Mapping[str, Value]]) -> list[str]:
-        numeric = {c for rule in self.table.rules for c in (*rule.columns, *([rule.digits] if rule.digits else []))}
+        numeric = {
+            c for rule in self.table.rules for c in (*rule.columns, *([rule.digits] if rule.digits else []))
+        }
         found = []
         for name in sorted(numeric):
-            bad = [i for i, v in columns.get(name, {}).items() if isinstance(v, bool) or not isinstance(v, int | float)]
+            bad = [
+                i
+                for i, v in columns.get(name, {}).items()
+                if isinstance(v, bool) or not isinstance(v, int | float)
+            ]
             if bad:
                 found.append(
-                    f"{self.table.name}.{name}: {len(bad)} value(s) of the wrong type (not a number), e.g. index {bad[0]}"
+                    f"{self.table.name}.{name}: {len(bad)} value(s) of the wrong type (not a number), "
+                    f"e.g. index {bad[0]}"
                 )
         return found
 
     def render(self, snapshot: TableSnapshot) -> Iterable[Metric]:
-        families: dict[str, Metric] = {}
+        families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
         errors: list[str] = []
         for rule in self.table.rules:
             family = families.get(rule.metric)
             if family is None:
                 spec = CATALOGUE[rule.metric]
                 family = families[rule.metric] = spec.family()
-            for index, labels, value in self._samples(rule, snapshot, errors):
+            for _index, labels, value in self._samples(rule, snapshot, errors):
                 family.add_metric([labels[n] for n in CATALOGUE[rule.metric].labels], value)
         # Wrongly typed cells were reported by fetch (Partial); here they are only skipped.
         return [f for f in families.values() if f.samples]
@@ -473,7 +495,9 @@ class SnmpProber(Prober):
             host, port = split_address(text)
             address = ipaddress.ip_address(host)
         except ValueError:
-            raise ProbeRequestError(f"target {text[:64]!r} is not configured and not an allowed IP address") from None
+            raise ProbeRequestError(
+                f"target {text[:64]!r} is not configured and not an allowed IP address"
+            ) from None
         if not any(address in network for network in self.config.allow):
             raise ProbeRequestError(f"target {text[:64]!r} is not configured and not in the allow-list")
         return text, host, port, None
@@ -486,7 +510,9 @@ class SnmpProber(Prober):
         auth_name = params.get("auth") or (named.auth if named else None) or self.config.default_auth
         auth = self.config.auths.get(auth_name)
         if auth is None:
-            raise ProbeRequestError(f"unknown auth {auth_name[:64]!r}" if auth_name else "missing auth parameter")
+            raise ProbeRequestError(
+                f"unknown auth {auth_name[:64]!r}" if auth_name else "missing auth parameter"
+            )
         module = params.get("module") or (named.module if named else None) or ""
         if module and module not in self.config.profiles:
             raise ProbeRequestError(f"unknown module {module[:64]!r}")
@@ -536,7 +562,9 @@ class SnmpProber(Prober):
         oid = _text(values.get(SYS_OBJECT_ID)).lstrip(".")
         best = max(self.config.profiles.values(), key=lambda p: p.matches(oid), default=None)
         if best is None or best.matches(oid) == 0:
-            raise CollectorError(f"no module recognises sysObjectID {oid[:64] or '(none)'}; name one with module=")
+            raise CollectorError(
+                f"no module recognises sysObjectID {oid[:64] or '(none)'}; name one with module="
+            )
         self._detected[key] = (best.name, time.monotonic())
         return best
 

@@ -155,7 +155,8 @@ def build_profile(doc: Mapping[str, Any], catalogue: Mapping[str, MetricSpec]) -
             labels = {**table_labels, **{k: _label_source(v) for k, v in metric.get("labels", {}).items()}}
             if set(labels) != set(spec.labels):
                 errors.append(
-                    f"{at}: {spec.name} needs labels {sorted(spec.labels)}, the profile gives {sorted(labels)}"
+                    f"{at}: {spec.name} needs labels {sorted(spec.labels)}, "
+                    f"the profile gives {sorted(labels)}"
                 )
             for ref in [*names, *([metric["digits"]] if "digits" in metric else [])]:
                 if ref not in columns:
@@ -169,7 +170,9 @@ def build_profile(doc: Mapping[str, Any], catalogue: Mapping[str, MetricSpec]) -
                     columns=tuple(names),
                     scale=float(metric.get("scale", 1.0)),
                     digits=metric.get("digits"),
-                    where=(metric["where"]["index"], metric["where"]["equals"]) if "where" in metric else None,
+                    where=(metric["where"]["index"], metric["where"]["equals"])
+                    if "where" in metric
+                    else None,
                     labels=tuple(sorted(labels.items())),
                     resettable=metric.get("counter") == "resettable",
                     value_map=tuple((int(k), float(v)) for k, v in metric.get("map", {}).items()),
