@@ -44,7 +44,7 @@ class Credentials:
 
 
 def oid_key(oid: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in oid.split("."))
+    return tuple(map(int, oid.split(".")))
 
 
 class Session(Protocol):
@@ -116,25 +116,31 @@ class GufoSession:
         prefix = column + "."
         rows: list[tuple[str, Value]] = []
         last: tuple[int, ...] = oid_key(column)
-        iterator = self._session.fetch(column).__aiter__()
-        while True:
-            try:
-                oid, value = await self._bounded(iterator.__anext__(), deadline)
-            except StopAsyncIteration:
-                break
-            except SnmpEngineError as exc:
-                raise SnmpEngineError(
-                    f"walk {column}: {exc}" + (f" after {len(rows)} rows" if rows else "")
-                ) from None
-            if not oid.startswith(prefix):
-                break
-            key = oid_key(oid)
-            if key <= last:
-                raise SnmpEngineError(f"walk {column}: agent returned OIDs out of order ({oid})")
-            last = key
-            rows.append((oid, value))
-            if len(rows) >= max_rows:
-                raise SnmpEngineError(f"walk {column}: more than {max_rows} rows, table cut off")
+        remaining = deadline.remaining()
+        if remaining <= 0:
+            raise SnmpEngineError(f"walk {column}: deadline exceeded")
+        # One timeout around the whole walk: a per-row timeout costs more than the decoding.
+        try:
+            async with asyncio.timeout(remaining):
+                async for oid, value in self._session.fetch(column):
+                    if not oid.startswith(prefix):
+                        break
+                    key = oid_key(oid)
+                    if key <= last:
+                        raise SnmpEngineError(f"walk {column}: agent returned OIDs out of order ({oid})")
+                    last = key
+                    rows.append((oid, value))
+                    if len(rows) >= max_rows:
+                        raise SnmpEngineError(f"walk {column}: more than {max_rows} rows, table cut off")
+        except SnmpEngineError:
+            raise
+        except TimeoutError:
+            cause = "timeout (no answer from the agent)"
+            raise SnmpEngineError(
+                f"walk {column}: {cause}" + (f" after {len(rows)} rows" if rows else "")
+            ) from None
+        except Exception as exc:
+            raise SnmpEngineError(f"walk {column}: {_describe(exc)}") from None
         return rows
 
     async def close(self) -> None:
