@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import time, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -112,9 +112,13 @@ SCHEMA: dict[str, Any] = strict_object(
 @dataclass(frozen=True)
 class AreaConfig:
     area: str
-    timezone: ZoneInfo
+    timezone: str
     entsoe_eic: str | None = None
     energy_charts_bzn: str | None = None
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
 
 @dataclass(frozen=True)
@@ -139,7 +143,7 @@ class MarketConfig:
 
     def build_providers(self) -> list[Provider]:
         """The configured providers, in fallback order."""
-        timezones = {a.area: a.timezone for a in self.areas}
+        timezones = {a.area: a.zone for a in self.areas}
         eic = {a.area: a.entsoe_eic for a in self.areas if a.entsoe_eic}
         bzn = {a.area: a.energy_charts_bzn for a in self.areas if a.energy_charts_bzn}
         built: list[Provider] = []
@@ -173,7 +177,7 @@ class MarketConfig:
     def build_store(self) -> CsvStore | None:
         if self.store is None:
             return None
-        return CsvStore("store", self.store, {a.area: a.timezone for a in self.areas})
+        return CsvStore("store", self.store, {a.area: a.zone for a in self.areas})
 
 
 def _zone(name: str, where: str, errors: list[str]) -> ZoneInfo:
@@ -190,11 +194,8 @@ def build(doc: dict[str, Any]) -> MarketConfig:
     for i, item in enumerate(doc["areas"]):
         item = {"area": item} if isinstance(item, str) else item
         code = item["area"]
-        tz = (
-            _zone(item["timezone"], f"areas.{i}.timezone", errors)
-            if "timezone" in item
-            else area_timezone(code)
-        )
+        tz = item.get("timezone") or str(area_timezone(code))
+        _zone(tz, f"areas.{i}.timezone", errors)
         areas.append(AreaConfig(code, tz, item.get("entsoe_eic"), item.get("energy_charts_bzn")))
     codes = [a.area for a in areas]
     for code in sorted({c for c in codes if codes.count(c) > 1}):
@@ -232,12 +233,11 @@ def build(doc: dict[str, Any]) -> MarketConfig:
         )
 
     refresh = doc.get("refresh", {})
-    hh, mm = (int(x) for x in refresh.get("publication_time", "13:00").split(":"))
+    publication_tz = refresh.get("publication_timezone", "Europe/Berlin")
+    _zone(publication_tz, "refresh.publication_timezone", errors)
     policy = RefreshPolicy(
-        publication=time(hh, mm),
-        publication_timezone=_zone(
-            refresh.get("publication_timezone", "Europe/Berlin"), "refresh.publication_timezone", errors
-        ),
+        publication=refresh.get("publication_time", "13:00"),
+        publication_timezone=publication_tz,
         interval=float(refresh.get("interval_seconds", 6 * 3600)),
         pending_interval=float(refresh.get("pending_interval_seconds", 900)),
         retry_min=float(refresh.get("retry_min_seconds", 60)),

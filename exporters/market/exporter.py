@@ -332,7 +332,7 @@ def build_market(config: MarketConfig, clock: Clock = system_clock, tick: float 
     feeds = [
         AreaFeed(
             a.area,
-            a.timezone,
+            a.zone,
             providers,
             store,
             config.refresh,

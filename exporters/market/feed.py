@@ -22,7 +22,7 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -45,12 +45,19 @@ def system_clock() -> datetime:
 class RefreshPolicy:
     """When rounds run (seconds unless said otherwise)."""
 
-    publication: time = time(13, 0)
-    publication_timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Europe/Berlin"))
+    #: Local "HH:MM" in ``publication_timezone`` after which tomorrow's prices are expected.
+    publication: str = "13:00"
+    publication_timezone: str = "Europe/Berlin"
     interval: float = 6 * 3600.0
     pending_interval: float = 15 * 60.0
     retry_min: float = 60.0
     retry_max: float = 3600.0
+
+    def published_at(self, now: datetime) -> datetime:
+        """Today's publication instant (UTC) in the publication time zone."""
+        zone = ZoneInfo(self.publication_timezone)
+        hh, mm = (int(x) for x in self.publication.split(":"))
+        return datetime.combine(local_day(now, zone), time(hh, mm), zone).astimezone(UTC)
 
 
 @dataclass
@@ -167,6 +174,7 @@ class AreaFeed:
 
     async def _fetch_days(self, days: Sequence[date], now: datetime) -> bool:
         missing = list(days)
+        attempted = False
         for provider in self.providers:
             if not missing:
                 break
@@ -175,6 +183,7 @@ class AreaFeed:
                 continue
             start = day_bounds(missing[0], self.timezone)[0]
             end = day_bounds(missing[-1], self.timezone)[1]
+            attempted = True
             try:
                 fresh = await provider.fetch(self.area, start, end)
             except NotPublished as exc:
@@ -209,7 +218,10 @@ class AreaFeed:
                         log(logger, logging.WARNING, "cannot write store", area=self.area, cause=exc.strerror)
             missing = [d for d in missing if d not in done]
         ok = not missing
-        self._failed_rounds = 0 if ok or self.has_day(days[0]) else self._failed_rounds + 1
+        if ok or self.has_day(days[0]):
+            self._failed_rounds = 0
+        elif attempted:  # a round skipped for backoff is not another failure
+            self._failed_rounds += 1
         return ok
 
     async def _fetch_load(self, today: date, tomorrow: date) -> None:
@@ -251,11 +263,7 @@ class AreaFeed:
             delay = min(self.policy.retry_max, self.policy.retry_min * 2 ** max(0, self._failed_rounds - 1))
             candidates = [now + timedelta(seconds=delay)]
         elif not self.has_day(tomorrow):
-            published = datetime.combine(
-                local_day(now, self.policy.publication_timezone),
-                self.policy.publication,
-                self.policy.publication_timezone,
-            ).astimezone(UTC)
+            published = self.policy.published_at(now)
             if now < published:
                 candidates = [published]
             else:
