@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, date, datetime, timedelta
+from xml.sax.saxutils import escape
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from powerplane.exporters.market.curve import area_timezone, day_bounds
 from powerplane.exporters.market.entsoe import EntsoeProvider, parse_load, parse_prices
@@ -138,6 +141,8 @@ def test_document_without_series_means_not_published() -> None:
         (doc(ts(period("2025-11-20T23:00Z", "2025-11-21T00:00Z", "P1Y", {1: 1.0}))), "resolution"),
         (doc(ts(period("2025-11-20T23:00Z", "2025-11-20T23:10Z", "PT15M", {1: 1.0}))), "whole number"),
         (doc(ts(period("bogus", "2025-11-21T00:00Z", "PT15M", {1: 1.0}))), "bad instant"),
+        (doc(ts(period("9999-12-31T23:00Z", "9999-12-31T23:15Z", "PT15M", {1: 1.0}))), "bad instant"),
+        (doc(ts(period("1990-01-01T00:00Z", "2025-11-21T00:00Z", "PT1M", {1: 1.0}))), "implausibly long"),
         (doc(ts(period("2025-11-21T00:00Z", "2025-11-20T00:00Z", "PT15M", {1: 1.0}))), "ends before"),
         (
             doc(ts(period("2025-11-20T23:00Z", "2025-11-21T00:00Z", "PT15M", {1: float("nan")}))),
@@ -256,3 +261,38 @@ async def test_provider_connection_refused_is_concise() -> None:
         await provider.close()
     assert info.value.reason == "connection"
     assert TOKEN not in str(info.value) and "securityToken" not in str(info.value)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=600))
+def test_arbitrary_bytes_fail_cleanly(body: bytes) -> None:
+    try:
+        parse_prices(body, "DE-LU")
+    except ProviderError:
+        pass
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    start=st.text(max_size=30),
+    resolution=st.text(max_size=12),
+    position=st.text(max_size=8),
+    amount=st.text(max_size=12),
+    sequence=st.one_of(st.none(), st.integers(-2, 3)),
+)
+def test_mistyped_fields_fail_cleanly(
+    start: str, resolution: str, position: str, amount: str, sequence: int | None
+) -> None:
+    body = doc(
+        ts(
+            f"<Period><timeInterval><start>{escape(start)}</start><end>2025-11-21T00:00Z</end></timeInterval>"
+            f"<resolution>{escape(resolution)}</resolution><Point><position>{escape(position)}</position>"
+            f"<price.amount>{escape(amount)}</price.amount></Point></Period>",
+            sequence=sequence,
+        )
+    )
+    try:
+        curve = parse_prices(body, "DE-LU")
+    except ProviderError:
+        return
+    assert all(p.end > p.start for p in curve)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -355,3 +356,42 @@ def test_end_to_end_with_prometheus(tmp_path: Path, background_loop: Any, promet
         background_loop.run(fake.stop())
     stored = json.dumps(sorted(p.name for p in (tmp_path / "store" / "DE-LU").iterdir()))
     assert ".csv" in stored
+
+
+async def test_background_refresh_runs_once_per_feed(tmp_path: Path) -> None:
+    curve = lab.days_curve("DE-LU", DAY, 2)
+    clock = Clock(local(DAY, 10))
+    market = build_market(static_config(tmp_path, curve), clock, tick=0.01)
+    try:
+        market.ensure_running()
+        market.ensure_running()  # idempotent: still one task per feed
+        assert len(market._tasks) == 1
+        feed = market.feeds["DE-LU"]
+        for _ in range(500):
+            if feed.has_day(DAY + timedelta(days=1)):
+                break
+            await asyncio.sleep(0.01)
+        assert feed.has_day(DAY + timedelta(days=1))
+        assert feed.next_refresh is not None and feed.next_refresh > clock.now
+    finally:
+        await market.stop()
+    assert market._tasks == []
+
+
+async def test_demo_component_serves_a_spike(tmp_path: Path) -> None:
+    import contextlib
+
+    from powerplane.lab.demo import DemoContext
+
+    async with contextlib.AsyncExitStack() as stack:
+        ctx = DemoContext(tmp_path, ["node-01"], stack)
+        await lab.market_component(ctx)
+        shared = ctx.shared["market"]
+        async with aiohttp.ClientSession() as session, session.get(shared["url"]) as response:
+            doc = await response.json()
+        curve = Curve.from_json(doc)
+        assert doc["source"] == "entsoe" and doc["tomorrow_published"] is True
+        assert max(p.price for p in curve) == 480.0  # the spike the controller reacts to
+        spike = next(p for p in curve if p.price == 480.0)
+        assert spike.start - datetime.now(UTC) < timedelta(minutes=31)
+        assert ctx.scrape_configs[-1]["job_name"] == "powerplane-market"

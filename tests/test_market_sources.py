@@ -137,6 +137,7 @@ def test_energy_charts_nulls_are_gaps_and_gaps_do_not_stretch_periods() -> None:
         ({"unix_seconds": [0, 900], "price": [1, "x"]}, "price[1]"),
         ({"unix_seconds": [0, 900], "price": [1, True]}, "price[1]"),
         ({"unix_seconds": [900, 0], "price": [1, 2]}, "strictly increasing"),
+        ({"unix_seconds": [1e300], "price": [1]}, "out of range"),
         ({"unix_seconds": [0], "price": [1], "unit": "EUR / kWh"}, "not EUR/MWh"),
     ],
 )
@@ -260,3 +261,30 @@ def test_store_damaged_file_and_path_traversal(tmp_path: Path) -> None:
     with pytest.raises(ProviderError, match="not a bidding-zone code"):
         store.read_day("../etc", date(2025, 11, 21))
     assert not os.path.exists(tmp_path.parent / "etc")
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=6) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(
+    st.fixed_dictionaries(
+        {
+            "unix_seconds": st.lists(st.integers(0, 2**32) | st.floats() | st.none(), max_size=8),
+            "price": _json,
+        },
+        optional={"unit": _json},
+    )
+    | _json
+)
+def test_energy_charts_arbitrary_json_fails_cleanly(doc: object) -> None:
+    try:
+        curve = parse_prices(doc, "DE-LU")
+    except ProviderError:
+        return
+    assert all(p.end > p.start for p in curve)

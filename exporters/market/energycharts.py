@@ -47,7 +47,10 @@ def parse_prices(doc: Any, area: str, tz: ZoneInfo | None = None, source: str = 
     for i, stamp in enumerate(stamps):
         if isinstance(stamp, bool) or not isinstance(stamp, int | float) or not math.isfinite(stamp):
             raise ProviderError(f"{what}: unix_seconds[{i}] is not a number", "malformed")
-        starts.append(datetime.fromtimestamp(stamp, UTC))
+        try:
+            starts.append(datetime.fromtimestamp(stamp, UTC))
+        except (OverflowError, OSError, ValueError):
+            raise ProviderError(f"{what}: unix_seconds[{i}] is out of range", "malformed") from None
     if any(b <= a for a, b in itertools.pairwise(starts)):
         raise ProviderError(f"{what}: unix_seconds are not strictly increasing", "malformed")
     zone = tz or area_timezone(area)

@@ -84,6 +84,8 @@ AREA_EIC: dict[str, str] = {
 _DURATION = re.compile(r"^PT(?:(\d+)H)?(?:(\d+)M)?$")
 #: Largest document accepted: a year of quarter-hours is ~3 MB; anything far larger is not a price doc.
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+#: Most periods one Period element may span (a year of quarter-hours is 35,136).
+MAX_PERIODS = 40_000
 
 
 def _local(tag: str) -> str:
@@ -132,11 +134,15 @@ def _instant(text: str, where: str) -> datetime:
     # ENTSO-E writes minutes only ("2025-10-25T22:00Z"); accept seconds too.
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise ProviderError(f"{where}: bad instant {text[:32]!r}", "malformed") from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    # Far-off years would overflow the interval arithmetic; no price document needs them.
+    if not 1990 <= value.year <= 9000:
+        raise ProviderError(f"{where}: bad instant {text[:32]!r} (year out of range)", "malformed")
+    return value
 
 
 def parse_xml(body: bytes, what: str) -> Element:
@@ -213,6 +219,8 @@ def _expand(series: _Series, what: str) -> dict[timedelta, list[Period]]:
     by_step: dict[timedelta, list[Period]] = {}
     for start, end, step, points in series.periods:
         count = int((end - start) / step)
+        if count > MAX_PERIODS:
+            raise ProviderError(f"{what}: interval of {count} periods is implausibly long", "malformed")
         if start + count * step != end:
             raise ProviderError(
                 f"{what}: interval {format_utc(start)}..{format_utc(end)} is not a whole number of {step}",

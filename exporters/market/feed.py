@@ -303,12 +303,13 @@ class Market:
 
     def ensure_running(self) -> None:
         """Start the refresh loops in the running event loop (idempotent)."""
-        if self._tasks and not any(t.done() for t in self._tasks):
-            return
-        self._tasks = [
-            asyncio.get_running_loop().create_task(feed.run(self.tick), name=f"market-{feed.area}")
-            for feed in self.feeds.values()
-        ]
+        loop = asyncio.get_running_loop()
+        running = {t.get_name(): t for t in self._tasks if not t.done()}
+        for feed in self.feeds.values():
+            name = f"market-{feed.area}"
+            if name not in running:
+                running[name] = loop.create_task(feed.run(self.tick), name=name)
+        self._tasks = list(running.values())
 
     async def refresh_all(self) -> None:
         await asyncio.gather(*(feed.refresh() for feed in self.feeds.values()))
