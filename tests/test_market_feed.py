@@ -196,3 +196,28 @@ def test_unknown_area_providers_are_skipped(area: str) -> None:
     entsoe = EntsoeProvider("entsoe", Secret("t", TOKEN))
     feed = AreaFeed(area, BERLIN, [entsoe])
     assert [p.name for p in feed.providers] == ([] if area == "XX" else ["entsoe"])
+
+
+async def test_failures_logged_once_per_condition_without_the_token(caplog: pytest.LogCaptureFixture) -> None:
+    fake = lab.FakeEntsoe(TOKEN, {"DE-LU": two_days()})
+    await fake.start()
+    clock = Clock(local(TODAY, 15))
+    entsoe = EntsoeProvider("entsoe", Secret("t", TOKEN), fake.url + "/api", 5.0)
+    feed = AreaFeed("DE-LU", BERLIN, [entsoe], clock=clock, policy=RefreshPolicy(retry_min=5, retry_max=5))
+    caplog.set_level("DEBUG", logger="powerplane.market")
+    try:
+        fake.fail("503", times=3)
+        for _ in range(3):
+            await feed.refresh()
+            clock.now += timedelta(seconds=10)
+        await feed.refresh()
+    finally:
+        await entsoe.close()
+        await fake.stop()
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and warnings[0].getMessage() == "fetch failed"
+    assert [r.getMessage() for r in caplog.records if r.levelname == "INFO"] == ["fetch recovered"]
+    assert feed.errors == {("entsoe", "unavailable"): 3}
+    assert feed.has_day(TOMORROW)
+    for record in caplog.records:
+        assert TOKEN not in record.getMessage() and TOKEN not in str(getattr(record, "fields", ""))

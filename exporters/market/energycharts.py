@@ -22,6 +22,8 @@ from .curve import Curve, Period, area_timezone, format_utc
 from .provider import HttpProvider, NotPublished, ProviderError
 
 DEFAULT_URL = "https://api.energy-charts.info/price"
+#: Areas whose Energy-Charts ``bzn`` differs from the bidding-zone code used here.
+DEFAULT_ZONES = {"IT-NORD": "IT-North"}
 #: The steps a day-ahead market uses; anything else between two starts is a gap.
 _STEPS = (timedelta(minutes=15), timedelta(minutes=30), timedelta(hours=1))
 
@@ -103,7 +105,7 @@ class EnergyChartsProvider(HttpProvider):
     ) -> None:
         super().__init__(name, url, timeout)
         #: area → Energy-Charts ``bzn`` where the names differ.
-        self.zones = dict(zones or {})
+        self.zones = {**DEFAULT_ZONES, **(zones or {})}
         self.timezones = dict(timezones or {})
 
     async def fetch(self, area: str, start: datetime, end: datetime) -> Curve:

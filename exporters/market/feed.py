@@ -104,6 +104,7 @@ class AreaFeed:
         self.errors: Counter[tuple[str, str]] = Counter()
         self.next_refresh: datetime | None = None  # None: due now
         self._backoff: dict[str, _Backoff] = {}
+        self._last_reason: dict[str, str] = {}
         self._last_full: datetime | None = None
         self._failed_rounds = 0
         self._lock = asyncio.Lock()
@@ -205,6 +206,8 @@ class AreaFeed:
                 logger.debug("provider raised", exc_info=exc)
                 continue
             self._backoff.pop(provider.name, None)
+            if self._last_reason.pop(provider.name, None) is not None:
+                log(logger, logging.INFO, "fetch recovered", area=self.area, provider=provider.name)
             # Fresh data replaces what was held for the same periods.
             self.curve = fresh.merge(self.curve) if self.curve else fresh
             # Stamped with the feed's clock: data age is measured on the same clock as "now".
@@ -237,9 +240,12 @@ class AreaFeed:
 
     def _failed(self, provider: str, exc: ProviderError, remember: bool = True) -> None:
         self.errors[(provider, exc.reason)] += 1
+        # Once per condition at warning level, not once per retry.
+        level = logging.DEBUG if self._last_reason.get(provider) == exc.reason else logging.WARNING
+        self._last_reason[provider] = exc.reason
         log(
             logger,
-            logging.WARNING,
+            level,
             "fetch failed",
             area=self.area,
             provider=provider,
