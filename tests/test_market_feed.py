@@ -221,3 +221,27 @@ async def test_failures_logged_once_per_condition_without_the_token(caplog: pyte
     assert feed.has_day(TOMORROW)
     for record in caplog.records:
         assert TOKEN not in record.getMessage() and TOKEN not in str(getattr(record, "fields", ""))
+
+
+async def test_routine_refresh_never_replaces_published_prices_with_a_fallback(tmp_path: Path) -> None:
+    clock = Clock(local(TODAY, 14))
+    published = two_days()
+    entsoe = Scripted("entsoe", published)
+    static = StaticProvider("static", lab.write_profile_yaml(tmp_path / "p.yaml"))
+    feed = AreaFeed("DE-LU", BERLIN, [entsoe, static], clock=clock, policy=RefreshPolicy(interval=3600))
+    await feed.refresh()
+    assert feed.curve.source == "entsoe"
+    # An hour on, ENTSO-E fails the routine refresh: the held prices stay.
+    entsoe.error = ProviderError("entsoe: HTTP 503", "unavailable")
+    assert feed.next_refresh == clock.now + timedelta(hours=1)
+    clock.now += timedelta(hours=1)
+    await feed.refresh()
+    assert len(entsoe.calls) == 2
+    assert feed.curve.source == "entsoe"
+    assert feed.curve.day(TOMORROW, BERLIN).periods == published.day(TOMORROW, BERLIN).periods
+    # A correction published meanwhile is picked up by the next routine refresh.
+    corrected = Curve("DE-LU", tuple(p.__class__(p.start, p.end, p.price + 1) for p in published))
+    entsoe.error, entsoe.curve = None, corrected
+    clock.now += timedelta(hours=1)
+    await feed.refresh()
+    assert feed.curve.day(TOMORROW, BERLIN).periods == corrected.day(TOMORROW, BERLIN).periods

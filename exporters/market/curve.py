@@ -166,14 +166,9 @@ class Curve:
     def merge(self, other: Curve) -> Curve:
         """This curve with ``other``'s periods added where this one has none."""
         kept = list(self.periods)
-        for period in other.periods:
-            if not any(p.start < period.end and period.start < p.end for p in self.overlapping(period)):
-                kept.append(period)
+        kept.extend(period for period in other.periods if not self.between(period.start, period.end))
         fetched = [t for t in (self.fetched_at, other.fetched_at) if t is not None]
         return Curve(self.area, tuple(kept), self.source or other.source, min(fetched) if fetched else None)
-
-    def overlapping(self, period: Period) -> Iterator[Period]:
-        yield from self.between(period.start, period.end)
 
     # --- reading ------------------------------------------------------------------------
 

@@ -12,8 +12,9 @@ The REST API answers XML.  Facts this parser relies on:
   PT15M series); the finest resolution wins where they overlap.
 - DE-LU and AT publish two series told apart by
   ``classificationSequence_AttributeInstanceComponent.position``: 1 is the SDAC auction, 2
-  the separate EXAA auction.  The configured position (1) is pinned; when it is missing the
-  fetch fails with reason ``sequence_missing`` instead of silently using the other auction.
+  the separate EXAA auction.  Wherever a document carries positions, the configured one (1)
+  is pinned; when it is missing the fetch fails with reason ``sequence_missing`` (and the
+  next provider is tried) instead of silently using the other auction.
 - No data is answered with an ``Acknowledgement_MarketDocument`` (often HTTP 200 or 400),
   whose ``Reason`` text explains why.
 

@@ -147,16 +147,21 @@ class AreaFeed:
             self.curve = self.curve.slice(
                 day_bounds(today, self.timezone)[0], datetime.max.replace(tzinfo=UTC)
             )
-            if self.store is not None and not full:
+            if self.store is not None:
                 self._read_store((today, tomorrow))
-            wanted = [d for d in (today, tomorrow) if full or not self.has_day(d)]
-            if wanted:
-                got_all = await self._fetch_days(wanted, now)
-                if got_all and (full or self._last_full is None):
-                    self._last_full = now
-            elif self._last_full is None:
+            missing = [d for d in (today, tomorrow) if not self.has_day(d)]
+            if missing:
+                await self._fetch_days(missing, now, self.providers)
+            elif full:
+                # Re-read both days for corrections, but only from providers the chain prefers
+                # at least as much as the current source: a static fallback never overwrites
+                # published prices.
+                await self._fetch_days([today, tomorrow], now, self._preferred())
+            if self.has_day(today) and self.has_day(tomorrow) and (full or self._last_full is None):
                 self._last_full = now
-            if self.load_provider is not None and (full or self.load is None or not wanted):
+            if self.load_provider is not None and (
+                full or self.load is None or self.load.peak(*day_bounds(tomorrow, self.timezone)) is None
+            ):
                 await self._fetch_load(today, tomorrow)
             self.next_refresh = self._schedule(now)
 
@@ -173,10 +178,16 @@ class AreaFeed:
             if stored and stored.has_day(day, self.timezone):
                 self.curve = self.curve.merge(stored) if self.curve else stored
 
-    async def _fetch_days(self, days: Sequence[date], now: datetime) -> bool:
+    def _preferred(self) -> list[Provider]:
+        names = [p.name for p in self.providers]
+        if self.curve.source not in names:
+            return list(self.providers)
+        return self.providers[: names.index(self.curve.source) + 1]
+
+    async def _fetch_days(self, days: Sequence[date], now: datetime, providers: Sequence[Provider]) -> bool:
         missing = list(days)
         attempted = False
-        for provider in self.providers:
+        for provider in providers:
             if not missing:
                 break
             backoff = self._backoff.get(provider.name)
