@@ -596,3 +596,17 @@ def test_fast_renderer_agrees_with_prometheus_client(
         )
 
     assert samples(ours) == samples(theirs)
+
+
+def test_process_metrics_agree_with_prometheus_client() -> None:
+    from prometheus_client.process_collector import ProcessCollector
+
+    from powerplane.exporters.runtime.process import ProcessMetrics
+
+    theirs = {m.name: m.samples[0].value for m in ProcessCollector(registry=None).collect()}
+    ours = {m.name: m.samples[0].value for m in ProcessMetrics().collect()}
+    assert set(ours) == set(theirs)
+    for name in ("process_start_time_seconds", "process_max_fds", "process_virtual_memory_bytes"):
+        assert ours[name] == pytest.approx(theirs[name], rel=0.01), name
+    assert ours["process_cpu_seconds"] == pytest.approx(theirs["process_cpu_seconds"], abs=0.5)
+    assert ours["process_open_fds"] == pytest.approx(theirs["process_open_fds"], abs=3)

@@ -12,6 +12,7 @@ import asyncio
 import html
 import logging
 import signal
+import zlib
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
@@ -19,7 +20,6 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.core import Metric
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.process_collector import ProcessCollector
 
 from powerplane import __version__
 
@@ -28,6 +28,7 @@ from .builtin import BUILD_INFO
 from .collector import Collector, Deadline, Scrape, run_collectors
 from .logs import FailureLog, log
 from .probe import Prober, ProbeRequestError, ProbeRunner
+from .process import ProcessMetrics
 from .webconfig import BasicAuth, WebConfig, headers_middleware
 
 logger = logging.getLogger("powerplane.server")
@@ -96,7 +97,7 @@ class ExporterServer:
         self.description = description
         self.failures = FailureLog(logging.getLogger(f"powerplane.{exporter}"))
         self.registry = CollectorRegistry(auto_describe=False)
-        ProcessCollector(registry=self.registry)
+        self.registry.register(ProcessMetrics())
         Gauge(BUILD_INFO.name, BUILD_INFO.help, BUILD_INFO.labels, registry=self.registry).labels(
             exporter, __version__
         ).set(1)
@@ -138,10 +139,15 @@ class ExporterServer:
             body = encoder(source)
         else:
             body, content_type = exposition.render(source.collect()), exposition.CONTENT_TYPE
-        response = web.Response(body=body, headers={"Content-Type": content_type})
-        if "gzip" in request.headers.get("Accept-Encoding", ""):
-            response.enable_compression()
-        return response
+        headers = {"Content-Type": content_type}
+        if "gzip" in request.headers.get("Accept-Encoding", "") and len(body) > 256:
+            # Inline: aiohttp's own compression moves bodies over 1 KiB to a thread pool, and the
+            # thread hop costs more than compressing a scrape.
+            compressor = zlib.compressobj(6, zlib.DEFLATED, 31)
+            body = compressor.compress(body) + compressor.flush()
+            headers["Content-Encoding"] = "gzip"
+            headers["Vary"] = "Accept-Encoding"
+        return web.Response(body=body, headers=headers)
 
     async def handle_landing(self, _request: web.Request) -> web.Response:
         links = []
@@ -253,7 +259,8 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
         import uvloop
     except ImportError:
         return asyncio.new_event_loop
-    return uvloop.new_event_loop
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
 
 
 def run(server: ExporterServer, listen_address: str) -> None:
