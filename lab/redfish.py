@@ -58,6 +58,8 @@ class BMCModel:
     legacy: bool = True
     new: bool = False
     expand: bool = True
+    #: Announce $expand in the service root even when ``expand`` is off (firmware that lies).
+    announce_expand: bool = False
     telemetry: bool = False
     psus: int = 2
     fans: int = 6
@@ -251,7 +253,7 @@ class SimulatedBMC:
                 "SessionService": {"@odata.id": f"{ROOT}/SessionService"},
                 "Links": {"Sessions": {"@odata.id": SESSIONS}},
             }
-            if m.expand:
+            if m.expand or m.announce_expand:
                 root["ProtocolFeaturesSupported"] = {
                     "ExpandQuery": {
                         "ExpandAll": True,
@@ -733,6 +735,7 @@ async def _serve(bmc: SimulatedBMC, request: web.Request) -> web.StreamResponse:
         return _error(404, "Base.1.12.ResourceMissingAtURI", f"The resource at the URI {path} was not found.")
     query = request.query.get("$expand")
     if query is not None:
+        bmc.requests["$expand"] += 1
         match = _EXPAND.match(query)
         if not bmc.model.expand or match is None:
             return _error(

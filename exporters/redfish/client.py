@@ -14,6 +14,7 @@ and remembers the paths per target for ``discovery_ttl`` seconds (or until one a
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
@@ -189,10 +190,10 @@ class RedfishClient:
         """(status, parsed JSON or None, headers); raises RedfishError on 4xx/5xx or bad JSON."""
         auth = target.auth
         headers: dict[str, str] = {}
-        basic = None
         if authenticated:
             if auth.method == "basic":
-                basic = aiohttp.BasicAuth(auth.user(), auth.password.reveal())
+                pair = f"{auth.user()}:{auth.password.reveal()}".encode()
+                headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
             elif target.token:
                 headers["X-Auth-Token"] = target.token
         timeout = aiohttp.ClientTimeout(total=max(0.05, deadline.remaining()))
@@ -204,7 +205,6 @@ class RedfishClient:
                     method,
                     target.base + path,
                     headers=headers,
-                    auth=basic,
                     json=body,
                     ssl=self._ssl_for(auth, target.base),
                     timeout=timeout,

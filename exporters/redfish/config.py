@@ -139,7 +139,8 @@ _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
 )
 _TARGET = re.compile(
-    r"^(?:(?P<scheme>https?)://)?(?P<host>\[[0-9A-Fa-f:.]+\]|[^/:\[\]@?#\s]+)(?::(?P<port>\d{1,5}))?/?$"
+    r"^(?:(?P<scheme>https?)://)?(?P<host>\[[0-9A-Fa-f:.]+\]|[^/:\[\]@?#\s]+)(?::(?P<port>\d{1,5}))?/?$",
+    re.IGNORECASE,
 )
 
 
@@ -158,7 +159,8 @@ def parse_endpoint(target: str) -> Endpoint:
     port = int(match.group("port")) if match.group("port") else None
     if port is not None and not 0 < port < 65536:
         raise ValueError("port out of range")
-    return Endpoint(match.group("scheme"), host, port)
+    scheme = match.group("scheme")
+    return Endpoint(scheme.lower() if scheme else None, host, port)
 
 
 @dataclass(frozen=True)
