@@ -33,7 +33,6 @@ from .builtin import PROBE_DURATION, PROBES, PROBES_COALESCED, PROBES_IN_FLIGHT,
 from .collector import Collector, Deadline, Outcome, Scrape, describe_error, run_collectors
 from .logs import FailureLog
 
-
 #: Seconds the whole probe may outlast its deadline, so per-collector timeouts win the race.
 COLLECTOR_GRACE = 0.1
 
