@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -44,6 +45,7 @@ from powerplane.lab.redfish import (
     RedfishLab,
     SimulatedBMC,
 )
+from tests.conftest import IN_CI
 from tests.helpers import parse, undocumented, value
 
 FIXTURES = Path(__file__).parent / "fixtures" / "redfish"
@@ -635,3 +637,55 @@ async def test_shutdown_deletes_sessions_and_secrets_stay_out(
     assert [d.open_sessions() for d in devices] == [0, 0]
     assert PASSWORD not in logged(caplog) and PASSWORD not in own
     assert not any(s.token in logged(caplog) for d in devices for s in d.sessions.values())
+
+
+# --- TLS ---------------------------------------------------------------------------------------------
+
+
+async def test_tls_is_verified_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    try:
+        import trustme
+    except ImportError:
+        if IN_CI:
+            pytest.fail("REAL COMPONENT MISSING: trustme (pip install -e '.[test]')")
+        pytest.skip("REAL COMPONENT MISSING: trustme (pip install -e '.[test]')")
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    ca_file = tmp_path / "bmc-ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    monkeypatch.setenv("RF_PW", PASSWORD)
+    config = KIND.load_text(
+        f"""
+auths:
+  verified: {{username: root, password: {{env: RF_PW}}, tls: {{ca_file: {ca_file}}}}}
+  default: {{username: root, password: {{env: RF_PW}}}}
+  insecure: {{username: root, password: {{env: RF_PW}}, tls: {{insecure_skip_verify: true}}}}
+allow: ["127.0.0.0/8"]
+"""
+    )
+    async with RedfishLab(ssl_context=server_context) as tls_lab:
+        device = await bmc(tls_lab, IDRAC9_R640)
+        server = make_server(config)
+        host, port = await server.start()
+        results = {}
+        try:
+            async with aiohttp.ClientSession() as http:
+                with caplog.at_level(logging.WARNING):
+                    for auth in ("verified", "default", "insecure"):
+                        async with http.get(
+                            f"http://{host}:{port}/probe", params={"target": device.address, "auth": auth}
+                        ) as response:
+                            results[auth] = value(parse(await response.text()), "powerplane_target_up")
+                    # plain HTTP to a configured-HTTPS target is refused, not attempted
+                    async with http.get(
+                        f"http://{host}:{port}/probe", params={"target": f"http://{device.address}"}
+                    ) as response:
+                        assert response.status == 400
+        finally:
+            await server.stop()
+    assert results == {"verified": 1.0, "default": 0.0, "insecure": 1.0}
+    assert "certificate verify failed" in logged(caplog)
+    assert device.open_sessions() == 0
