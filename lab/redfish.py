@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import functools
 import json
 import math
 import random
@@ -35,9 +36,14 @@ import zlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+
+from .powercap import PowercapLab
+
+if TYPE_CHECKING:
+    from .demo import DemoContext
 
 Json = dict[str, Any]
 ROOT = "/redfish/v1"
@@ -816,6 +822,64 @@ def fleet(
         )
         for i in range(count)
     ]
+
+
+def rapl_node_power(lab: PowercapLab, overhead_watts: float = 90.0, factor: float = 1.15) -> float:
+    """A node's input power from its simulated CPU packages: packages and DRAM plus the rest of
+    the platform (fans, disks, NICs, PSU losses)."""
+    watts = sum(lab.power(dirname) for dirname, zone in lab.zones.items() if zone.parent is None)
+    return overhead_watts + factor * watts
+
+
+async def redfish_component(ctx: DemoContext) -> None:
+    """One simulated iDRAC per demo node (its power follows the node's RAPL lab) and an exporter."""
+    from powerplane.exporters.redfish import make_server
+    from powerplane.exporters.redfish.config import KIND
+
+    password_file = ctx.workdir / "redfish-password"
+    password_file.write_text(secrets.token_urlsafe(16) + "\n")
+    password_file.chmod(0o600)
+    password = password_file.read_text().strip()
+    lab = RedfishLab()
+    powercap: dict[str, PowercapLab] = ctx.shared.get("powercap", {})
+    models = (IDRAC9_R760, IDRAC9_R640, IDRAC_XE9680)
+    bmcs: dict[str, SimulatedBMC] = {}
+    for i, node in enumerate(ctx.nodes):
+        rapl = powercap.get(node)
+        bmcs[node] = lab.add(
+            SimulatedBMC(
+                f"bmc-{node}",
+                models[i % len(models)],
+                password=password,
+                load=wave(phase=float(i), period_s=600.0),
+                power_source=functools.partial(rapl_node_power, rapl) if rapl is not None else None,
+            )
+        )
+    await lab.start()
+    ctx.stack.push_async_callback(lab.stop)
+    targets = ", ".join(f'"{b.address}": {{}}' for b in bmcs.values())
+    config = KIND.load_text(
+        f"auths: {{idrac: {{username: root, password: {{file: {password_file}}}}}}}\n"
+        f"defaults: {{scheme: http}}\ntargets: {{{targets}}}\n",
+        "demo redfish config",
+    )
+    address = await ctx.serve(make_server(config), "Redfish exporter")
+    ctx.scrape_configs.append(
+        {
+            "job_name": "powerplane-redfish",
+            "metrics_path": "/probe",
+            "static_configs": [{"targets": [b.address], "labels": {"node": n}} for n, b in bmcs.items()],
+            "relabel_configs": [
+                {"source_labels": ["__address__"], "target_label": "__param_target"},
+                {"source_labels": ["__param_target"], "target_label": "instance"},
+                {"target_label": "__address__", "replacement": address},
+            ],
+        }
+    )
+    ctx.scrape_configs.append(
+        {"job_name": "powerplane-redfish-exporter", "static_configs": [{"targets": [address]}]}
+    )
+    ctx.shared["redfish"] = bmcs
 
 
 def main() -> None:

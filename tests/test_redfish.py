@@ -689,3 +689,32 @@ allow: ["127.0.0.0/8"]
     assert results == {"verified": 1.0, "default": 0.0, "insecure": 1.0}
     assert "certificate verify failed" in logged(caplog)
     assert device.open_sessions() == 0
+
+
+# --- demo ----------------------------------------------------------------------------------------------
+
+
+async def test_demo_component_follows_the_nodes_rapl(tmp_path: Path) -> None:
+    import contextlib
+
+    from powerplane.lab.demo import DemoContext, rapl_component
+    from powerplane.lab.redfish import rapl_node_power, redfish_component
+
+    async with contextlib.AsyncExitStack() as stack:
+        ctx = DemoContext(tmp_path, ["node-01", "node-02"], stack)
+        await rapl_component(ctx)
+        await redfish_component(ctx)
+        job = next(c for c in ctx.scrape_configs if c["job_name"] == "powerplane-redfish")
+        exporter = job["relabel_configs"][-1]["replacement"]
+        async with aiohttp.ClientSession() as http:
+            for static in job["static_configs"]:
+                node = static["labels"]["node"]
+                async with http.get(
+                    f"http://{exporter}/probe", params={"target": static["targets"][0]}
+                ) as response:
+                    samples = parse(await response.text())
+                assert value(samples, "powerplane_target_up") == 1.0
+                rapl = rapl_node_power(ctx.shared["powercap"][node])
+                # the BMC's reading follows the node's RAPL power (which moves between reads)
+                assert value(samples, "powerplane_redfish_power_watts") == pytest.approx(rapl, rel=0.05)
+        assert (tmp_path / "redfish-password").stat().st_mode & 0o077 == 0
