@@ -252,6 +252,23 @@ def test_endpoint_parser_refuses_anything_but_host_and_port(raw: str) -> None:
         parse_endpoint(raw)
 
 
+def test_collectors_as_switches_or_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RF_PW", PASSWORD)
+    config = KIND.load_text(
+        """
+auths: {idrac: {username: {env: RF_PW}, password: {env: RF_PW}}}
+modules:
+  listed: {collectors: [power, thermal]}
+  switched: {collectors: {psu: false, telemetry: true}}
+"""
+    )
+    assert config.modules["listed"].collectors == ("power", "thermal")
+    assert config.modules["switched"].collectors == ("power", "thermal", "health", "system", "telemetry")
+    assert config.modules["default"].collectors == ("power", "psu", "thermal", "health", "system")
+    with pytest.raises(ConfigError):
+        KIND.load_text("auths: {}\nmodules: {m: {collectors: [power, powr]}}")
+
+
 def test_endpoint_parser_normalises() -> None:
     assert parse_endpoint("HTTPS://iDRAC-01.Example.NET:443").hostport == "idrac-01.example.net:443"
     assert parse_endpoint("[::1]:8443").hostport == "[::1]:8443"

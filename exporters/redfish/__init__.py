@@ -144,7 +144,7 @@ FAN_RATIO = MetricSpec(
 HEALTH = MetricSpec(
     "powerplane_redfish_health",
     "gauge",
-    "1 for the resource's current health state (ok, warning, critical), 0 for the others.",
+    "Health of the resource: 1 for its current state (ok, warning, critical), 0 for the other two.",
     ("resource", "state"),
 )
 SYSTEM_INFO = MetricSpec(

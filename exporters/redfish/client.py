@@ -252,7 +252,7 @@ class RedfishClient:
                 target, "GET", path, deadline, module.max_response_bytes
             )
         except RedfishError as exc:
-            if exc.status == 404 and target.discovery is not None:
+            if exc.status == 404 and target.discovery is not None and "?" not in path:
                 target.discovery = None  # the tree changed (firmware update?): discover again
             if exc.status != 401 or target.auth.method != "session":
                 raise

@@ -4,7 +4,7 @@
 modules:
   default:
     timeout: 30                 # seconds, capped further by Prometheus's scrape timeout
-    collectors: {power: true, psu: true, thermal: true, health: true, system: true, telemetry: false}
+    collectors: {telemetry: true}   # switches over the defaults, or a list: [power, psu, thermal]
     schema: auto                # auto | legacy | new
     expand: true                # use $expand where the service root announces it
 auths:
@@ -43,7 +43,13 @@ _NAME = {"type": "string", "pattern": "^[A-Za-z0-9_.-]+$"}
 MODULE_SCHEMA = strict_object(
     {
         "timeout": {"type": "number", "minimum": 0.1, "maximum": 600},
-        "collectors": strict_object({name: {"type": "boolean"} for name in COLLECTORS}),
+        # Either switches ({power: true, telemetry: false}) or the list of collectors to run.
+        "collectors": {
+            "oneOf": [
+                strict_object({name: {"type": "boolean"} for name in COLLECTORS}),
+                {"type": "array", "items": {"enum": list(COLLECTORS)}, "uniqueItems": True},
+            ]
+        },
         "schema": {"enum": ["auto", "legacy", "new"]},
         "expand": {"type": "boolean"},
         "max_response_bytes": {"type": "integer", "minimum": 1024},
@@ -192,7 +198,10 @@ def _build(doc: Any) -> RedfishConfig:
     errors: list[str] = []
     modules = {"default": Module("default")}
     for name, spec in (doc.get("modules") or {}).items():
-        switches = {**DEFAULT_COLLECTORS, **spec.get("collectors", {})}
+        chosen = spec.get("collectors", {})
+        if isinstance(chosen, list):
+            chosen = {name: name in chosen for name in COLLECTORS}
+        switches = {**DEFAULT_COLLECTORS, **chosen}
         modules[name] = Module(
             name,
             timeout=float(spec.get("timeout", 30.0)),
