@@ -336,10 +336,10 @@ class RedfishClient:
 
     async def close(self) -> None:
         """Delete every session this process holds, then close the connection pool."""
-        for target in self._targets.values():
-            if target.login_task is not None and not target.login_task.done():
-                with contextlib.suppress(Exception, asyncio.CancelledError):
-                    await asyncio.wait_for(asyncio.shield(target.login_task), 5.0)
+        # Logins under way may still yield a token that must be deleted: give them a moment.
+        pending = [t.login_task for t in self._targets.values() if t.login_task and not t.login_task.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=5.0)
         await asyncio.gather(*(self.logout(t) for t in self._targets.values()), return_exceptions=True)
         for task in list(self._background):
             task.cancel()
