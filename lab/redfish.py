@@ -866,7 +866,7 @@ async def redfish_component(ctx: DemoContext) -> None:
     address = await ctx.serve(make_server(config), "Redfish exporter")
     ctx.scrape_configs.append(
         {
-            "job_name": "powerplane-redfish",
+            "job_name": "powerplane-redfish-probe",
             "metrics_path": "/probe",
             "static_configs": [{"targets": [b.address], "labels": {"node": n}} for n, b in bmcs.items()],
             "relabel_configs": [
@@ -876,9 +876,7 @@ async def redfish_component(ctx: DemoContext) -> None:
             ],
         }
     )
-    ctx.scrape_configs.append(
-        {"job_name": "powerplane-redfish-exporter", "static_configs": [{"targets": [address]}]}
-    )
+    ctx.scrape_configs.append({"job_name": "powerplane-redfish", "static_configs": [{"targets": [address]}]})
     ctx.shared["redfish"] = bmcs
 
 

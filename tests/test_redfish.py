@@ -232,6 +232,52 @@ allow: ["10.0.0.0/33"]
     assert PASSWORD not in str(info.value)
 
 
+def test_allow_list_matches_names_and_literal_addresses_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    from powerplane.exporters.redfish import RedfishProber
+    from powerplane.exporters.runtime import ProbeRequestError
+
+    monkeypatch.setenv("RF_PW", PASSWORD)
+    prober = RedfishProber(
+        KIND.load_text(
+            "auths: {idrac: {username: root, password: {env: RF_PW}}}\nallow: ['*.mgmt.example', 10.0.0.0/8]"
+        )
+    )
+    for ok in ("idrac-1.mgmt.example", "IDRAC-2.MGMT.EXAMPLE:443", "10.1.2.3", "https://10.0.0.1"):
+        assert prober.resolve({"target": ok}).target
+    for refused in (
+        "idrac-1.mgmt.example.evil.com",
+        "10.evil.com",
+        "11.0.0.1",
+        "mgmt.example",
+        "http://10.1.2.3",
+    ):
+        with pytest.raises(ProbeRequestError):
+            prober.resolve({"target": refused})
+
+
+def test_check_config_redacts_the_password(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from powerplane.cli import main
+
+    secret = tmp_path / "pw"
+    secret.write_text(PASSWORD + "\n")
+    good = tmp_path / "redfish.yml"
+    good.write_text(
+        f"auths: {{idrac: {{username: root, password: {{file: {secret}}}}}}}\nallow: [10.0.0.0/8]\n"
+    )
+    result = CliRunner().invoke(main, ["check-config", "--kind", "redfish", str(good)])
+    assert result.exit_code == 0, result.output
+    assert "valid redfish config" in result.output and "<redacted>" in result.output
+    assert PASSWORD not in result.output
+    bad = tmp_path / "bad.yml"
+    bad.write_text("auths: {idrac: {username: root, password: hunter22}}\n")
+    result = CliRunner().invoke(main, ["check-config", "--kind", "redfish", str(bad)])
+    assert result.exit_code == 1
+    assert "auths.idrac.password: secrets cannot be written inline" in result.output
+    assert "hunter22" not in result.output
+
+
 @pytest.mark.parametrize(
     "raw",
     [
@@ -723,7 +769,7 @@ async def test_demo_component_follows_the_nodes_rapl(tmp_path: Path) -> None:
         ctx = DemoContext(tmp_path, ["node-01", "node-02"], stack)
         await rapl_component(ctx)
         await redfish_component(ctx)
-        job = next(c for c in ctx.scrape_configs if c["job_name"] == "powerplane-redfish")
+        job = next(c for c in ctx.scrape_configs if c["job_name"] == "powerplane-redfish-probe")
         exporter = job["relabel_configs"][-1]["replacement"]
         async with aiohttp.ClientSession() as http:
             for static in job["static_configs"]:

@@ -174,12 +174,13 @@ class Allow:
     """A CIDR (matches literal addresses only: no name is resolved to decide) or a host glob."""
 
     pattern: str
-    network: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None
+    # Leading underscore: check-config shows the pattern, not the parsed network object.
+    _network: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None
 
     def matches(self, endpoint: Endpoint) -> bool:
-        if self.network is not None:
+        if self._network is not None:
             try:
-                return ipaddress.ip_address(endpoint.host) in self.network
+                return ipaddress.ip_address(endpoint.host) in self._network
             except ValueError:
                 return False
         return fnmatch.fnmatchcase(endpoint.host, self.pattern.lower())
