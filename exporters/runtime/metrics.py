@@ -49,6 +49,7 @@ MODULES: list[tuple[str, str]] = [
     ("rapl", "powerplane.exporters.rapl"),
     ("snmp", "powerplane.exporters.snmp"),
     ("market", "powerplane.exporters.market.exporter"),
+    ("redfish", "powerplane.exporters.redfish"),
 ]
 
 
