@@ -47,6 +47,9 @@ class MetricSpec:
 MODULES: list[tuple[str, str]] = [
     ("runtime", "powerplane.exporters.runtime.builtin"),
     ("rapl", "powerplane.exporters.rapl"),
+    ("snmp", "powerplane.exporters.snmp"),
+    ("market", "powerplane.exporters.market.exporter"),
+    ("redfish", "powerplane.exporters.redfish"),
 ]
 
 
