@@ -39,25 +39,6 @@ PENDING = {
     "powerplane_gpu_power_limit_watts", "powerplane_gpu_clock_event_active",
     "powerplane_gpu_xid_errors_total", "powerplane_gpu_ecc_errors_total", "powerplane_gpu_pod_info",
     "powerplane_gpu_job_info",
-    # redfish
-    "powerplane_redfish_power_watts", "powerplane_redfish_power_limit_watts",
-    "powerplane_redfish_power_capacity_watts", "powerplane_redfish_psu_input_watts",
-    "powerplane_redfish_psu_output_watts", "powerplane_redfish_temperature_celsius",
-    "powerplane_redfish_fan_speed_rpm", "powerplane_redfish_health",
-    "powerplane_redfish_temperature_summary_celsius",
-    # snmp
-    "powerplane_pdu_power_watts", "powerplane_pdu_phase_current_amperes", "powerplane_pdu_outlet_power_watts",
-    "powerplane_pdu_sensor_temperature_celsius", "powerplane_cooling_temperature_celsius",
-    "powerplane_cooling_output_watts", "powerplane_cooling_demand_watts",
-    "powerplane_cooling_airflow_cubic_meters_per_second", "powerplane_cooling_fan_speed_ratio",
-    "powerplane_cooling_humidity_ratio", "powerplane_cooling_leak_detected",
-    # market
-    "powerplane_market_price_eur_per_mwh", "powerplane_market_next_price_eur_per_mwh",
-    "powerplane_market_day_min_eur_per_mwh", "powerplane_market_day_max_eur_per_mwh",
-    "powerplane_market_day_mean_eur_per_mwh", "powerplane_market_price_rank_ratio",
-    "powerplane_market_price_ahead_eur_per_mwh",
-    "powerplane_market_period_seconds", "powerplane_market_data_age_seconds",
-    "powerplane_market_tomorrow_published",
     # controller
     "powerplane_controller_cap_desired_watts", "powerplane_controller_cap_applied_watts",
     "powerplane_controller_cap_enforced_watts",

@@ -44,6 +44,11 @@ PROBE_ALERT = {
 }
 
 
+def _seconds(duration: str) -> int:
+    assert duration.endswith("s") and duration[:-1].isdigit(), duration
+    return int(duration[:-1])
+
+
 async def _start_lab(workdir: Path, stack: contextlib.AsyncExitStack) -> DemoContext:
     ctx = DemoContext(workdir, [f"node-{i + 1:02d}" for i in range(3)], stack)
     for ref in COMPONENTS:
@@ -61,7 +66,18 @@ def test_every_dashboard_query_returns_lab_data(
         probe = tmp_path / "probe-alert.yaml"
         probe.write_text(yaml.safe_dump(PROBE_ALERT))
         rule_files = sorted(RULES_DIR.glob("*.yaml")) if RULES_DIR.is_dir() else []
-        prom = prometheus(ctx.scrape_configs, rule_files=[*rule_files, probe])
+        # Some lab jobs (SNMP) set their own scrape timeout: the interval must not be shorter.
+        interval = max(
+            [1, *(_seconds(c["scrape_timeout"]) for c in ctx.scrape_configs if "scrape_timeout" in c)]
+        )
+        prom = prometheus(
+            ctx.scrape_configs,
+            rule_files=[*rule_files, probe],
+            scrape_interval=f"{interval}s",
+            evaluation_interval="1s",
+        )
+        # Grafana's $__rate_interval: at least four scrape intervals.
+        builtins = {**queries.BUILTINS, "__rate_interval": f"{4 * interval + 1}s"}
         static = [sc for c in ctx.scrape_configs for sc in c.get("static_configs", [])]
         prom.wait_targets_up(max(1, sum(len(sc["targets"]) for sc in static)))
 
@@ -79,7 +95,7 @@ def test_every_dashboard_query_returns_lab_data(
                     selector = queries.label_values(var["query"])[0] or ""
                     assert not queries.metric_names(selector) <= present, f"{doc['uid']}: ${name} is empty"
                 for q in queries.queries(doc):
-                    expr = queries.substitute(q.expr, values)
+                    expr = queries.substitute(q.expr, values, builtins)
                     absent = queries.metric_names(expr) - present
                     if absent:
                         missing[q.name] = absent
