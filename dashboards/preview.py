@@ -67,6 +67,14 @@ def _legend(fmt: str, labels: dict[str, str]) -> str:
     return re.sub(r"\{\{\s*(\w+)\s*\}\}", lambda m: labels.get(m.group(1), ""), fmt) or str(labels)
 
 
+def scrape_interval(scrape_configs: list[dict[str, Any]]) -> int:
+    """Seconds between scrapes for the lab: 1 s, or the longest scrape timeout a job sets."""
+    timeouts = [
+        int(str(c["scrape_timeout"]).removesuffix("s")) for c in scrape_configs if "scrape_timeout" in c
+    ]
+    return max([1, *timeouts])
+
+
 async def _start_lab(workdir: Path, stack: contextlib.AsyncExitStack, nodes: int) -> Any:
     from powerplane.lab.demo import COMPONENTS, DemoContext, _component
 
@@ -84,15 +92,25 @@ def collect(workdir: Path, seconds: float, nodes: int = 4) -> dict[str, Any]:
     with procs.BackgroundLoop() as loop:
         stack = contextlib.AsyncExitStack()
         ctx = loop.run(_start_lab(workdir / "lab", stack, nodes))
-        prom = procs.Prometheus(workdir / "prometheus", ctx.scrape_configs, rule_files)
+        interval = scrape_interval(ctx.scrape_configs)
+        prom = procs.Prometheus(
+            workdir / "prometheus", ctx.scrape_configs, rule_files, scrape_interval=f"{interval}s"
+        )
         try:
             prom.start()
             # Leave out the first scrapes, where rates over a few samples ramp up from nothing.
-            start = time.time() + 12
-            time.sleep(seconds + 12)  # the previews need a stretch of history, not a readiness condition
+            start = time.time() + 4 * interval + 8
+            time.sleep(
+                seconds + 4 * interval + 8
+            )  # the previews need a stretch of history, not a readiness condition
             end = time.time()
             span = f"{int(end - start)}s"
-            builtins = {**queries.BUILTINS, "__range": span, "__range_s": str(int(end - start))}
+            builtins = {
+                **queries.BUILTINS,
+                "__range": span,
+                "__range_s": str(int(end - start)),
+                "__rate_interval": f"{4 * interval + 1}s",
+            }
             for name, text in render().items():
                 doc = json.loads(text)
                 values, _empty = queries.bind_variables(doc, prom.query)

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from powerplane.dashboards import build, queries
+from powerplane.dashboards.preview import scrape_interval
 from powerplane.lab import procs
 from powerplane.lab.demo import COMPONENTS, DemoContext, _component
 
@@ -44,11 +45,6 @@ PROBE_ALERT = {
 }
 
 
-def _seconds(duration: str) -> int:
-    assert duration.endswith("s") and duration[:-1].isdigit(), duration
-    return int(duration[:-1])
-
-
 async def _start_lab(workdir: Path, stack: contextlib.AsyncExitStack) -> DemoContext:
     ctx = DemoContext(workdir, [f"node-{i + 1:02d}" for i in range(3)], stack)
     for ref in COMPONENTS:
@@ -67,9 +63,7 @@ def test_every_dashboard_query_returns_lab_data(
         probe.write_text(yaml.safe_dump(PROBE_ALERT))
         rule_files = sorted(RULES_DIR.glob("*.yaml")) if RULES_DIR.is_dir() else []
         # Some lab jobs (SNMP) set their own scrape timeout: the interval must not be shorter.
-        interval = max(
-            [1, *(_seconds(c["scrape_timeout"]) for c in ctx.scrape_configs if "scrape_timeout" in c)]
-        )
+        interval = scrape_interval(ctx.scrape_configs)
         prom = prometheus(
             ctx.scrape_configs,
             rule_files=[*rule_files, probe],
