@@ -338,7 +338,7 @@ def test_scrape_config_probes_through_the_service() -> None:
         redfish["jobName"] == "powerplane-redfish-probe"
     )  # the exporter's own /metrics is job powerplane-redfish
     assert redfish["scrapeTimeout"] == "50s"
-    (static,) = redfish["staticConfigs"]
+    static = redfish["staticConfigs"][0]
     assert static["labels"] == {"__param_module": "default", "__param_auth": "idrac", "node": "node-001"}
     relabel = {r["targetLabel"]: r for r in redfish["relabelings"]}
     assert relabel["__param_target"]["sourceLabels"] == ["__address__"]
