@@ -122,7 +122,7 @@ def probe_params(objects: list[dict[str, Any]], component: str) -> list[dict[str
                 "file-sd"
             ):
                 groups.extend(json.loads(text))
-    params = []
+    params: list[dict[str, str]] = []
     for group in groups:
         labels = group.get("labels", {})
         extra = {k.removeprefix("__param_"): v for k, v in labels.items() if k.startswith("__param_")}
