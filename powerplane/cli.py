@@ -18,16 +18,19 @@ from powerplane import __version__
 #: exporter name → module defining ``command`` (a click command).
 EXPORTERS: dict[str, str] = {
     "rapl": "powerplane.exporters.rapl",
+    "inventory": "powerplane.exporters.inventory",
 }
 
 #: config kind name → "module:attribute" of its ``ConfigKind``, for ``check-config``.
 CONFIG_KINDS: dict[str, str] = {
     "web": "powerplane.exporters.runtime.webconfig:KIND",
+    "inventory": "powerplane.exporters.inventory:KIND",
 }
 
 #: top-level command name → "module:attribute" of a click command or group.
 COMMANDS: dict[str, str] = {
     "demo": "powerplane.lab.demo:command",
+    "inventory": "powerplane.exporters.inventory:group",
 }
 
 
