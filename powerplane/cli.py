@@ -25,12 +25,14 @@ EXPORTERS: dict[str, str] = {
 CONFIG_KINDS: dict[str, str] = {
     "web": "powerplane.exporters.runtime.webconfig:KIND",
     "inventory": "powerplane.exporters.inventory:KIND",
+    "rules": "powerplane.rulegen:KIND",
 }
 
 #: top-level command name → "module:attribute" of a click command or group.
 COMMANDS: dict[str, str] = {
     "demo": "powerplane.lab.demo:command",
     "inventory": "powerplane.exporters.inventory:group",
+    "rules": "powerplane.rulegen:group",
 }
 
 
