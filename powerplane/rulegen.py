@@ -154,7 +154,8 @@ def recording_rules(c: RulesConfig) -> list[tuple[str, str]]:
         (
             "node:powerplane_pdu_power_watts:sum",
             "sum by (node) (\n  powerplane_pdu_outlet_power_watts\n"
-            "  * on (pdu, outlet) group_left (node) max by (pdu, outlet, node) (powerplane_pdu_outlet_info)\n)",
+            "  * on (pdu, outlet) group_left (node)"
+            " max by (pdu, outlet, node) (powerplane_pdu_outlet_info)\n)",
         ),
         (
             "node:powerplane_power_watts:best",
@@ -222,9 +223,11 @@ def recording_rules(c: RulesConfig) -> list[tuple[str, str]]:
             # 2 offline: in the inventory but no power from any source; 1 degraded: a warning or
             # critical alert names the node; 0 healthy.  `or` keeps the first match per node.
             "2 * (max by (node) (powerplane_node_info) unless on (node) node:powerplane_power_watts:best)\n"
-            "or\n(\n  max by (node) (powerplane_node_info) or max by (node) (node:powerplane_power_watts:best) * 0 + 1\n)\n"
+            "or\n(\n  max by (node) (powerplane_node_info)"
+            " or max by (node) (node:powerplane_power_watts:best) * 0 + 1\n)\n"
             '  and on (node) ALERTS{alertstate="firing", severity=~"warning|critical", node!=""}\n'
-            "or\n(max by (node) (powerplane_node_info) or max by (node) (node:powerplane_power_watts:best)) * 0",
+            "or\n(max by (node) (powerplane_node_info)"
+            " or max by (node) (node:powerplane_power_watts:best)) * 0",
         ),
     ]
 
@@ -241,7 +244,8 @@ def _attribution(level: str, labels: str, info: str) -> list[tuple[str, str]]:
         (
             f"{level}:powerplane_gpu_energy_joules:increase1h",
             f"sum by ({labels}) (\n  {owners}\n"
-            "  * on (node, gpu) group_left () sum by (node, gpu) (increase(powerplane_gpu_energy_joules_total[1h]))\n)",
+            "  * on (node, gpu) group_left ()"
+            " sum by (node, gpu) (increase(powerplane_gpu_energy_joules_total[1h]))\n)",
         ),
     ]
 
@@ -359,7 +363,8 @@ def alerts(c: RulesConfig) -> list[Alert]:
         ),
         Alert(
             "PowerplanePduPowerNearRating",
-            "powerplane_pdu_power_watts\n/ on (pdu) group_left () max by (pdu) (powerplane_pdu_rated_power_watts)\n"
+            "powerplane_pdu_power_watts\n"
+            "/ on (pdu) group_left () max by (pdu) (powerplane_pdu_rated_power_watts)\n"
             f"> {_fmt(c.pdu_load_ratio)}",
             "15m",
             "warning",
@@ -463,7 +468,8 @@ def alerts(c: RulesConfig) -> list[Alert]:
             "30m",
             "warning",
             "Tomorrow's day-ahead prices for {{ $labels.area }} are missing",
-            f"It is past {c.market_tomorrow_hour_utc}:00 UTC and tomorrow's prices for {{{{ $labels.area }}}} "
+            f"It is past {c.market_tomorrow_hour_utc}:00 UTC and tomorrow's prices for "
+            "{{ $labels.area }} "
             "are not published or not fetched; power caps tomorrow will have no price signal.",
         ),
         Alert(
