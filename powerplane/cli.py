@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "demo": "powerplane.lab.demo:command",
     "inventory": "powerplane.exporters.inventory:group",
     "rules": "powerplane.rulegen:group",
+    "chart": "powerplane.chart:command",
 }
 
 
@@ -108,3 +109,7 @@ def docs_metrics() -> None:
     from powerplane.exporters.runtime.metrics import render_markdown
 
     click.echo(render_markdown(), nl=False)
+
+
+if __name__ == "__main__":
+    main()
