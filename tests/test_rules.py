@@ -225,3 +225,12 @@ def test_bad_rules_config_is_rejected(text: str, expected: str) -> None:
     with pytest.raises(ConfigError) as err:
         rulegen.KIND.load_text(text, "site.yaml")
     assert any(expected in e for e in err.value.errors), err.value.errors
+
+
+def test_every_alert_has_a_runbook_section() -> None:
+    text = (RULES.parent / "docs" / "rules.md").read_text()
+    headings = set(re.findall(r"^### (Powerplane\w+)$", text, re.M))
+    assert set(rulegen.alert_names()) - headings == set()
+    for record in rulegen.recorded_names():
+        short = record.split(":")[0] + ":"
+        assert record in text or short in text, record
