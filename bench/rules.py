@@ -30,11 +30,13 @@ def exposition(nodes: int, gpus: int, pdus: int, t: float) -> str:
         rack = f"r{n % racks:04d}"
         pdu = f"p{(n % racks) * 2:04d}"
         lines.append(
-            f'powerplane_node_info{{node="{node}",rack="{rack}",row="row{n % 10}",cluster="c",bmc="",partition="gpu"}} 1'
+            f'powerplane_node_info{{node="{node}",rack="{rack}",row="row{n % 10}",cluster="c",'
+            'bmc="",partition="gpu"} 1'
         )
         for s in range(2):
             lines.append(
-                f'powerplane_rapl_energy_joules_total{{node="{node}",zone="package",index="{s}"}} {200 * t:.3f}'
+                f'powerplane_rapl_energy_joules_total{{node="{node}",zone="package",index="{s}"}} '
+                f"{200 * t:.3f}"
             )
             lines.append(
                 f'powerplane_rapl_energy_joules_total{{node="{node}",zone="dram",index="{s}"}} {20 * t:.3f}'
