@@ -19,6 +19,8 @@ from powerplane import __version__
 EXPORTERS: dict[str, str] = {
     "rapl": "powerplane.exporters.rapl",
     "inventory": "powerplane.exporters.inventory",
+    "snmp": "powerplane.exporters.snmp",
+    "market": "powerplane.exporters.market",
 }
 
 #: config kind name → "module:attribute" of its ``ConfigKind``, for ``check-config``.
@@ -26,6 +28,8 @@ CONFIG_KINDS: dict[str, str] = {
     "web": "powerplane.exporters.runtime.webconfig:KIND",
     "inventory": "powerplane.exporters.inventory:KIND",
     "rules": "powerplane.rulegen:KIND",
+    "snmp": "powerplane.exporters.snmp.exporter:KIND",
+    "market": "powerplane.exporters.market.config:KIND",
 }
 
 #: top-level command name → "module:attribute" of a click command or group.

@@ -48,6 +48,8 @@ MODULES: list[tuple[str, str]] = [
     ("runtime", "powerplane.exporters.runtime.builtin"),
     ("rapl", "powerplane.exporters.rapl"),
     ("inventory", "powerplane.exporters.inventory"),
+    ("snmp", "powerplane.exporters.snmp"),
+    ("market", "powerplane.exporters.market.exporter"),
 ]
 
 
