@@ -344,13 +344,13 @@ def test_scrape_config_probes_through_the_service() -> None:
     assert relabel["__param_target"]["sourceLabels"] == ["__address__"]
     assert relabel["__address__"]["replacement"] == "powerplane-redfish.powerplane.svc:9873"
     assert redfish["fileSDConfigs"] == [
-        {"files": ["/etc/prometheus/configmaps/powerplane-file-sd/redfish-*.json"]}
+        {"files": ["/etc/prometheus/configmaps/powerplane-file-sd/redfish*.json"]}
     ]
     assert (
         configs["powerplane-snmp"]["relabelings"][2]["replacement"] == "powerplane-snmp.powerplane.svc:9874"
     )
     (file_sd,) = [c for c in by_kind(objects, "ConfigMap") if c["metadata"]["name"] == "powerplane-file-sd"]
-    groups = json.loads(file_sd["data"]["redfish-bmcs.json"])
+    groups = json.loads(file_sd["data"]["redfish.json"])
     assert groups[0]["labels"]["node"] == "node-001"
 
 

@@ -12,6 +12,7 @@ loaded with the same kinds.
 from __future__ import annotations
 
 import base64
+import fnmatch
 import importlib
 import json
 import re
@@ -116,12 +117,18 @@ def probe_params(objects: list[dict[str, Any]], component: str) -> list[dict[str
             relabel = scrape["spec"]["relabelings"][0]
             assert (relabel["sourceLabels"], relabel["targetLabel"]) == (["__address__"], "__param_target")
             groups.extend(scrape["spec"].get("staticConfigs", []))
+    globs = [
+        PurePosixPath(f).name
+        for scrape in by_kind(objects, "ScrapeConfig")
+        if scrape["spec"]["jobName"] == f"powerplane-{component}-probe"
+        for sd in scrape["spec"].get("fileSDConfigs", [])
+        for f in sd["files"]
+    ]
     for config_map in by_kind(objects, "ConfigMap"):
-        for name, text in config_map["data"].items():
-            if re.fullmatch(rf"{component}-.*\.json", name) and config_map["metadata"]["name"].endswith(
-                "file-sd"
-            ):
-                groups.extend(json.loads(text))
+        if config_map["metadata"]["name"].endswith("-file-sd"):
+            for name, text in config_map["data"].items():
+                if any(fnmatch.fnmatchcase(name, g) for g in globs):
+                    groups.extend(json.loads(text))
     params: list[dict[str, str]] = []
     for group in groups:
         labels = group.get("labels", {})
@@ -157,18 +164,26 @@ def load_rendered(
     With ``secrets_known`` every variable the config reads must be set by the chart's Secret
     (or by an existingSecret, whose keys the chart cannot know).
     """
-    command = exporter_command(component)
-    with command.make_context(component, list(container["args"][2:])) as ctx:
-        config_path = ctx.params.get("config_path") or ctx.params.get("config_file")
-        listen = ctx.params["listen_address"]
-    assert config_path, f"{component}: no --config in {container['args']}"
-    port = {p["name"]: p["containerPort"] for p in container["ports"]}["http"]
-    assert listen == f":{port}", f"{component}: listens on {listen}, container port {port}"
+    args = list(container["args"][2:])
+    # The config file: the one argument naming a file under a ConfigMap mount.
+    config_maps = {v["name"] for v in spec["volumes"] if "configMap" in v}
+    mounts = [m["mountPath"] for m in container["volumeMounts"] if m["name"] in config_maps]
+    named = [a for a in args if any(a.partition("=")[2].startswith(f"{m}/") for m in mounts)]
+    assert len(named) == 1, f"{component}: no single config file argument in {args}"
+    config_path = named[0].partition("=")[2]
     mount, data = mounted_file(objects, spec, container, config_path)
     local = tmp_path / component
     local.mkdir(parents=True)
     for name, text in data.items():
         (local / name).write_text(text)
+    local_config = str(local / PurePosixPath(config_path).name)
+    # The exporter's own CLI parses the flags (names, choices, required options, files present).
+    command = exporter_command(component)
+    with command.make_context(component, [a.replace(config_path, local_config) for a in args]) as ctx:
+        assert local_config in {str(v) for v in ctx.params.values()}, f"{component}: {named[0]} unused"
+        listen = ctx.params["listen_address"]
+    port = {p["name"]: p["containerPort"] for p in container["ports"]}["http"]
+    assert listen == f":{port}", f"{component}: listens on {listen}, container port {port}"
     doc = yaml.safe_load(data[PurePosixPath(config_path).name])
     for node in walk(doc):
         if isinstance(node, str) and node.startswith(f"{mount}/"):
@@ -187,12 +202,21 @@ def load_rendered(
 async def test_rendered_exporter_configs_load(
     values_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    objects = render(load_values(values_file))
-    for component, spec, container in exporter_deployments(objects):
-        config = load_rendered(objects, component, spec, container, tmp_path, monkeypatch)
-        if component not in PROBED:
+    values = load_values(values_file)
+    objects = render(values)
+    configs = {
+        component: load_rendered(objects, component, spec, container, tmp_path, monkeypatch)
+        for component, spec, container in exporter_deployments(objects)
+    }
+    if "inventory" in configs and values["inventory"].get("fileSD"):
+        from powerplane.exporters.inventory import file_sd
+
+        # The file_sd ConfigMap holds what `powerplane inventory sd` makes of the inventory.
+        assert file_sd(configs["inventory"]) == values["inventory"]["fileSD"]
+    for component in PROBED:
+        if component not in configs:
             continue
-        prober = make_prober(component, config)
+        prober = make_prober(component, configs[component])
         try:
             for params in probe_params(objects, component):
                 job = prober.resolve(params)  # raises ProbeRequestError (HTTP 400) on drift
