@@ -23,9 +23,35 @@ from powerplane.lab.demo import COMPONENTS, DemoContext, _component
 
 from .test_dashboards import PENDING, RULES_DIR
 
-#: Declared metrics the demo lab does not produce (yet): their panels cannot be checked here.
-#: A test fails when one of them appears, so the set only shrinks.
-NOT_IN_LAB: set[str] = set()
+#: Declared metrics the demo lab does not produce (yet), and why: their panels cannot be checked
+#: here.  A test fails when one of them appears, so the set only shrinks.
+_NO_GPU_LAB = "recorded from GPU series; the GPU exporter and its demo lab are not merged yet"
+_NO_PDU_JOIN = "recorded through the PDU-to-node/rack joins, empty in the demo (see KNOWN_LAB_GAPS)"
+_NO_COOLER = "the demo inventory lists no in-row cooler: the SNMP lab publishes no cooler address to it"
+NOT_IN_LAB_WHY: dict[str, str] = {
+    "node:powerplane_gpu_power_watts:sum": _NO_GPU_LAB,
+    "pod:powerplane_gpu_power_watts:sum": _NO_GPU_LAB,
+    "hpc_job:powerplane_gpu_power_watts:sum": _NO_GPU_LAB,
+    "pod:powerplane_gpu_energy_joules:increase1h": _NO_GPU_LAB,
+    "hpc_job:powerplane_gpu_energy_joules:increase1h": _NO_GPU_LAB,
+    "node:powerplane_pdu_power_watts:sum": _NO_PDU_JOIN,
+    "rack:powerplane_pdu_power_watts:sum": _NO_PDU_JOIN,
+    "powerplane_cooler_rack_info": _NO_COOLER,
+    "cooler:powerplane_cooling_output_over_it_power:ratio": _NO_COOLER,
+}
+NOT_IN_LAB = set(NOT_IN_LAB_WHY)
+
+#: Panels the demo lab cannot fill yet, and why.  Strict: the test fails once one returns data.
+_PDU_GAP = (
+    "the demo's SNMP PDUs (pdu=<recording name>) are not the PDUs of the demo inventory (pdu-rack-NN),"
+    " so joining PDU series to racks through powerplane_pdu_info finds nothing"
+)
+KNOWN_LAB_GAPS: dict[str, str] = {
+    "powerplane-rack / PDU power and rating / A": _PDU_GAP,
+    "powerplane-rack / Phase current against rating / A": _PDU_GAP,
+    "powerplane-rack / Outlet power / A": _PDU_GAP,
+    "powerplane-rack / PDU sensors / A": _PDU_GAP,
+}
 
 #: An alert that always fires, so the alert panels have something to list.
 PROBE_ALERT = {
@@ -95,7 +121,9 @@ def test_every_dashboard_query_returns_lab_data(
                         missing[q.name] = absent
                     else:
                         checked[q.name] = expr
-            empty_queries = sorted(name for name, expr in checked.items() if not prom.query(expr))
+            answered = {name for name, expr in checked.items() if prom.query(expr)}
+            empty_queries = sorted(set(checked) - answered - set(KNOWN_LAB_GAPS))
+            state["gaps_filled"] = sorted(answered & set(KNOWN_LAB_GAPS))
             state.update(present=present, checked=checked, missing=missing, empty=empty_queries)
             unexplained = set().union(set(), *missing.values()) - PENDING - NOT_IN_LAB
             return not empty_queries and not unexplained
@@ -103,12 +131,16 @@ def test_every_dashboard_query_returns_lab_data(
         with contextlib.suppress(TimeoutError):
             procs.wait_until(check, 120, interval=2.0, what="every dashboard query to return data")
         assert state["empty"] == [], f"dashboard queries with no data against the lab: {state['empty']}"
+        assert state["gaps_filled"] == [], "the lab fills these now: remove them from KNOWN_LAB_GAPS"
         unexplained = {
             name: sorted(absent - PENDING - NOT_IN_LAB)
             for name, absent in state["missing"].items()
             if absent - PENDING - NOT_IN_LAB
         }
-        assert unexplained == {}, "declared metrics missing from the lab (add to NOT_IN_LAB with a reason?)"
+        names = sorted(set().union(set(), *map(set, unexplained.values())))
+        assert unexplained == {}, (
+            f"declared metrics missing from the lab (NOT_IN_LAB, with a reason?): {names}"
+        )
         assert NOT_IN_LAB & state["present"] == set(), "the lab has these now: remove them from NOT_IN_LAB"
         # Never vacuous: what main's lab provides (RAPL, scrape health, alerts) is checked.
         assert any("RAPL" in name for name in state["checked"]), sorted(state["checked"])
