@@ -331,6 +331,17 @@ class Nvml:
             self._identity_at[index] = time.monotonic()
         return identity
 
+    def identities_now(self) -> dict[int, Identity]:
+        """Every reachable GPU's identity, reading those not yet known (the collectors run concurrently)."""
+        for index in range(self.count):
+            if index not in self.identities:
+                try:
+                    self.identity(index, self.handle(index))
+                except Exception as exc:  # a lost GPU: its own collector reports it
+                    logger.debug("GPU %d identity: %s", index, exc)
+        with self.lock:
+            return dict(self.identities)
+
     def forget(self, index: int) -> None:
         with self.lock:
             self.identities.pop(index, None)
@@ -737,7 +748,8 @@ class PodCollector(Collector[PodSnapshot]):
         except Exception as exc:  # grpc.aio.AioRpcError and friends
             detail = getattr(exc, "details", lambda: None)() or str(exc) or type(exc).__name__
             raise CollectorError(f"pod-resources {self.socket_path}: {detail}") from None
-        by_uuid = {ident.uuid: ident for ident in self.nvml.identities.values()}
+        identities = await asyncio.to_thread(self.nvml.identities_now)
+        by_uuid = {ident.uuid: ident for ident in identities.values()}
         with self.nvml.lock:
             migs = dict(self.nvml.mig_uuids)
         rows: list[tuple[int, str, str, DeviceAssignment]] = []
@@ -751,7 +763,7 @@ class PodCollector(Collector[PodSnapshot]):
                 rows.append((by_uuid[device].index, device, "", a))
             elif device in migs:
                 index, gi = migs[device]
-                parent = self.nvml.identities.get(index)
+                parent = identities.get(index)
                 if parent is not None:
                     rows.append((index, parent.uuid, str(gi), a))
             else:
@@ -830,8 +842,9 @@ class JobCollector(Collector[JobSnapshot]):
                 jobs[index] = ids
         self.attribution.jobs = jobs
         rows = []
+        identities = self.nvml.identities_now()
         for index, ids in sorted(jobs.items()):
-            ident = self.nvml.identities.get(index)
+            ident = identities.get(index)
             if ident is None:
                 if index >= self.nvml.count:
                     errors.append(f"{self.directory}/{index}: no GPU {index} on this node")

@@ -261,7 +261,10 @@ static void refresh(void) {
             snprintf(state_path, sizeof state_path, "%s.state", config_path);
             load_config(f);
             fclose(f);
-            if (strcmp(saved_state, state_path) != 0) memset(&state_mtime, 0, sizeof state_mtime);
+            if (strcmp(saved_state, state_path) != 0) {
+                memset(&state_mtime, 0, sizeof state_mtime);
+                memset(limits_mw, 0, sizeof limits_mw);
+            }
         }
     }
     if (changed(state_path, &state_mtime, &state_size, &state_ino)) load_state();
@@ -360,6 +363,7 @@ EXPORT nvmlReturn_t nvmlInitWithFlags(unsigned flags) {
         config_size = state_size = 0; config_ino = state_ino = 0;
         memset(rt, 0, sizeof rt);
         memset(sets, 0, sizeof sets);
+        memset(limits_mw, 0, sizeof limits_mw);
         state_path[0] = 0;
     }
     for (int i = 0; i < MAX_GPUS; i++) {
