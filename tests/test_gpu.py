@@ -197,7 +197,7 @@ async def test_without_nvml_there_is_no_data_and_no_failure(tmp_path: Path, monk
     FakeNvml(tmp_path, [FakeGpu()]).activate()
     monkeypatch.setenv("FAKENVML_CONFIG", str(tmp_path / "no-driver.conf"))
     async with exporter() as server:
-        text, s = await server.scrape()
+        _, s = await server.scrape()
     assert success(s, "nvml") == 1
     assert not [name for name in s if name.startswith("powerplane_gpu_")]
     assert "powerplane_build_info" in s
@@ -209,7 +209,7 @@ def short_socket() -> Path:
 
 
 async def test_pod_info_from_the_kubelet(tmp_path: Path) -> None:
-    machine = FakeNvml(
+    FakeNvml(
         tmp_path,
         [FakeGpu("h100-sxm"), FakeGpu("h100-sxm"), FakeGpu("a100-sxm", mig=[MigDevice(3, 0, 10 << 30)])],
     ).activate()

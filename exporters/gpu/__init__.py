@@ -541,7 +541,7 @@ class GpuCollector(Collector[GpuReading]):
             reading.limits["enforced"] = enforced / 1000.0
         temp = get("temperature", lambda: nv.nvmlDeviceGetTemperature(handle, nv.NVML_TEMPERATURE_GPU))
         reading.gpu_temp = None if temp is None else float(temp)
-        memory = get("memory", lambda: nv.nvmlDeviceGetMemoryInfo(handle))
+        memory = get("memory", lambda: _memory(nv, handle))
         if memory is not None:
             reading.memory_used, reading.memory_total = int(memory.used), int(memory.total)
         util = get("utilization", lambda: nv.nvmlDeviceGetUtilizationRates(handle))
@@ -624,6 +624,15 @@ def _field_value(v: Any) -> float:
     if kind == 5:
         return float(value.siVal)
     return float(value.usVal)
+
+
+def _memory(nv: Any, handle: Any) -> Any:
+    # Version 2 keeps the driver's reserved memory out of "used", as nvidia-smi does; drivers
+    # before R510 only have version 1.
+    try:
+        return nv.nvmlDeviceGetMemoryInfo(handle, version=nv.nvmlMemory_v2)
+    except (nv.NVMLError_FunctionNotFound, nv.NVMLError_ArgumentVersionMismatch):
+        return nv.nvmlDeviceGetMemoryInfo(handle)
 
 
 def _clock_events(nv: Any, handle: Any) -> int:
