@@ -24,8 +24,8 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from powerplane.exporters.gpu import make_server  # noqa: E402
-from tests.helpers import parse  # noqa: E402
+from powerplane.exporters.gpu import make_server
+from tests.helpers import parse
 
 QUERY = (
     "index,uuid,power.draw.instant,power.draw,temperature.gpu,temperature.memory,memory.used,memory.total,"
@@ -158,7 +158,7 @@ async def run(scrapes: int, load_seconds: float) -> int:
         loader = None
         if load_seconds > 0:
             with contextlib.suppress(Exception):
-                loader = subprocess.Popen(
+                loader = subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
                     [sys.executable, "-c", LOAD, str(load_seconds + 30)], stdout=subprocess.PIPE, text=True
                 )
                 assert loader.stdout is not None
@@ -183,7 +183,7 @@ async def run(scrapes: int, load_seconds: float) -> int:
     await server.stop()
     failed = [r for r in results if r[-1] == "FAIL"]
     print(
-        f"{'phase':<5} {'quantity':<22} {'exporter':>10} {'nvidia-smi (before..after)':>28} {'diff':>7}  verdict"
+        f"{'phase':<5} {'quantity':<22} {'exporter':>10} {'nvidia-smi before..after':>26} {'diff':>7}  verdict"
     )
     for phase, what, mine, bounds, diff, verdict in results:
         shown = "-" if bounds is None else f"{bounds[0]:g}..{bounds[1]:g}"
