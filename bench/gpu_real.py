@@ -80,10 +80,10 @@ def compare(
         values = [r[key] for r in (before, after) if isinstance(r.get(key), float)]
         return (min(values), max(values)) if values else None
 
-    checks = [
+    checks: list[tuple[str, float | None, str, float, float | None]] = [
         # (what, ours, nvidia-smi key, scale to nvidia-smi units, tolerance)
         ("power W (instant)", ours("powerplane_gpu_power_watts"), "power.draw.instant", 1.0, 25.0),
-        ("power W (average)", ours("powerplane_gpu_power_watts"), "power.draw", 1.0, 60.0),
+        ("power W (average)", ours("powerplane_gpu_power_watts"), "power.draw", 1.0, None),
         (
             "temperature gpu °C",
             ours("powerplane_gpu_temperature_celsius", sensor="gpu"),
@@ -121,7 +121,7 @@ def compare(
         ("max limit W", ours("powerplane_gpu_power_limit_watts", kind="max"), "power.max_limit", 1, 0.5),
         ("utilization %", ours("powerplane_gpu_utilization_ratio"), "utilization.gpu", 100, 30),
     ]
-    rows = []
+    rows: list[tuple[Any, ...]] = []
     for what, value, key, scale, tolerance in checks:
         bounds = span(key)
         if value is None or bounds is None:
@@ -130,9 +130,9 @@ def compare(
         mine = value * scale
         low, high = bounds
         diff = 0.0 if low <= mine <= high else min(abs(mine - low), abs(mine - high))
-        rows.append(
-            (phase, what, round(mine, 2), bounds, round(diff, 2), "ok" if diff <= tolerance else "FAIL")
-        )
+        # The 1 s average lags the instantaneous reading: shown for information, not judged.
+        verdict = "info" if tolerance is None else "ok" if diff <= tolerance else "FAIL"
+        rows.append((phase, what, round(mine, 2), bounds, round(diff, 2), verdict))
     return rows
 
 
@@ -154,26 +154,27 @@ async def run(scrapes: int, load_seconds: float) -> int:
         await scrape()  # identities are read on the first scrape
         for _ in range(scrapes):
             await scrape()
-        phases = [("idle", None)]
-        loader = None
-        if load_seconds > 0:
-            with contextlib.suppress(Exception):
-                loader = subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
-                    [sys.executable, "-c", LOAD, str(load_seconds + 30)], stdout=subprocess.PIPE, text=True
-                )
-                assert loader.stdout is not None
-                ready = await asyncio.to_thread(loader.stdout.readline)
-                if ready.strip() == "loaded":
-                    phases.append(("load", loader))
-        for phase, _proc in phases:
-            if phase == "load":
-                await asyncio.sleep(min(load_seconds, 8.0))  # let power and clocks settle
+
+        async def compare_round(phase: str) -> None:
             for _ in range(5):
                 before = smi()
                 s = await scrape()
                 after = smi()
                 for b, a in zip(before, after, strict=True):
-                    results += compare(phase, b, a, s, str(int(float(b["index"]))))
+                    results.extend(compare(phase, b, a, s, str(int(float(b["index"])))))
+
+        await compare_round("idle")
+        loader = None
+        if load_seconds > 0:
+            with contextlib.suppress(Exception):
+                loader = subprocess.Popen(  # noqa: ASYNC220 - started once, outside the timed scrapes
+                    [sys.executable, "-c", LOAD, str(load_seconds + 30)], stdout=subprocess.PIPE, text=True
+                )
+                assert loader.stdout is not None
+                ready = await asyncio.to_thread(loader.stdout.readline)
+                if ready.strip() == "loaded":
+                    await asyncio.sleep(min(load_seconds, 8.0))  # let power and clocks settle
+                    await compare_round("load")
         if loader is not None:
             loader.kill()
             loader.wait()
@@ -182,9 +183,7 @@ async def run(scrapes: int, load_seconds: float) -> int:
             s_text = await response.text()
     await server.stop()
     failed = [r for r in results if r[-1] == "FAIL"]
-    print(
-        f"{'phase':<5} {'quantity':<22} {'exporter':>10} {'nvidia-smi before..after':>26} {'diff':>7}  verdict"
-    )
+    print(f"{'phase':<5} {'quantity':<22} {'exporter':>10} {'nvidia-smi':>26} {'diff':>7}  verdict")
     for phase, what, mine, bounds, diff, verdict in results:
         shown = "-" if bounds is None else f"{bounds[0]:g}..{bounds[1]:g}"
         print(f"{phase:<5} {what:<22} {mine!s:>10} {shown:>28} {diff!s:>7}  {verdict}")
