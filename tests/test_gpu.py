@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -361,3 +363,77 @@ def test_pod_resources_decoder_survives_garbage(data: bytes) -> None:
         decode_list_response(data)
     except ValueError:
         pass
+
+
+@pytest.mark.e2e
+def test_prometheus_scrapes_the_exporter_process(tmp_path: Path, prometheus, background_loop) -> None:
+    """The exporter as its own process (LD_LIBRARY_PATH → fake NVML), scraped by a real Prometheus."""
+    from powerplane.lab.gpu import start_exporter
+    from powerplane.lab.procs import wait_until
+
+    machine = FakeNvml(
+        tmp_path / "nvml",
+        [FakeGpu("h100-sxm", util_base=0.8), FakeGpu("a100-sxm", util_base=0.5), FakeGpu("l40s")],
+    )
+    machine.write()
+    text = machine.render()
+    uuids = [line.split(" ", 1)[1] for line in text.splitlines() if line.startswith("uuid ")]
+    kubelet = FakePodResources(
+        short_socket(), [DeviceAssignment("ml", "llm-0", "train", "nvidia.com/gpu", u) for u in uuids[:2]]
+    )
+    background_loop.run(kubelet.start())
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    (jobs / "2").write_text("9001\n")
+    process, address = start_exporter(
+        machine,
+        tmp_path / "exporter.log",
+        [f"--pod-resources.socket={kubelet.socket_path}", f"--hpc-job-mapping.dir={jobs}", "--naming=powerplane",
+         "--naming=dcgm"],
+    )  # fmt: skip
+    try:
+        prom = prometheus(
+            [{"job_name": "gpu", "static_configs": [{"targets": [address], "labels": {"node": "n1"}}]}]
+        )
+        prom.wait_targets_up(1)
+        assert prom.wait_value('powerplane_gpu_power_watts{node="n1",gpu="0"}') == pytest.approx(574.0)
+        assert prom.wait_value("count(powerplane_gpu_info)") == 3
+        assert prom.wait_value('DCGM_FI_DEV_POWER_USAGE{gpu="1"}') == pytest.approx(227.5)
+        # energy per second agrees with power (the counter integrates the same curve)
+        rate = prom.wait_value('irate(powerplane_gpu_energy_joules_total{gpu="0"}[5s])', timeout=60)
+        assert rate == pytest.approx(574.0, rel=0.05)
+        # attribution joins: power per pod and per HPC job, without a pod label on GPU series
+        per_pod = prom.wait_value(
+            "sum by (namespace, pod) (powerplane_gpu_power_watts"
+            " * on (node, gpu, uuid) group_left (namespace, pod) powerplane_gpu_pod_info)"
+        )
+        assert per_pod == pytest.approx(574.0 + 227.5, abs=1)
+        per_job = prom.wait_value(
+            "sum by (hpc_job) (powerplane_gpu_power_watts"
+            " * on (node, gpu, uuid) group_left (hpc_job) powerplane_gpu_job_info)"
+        )
+        assert per_job == pytest.approx(192.5, abs=1)
+        # a controller in another process caps GPU 0: the exporter sees the new limit and power
+        code = (
+            "import pynvml; pynvml.nvmlInit(); "
+            "pynvml.nvmlDeviceSetPowerManagementLimit(pynvml.nvmlDeviceGetHandleByIndex(0), 400000)"
+        )
+        subprocess.run([sys.executable, "-c", code], env={**os.environ, **machine.env()}, check=True)
+        wait_until(
+            lambda: prom.value('powerplane_gpu_power_limit_watts{gpu="0",kind="enforced"}') == 400,
+            30, what="the new limit in Prometheus",
+        )  # fmt: skip
+        assert prom.wait_value('powerplane_gpu_power_watts{gpu="0"}') <= 400
+        # an XID and a lost GPU
+        machine.inject_xid(1, 79)
+        assert prom.wait_value('powerplane_gpu_xid_errors_total{gpu="1",xid="79"}') == 1
+        machine.lose(2)
+        wait_until(
+            lambda: prom.value('powerplane_scrape_collector_success{collector="gpu2"}') == 0,
+            30, what="gpu2 failing",
+        )  # fmt: skip
+        assert prom.value('powerplane_scrape_collector_success{collector="gpu0"}') == 1
+        assert prom.value('up{job="gpu"}') == 1
+    finally:
+        process.stop()
+        background_loop.run(kubelet.stop())

@@ -10,7 +10,7 @@
  * process using the same config (controller, exporter) sees them.
  *
  * Power is a function of wall-clock time (a sine around a base utilisation), capped by the
- * current power limit; the energy counter integrates that power in 100 ms steps.
+ * current power limit; the energy counter integrates that power in 10 ms steps.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -38,7 +38,7 @@ enum {
 #define MAX_MIG 7
 #define MAX_XIDS 256
 #define MAX_SETS 64
-#define STEP_S 0.1
+#define STEP_S 0.01
 
 /* Features that a GPU may declare unsupported (bits of gpu.unsupported). */
 enum {
@@ -302,7 +302,11 @@ static double energy_mj(int i) {
         r->started = 1;
         return r->energy_mj;
     }
-    if (t - r->energy_t > 86400) r->energy_t = t - 86400; /* a process asleep for days: bound the work */
+    /* A process that has not asked for hours: coarse steps for the bulk, fine ones at the end. */
+    while (t - r->energy_t > 60) {
+        r->energy_mj += power_mw(i, r->energy_t + 0.5) * 1.0;
+        r->energy_t += 1.0;
+    }
     while (r->energy_t + STEP_S <= t) {
         r->energy_mj += power_mw(i, r->energy_t + STEP_S / 2) * STEP_S;
         r->energy_t += STEP_S;
@@ -747,7 +751,8 @@ static nvmlReturn_t field(int i, double t, nvmlFieldValue_t *v) {
         v->value.uiVal = (unsigned)lround(gpu_temperature(i, t) + g->memory_temp_offset);
         return 0;
     case 83: NEED(F_ENERGY); v->valueType = VT_ULL; v->value.ullVal = (unsigned long long)energy_mj(i); return 0;
-    case 94: NEED(F_PCIE); v->valueType = VT_ULL; v->value.ullVal = g->pcie_replays; return 0;
+    /* The driver answers the replay counter as an unsigned int (seen on R580). */
+    case 94: NEED(F_PCIE); v->valueType = VT_UINT; v->value.uiVal = (unsigned)g->pcie_replays; return 0;
     case 185: case 186:
         NEED(F_POWER); v->valueType = VT_UINT; v->value.uiVal = (unsigned)power_mw(i, t); return 0;
     case 187: NEED(F_POWER_LIMIT); v->valueType = VT_UINT; v->value.uiVal = g->limit_min_mw; return 0;
