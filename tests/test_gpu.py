@@ -388,9 +388,13 @@ def test_prometheus_scrapes_the_exporter_process(tmp_path: Path, prometheus, bac
     process, address = start_exporter(
         machine,
         tmp_path / "exporter.log",
-        [f"--pod-resources.socket={kubelet.socket_path}", f"--hpc-job-mapping.dir={jobs}", "--naming=powerplane",
-         "--naming=dcgm"],
-    )  # fmt: skip
+        [
+            f"--pod-resources.socket={kubelet.socket_path}",
+            f"--hpc-job-mapping.dir={jobs}",
+            "--naming=powerplane",
+            "--naming=dcgm",
+        ],
+    )
     try:
         prom = prometheus(
             [{"job_name": "gpu", "static_configs": [{"targets": [address], "labels": {"node": "n1"}}]}]
