@@ -29,6 +29,7 @@ CONFIG_KINDS: dict[str, str] = {
 #: top-level command name → "module:attribute" of a click command or group.
 COMMANDS: dict[str, str] = {
     "demo": "powerplane.lab.demo:command",
+    "chart": "powerplane.chart:command",
 }
 
 
@@ -104,3 +105,7 @@ def docs_metrics() -> None:
     from powerplane.exporters.runtime.metrics import render_markdown
 
     click.echo(render_markdown(), nl=False)
+
+
+if __name__ == "__main__":
+    main()
