@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import subprocess
@@ -169,7 +170,6 @@ async def test_xid_counters_increase_and_never_stick(tmp_path: Path) -> None:
 
 
 async def _poll(server: Any, predicate: Any, seconds: float = 10.0) -> Samples:
-    import asyncio
     import time
 
     end = time.monotonic() + seconds
@@ -441,3 +441,37 @@ def test_prometheus_scrapes_the_exporter_process(tmp_path: Path, prometheus, bac
     finally:
         process.stop()
         background_loop.run(kubelet.stop())
+
+
+@pytest.mark.e2e
+async def test_demo_gpu_component_serves_each_node(tmp_path: Path) -> None:
+    """Each demo node's GPU exporter sees its own fake machine, pods and jobs."""
+    from powerplane.lab.demo import DemoContext
+    from powerplane.lab.gpu import gpu_component
+    from powerplane.lab.procs import http_get
+
+    async with contextlib.AsyncExitStack() as stack:
+        ctx = DemoContext(tmp_path, ["node-01", "node-02", "node-03"], stack)
+        await gpu_component(ctx)
+        (job,) = ctx.scrape_configs
+        targets = {t["labels"]["node"]: t["targets"][0] for t in job["static_configs"]}
+        outputs = {}
+        for node, address in targets.items():
+            # the fake kubelet answers from this event loop: do not block it
+            status, body = await asyncio.to_thread(http_get, f"http://{address}/metrics")
+            assert status == 200
+            outputs[node] = parse(body.decode())
+        models = {node: {dict(k)["model"] for k in s["powerplane_gpu_info"]} for node, s in outputs.items()}
+        assert models == {
+            "node-01": {"NVIDIA H100 80GB HBM3"},
+            "node-02": {"NVIDIA A100-SXM4-80GB"},
+            "node-03": {"NVIDIA L40S"},
+        }
+        assert len(outputs["node-01"]["powerplane_gpu_info"]) == 4
+        assert {dict(k)["pod"] for k in outputs["node-01"]["powerplane_gpu_pod_info"]} == {
+            "llm-train-0",
+            "llm-serve-7f9c",
+        }
+        assert len(outputs["node-02"]["powerplane_gpu_mig_info"]) == 2
+        assert len(outputs["node-02"]["powerplane_gpu_job_info"]) == 1
+        assert set(ctx.shared["gpu"]) == set(targets)

@@ -60,6 +60,8 @@ T = TypeVar("T")
 
 DEFAULT_PORT = 9872
 NAMINGS = ("powerplane", "dcgm")
+#: Where the Helm chart mounts the HPC job mapping directory (dcgm-exporter's layout).
+DEFAULT_JOB_DIR = "/var/lib/dcgm-exporter/job-mapping"
 #: Static facts (name, UUID, PCI address) are read again after this long, in case of a hot swap.
 IDENTITY_SECONDS = 600.0
 
@@ -954,19 +956,21 @@ def make_server(
     "--hpc-job-mapping.dir",
     "job_dir",
     envvar="DCGM_HPC_JOB_MAPPING_DIR",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Directory of files named by GPU index listing the HPC job IDs on that GPU.",
+    default=DEFAULT_JOB_DIR,
+    show_default=True,
+    help="Directory of files named by GPU index listing the HPC job IDs on that GPU ('' to disable); "
+    "absent directory: no job info.",
 )
 @click.option("--no-xid-events", is_flag=True, help="Do not watch NVML events for XID errors.")
 @web_options(DEFAULT_PORT)
 def command(
-    web: WebOptions, namings: tuple[str, ...], pod_socket: str, job_dir: Path | None, no_xid_events: bool
+    web: WebOptions, namings: tuple[str, ...], pod_socket: str, job_dir: str, no_xid_events: bool
 ) -> None:
     """NVIDIA GPU power, energy, thermals, clocks and errors through NVML."""
     server = make_server(
         namings=namings,
         pod_resources_socket=pod_socket or None,
-        job_mapping_dir=job_dir,
+        job_mapping_dir=Path(job_dir) if job_dir else None,
         xid_events=not no_xid_events,
         web_config=web.web_config,
     )
