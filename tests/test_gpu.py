@@ -404,7 +404,15 @@ def test_prometheus_scrapes_the_exporter_process(tmp_path: Path, prometheus, bac
         assert prom.wait_value("count(powerplane_gpu_info)") == 3
         assert prom.wait_value('DCGM_FI_DEV_POWER_USAGE{gpu="1"}') == pytest.approx(227.5)
         # energy per second agrees with power (the counter integrates the same curve)
-        rate = prom.wait_value('irate(powerplane_gpu_energy_joules_total{gpu="0"}[5s])', timeout=60)
+        # (deriv over several samples: robust to scrape-time jitter on a busy machine)
+        wait_until(
+            lambda: (
+                (prom.value('count_over_time(powerplane_gpu_energy_joules_total{gpu="0"}[10s])') or 0) >= 6
+            ),
+            60,
+            what="six energy samples",
+        )
+        rate = prom.wait_value('deriv(powerplane_gpu_energy_joules_total{gpu="0"}[10s])')
         assert rate == pytest.approx(574.0, rel=0.05)
         # attribution joins: power per pod and per HPC job, without a pod label on GPU series
         per_pod = prom.wait_value(
