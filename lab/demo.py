@@ -80,6 +80,9 @@ async def rapl_component(ctx: DemoContext) -> None:
 COMPONENTS: list[str] = [
     "powerplane.lab.demo:rapl_component",
     "powerplane.lab.gpu:gpu_component",
+    "powerplane.lab.snmp:snmp_component",
+    "powerplane.lab.market:market_component",
+    "powerplane.lab.redfish:redfish_component",
 ]
 
 
