@@ -83,6 +83,7 @@ COMPONENTS: list[str] = [
     "powerplane.lab.snmp:snmp_component",
     "powerplane.lab.market:market_component",
     "powerplane.lab.redfish:redfish_component",
+    "powerplane.lab.inventory:inventory_component",
 ]
 
 

@@ -878,6 +878,7 @@ async def redfish_component(ctx: DemoContext) -> None:
     )
     ctx.scrape_configs.append({"job_name": "powerplane-redfish", "static_configs": [{"targets": [address]}]})
     ctx.shared["redfish"] = bmcs
+    ctx.shared["bmc_addresses"] = {node: bmc.address for node, bmc in bmcs.items()}
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ from powerplane import __version__
 EXPORTERS: dict[str, str] = {
     "rapl": "powerplane.exporters.rapl",
     "gpu": "powerplane.exporters.gpu",
+    "inventory": "powerplane.exporters.inventory",
     "snmp": "powerplane.exporters.snmp",
     "market": "powerplane.exporters.market",
     "redfish": "powerplane.exporters.redfish",
@@ -27,6 +28,8 @@ EXPORTERS: dict[str, str] = {
 #: config kind name → "module:attribute" of its ``ConfigKind``, for ``check-config``.
 CONFIG_KINDS: dict[str, str] = {
     "web": "powerplane.exporters.runtime.webconfig:KIND",
+    "inventory": "powerplane.exporters.inventory:KIND",
+    "rules": "powerplane.rulegen:KIND",
     "snmp": "powerplane.exporters.snmp.exporter:KIND",
     "market": "powerplane.exporters.market.config:KIND",
     "redfish": "powerplane.exporters.redfish.config:KIND",
@@ -35,6 +38,8 @@ CONFIG_KINDS: dict[str, str] = {
 #: top-level command name → "module:attribute" of a click command or group.
 COMMANDS: dict[str, str] = {
     "demo": "powerplane.lab.demo:command",
+    "inventory": "powerplane.exporters.inventory:group",
+    "rules": "powerplane.rulegen:group",
     "chart": "powerplane.chart:command",
 }
 

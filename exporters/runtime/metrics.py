@@ -48,6 +48,7 @@ MODULES: list[tuple[str, str]] = [
     ("runtime", "powerplane.exporters.runtime.builtin"),
     ("rapl", "powerplane.exporters.rapl"),
     ("gpu", "powerplane.exporters.gpu"),
+    ("inventory", "powerplane.exporters.inventory"),
     ("snmp", "powerplane.exporters.snmp"),
     ("market", "powerplane.exporters.market.exporter"),
     ("redfish", "powerplane.exporters.redfish"),
