@@ -231,7 +231,8 @@ def test_device_faults_reach_alertmanager_and_resolve(
     alertmanager: procs.Alertmanager,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A hot GPU, a hot cooler and a dead BMC at once: each alert arrives, each resolves."""
+    """A hot GPU (and one at its power limit), a hot cooler and a dead BMC at once: each alert
+    arrives, each resolves."""
     require_binary("prometheus")
     require_snmpsim()
     monkeypatch.setenv("RULES_E2E_BMC_PASSWORD", BMC_PASSWORD)
@@ -300,6 +301,7 @@ def test_device_faults_reach_alertmanager_and_resolve(
         # Inject the three faults at once.
         start = time.monotonic()
         nvml.update(0, overrides={"temp_idle": 80.0})  # ~100 °C at half load: above 90 and 95
+        nvml.update(1, util_base=1.0)  # flat out: at its 700 W enforced limit
         sim.replace("apc-inrow", apc_inrow(supply_celsius=30.0, return_celsius=50.0))
         background_loop.run(lab.stop())
         fired = wait_all(
@@ -309,6 +311,9 @@ def test_device_faults_reach_alertmanager_and_resolve(
                 ),
                 "PowerplaneGpuTemperatureCritical": lambda: bool(
                     alertmanager.active("PowerplaneGpuTemperatureCritical", node=GPU_NODE, gpu="0")
+                ),
+                "PowerplaneGpuPowerNearLimit": lambda: bool(
+                    alertmanager.active("PowerplaneGpuPowerNearLimit", node=GPU_NODE, gpu="1")
                 ),
                 "PowerplaneCoolerSupplyTemperatureHigh": lambda: bool(
                     alertmanager.active("PowerplaneCoolerSupplyTemperatureHigh", cooler=COOLER)
@@ -326,6 +331,7 @@ def test_device_faults_reach_alertmanager_and_resolve(
         )
         # Only the faulty devices alert, with the severity and runbook the rules promise.
         assert not alertmanager.active("PowerplaneGpuTemperatureHigh", gpu="1")
+        assert not alertmanager.active("PowerplaneGpuPowerNearLimit", gpu="0")
         critical = alertmanager.active("PowerplaneGpuTemperatureCritical", node=GPU_NODE)
         assert [a["labels"]["severity"] for a in critical] == ["critical"]
         assert critical[0]["labels"]["sensor"] == "gpu"
@@ -343,6 +349,7 @@ def test_device_faults_reach_alertmanager_and_resolve(
         # Remove them: the GPU cools down, the cooler recovers, the BMC answers again (same port).
         start = time.monotonic()
         nvml.update(0, overrides={})
+        nvml.update(1, util_base=0.5)
         sim.replace("apc-inrow", apc_inrow())
         lab = RedfishLab()
         lab.add(SimulatedBMC(bmc.name, IDRAC9_R760, password=BMC_PASSWORD, port=bmc.port))
