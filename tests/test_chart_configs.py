@@ -177,13 +177,6 @@ def load_rendered(
     for name, text in data.items():
         (local / name).write_text(text)
     local_config = str(local / PurePosixPath(config_path).name)
-    # The exporter's own CLI parses the flags (names, choices, required options, files present).
-    command = exporter_command(component)
-    with command.make_context(component, [a.replace(config_path, local_config) for a in args]) as ctx:
-        assert local_config in {str(v) for v in ctx.params.values()}, f"{component}: {named[0]} unused"
-        listen = ctx.params["listen_address"]
-    port = {p["name"]: p["containerPort"] for p in container["ports"]}["http"]
-    assert listen == f":{port}", f"{component}: listens on {listen}, container port {port}"
     doc = yaml.safe_load(data[PurePosixPath(config_path).name])
     for node in walk(doc):
         if isinstance(node, str) and node.startswith(f"{mount}/"):
@@ -193,9 +186,19 @@ def load_rendered(
         if provided is not None:
             assert name in provided, f"{component}: config reads ${name}, which no Secret or env sets"
         monkeypatch.setenv(name, provided[name] if provided is not None else f"test-{name.lower()}")
-    return config_kind(component).load_text(
-        yaml.safe_dump(relocate(doc, mount, local)), f"{component} ConfigMap"
-    )
+    Path(local_config).write_text(yaml.safe_dump(relocate(doc, mount, local)))
+    # The exporter's own CLI parses the flags (names, choices, required options, files present);
+    # commands with a --config option load and validate the file while parsing.
+    command = exporter_command(component)
+    with command.make_context(component, [a.replace(config_path, local_config) for a in args]) as ctx:
+        loaded = ctx.params.get("config")
+        assert loaded is not None or local_config in {str(v) for v in ctx.params.values()}, (
+            f"{component}: {named[0]} unused"
+        )
+        listen = ctx.params["listen_address"]
+    port = {p["name"]: p["containerPort"] for p in container["ports"]}["http"]
+    assert listen == f":{port}", f"{component}: listens on {listen}, container port {port}"
+    return loaded if loaded is not None else config_kind(component).load(local_config)
 
 
 @pytest.mark.parametrize("values_file", CI_VALUES, ids=lambda p: p.name)
@@ -294,7 +297,7 @@ def test_a_drifted_config_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         {"market": {"enabled": True, "config": {"areas": ["DE-LU"], "providers": [{"entsoe": {}}]}}}
     )
     ((component, spec, container),) = list(exporter_deployments(objects))
-    with pytest.raises(ConfigError, match="providers"):
+    with pytest.raises((ConfigError, click.ClickException), match="providers"):
         load_rendered(objects, component, spec, container, tmp_path, monkeypatch)
 
 
