@@ -28,13 +28,6 @@ RULES_DIR = ROOT / "rules"
 #: Redfish, SNMP, market, inventory), the controller and the recording rules are being built
 #: alongside.  A test fails as soon as one of them is declared, so this set only shrinks.
 PENDING = {
-    # gpu
-    "powerplane_gpu_info", "powerplane_gpu_power_watts", "powerplane_gpu_energy_joules_total",
-    "powerplane_gpu_temperature_celsius", "powerplane_gpu_memory_used_bytes",
-    "powerplane_gpu_memory_total_bytes", "powerplane_gpu_utilization_ratio", "powerplane_gpu_sm_clock_hertz",
-    "powerplane_gpu_power_limit_watts", "powerplane_gpu_clock_event_active",
-    "powerplane_gpu_xid_errors_total", "powerplane_gpu_ecc_errors_total", "powerplane_gpu_pod_info",
-    "powerplane_gpu_job_info",
     # controller
     "powerplane_controller_cap_desired_watts", "powerplane_controller_cap_applied_watts",
     "powerplane_controller_cap_enforced_watts",
