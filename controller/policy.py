@@ -72,12 +72,12 @@ def local_day_periods(day: date, tz: ZoneInfo, period: timedelta = DEFAULT_PERIO
 
 @dataclass(frozen=True)
 class Linear:
-    """The rule of three: ``watts = max_watts × f``, clamped to [min_watts, max_watts].
+    """The rule of three: ``watts = max_watts * f``, clamped to [min_watts, max_watts].
 
     ``f`` is the signal's position in [signal_min, signal_max] (0..1, clamped); with
     ``direction = "inverse"`` (the default, for prices) it is ``1 - position``, so a high price
     gives a low cap.  With ``signal_min = 0`` and ``direct`` this is the original design's
-    ``cap = max × signal / signal_max, at least min``.
+    ``cap = max * signal / signal_max, at least min``.
     """
 
     min_watts: float
@@ -258,17 +258,16 @@ def decide(policy: Policy, state: State, now: datetime, signal: float | None) ->
     local = now.astimezone(policy.timezone)
     for override in policy.overrides:
         if override.matches(local):
-            watts = override.watts if override.action == "cap" else None
-            level = "override"
+            forced = override.watts if override.action == "cap" else None
             new = replace(
                 state,
-                watts=watts,
-                level=level,
-                changed_at=now if watts != state.watts else state.changed_at,
+                watts=forced,
+                level="override",
+                changed_at=now if forced != state.watts else state.changed_at,
                 signal_at=now if signal is not None else state.signal_at,
                 signal=signal if signal is not None else state.signal,
             )
-            return Decision(start, watts, level, "override", signal, override.name or "override"), new
+            return Decision(start, forced, "override", "override", signal, override.name or "override"), new
 
     if signal is None:
         if state.signal_at is not None and now - state.signal_at <= policy.hold:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import bisect
 import csv
 import io
+import itertools
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -52,7 +53,7 @@ class PriceCurve:
     periods: tuple[tuple[datetime, datetime, float], ...]
 
     def __post_init__(self) -> None:
-        for (_s1, e1, _p1), (s2, _e2, _p2) in zip(self.periods, self.periods[1:], strict=False):
+        for (_s1, e1, _p1), (s2, _e2, _p2) in itertools.pairwise(self.periods):
             if s2 < e1:
                 raise SignalError(f"curve {self.area}: periods overlap at {s2.isoformat()}")
 

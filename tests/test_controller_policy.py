@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -74,7 +75,7 @@ def test_local_delivery_days(day: date, count: int, first: str) -> None:
     periods = local_day_periods(day, BERLIN)
     assert len(periods) == count
     assert periods[0] == t(first)
-    assert all(b - a == timedelta(minutes=15) for a, b in zip(periods, periods[1:], strict=False))
+    assert all(b - a == timedelta(minutes=15) for a, b in itertools.pairwise(periods))
 
 
 RULE = Linear(min_watts=200, max_watts=1000, signal_min=0, signal_max=400)
@@ -99,7 +100,7 @@ def test_linear_rule_of_three_inverse(signal: float, watts: float, level: str) -
 
 @pytest.mark.parametrize(("signal", "watts"), [(0, 300), (50, 300), (200, 500), (400, 1000), (900, 1000)])
 def test_linear_rule_of_three_direct(signal: float, watts: float) -> None:
-    # The original design: cap = max × signal / signal_max, at least min.
+    # The original design: cap = max * signal / signal_max, at least min.
     rule = Linear(min_watts=300, max_watts=1000, signal_min=0, signal_max=400, direction="direct")
     assert rule.watts(signal) == watts
 
