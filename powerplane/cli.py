@@ -28,6 +28,7 @@ CONFIG_KINDS: dict[str, str] = {
 #: top-level command name → "module:attribute" of a click command or group.
 COMMANDS: dict[str, str] = {
     "demo": "powerplane.lab.demo:command",
+    "controller": "powerplane.controller.cli:command",
 }
 
 

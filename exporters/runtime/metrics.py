@@ -47,6 +47,7 @@ class MetricSpec:
 MODULES: list[tuple[str, str]] = [
     ("runtime", "powerplane.exporters.runtime.builtin"),
     ("rapl", "powerplane.exporters.rapl"),
+    ("controller", "powerplane.controller.agent"),
 ]
 
 

@@ -1,0 +1,562 @@
+"""The node agent: at each period boundary (and on a policy change) decide, write, read back, publish.
+
+One agent runs per node and acts on that node only.  A reconcile picks the first policy (by
+name) whose node selector matches the node, reads its signal, lets the pure policy core
+decide the node budget, splits it between CPU packages and GPUs, hands the caps to the
+actuators, and publishes the outcome: metrics, node labels and an annotation, Events and the
+policy's status (through a ``Backend``: Kubernetes, or local for the demo and scripts).
+
+    powerplane_controller_cap_desired_watts{node="n1",domain="package-0"} 180.0
+    powerplane_controller_cap_applied_watts{node="n1",domain="package-0"} 180.0
+    powerplane_controller_cap_enforced_watts{node="n1",domain="gpu-0"} 450.0
+    powerplane_controller_signal_value{policy="price"} 212.5
+    powerplane_controller_reconcile_total{result="success"} 12.0
+    powerplane_controller_last_reconcile_timestamp_seconds 1.7790624e+09
+    powerplane_controller_webhook_actions_total{action="gpu-step-down"} 1.0
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from prometheus_client.core import Metric
+
+from powerplane.exporters.runtime import Collector, Deadline, log
+from powerplane.exporters.runtime.metrics import MetricSpec
+
+from .actuators import Actuators, Result
+from .policy import (
+    Decision,
+    DomainCap,
+    Policy,
+    PolicyError,
+    State,
+    decide,
+    next_boundary,
+    policy_from_spec,
+    selector_matches,
+    split,
+)
+from .signals import Signal, SignalError, signal_from_spec
+
+logger = logging.getLogger("powerplane.controller")
+
+_CAP = ("node", "domain")
+DESIRED = MetricSpec(
+    "powerplane_controller_cap_desired_watts",
+    "gauge",
+    "Power cap the policy wants for the domain (absent: no cap, the hardware default).",
+    _CAP,
+)
+APPLIED = MetricSpec(
+    "powerplane_controller_cap_applied_watts",
+    "gauge",
+    "Power limit read back from the domain after the last write (RAPL long_term, NVML limit).",
+    _CAP,
+)
+ENFORCED = MetricSpec(
+    "powerplane_controller_cap_enforced_watts",
+    "gauge",
+    "Power limit NVML reports as enforced for the GPU (can be below the applied one).",
+    _CAP,
+)
+SIGNAL = MetricSpec(
+    "powerplane_controller_signal_value", "gauge", "Signal value the policy last acted on.", ("policy",)
+)
+RECONCILES = MetricSpec(
+    "powerplane_controller_reconcile_total",
+    "counter",
+    "Reconciles by result (success, partial: some domains failed, failure, dry_run).",
+    ("result",),
+)
+LAST_RECONCILE = MetricSpec(
+    "powerplane_controller_last_reconcile_timestamp_seconds",
+    "gauge",
+    "Unix time of the last reconcile.",
+)
+WEBHOOK_ACTIONS = MetricSpec(
+    "powerplane_controller_webhook_actions_total",
+    "counter",
+    "Actions taken on Alertmanager notifications (a repeated notification is not counted again).",
+    ("action",),
+)
+METRICS = (DESIRED, APPLIED, ENFORCED, SIGNAL, RECONCILES, LAST_RECONCILE, WEBHOOK_ACTIONS)
+
+
+class Backend(Protocol):
+    """Where policies come from and where the outcome is published."""
+
+    def policies(self) -> list[dict[str, Any]]: ...
+    def node_labels(self) -> dict[str, str]: ...
+    def patch_node(
+        self, labels: Mapping[str, str | None], annotations: Mapping[str, str | None] | None = ...
+    ) -> int: ...
+    def event(self, reason: str, message: str, type_: str = ..., related: str | None = ...) -> None: ...
+    def report(self, policy: str, entry: Mapping[str, Any], signal_source: str = ...) -> int: ...
+
+
+@dataclass
+class LocalBackend:
+    """No Kubernetes: policies from files, labels and events kept in memory and logged."""
+
+    node: str
+    policy_files: Sequence[Path] = ()
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    events: list[tuple[str, str, str]] = field(default_factory=list)
+    status: dict[str, dict[str, Any]] = field(default_factory=dict)
+    documents: list[dict[str, Any]] = field(default_factory=list)
+
+    def policies(self) -> list[dict[str, Any]]:
+        return list(self.documents) + [load_policy_document(p) for p in self.policy_files]
+
+    def node_labels(self) -> dict[str, str]:
+        return dict(self.labels)
+
+    def patch_node(
+        self, labels: Mapping[str, str | None], annotations: Mapping[str, str | None] | None = None
+    ) -> int:
+        for target, changes in ((self.labels, labels), (self.annotations, dict(annotations or {}))):
+            for k, v in changes.items():
+                if v is None:
+                    target.pop(k, None)
+                else:
+                    target[k] = v
+        return 1
+
+    def event(self, reason: str, message: str, type_: str = "Normal", related: str | None = None) -> None:
+        self.events.append((type_, reason, message))
+        log(logger, logging.INFO, "event", node=self.node, type=type_, reason=reason, message=message)
+
+    def report(self, policy: str, entry: Mapping[str, Any], signal_source: str = "") -> int:
+        self.status.setdefault(policy, {})[self.node] = dict(entry)
+        return 1
+
+
+def load_policy_document(path: Path) -> dict[str, Any]:
+    """A policy file: a full ``PowerCapPolicy`` object, or just its spec (named after the file)."""
+    import jsonschema
+    import yaml
+
+    from .kube import spec_schema
+
+    try:
+        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise PolicyError(f"{path}: cannot read policy: {exc}") from None
+    if not isinstance(doc, dict):
+        raise PolicyError(f"{path}: a policy must be a mapping")
+    if doc.get("kind") != "PowerCapPolicy":
+        doc = {"kind": "PowerCapPolicy", "metadata": {"name": Path(path).stem}, "spec": doc}
+    errors = sorted(
+        f"spec.{'.'.join(str(p) for p in e.absolute_path) or '(top)'}: {e.message}"
+        for e in jsonschema.Draft202012Validator(spec_schema()).iter_errors(doc.get("spec"))
+    )
+    if errors:
+        raise PolicyError(f"{path}: invalid policy:\n  " + "\n  ".join(errors))
+    return doc
+
+
+@dataclass
+class Adjustment:
+    """A temporary step-down of one domain's cap (from an alert), until ``until``."""
+
+    key: str
+    domain: str
+    step_watts: float
+    until: float
+
+
+@dataclass
+class Outcome:
+    """What one reconcile did, as printed by ``reconcile-once`` and kept for the metrics."""
+
+    node: str
+    policy: str | None
+    decision: Decision | None
+    results: list[Result]
+    result: str
+    message: str = ""
+    signal_source: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "node": self.node,
+            "policy": self.policy,
+            "result": self.result,
+            "message": self.message or None,
+            "decision": self.decision.as_dict() if self.decision else None,
+            "domains": [r.as_dict() for r in self.results],
+        }
+
+
+def spec_hash(doc: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(doc.get("spec"), sort_keys=True).encode()).hexdigest()[:16]
+
+
+class Agent:
+    """One node's controller."""
+
+    def __init__(
+        self,
+        node: str,
+        backend: Backend,
+        actuators: Actuators,
+        *,
+        dry_run: bool = False,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        signal_factory: Callable[[Mapping[str, Any], timedelta], Signal] = signal_from_spec,
+        poll_seconds: float = 30.0,
+    ) -> None:
+        self.node = node
+        self.backend = backend
+        self.actuators = actuators
+        self.dry_run = dry_run
+        self.clock = clock
+        self.signal_factory = signal_factory
+        self.poll_seconds = poll_seconds
+        self.states: dict[str, State] = {}
+        self.signals: dict[str, tuple[str, Signal]] = {}
+        self.adjustments: dict[str, Adjustment] = {}
+        self.last: Outcome | None = None
+        self.reconciles: dict[str, int] = {}
+        self.webhook_actions: dict[str, int] = {}
+        self.last_reconcile: float | None = None
+        self.signal_values: dict[str, float] = {}
+        self._policy_key: tuple[str, str] | None = None
+        self._published: dict[str, str] = {}
+        self._lock = asyncio.Lock()
+        self._cached_docs: list[dict[str, Any]] = []
+        self.wake = asyncio.Event()
+
+    # --- one reconcile ----------------------------------------------------------------------
+
+    def _select(self) -> tuple[dict[str, Any] | None, dict[str, str]]:
+        labels = self.backend.node_labels()
+        for doc in self.backend.policies():
+            spec = doc.get("spec") or {}
+            if selector_matches(spec.get("nodeSelector"), labels):
+                return doc, labels
+        return None, labels
+
+    async def reconcile(self, signal_override: float | None = None, use_override: bool = False) -> Outcome:
+        async with self._lock:
+            outcome = await self._reconcile(signal_override, use_override)
+        self.last = outcome
+        self.last_reconcile = time.time()
+        self.reconciles[outcome.result] = self.reconciles.get(outcome.result, 0) + 1
+        return outcome
+
+    async def _reconcile(self, signal_override: float | None, use_override: bool) -> Outcome:
+        now = self.clock()
+        try:
+            doc, _labels = await asyncio.to_thread(self._select)
+        except Exception as exc:
+            log(logger, logging.ERROR, "cannot read policies", error=exc)
+            return Outcome(self.node, None, None, [], "failure", str(exc))
+        if doc is None:
+            # No policy for this node (any more): put the hardware defaults back.
+            if self._policy_key is not None or not self.actuators.state.empty:
+                results = await asyncio.to_thread(self._release_all)
+                self._policy_key = None
+                await asyncio.to_thread(self._publish_node, None, results, None)
+                return Outcome(self.node, None, None, results, "success", "no policy selects this node")
+            return Outcome(self.node, None, None, [], "success", "no policy selects this node")
+
+        name = str(doc.get("metadata", {}).get("name", "policy"))
+        key = (name, spec_hash(doc))
+        try:
+            policy = policy_from_spec(name, doc.get("spec") or {})
+        except PolicyError as exc:
+            await asyncio.to_thread(self.backend.event, "InvalidPolicy", f"{name}: {exc}", "Warning", name)
+            return Outcome(self.node, name, None, [], "failure", str(exc))
+        if key != self._policy_key:
+            if self._policy_key is not None:
+                self.actuators.reset()  # a changed policy retries domains that failed before
+                await asyncio.to_thread(
+                    self.backend.event, "PolicyChanged", f"now following {name}", "Normal", name
+                )
+            self._policy_key = key
+        dry_run = self.dry_run or policy.dry_run
+
+        signal_source = ""
+        if use_override:
+            value = signal_override
+            signal_source = "command line"
+        else:
+            value, signal_source = await self._read_signal(
+                name, doc.get("spec", {}).get("signal", {}), policy
+            )
+        decision, state = decide(policy, self.states.get(name, State()), now, value)
+        self.states[name] = state
+        if value is not None:
+            self.signal_values[name] = value
+
+        limits = await asyncio.to_thread(self.actuators.limits)
+        caps = self._with_adjustments(split(policy.budget, decision.watts, limits), limits)
+        # Domains with no usable range (AMD, locked) are still reported, as unsupported.
+        known = {c.domain for c in caps}
+        domains = await asyncio.to_thread(self.actuators.domains)
+        caps += [DomainCap(d, k, decision.watts, False) for d, k in domains.items() if d not in known]  # type: ignore[arg-type]
+        results = await asyncio.to_thread(self.actuators.apply, caps, dry_run, policy.budget.short_term)
+        failed = [r for r in results if not r.ok and r.status != "unsupported"]
+        result = (
+            "dry_run"
+            if dry_run
+            else ("partial" if failed and len(failed) < len(results) else "failure" if failed else "success")
+        )
+        outcome = Outcome(self.node, name, decision, results, result, "", signal_source)
+        if not dry_run:
+            await asyncio.to_thread(self._publish_node, decision, results, name)
+        await asyncio.to_thread(self._publish_status, name, outcome)
+        log(
+            logger,
+            logging.INFO,
+            "reconciled",
+            node=self.node,
+            policy=name,
+            watts=decision.watts,
+            price_level=decision.level,
+            reason=decision.reason,
+            signal=decision.signal,
+            result=result,
+        )
+        return outcome
+
+    async def _read_signal(
+        self, name: str, spec: Mapping[str, Any], policy: Policy
+    ) -> tuple[float | None, str]:
+        key = json.dumps(spec, sort_keys=True)
+        cached = self.signals.get(name)
+        if cached is None or cached[0] != key:
+            try:
+                cached = (key, self.signal_factory(spec, policy.period))
+            except (SignalError, KeyError, TypeError, ValueError) as exc:
+                log(logger, logging.WARNING, "invalid signal", policy=name, error=exc)
+                return None, "invalid"
+            self.signals[name] = cached
+        signal = cached[1]
+        try:
+            return await signal.value(self.clock()), signal.description
+        except SignalError as exc:
+            log(logger, logging.WARNING, "signal unavailable", policy=name, error=exc)
+            return None, signal.description
+
+    def _with_adjustments(self, caps: list[DomainCap], limits: Sequence[Any]) -> list[DomainCap]:
+        now = time.time()
+        for key in [k for k, a in self.adjustments.items() if a.until <= now]:
+            del self.adjustments[key]
+        ranges = {d.domain: d for d in limits}
+        out = []
+        for cap in caps:
+            steps = sum(a.step_watts for a in self.adjustments.values() if a.domain == cap.domain)
+            rng = ranges.get(cap.domain)
+            if steps and rng is not None:
+                base = cap.watts if cap.watts is not None else (rng.default_watts or rng.max_watts)
+                cap = replace(cap, watts=round(max(rng.min_watts, base - steps), 3))
+            out.append(cap)
+        return out
+
+    def _release_all(self) -> list[Result]:
+        caps = [DomainCap(d, k, None) for d, k in self.actuators.domains().items()]  # type: ignore[arg-type]
+        return self.actuators.apply(caps, self.dry_run)
+
+    def _publish_node(self, decision: Decision | None, results: Sequence[Result], policy: str | None) -> None:
+        from .kube import ANNOTATION, LABEL_CAP, LABEL_LEVEL, label_value
+
+        cap = "none" if decision is None or decision.watts is None else str(round(decision.watts))
+        level = "none" if decision is None else label_value(decision.level) or "none"
+        detail = {
+            "policy": policy,
+            "watts": None if decision is None else decision.watts,
+            "reason": None if decision is None else decision.reason,
+            "signal": None if decision is None else decision.signal,
+            "period": None if decision is None else decision.as_dict()["period_start"],
+            "domains": {r.domain: {"status": r.status, "watts": r.applied_watts} for r in results},
+        }
+        try:
+            self.backend.patch_node(
+                {LABEL_CAP: cap, LABEL_LEVEL: level}, {ANNOTATION: json.dumps(detail, sort_keys=True)}
+            )
+        except Exception as exc:
+            log(logger, logging.WARNING, "cannot label node", node=self.node, error=exc)
+        summary = f"cap {cap} W ({level})"
+        if self._published.get("cap") != summary:
+            reason = "PowerCapReleased" if cap == "none" else "PowerCapApplied"
+            message = f"{summary} by policy {policy}" + (f", reason {decision.reason}" if decision else "")
+            self.backend.event(reason, message, "Normal", policy)
+            self._published["cap"] = summary
+        bad = sorted(f"{r.domain}: {r.message}" for r in results if not r.ok)
+        bad_text = "; ".join(bad)
+        if bad and self._published.get("bad") != bad_text:
+            self.backend.event("PowerCapFailed", bad_text, "Warning", policy)
+        self._published["bad"] = bad_text
+
+    def _publish_status(self, name: str, outcome: Outcome) -> None:
+        d = outcome.decision
+        entry = {
+            "watts": None if d is None else d.watts,
+            "level": "" if d is None else d.level,
+            "reason": "" if d is None else d.reason,
+            "signal": None if d is None else d.signal,
+            "result": "ok" if outcome.result in ("success", "dry_run") else outcome.result,
+            "message": "; ".join(f"{r.domain}: {r.message}" for r in outcome.results if not r.ok)[:512],
+            "time": self.clock().isoformat().replace("+00:00", "Z"),
+        }
+        try:
+            self.backend.report(name, entry, outcome.signal_source)
+        except Exception as exc:
+            log(logger, logging.WARNING, "cannot update policy status", policy=name, error=exc)
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def period(self) -> timedelta:
+        if self._policy_key is not None:
+            for doc in self._cached_docs:
+                if doc.get("metadata", {}).get("name") == self._policy_key[0]:
+                    return timedelta(seconds=int(doc.get("spec", {}).get("periodSeconds", 900)))
+        return timedelta(minutes=15)
+
+    async def _policy_fingerprint(self) -> str:
+        try:
+            docs = await asyncio.to_thread(self.backend.policies)
+        except Exception:
+            return "unavailable"
+        self._cached_docs = docs
+        return hashlib.sha256(
+            json.dumps(
+                [(d.get("metadata", {}).get("name"), d.get("spec")) for d in docs], sort_keys=True
+            ).encode()
+        ).hexdigest()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Reconcile at every period boundary and whenever the policies change, until ``stop``."""
+        fingerprint = await self._policy_fingerprint()
+        while not stop.is_set():
+            await self.reconcile()
+            boundary = next_boundary(self.clock(), self.period())
+            while not stop.is_set():
+                left = (boundary - self.clock()).total_seconds()
+                if left <= 0:
+                    break
+                self.wake.clear()
+                waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.wake.wait())]
+                await asyncio.wait(
+                    waiters, timeout=min(left, self.poll_seconds), return_when=asyncio.FIRST_COMPLETED
+                )
+                for w in waiters:
+                    w.cancel()
+                if self.wake.is_set():
+                    break
+                new = await self._policy_fingerprint()
+                if new != fingerprint:
+                    fingerprint = new
+                    break
+
+    async def shutdown(self) -> list[str]:
+        """Restore every original limit (SIGTERM, exit) and say so on the node."""
+        async with self._lock:
+            errors = await asyncio.to_thread(self.actuators.restore)
+        try:
+            from .kube import ANNOTATION, LABEL_CAP, LABEL_LEVEL
+
+            await asyncio.to_thread(
+                self.backend.patch_node, {LABEL_CAP: None, LABEL_LEVEL: None}, {ANNOTATION: None}
+            )
+            await asyncio.to_thread(
+                self.backend.event,
+                "PowerCapRestored" if not errors else "PowerCapRestoreFailed",
+                "original power limits restored" if not errors else "; ".join(errors),
+                "Normal" if not errors else "Warning",
+            )
+        except Exception as exc:
+            log(logger, logging.WARNING, "cannot publish shutdown", error=exc)
+        return errors
+
+    # --- webhook actions ---------------------------------------------------------------------
+
+    def add_adjustment(self, adj: Adjustment) -> bool:
+        """Register a step-down; False when the same alert already has one (idempotent)."""
+        if adj.key in self.adjustments:
+            return False
+        self.adjustments[adj.key] = adj
+        return True
+
+    def remove_adjustment(self, key: str) -> bool:
+        return self.adjustments.pop(key, None) is not None
+
+
+@dataclass(frozen=True)
+class AgentSnapshot:
+    node: str
+    desired: tuple[tuple[str, float], ...]
+    applied: tuple[tuple[str, float], ...]
+    enforced: tuple[tuple[str, float], ...]
+    signals: tuple[tuple[str, float], ...]
+    reconciles: tuple[tuple[str, int], ...]
+    last: float | None
+    actions: tuple[tuple[str, int], ...]
+
+
+def snapshot_of(agent: Agent) -> AgentSnapshot:
+    results = agent.last.results if agent.last else []
+    return AgentSnapshot(
+        agent.node,
+        tuple((r.domain, r.desired_watts) for r in results if r.desired_watts is not None),
+        tuple((r.domain, r.applied_watts) for r in results if r.applied_watts is not None),
+        tuple((r.domain, r.enforced_watts) for r in results if r.enforced_watts is not None),
+        tuple(sorted(agent.signal_values.items())),
+        tuple(sorted(agent.reconciles.items())),
+        agent.last_reconcile,
+        tuple(sorted(agent.webhook_actions.items())),
+    )
+
+
+class AgentsCollector(Collector[list[AgentSnapshot]]):
+    name = "controller"
+
+    def __init__(self, agents: Iterable[Agent]) -> None:
+        self.agents = list(agents)
+
+    async def fetch(self, deadline: Deadline) -> list[AgentSnapshot]:
+        return [snapshot_of(a) for a in self.agents]
+
+    def render(self, snapshot: list[AgentSnapshot]) -> Iterable[Metric]:
+        return render_snapshots(snapshot)
+
+
+def render_snapshots(snapshots: Sequence[AgentSnapshot]) -> list[Metric]:
+    desired, applied, enforced, signal, reconciles, last, actions = (s.family() for s in METRICS)
+    totals: dict[str, int] = {}
+    action_totals: dict[str, int] = {}
+    signals: dict[str, float] = {}
+    latest: float | None = None
+    for snap in snapshots:
+        for family, rows in ((desired, snap.desired), (applied, snap.applied), (enforced, snap.enforced)):
+            for domain, watts in rows:
+                family.add_metric([snap.node, domain], watts)
+        signals.update(snap.signals)
+        for k, v in snap.reconciles:
+            totals[k] = totals.get(k, 0) + v
+        for k, v in snap.actions:
+            action_totals[k] = action_totals.get(k, 0) + v
+        if snap.last is not None:
+            latest = max(latest or 0.0, snap.last)
+    for name, value in sorted(signals.items()):
+        signal.add_metric([name], value)
+    for result in ("success", "partial", "failure", "dry_run"):
+        reconciles.add_metric([result], float(totals.get(result, 0)))
+    for action, count in sorted(action_totals.items()):
+        actions.add_metric([action], float(count))
+    if latest is not None:
+        last.add_metric([], latest)
+    return [desired, applied, enforced, signal, reconciles, last, actions]
