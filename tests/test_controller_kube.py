@@ -1,0 +1,258 @@
+"""Kubernetes I/O with the real ``kubernetes`` client against kmock's emulated API server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kmock
+import pytest
+import yaml
+
+from powerplane.controller.actuators import Actuators
+from powerplane.controller.agent import Agent
+from powerplane.controller.kube import (
+    ANNOTATION,
+    LABEL_CAP,
+    LABEL_LEVEL,
+    Kube,
+    KubeError,
+    crd_manifest,
+    spec_schema,
+)
+from powerplane.lab.powercap import PowercapLab, intel_server
+
+NODES = kmock.resource("", "v1", "nodes")
+POLICIES = kmock.resource("powerplane.io", "v1alpha1", "powercappolicies")
+EVENTS = kmock.resource("", "v1", "events")
+
+POLICY = {
+    "apiVersion": "powerplane.io/v1alpha1",
+    "kind": "PowerCapPolicy",
+    "metadata": {"name": "price", "resourceVersion": "7"},
+    "spec": {
+        "nodeSelector": {"matchLabels": {"powerplane.io/capped": "yes"}},
+        "signal": {"static": {"value": 250}},
+        "policy": {"type": "linear", "linear": {"minWatts": 200, "maxWatts": 600, "signalMax": 300}},
+    },
+}
+
+
+@pytest.fixture
+def api(kmock: kmock.KubernetesEmulator) -> kmock.KubernetesEmulator:
+    kmock.objects[NODES, None, "n1"] = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": "n1",
+            "resourceVersion": "1",
+            "labels": {"powerplane.io/capped": "yes", "keep": "me"},
+        },
+    }
+    kmock.objects[NODES, None, "n2"] = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n2"}}
+    kmock.objects[POLICIES, None, "price"] = json.loads(json.dumps(POLICY))
+    return kmock
+
+
+def kube(api: kmock.KubernetesEmulator, node: str = "n1") -> Kube:
+    return Kube.for_host(node, str(api.url))
+
+
+SEEN: list[Any] = []
+
+
+def conflict_once() -> Any:
+    calls = {"n": 0}
+
+    def respond(request: Any) -> Any:
+        SEEN.append(request)
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return kmock.Response(status=409, payload={"kind": "Status", "code": 409, "reason": "Conflict"})
+        return None  # fall through to the emulator
+
+    return respond
+
+
+@pytest.fixture(autouse=True)
+def record() -> None:
+    SEEN.clear()
+
+
+def requests(api: kmock.KubernetesEmulator) -> list[Any]:
+    """Every request: those our responders intercepted and those the emulator served."""
+    seen = {id(r): r for r in [*SEEN, *api]}
+    return sorted(seen.values(), key=lambda r: r.id)
+
+
+def patches(api: kmock.KubernetesEmulator, path: str) -> list[Any]:
+    return [r for r in requests(api) if str(r.method).lower().endswith("patch") and r.url.path == path]
+
+
+async def test_label_patch_retries_a_conflict_and_touches_only_its_keys(
+    api: kmock.KubernetesEmulator,
+) -> None:
+    api["patch /api/v1/nodes/n1"] << conflict_once()
+    k = kube(api)
+    attempts = await asyncio.to_thread(k.patch_node, {LABEL_CAP: "300"}, {ANNOTATION: '{"a": 1}'})
+    assert attempts == 2
+    sent = patches(api, "/api/v1/nodes/n1")
+    assert sent
+    # The patch carries the resourceVersion it was computed from, and only our keys.
+    assert sent[-1].data == {
+        "metadata": {
+            "resourceVersion": "1",
+            "labels": {LABEL_CAP: "300"},
+            "annotations": {ANNOTATION: '{"a": 1}'},
+        }
+    }
+    labels = await asyncio.to_thread(k.node_labels)
+    assert labels == {"powerplane.io/capped": "yes", "keep": "me", LABEL_CAP: "300"}
+    # Nothing to change: no request.
+    before = len(patches(api, "/api/v1/nodes/n1"))
+    assert await asyncio.to_thread(k.patch_node, {LABEL_CAP: "300"}) == 1
+    assert len(patches(api, "/api/v1/nodes/n1")) == before
+
+
+async def test_forbidden_patch_is_a_clear_error(api: kmock.KubernetesEmulator) -> None:
+    api["patch /api/v1/nodes/n1"] << 403
+    with pytest.raises(KubeError, match="patch node n1: HTTP 403"):
+        await asyncio.to_thread(kube(api).patch_node, {LABEL_CAP: "1"})
+
+
+async def test_only_its_own_node(api: kmock.KubernetesEmulator) -> None:
+    with pytest.raises(KubeError, match="NODE_NAME"):
+        kube(api, node="")
+    await asyncio.to_thread(kube(api).patch_node, {LABEL_CAP: "5"})
+    assert patches(api, "/api/v1/nodes/n2") == []
+
+
+async def test_missing_node_is_a_clear_error(api: kmock.KubernetesEmulator) -> None:
+    with pytest.raises(KubeError, match="node ghost: HTTP 404"):
+        await asyncio.to_thread(kube(api, "ghost").node_labels)
+
+
+async def test_events_name_the_node(api: kmock.KubernetesEmulator) -> None:
+    await asyncio.to_thread(kube(api).event, "PowerCapApplied", "cap 300 W", "Normal", "price")
+    posted = [r for r in requests(api) if r.url.path == "/api/v1/namespaces/default/events"]
+    assert len(posted) == 1
+    body = posted[0].data
+    assert body["involvedObject"]["kind"] == "Node" and body["involvedObject"]["name"] == "n1"
+    assert body["reason"] == "PowerCapApplied" and body["related"]["name"] == "price"
+
+
+async def test_event_failures_do_not_raise(api: kmock.KubernetesEmulator) -> None:
+    api["post /api/v1/namespaces/default/events"] << 403
+    await asyncio.to_thread(kube(api).event, "X", "y")
+
+
+async def test_policy_status_entry_and_totals(api: kmock.KubernetesEmulator) -> None:
+    k1, k2 = kube(api, "n1"), kube(api, "n2")
+    assert await asyncio.to_thread(k1.report, "price", {"result": "ok", "watts": 300}, "static") == 1
+    await asyncio.to_thread(k2.report, "price", {"result": "failure", "message": "locked"})
+    status = (await asyncio.to_thread(k1.policy, "price"))["status"]
+    assert status["nodes"]["n1"]["watts"] == 300
+    assert status["nodes"]["n2"]["message"] == "locked"
+    assert (status["nodesApplied"], status["nodesFailing"]) == (1, 1)
+    assert [p["metadata"]["name"] for p in await asyncio.to_thread(k1.policies)] == ["price"]
+
+
+async def test_agent_against_the_api(api: kmock.KubernetesEmulator, tmp_path: Path) -> None:
+    lab = PowercapLab(tmp_path / "sys", intel_server(sockets=2)).create()
+    agent = Agent("n1", kube(api), Actuators(lab.root, tmp_path / "state.json"))
+    outcome = await agent.reconcile()
+    assert outcome.result == "success" and outcome.decision is not None
+    assert outcome.decision.watts == 200.0  # 600 * (1 - 250/300) = 100, clamped to 200
+    node = api.objects[NODES, None, "n1"]
+    labels = node["metadata"]["labels"]
+    assert labels[LABEL_CAP] == "200" and labels[LABEL_LEVEL] == "high" and labels["keep"] == "me"
+    assert json.loads(node["metadata"]["annotations"][ANNOTATION])["domains"]["package-0"]["watts"] == 100.0
+    events = [r.data["reason"] for r in requests(api) if r.url.path.endswith("/events")]
+    assert events == ["PowerCapApplied"]
+    status = api.objects[POLICIES, None, "price"]["status"]
+    assert status["nodes"]["n1"]["result"] == "ok" and status["signalSource"] == "static"
+    # Same decision next period: no new event.
+    await agent.reconcile()
+    assert [r.data["reason"] for r in requests(api) if r.url.path.endswith("/events")] == ["PowerCapApplied"]
+    await agent.shutdown()
+    assert LABEL_CAP not in api.objects[NODES, None, "n1"]["metadata"]["labels"] or (
+        api.objects[NODES, None, "n1"]["metadata"]["labels"][LABEL_CAP] is None
+    )
+    assert int((lab.zone_dir("intel-rapl:0") / "constraint_0_power_limit_uw").read_text()) == 250_000_000
+
+
+async def test_agent_not_selected_node_does_nothing(api: kmock.KubernetesEmulator, tmp_path: Path) -> None:
+    lab = PowercapLab(tmp_path / "sys", intel_server(sockets=1)).create()
+    agent = Agent("n2", kube(api, "n2"), Actuators(lab.root, tmp_path / "state.json"))
+    outcome = await agent.reconcile()
+    assert outcome.policy is None and outcome.results == []
+    assert patches(api, "/api/v1/nodes/n2") == []
+
+
+def test_crd_manifest_is_cluster_scoped_with_status_and_columns() -> None:
+    crd = crd_manifest()
+    assert crd["kind"] == "CustomResourceDefinition" and crd["spec"]["scope"] == "Cluster"
+    version = crd["spec"]["versions"][0]
+    assert version["subresources"] == {"status": {}}
+    assert {c["name"] for c in version["additionalPrinterColumns"]} >= {"Type", "Applied", "Failing"}
+    jsonschema.Draft202012Validator.check_schema(spec_schema())
+
+
+def _no_key(schema: Any, key: str) -> bool:
+    if isinstance(schema, dict):
+        return key not in schema and all(_no_key(v, key) for v in schema.values())
+    if isinstance(schema, list):
+        return all(_no_key(v, key) for v in schema)
+    return True
+
+
+def test_crd_schema_is_structural_enough() -> None:
+    # Kubernetes' OpenAPI v3.0 subset: no JSON-Schema-only keywords.
+    schema = crd_manifest()["spec"]["versions"][0]["schema"]
+    for key in ("exclusiveMinimum", "const", "$ref", "oneOf"):
+        assert _no_key(schema, key), key
+
+
+@pytest.mark.parametrize(
+    ("spec", "ok"),
+    [
+        (POLICY["spec"], True),
+        ({**POLICY["spec"], "signal": {}}, False),
+        (
+            {
+                **POLICY["spec"],
+                "signal": {"static": {"value": 1}, "promql": {"url": "http://p", "query": "x"}},
+            },
+            False,
+        ),
+        ({**POLICY["spec"], "signal": {"market": {"url": "file:///etc/passwd"}}}, False),
+        (
+            {
+                **POLICY["spec"],
+                "policy": {"type": "linear", "linear": {"minWatts": 0, "maxWatts": 1, "signalMax": 1}},
+            },
+            False,
+        ),
+        ({**POLICY["spec"], "unknown": 1}, True),  # pruned by the API server, ignored here
+        ({**POLICY["spec"], "schedule": {"overrides": [{"start": "7:00"}]}}, False),
+    ],
+)
+def test_crd_schema_validates_specs(spec: dict[str, Any], ok: bool) -> None:
+    errors = list(jsonschema.Draft202012Validator(spec_schema()).iter_errors(spec))
+    assert (not errors) is ok, errors
+
+
+def test_docs_examples_are_valid_policies() -> None:
+    docs = Path(__file__).resolve().parent.parent / "docs" / "controller.md"
+    if not docs.exists():
+        pytest.skip("docs/controller.md not written yet")
+    blocks = docs.read_text().split("```yaml")[1:]
+    policies = [yaml.safe_load(b.split("```")[0]) for b in blocks]
+    policies = [p for p in policies if isinstance(p, dict) and p.get("kind") == "PowerCapPolicy"]
+    assert len(policies) >= 3
+    for policy in policies:
+        errors = list(jsonschema.Draft202012Validator(spec_schema()).iter_errors(policy["spec"]))
+        assert not errors, (policy["metadata"]["name"], errors)
