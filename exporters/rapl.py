@@ -97,6 +97,9 @@ class Constraint:
     number: int
     name: str
     max_power_uw: int | None
+    #: Paths as strings, built once at discovery: a scrape reads them, it does not build them.
+    limit_file: str = ""
+    window_file: str = ""
 
 
 @dataclass(frozen=True)
@@ -108,23 +111,30 @@ class Zone:
     max_energy_range_uj: int | None
     has_energy: bool
     constraints: tuple[Constraint, ...]
+    energy_file: str = ""
+    enabled_file: str = ""
 
     @property
     def labels(self) -> list[str]:
         return [self.zone, self.index]
 
 
-def _read_text(path: Path) -> str:
-    with open(path, "rb") as f:
-        return f.read(256).decode("ascii", "replace").strip()
+def _read_text(path: Path | str) -> str:
+    # os.open/os.read: a sysfs attribute is one small read, and this is the scrape's hot path.
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.read(fd, 256).decode("ascii", "replace").strip()
+    finally:
+        os.close(fd)
 
 
-def _read_int(path: Path, zone: str) -> int:
+def _read_int(path: Path | str, zone: str) -> int:
     text = _read_text(path)
     try:
         return int(text)
     except ValueError:
-        raise CollectorError(f"{zone}/{path.name}: not an integer: {text[:32]!r}") from None
+        name = os.path.basename(path)
+        raise CollectorError(f"{zone}/{name}: not an integer: {text[:32]!r}") from None
 
 
 class PowercapTree:
@@ -192,7 +202,15 @@ class PowercapTree:
                     # Some firmware answers ENODATA for an unset maximum: not an error.
                     if exc.errno not in (errno.ENODATA, errno.EOPNOTSUPP):
                         raise
-            constraints.append(Constraint(number, cname, max_power))
+            constraints.append(
+                Constraint(
+                    number,
+                    cname,
+                    max_power,
+                    str(path / f"constraint_{number}_power_limit_uw"),
+                    str(path / f"constraint_{number}_time_window_us"),
+                )
+            )
             number += 1
         return Zone(
             path=path,
@@ -202,6 +220,8 @@ class PowercapTree:
             max_energy_range_uj=max_range,
             has_energy=has_energy,
             constraints=tuple(constraints),
+            energy_file=str(path / "energy_uj"),
+            enabled_file=str(path / "enabled"),
         )
 
 
@@ -230,7 +250,7 @@ class RaplEnergyCollector(Collector[EnergySnapshot]):
         denied = 0
         for zone in zones:
             try:
-                raw = _read_int(zone.path / "energy_uj", zone.dirname)
+                raw = _read_int(zone.energy_file, zone.dirname)
             except PermissionError:
                 denied += 1
                 continue
@@ -282,14 +302,14 @@ class RaplLimitsCollector(Collector[LimitsSnapshot]):
         errors = list(self.tree.errors)
         for zone in zones:
             try:
-                enabled.append((zone, float(_read_int(zone.path / "enabled", zone.dirname) != 0)))
+                enabled.append((zone, float(_read_int(zone.enabled_file, zone.dirname) != 0)))
             except FileNotFoundError:
                 pass  # AMD zones may have no enable switch
             except (OSError, CollectorError) as exc:
                 errors.append(_cause(zone, "enabled", exc))
             for c in zone.constraints:
                 try:
-                    limit = _read_int(zone.path / f"constraint_{c.number}_power_limit_uw", zone.dirname)
+                    limit = _read_int(c.limit_file, zone.dirname)
                 except (OSError, CollectorError) as exc:
                     # ENODATA: a limit the BIOS never set; nothing to export, nothing wrong.
                     if not (isinstance(exc, OSError) and exc.errno == errno.ENODATA):
@@ -297,9 +317,7 @@ class RaplLimitsCollector(Collector[LimitsSnapshot]):
                     continue
                 window: float | None = None
                 try:
-                    window = (
-                        _read_int(zone.path / f"constraint_{c.number}_time_window_us", zone.dirname) / 1e6
-                    )
+                    window = _read_int(c.window_file, zone.dirname) / 1e6
                 except FileNotFoundError:
                     pass
                 except (OSError, CollectorError) as exc:

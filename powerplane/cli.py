@@ -104,3 +104,7 @@ def docs_metrics() -> None:
     from powerplane.exporters.runtime.metrics import render_markdown
 
     click.echo(render_markdown(), nl=False)
+
+
+if __name__ == "__main__":
+    main()

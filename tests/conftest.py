@@ -47,7 +47,11 @@ def prometheus(tmp_path: Path) -> Iterator[PrometheusFactory]:
         **kwargs: Any,
     ) -> procs.Prometheus:
         prom = procs.Prometheus(
-            tmp_path / f"prometheus-{len(started)}", scrape_configs, rule_files, alertmanagers, binary=binary,
+            tmp_path / f"prometheus-{len(started)}",
+            scrape_configs,
+            rule_files,
+            alertmanagers,
+            binary=binary,
             **kwargs,
         )
         started.append(prom)

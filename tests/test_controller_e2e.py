@@ -38,11 +38,12 @@ def test_price_spike_lowers_power_seen_by_prometheus(
         agent, server = build("node-01", backend, lab.root, tmp_path / "state.json", None)
         rapl = make_server(lab.root)
         stop = asyncio.Event()
+        tasks: list[asyncio.Future[None]] = []
 
         async def start_all() -> tuple[int, int]:
             _, cport = await server.start("127.0.0.1", 0)
             _, rport = await rapl.start("127.0.0.1", 0)
-            asyncio.ensure_future(agent.run(stop))
+            tasks.append(asyncio.ensure_future(agent.run(stop)))
             return cport, rport
 
         cport, rport = background_loop.run(start_all())

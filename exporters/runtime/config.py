@@ -39,6 +39,7 @@ class ConfigError(Exception):
 SECRET_SCHEMA: dict[str, Any] = {
     "description": "a secret, read from an environment variable or a file (never written inline)",
     "type": "object",
+    "writeOnly": True,
     "properties": {"env": {"type": "string", "minLength": 1}, "file": {"type": "string", "minLength": 1}},
     "additionalProperties": False,
     "minProperties": 1,
@@ -98,11 +99,12 @@ def _describe(error: jsonschema.ValidationError) -> str:
         instance = error.instance if isinstance(error.instance, Mapping) else {}
         extra = sorted(set(instance) - set(schema.get("properties", {})))
         return f"unknown key(s) {', '.join(map(repr, extra))}"
-    message = error.message
-    # Never echo a value that might be a credential in an error about its type or pattern.
-    if any(w in _path_of(error).lower() for w in ("password", "token", "secret", "community", "key")):
-        message = f"invalid value ({error.validator})"
-    return message
+    # Never echo a value that might be a credential: schemas mark such fields writeOnly, and
+    # names that usually hold one are treated alike.
+    sensitive = ("password", "token", "secret", "community", "passphrase")
+    if schema.get("writeOnly") or any(w in _path_of(error).lower() for w in sensitive):
+        return f"invalid value (fails '{error.validator}')"
+    return error.message
 
 
 def validate(document: Any, schema: Mapping[str, Any]) -> list[str]:

@@ -68,7 +68,12 @@ SCHEMA: dict[str, Any] = strict_object(
         ),
         "basic_auth_users": {
             "type": "object",
-            "additionalProperties": {"type": "string", "pattern": r"^\$2[abxy]?\$\d\d\$.{53}$"},
+            "additionalProperties": {
+                "type": "string",
+                "writeOnly": True,
+                "description": "bcrypt hash of the user's password",
+                "pattern": r"^\$2[abxy]?\$\d\d\$.{53}$",
+            },
         },
     }
 )

@@ -1,0 +1,54 @@
+"""Generated documentation stays in step with the code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from powerplane.cli import main
+from powerplane.exporters.runtime.metrics import all_specs, render_markdown
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_metrics_md_is_current() -> None:
+    committed = (ROOT / "docs" / "METRICS.md").read_text()
+    assert committed == render_markdown(), (
+        "docs/METRICS.md is stale: run `powerplane docs metrics > docs/METRICS.md`"
+    )
+
+
+def test_docs_metrics_command_prints_the_catalog() -> None:
+    result = CliRunner().invoke(main, ["docs", "metrics"])
+    assert result.exit_code == 0
+    assert result.output == render_markdown()
+
+
+def test_metric_names_follow_the_conventions() -> None:
+    units = (
+        "_watts",
+        "_joules_total",
+        "_celsius",
+        "_volts",
+        "_amperes",
+        "_ratio",
+        "_hertz",
+        "_bytes",
+        "_seconds",
+        "_info",
+        "_total",
+        "_rpm",
+        "_eur_per_mwh",
+        "_cubic_meters_per_second",
+    )
+    for name, spec in all_specs().items():
+        assert name.startswith("powerplane_"), name
+        assert name == name.lower() and "__" not in name, name
+        if spec.kind == "counter":
+            assert name.endswith("_total"), name
+        # no vendor or prefixed units: base units only
+        for bad in ("_kw", "_kwh", "_mw_", "_milli", "_mib", "_mhz", "_percent", "_fahrenheit"):
+            assert bad not in name, name
+        assert spec.help.strip() and spec.help[0].isupper(), name
+        assert any(name.endswith(u) for u in units) or spec.kind == "gauge", name
