@@ -1,0 +1,121 @@
+"""The Alertmanager webhook: bearer token, declared actions, idempotency, Events."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from powerplane.controller.agent import LocalBackend
+from powerplane.controller.cli import build
+from powerplane.lab.powercap import PowercapLab, intel_server
+from tests.test_controller_actuators import FakeNvml
+
+TOKEN = "s3cret-token"
+
+
+def notification(status: str, **labels: str) -> dict[str, Any]:
+    alert = {
+        "status": status,
+        "labels": labels,
+        "annotations": {},
+        "startsAt": "2026-05-04T10:00:00Z",
+        "fingerprint": "abc" + labels.get("alertname", ""),
+    }
+    return {"version": "4", "status": status, "alerts": [alert]}
+
+
+@pytest.fixture
+async def controller(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("WEBHOOK_TOKEN", TOKEN)
+    lab = PowercapLab(tmp_path / "sys", intel_server(sockets=1)).create()
+    policy = {
+        "kind": "PowerCapPolicy",
+        "metadata": {"name": "p"},
+        "spec": {
+            "signal": {"static": {"value": 0}},
+            "policy": {"type": "linear", "linear": {"minWatts": 100, "maxWatts": 2000, "signalMax": 100}},
+            "budget": {"cpuShare": 0.1},
+        },
+    }
+    backend = LocalBackend("n1", documents=[policy])
+    nvml = FakeNvml()
+    agent, server = build(
+        "n1",
+        backend,
+        lab.root,
+        tmp_path / "state.json",
+        nvml,
+        token_spec={"env": "WEBHOOK_TOKEN"},
+        gpu_step=(100.0, 600.0),
+    )
+    _, port = await server.start("127.0.0.1", 0)
+    await agent.reconcile()
+    yield f"http://127.0.0.1:{port}/webhook/alertmanager", agent, backend, nvml
+    await agent.shutdown()
+    await server.stop()
+
+
+async def post(url: str, body: Any, token: str | None = TOKEN) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with aiohttp.ClientSession() as s, s.post(url, json=body, headers=headers) as r:
+        return r.status, await r.json(content_type=None)
+
+
+async def test_gpu_step_down_once_and_ended_on_resolve(controller: Any) -> None:
+    url, agent, backend, nvml = controller
+    assert nvml.limits == [700_000, 700_000]  # 2000 W * 0.9 = 900 W per GPU, clamped to 700
+    alert = notification(
+        "firing", alertname="PowerplaneGpuTemperatureCritical", node="n1", gpu="1", severity="critical"
+    )
+    for _ in range(3):  # Alertmanager repeats notifications
+        status, body = await post(url, alert)
+        assert status == 200
+    assert nvml.limits == [700_000, 600_000]
+    assert agent.webhook_actions == {"gpu-step-down": 1}
+    assert [e[1] for e in backend.events].count("AlertActionGpuStepDown") == 1
+    status, body = await post(
+        url, notification("resolved", alertname="PowerplaneGpuTemperatureCritical", node="n1", gpu="1")
+    )
+    assert body["actions"] == [{"action": "gpu-step-down-ended", "domain": "gpu-1"}]
+    assert nvml.limits == [700_000, 700_000]
+
+
+async def test_critical_node_alert_labels_degraded(controller: Any) -> None:
+    url, agent, backend, _ = controller
+    await post(url, notification("firing", alertname="PowerplaneNodeDown", node="n1", severity="critical"))
+    await post(url, notification("firing", alertname="PowerplaneNodeDown", node="n1", severity="critical"))
+    assert backend.labels["powerplane.io/degraded"] == "true"
+    assert agent.webhook_actions == {"node-degraded": 1}
+    await post(url, notification("resolved", alertname="PowerplaneNodeDown", node="n1", severity="critical"))
+    assert "powerplane.io/degraded" not in backend.labels
+
+
+async def test_other_nodes_and_warnings_are_ignored(controller: Any) -> None:
+    url, agent, backend, nvml = controller
+    _, body = await post(
+        url, notification("firing", alertname="PowerplaneGpuTemperatureCritical", node="n2", gpu="0")
+    )
+    _, body2 = await post(
+        url, notification("firing", alertname="PowerplaneRackHot", node="n1", severity="warning")
+    )
+    assert body["actions"] == [] and body2["actions"] == []
+    assert agent.webhook_actions == {}
+
+
+@pytest.mark.parametrize(
+    ("token", "body", "status"),
+    [
+        (None, {"alerts": []}, 401),
+        ("wrong", {"alerts": []}, 401),
+        (TOKEN, {"alerts": "x"}, 400),
+        (TOKEN, {"alerts": [{"labels": "x"}]}, 400),
+        (TOKEN, [1, 2], 400),
+    ],
+)
+async def test_refuses_bad_requests(controller: Any, token: str | None, body: Any, status: int) -> None:
+    url, agent, _, _ = controller
+    assert (await post(url, body, token))[0] == status
+    assert agent.webhook_actions == {}
