@@ -94,7 +94,7 @@ async def test_critical_node_alert_labels_degraded(controller: Any) -> None:
 
 
 async def test_other_nodes_and_warnings_are_ignored(controller: Any) -> None:
-    url, agent, backend, nvml = controller
+    url, agent, _backend, nvml = controller
     _, body = await post(
         url, notification("firing", alertname="PowerplaneGpuTemperatureCritical", node="n2", gpu="0")
     )
@@ -102,7 +102,7 @@ async def test_other_nodes_and_warnings_are_ignored(controller: Any) -> None:
         url, notification("firing", alertname="PowerplaneRackHot", node="n1", severity="warning")
     )
     assert body["actions"] == [] and body2["actions"] == []
-    assert agent.webhook_actions == {}
+    assert agent.webhook_actions == {} and nvml.limits == [700_000, 700_000]
 
 
 @pytest.mark.parametrize(
