@@ -28,11 +28,8 @@ CONFIG_KINDS: dict[str, str] = {
 #: top-level command name → "module:attribute" of a click command or group.
 COMMANDS: dict[str, str] = {
     "demo": "powerplane.lab.demo:command",
-<<<<<<< HEAD
     "controller": "powerplane.controller.cli:command",
-=======
     "chart": "powerplane.chart:command",
->>>>>>> main
 }
 
 
