@@ -61,50 +61,30 @@ def kube(api: kmock.KubernetesEmulator, node: str = "n1") -> Kube:
     return Kube.for_host(node, str(api.url))
 
 
-SEEN: list[Any] = []
-
-
-def conflict_once() -> Any:
-    calls = {"n": 0}
-
-    def respond(request: Any) -> Any:
-        SEEN.append(request)
-        calls["n"] += 1
-        if calls["n"] == 1:
-            return kmock.Response(status=409, payload={"kind": "Status", "code": 409, "reason": "Conflict"})
-        return None  # fall through to the emulator
-
-    return respond
-
-
-@pytest.fixture(autouse=True)
-def record() -> None:
-    SEEN.clear()
-
-
-def requests(api: kmock.KubernetesEmulator) -> list[Any]:
-    """Every request: those our responders intercepted and those the emulator served."""
-    seen = {id(r): r for r in [*SEEN, *api]}
-    return sorted(seen.values(), key=lambda r: r.id)
-
-
 def patches(api: kmock.KubernetesEmulator, path: str) -> list[Any]:
-    return [r for r in requests(api) if str(r.method).lower().endswith("patch") and r.url.path == path]
+    return list(api[f"patch {path}"])
 
 
 async def test_label_patch_retries_a_conflict_and_touches_only_its_keys(
     api: kmock.KubernetesEmulator,
 ) -> None:
-    api["patch /api/v1/nodes/n1"] << conflict_once()
+    # Another writer changes the node between our read and our patch: the first patch is
+    # refused with 409, and the second read shows the new resourceVersion.
+    meta = {"name": "n1", "labels": {"powerplane.io/capped": "yes", "keep": "me"}}
+    stale = {"apiVersion": "v1", "kind": "Node", "metadata": {**meta, "resourceVersion": "1"}}
+    fresh = {"apiVersion": "v1", "kind": "Node", "metadata": {**meta, "resourceVersion": "2"}}
+    api["get /api/v1/nodes/n1"][:1] << stale
+    api["get /api/v1/nodes/n1"][1:2] << fresh
+    api["patch /api/v1/nodes/n1"][:1] << 409
     k = kube(api)
     attempts = await asyncio.to_thread(k.patch_node, {LABEL_CAP: "300"}, {ANNOTATION: '{"a": 1}'})
     assert attempts == 2
     sent = patches(api, "/api/v1/nodes/n1")
-    assert sent
+    assert [p.data["metadata"]["resourceVersion"] for p in sent] == ["1", "2"]
     # The patch carries the resourceVersion it was computed from, and only our keys.
     assert sent[-1].data == {
         "metadata": {
-            "resourceVersion": "1",
+            "resourceVersion": "2",
             "labels": {LABEL_CAP: "300"},
             "annotations": {ANNOTATION: '{"a": 1}'},
         }
@@ -115,6 +95,19 @@ async def test_label_patch_retries_a_conflict_and_touches_only_its_keys(
     before = len(patches(api, "/api/v1/nodes/n1"))
     assert await asyncio.to_thread(k.patch_node, {LABEL_CAP: "300"}) == 1
     assert len(patches(api, "/api/v1/nodes/n1")) == before
+
+
+async def test_persistent_conflict_gives_up(api: kmock.KubernetesEmulator) -> None:
+    # Another writer keeps winning: every read shows the old state, every patch conflicts.
+    api["get /api/v1/nodes/n1"] << {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": "n1", "resourceVersion": "1"},
+    }
+    api["patch /api/v1/nodes/n1"] << 409
+    with pytest.raises(KubeError, match="409"):
+        await asyncio.to_thread(kube(api).patch_node, {LABEL_CAP: "1"})
+    assert len(patches(api, "/api/v1/nodes/n1")) == 5
 
 
 async def test_forbidden_patch_is_a_clear_error(api: kmock.KubernetesEmulator) -> None:
@@ -137,7 +130,7 @@ async def test_missing_node_is_a_clear_error(api: kmock.KubernetesEmulator) -> N
 
 async def test_events_name_the_node(api: kmock.KubernetesEmulator) -> None:
     await asyncio.to_thread(kube(api).event, "PowerCapApplied", "cap 300 W", "Normal", "price")
-    posted = [r for r in requests(api) if r.url.path == "/api/v1/namespaces/default/events"]
+    posted = [r for r in api["post /api/v1/namespaces/default/events"]]
     assert len(posted) == 1
     body = posted[0].data
     assert body["involvedObject"]["kind"] == "Node" and body["involvedObject"]["name"] == "n1"
@@ -149,9 +142,10 @@ async def test_event_failures_do_not_raise(api: kmock.KubernetesEmulator) -> Non
     await asyncio.to_thread(kube(api).event, "X", "y")
 
 
-async def test_policy_status_entry_and_totals(api: kmock.KubernetesEmulator) -> None:
+async def test_policy_status_entry_and_totals_with_conflict(api: kmock.KubernetesEmulator) -> None:
+    api["patch /apis/powerplane.io/v1alpha1/powercappolicies/price/status"][:1] << 409
     k1, k2 = kube(api, "n1"), kube(api, "n2")
-    assert await asyncio.to_thread(k1.report, "price", {"result": "ok", "watts": 300}, "static") == 1
+    assert await asyncio.to_thread(k1.report, "price", {"result": "ok", "watts": 300}, "static") == 2
     await asyncio.to_thread(k2.report, "price", {"result": "failure", "message": "locked"})
     status = (await asyncio.to_thread(k1.policy, "price"))["status"]
     assert status["nodes"]["n1"]["watts"] == 300
@@ -170,13 +164,13 @@ async def test_agent_against_the_api(api: kmock.KubernetesEmulator, tmp_path: Pa
     labels = node["metadata"]["labels"]
     assert labels[LABEL_CAP] == "200" and labels[LABEL_LEVEL] == "high" and labels["keep"] == "me"
     assert json.loads(node["metadata"]["annotations"][ANNOTATION])["domains"]["package-0"]["watts"] == 100.0
-    events = [r.data["reason"] for r in requests(api) if r.url.path.endswith("/events")]
+    events = [r.data["reason"] for r in api["post /api/v1/namespaces/default/events"]]
     assert events == ["PowerCapApplied"]
     status = api.objects[POLICIES, None, "price"]["status"]
     assert status["nodes"]["n1"]["result"] == "ok" and status["signalSource"] == "static"
     # Same decision next period: no new event.
     await agent.reconcile()
-    assert [r.data["reason"] for r in requests(api) if r.url.path.endswith("/events")] == ["PowerCapApplied"]
+    assert [r.data["reason"] for r in api["post /api/v1/namespaces/default/events"]] == ["PowerCapApplied"]
     await agent.shutdown()
     assert LABEL_CAP not in api.objects[NODES, None, "n1"]["metadata"]["labels"] or (
         api.objects[NODES, None, "n1"]["metadata"]["labels"][LABEL_CAP] is None
