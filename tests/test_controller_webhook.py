@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 
 from powerplane.controller.agent import LocalBackend
 from powerplane.controller.cli import build
+from powerplane.lab import procs
 from powerplane.lab.powercap import PowercapLab, intel_server
+from tests.conftest import require_binary
 from tests.test_controller_actuators import FakeNvml
 
 TOKEN = "s3cret-token"
+
+
+POLICY = {
+    "kind": "PowerCapPolicy",
+    "metadata": {"name": "p"},
+    "spec": {
+        "signal": {"static": {"value": 0}},
+        "policy": {"type": "linear", "linear": {"minWatts": 100, "maxWatts": 2000, "signalMax": 100}},
+        "budget": {"cpuShare": 0.1},
+    },
+}
 
 
 def notification(status: str, **labels: str) -> dict[str, Any]:
@@ -31,16 +47,7 @@ def notification(status: str, **labels: str) -> dict[str, Any]:
 async def controller(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("WEBHOOK_TOKEN", TOKEN)
     lab = PowercapLab(tmp_path / "sys", intel_server(sockets=1)).create()
-    policy = {
-        "kind": "PowerCapPolicy",
-        "metadata": {"name": "p"},
-        "spec": {
-            "signal": {"static": {"value": 0}},
-            "policy": {"type": "linear", "linear": {"minWatts": 100, "maxWatts": 2000, "signalMax": 100}},
-            "budget": {"cpuShare": 0.1},
-        },
-    }
-    backend = LocalBackend("n1", documents=[policy])
+    backend = LocalBackend("n1", documents=[POLICY])
     nvml = FakeNvml()
     agent, server = build(
         "n1",
@@ -119,3 +126,101 @@ async def test_refuses_bad_requests(controller: Any, token: str | None, body: An
     url, agent, _, _ = controller
     assert (await post(url, body, token))[0] == status
     assert agent.webhook_actions == {}
+
+
+@pytest.mark.e2e
+def test_real_alertmanager_posts_and_the_action_happens_once(
+    tmp_path: Path, background_loop: procs.BackgroundLoop
+) -> None:
+    binary = require_binary("alertmanager")
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    lab = PowercapLab(tmp_path / "sys", intel_server(sockets=1)).create()
+    backend = LocalBackend("n1", documents=[POLICY])
+    nvml = FakeNvml()
+    agent, server = build(
+        "n1", backend, lab.root, tmp_path / "state.json", nvml, token_spec={"file": str(token_file)}
+    )
+
+    async def start() -> int:
+        _, port = await server.start("127.0.0.1", 0)
+        await agent.reconcile()
+        return port
+
+    port = background_loop.run(start())
+    am_port = procs.free_port()
+    config = {
+        "route": {
+            "receiver": "controller",
+            "group_by": ["node"],
+            "group_wait": "0s",
+            "group_interval": "1s",
+            "repeat_interval": "1h",
+        },
+        "receivers": [
+            {
+                "name": "controller",
+                "webhook_configs": [
+                    {
+                        "url": f"http://127.0.0.1:{port}/webhook/alertmanager",
+                        "send_resolved": True,
+                        "http_config": {"authorization": {"credentials_file": str(token_file)}},
+                    }
+                ],
+            }
+        ],
+    }
+    (tmp_path / "am.yml").write_text(yaml.safe_dump(config))
+    am = procs.Process(
+        [
+            binary,
+            f"--config.file={tmp_path / 'am.yml'}",
+            f"--storage.path={tmp_path / 'am-data'}",
+            f"--web.listen-address=127.0.0.1:{am_port}",
+            "--cluster.listen-address=",
+        ],
+        tmp_path / "am.log",
+    )
+    try:
+        am.wait_ready(f"http://127.0.0.1:{am_port}/-/ready")
+
+        def fire(*alerts: dict[str, str]) -> None:
+            body = json.dumps(
+                [{"labels": labels, "annotations": {"summary": "hot"}} for labels in alerts]
+            ).encode()
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{am_port}/api/v2/alerts",
+                data=body,
+                headers={"Content-Type": "application/json"},
+                method="POST",
+            )
+            with urllib.request.urlopen(request, timeout=5) as response:
+                assert response.status == 200
+
+        hot = {
+            "alertname": "PowerplaneGpuTemperatureCritical",
+            "node": "n1",
+            "gpu": "0",
+            "severity": "critical",
+        }
+        fire(hot)
+        fire(hot)  # Prometheus re-sends firing alerts every evaluation
+        procs.wait_until(
+            lambda: agent.webhook_actions.get("gpu-step-down") == 1, 30, what="the GPU step-down"
+        )
+        assert nvml.limits[0] == 600_000
+        # A second alert in the same group makes Alertmanager notify again with both alerts:
+        # the node is marked degraded, the GPU is not stepped down a second time.
+        fire(hot, {"alertname": "PowerplaneNodePowerCritical", "node": "n1", "severity": "critical"})
+        procs.wait_until(
+            lambda: agent.webhook_actions.get("node-degraded") == 1, 30, what="the degraded label"
+        )
+        assert agent.webhook_actions == {"gpu-step-down": 1, "node-degraded": 1}
+        assert nvml.limits[0] == 600_000
+        assert backend.labels["powerplane.io/degraded"] == "true"
+        assert [e[1] for e in backend.events].count("AlertActionGpuStepDown") == 1
+        assert "Authorization" not in am.log_tail(200)
+    finally:
+        am.stop()
+        background_loop.run(agent.shutdown())
+        background_loop.run(server.stop())
