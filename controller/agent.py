@@ -6,13 +6,16 @@ decide the node budget, splits it between CPU packages and GPUs, hands the caps 
 actuators, and publishes the outcome: metrics, node labels and an annotation, Events and the
 policy's status (through a ``Backend``: Kubernetes, or local for the demo and scripts).
 
-    powerplane_controller_cap_desired_watts{node="n1",domain="package-0"} 180.0
-    powerplane_controller_cap_applied_watts{node="n1",domain="package-0"} 180.0
-    powerplane_controller_cap_enforced_watts{node="n1",domain="gpu-0"} 450.0
+    powerplane_controller_cap_desired_watts{domain="package-0"} 180.0
+    powerplane_controller_cap_applied_watts{domain="package-0"} 180.0
+    powerplane_controller_cap_enforced_watts{domain="gpu-0"} 450.0
     powerplane_controller_signal_value{policy="price"} 212.5
     powerplane_controller_reconcile_total{result="success"} 12.0
     powerplane_controller_last_reconcile_timestamp_seconds 1.7790624e+09
     powerplane_controller_webhook_actions_total{action="gpu-step-down"} 1.0
+
+Like every node-level series, these get their ``node`` label from the scrape (a target label:
+the chart's PodMonitor, file_sd, the demo's static labels), not from the agent.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ from .signals import Signal, SignalError, signal_from_spec
 
 logger = logging.getLogger("powerplane.controller")
 
-_CAP = ("node", "domain")
+_CAP = ("domain",)
 DESIRED = MetricSpec(
     "powerplane_controller_cap_desired_watts",
     "gauge",
@@ -427,16 +430,17 @@ class Agent:
         return timedelta(minutes=15)
 
     async def _policy_fingerprint(self) -> str:
+        """A hash of the policies and of this node's labels (a relabelled node may change policy)."""
         try:
             docs = await asyncio.to_thread(self.backend.policies)
+            labels = await asyncio.to_thread(self.backend.node_labels)
         except Exception:
             return "unavailable"
         self._cached_docs = docs
-        return hashlib.sha256(
-            json.dumps(
-                [(d.get("metadata", {}).get("name"), d.get("spec")) for d in docs], sort_keys=True
-            ).encode()
-        ).hexdigest()
+        # Our own labels change at every reconcile: leave them out.
+        labels = {k: v for k, v in labels.items() if not k.startswith("powerplane.io/")}
+        specs = [(d.get("metadata", {}).get("name"), d.get("spec")) for d in docs]
+        return hashlib.sha256(json.dumps([specs, labels], sort_keys=True).encode()).hexdigest()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Reconcile at every period boundary and whenever the policies change, until ``stop``."""
@@ -497,7 +501,6 @@ class Agent:
 
 @dataclass(frozen=True)
 class AgentSnapshot:
-    node: str
     desired: tuple[tuple[str, float], ...]
     applied: tuple[tuple[str, float], ...]
     enforced: tuple[tuple[str, float], ...]
@@ -507,56 +510,43 @@ class AgentSnapshot:
     actions: tuple[tuple[str, int], ...]
 
 
-def snapshot_of(agent: Agent) -> AgentSnapshot:
-    results = agent.last.results if agent.last else []
-    return AgentSnapshot(
-        agent.node,
-        tuple((r.domain, r.desired_watts) for r in results if r.desired_watts is not None),
-        tuple((r.domain, r.applied_watts) for r in results if r.applied_watts is not None),
-        tuple((r.domain, r.enforced_watts) for r in results if r.enforced_watts is not None),
-        tuple(sorted(agent.signal_values.items())),
-        tuple(sorted(agent.reconciles.items())),
-        agent.last_reconcile,
-        tuple(sorted(agent.webhook_actions.items())),
-    )
+class AgentCollector(Collector[AgentSnapshot]):
+    """The agent's state as metrics; no I/O here, the reconcile loop did it."""
 
-
-class AgentsCollector(Collector[list[AgentSnapshot]]):
     name = "controller"
 
-    def __init__(self, agents: Iterable[Agent]) -> None:
-        self.agents = list(agents)
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
 
-    async def fetch(self, deadline: Deadline) -> list[AgentSnapshot]:
-        return [snapshot_of(a) for a in self.agents]
+    async def fetch(self, deadline: Deadline) -> AgentSnapshot:
+        agent = self.agent
+        results = agent.last.results if agent.last else []
+        return AgentSnapshot(
+            tuple((r.domain, r.desired_watts) for r in results if r.desired_watts is not None),
+            tuple((r.domain, r.applied_watts) for r in results if r.applied_watts is not None),
+            tuple((r.domain, r.enforced_watts) for r in results if r.enforced_watts is not None),
+            tuple(sorted(agent.signal_values.items())),
+            tuple(sorted(agent.reconciles.items())),
+            agent.last_reconcile,
+            tuple(sorted(agent.webhook_actions.items())),
+        )
 
-    def render(self, snapshot: list[AgentSnapshot]) -> Iterable[Metric]:
-        return render_snapshots(snapshot)
-
-
-def render_snapshots(snapshots: Sequence[AgentSnapshot]) -> list[Metric]:
-    desired, applied, enforced, signal, reconciles, last, actions = (s.family() for s in METRICS)
-    totals: dict[str, int] = {}
-    action_totals: dict[str, int] = {}
-    signals: dict[str, float] = {}
-    latest: float | None = None
-    for snap in snapshots:
-        for family, rows in ((desired, snap.desired), (applied, snap.applied), (enforced, snap.enforced)):
+    def render(self, snapshot: AgentSnapshot) -> Iterable[Metric]:
+        desired, applied, enforced, signal, reconciles, last, actions = (s.family() for s in METRICS)
+        for family, rows in (
+            (desired, snapshot.desired),
+            (applied, snapshot.applied),
+            (enforced, snapshot.enforced),
+        ):
             for domain, watts in rows:
-                family.add_metric([snap.node, domain], watts)
-        signals.update(snap.signals)
-        for k, v in snap.reconciles:
-            totals[k] = totals.get(k, 0) + v
-        for k, v in snap.actions:
-            action_totals[k] = action_totals.get(k, 0) + v
-        if snap.last is not None:
-            latest = max(latest or 0.0, snap.last)
-    for name, value in sorted(signals.items()):
-        signal.add_metric([name], value)
-    for result in ("success", "partial", "failure", "dry_run"):
-        reconciles.add_metric([result], float(totals.get(result, 0)))
-    for action, count in sorted(action_totals.items()):
-        actions.add_metric([action], float(count))
-    if latest is not None:
-        last.add_metric([], latest)
-    return [desired, applied, enforced, signal, reconciles, last, actions]
+                family.add_metric([domain], watts)
+        for name, value in snapshot.signals:
+            signal.add_metric([name], value)
+        counts = dict(snapshot.reconciles)
+        for result in ("success", "partial", "failure", "dry_run"):
+            reconciles.add_metric([result], float(counts.get(result, 0)))
+        for action, count in snapshot.actions:
+            actions.add_metric([action], float(count))
+        if snapshot.last is not None:
+            last.add_metric([], snapshot.last)
+        return [desired, applied, enforced, signal, reconciles, last, actions]

@@ -26,7 +26,7 @@ from powerplane.exporters.runtime import (
 from powerplane.exporters.runtime.cli import WebOptions, web_options
 
 from .actuators import Actuators, load_nvml
-from .agent import Agent, AgentsCollector, Backend, LocalBackend, load_policy_document
+from .agent import Agent, AgentCollector, Backend, LocalBackend, load_policy_document
 from .policy import PolicyError
 from .signals import CurveSignal, Signal, SignalError
 
@@ -197,7 +197,7 @@ def build(
         routes.append(("POST", WEBHOOK_PATH, receiver.handle))
     server = ExporterServer(
         "controller",
-        collectors=[AgentsCollector([agent])],
+        collectors=[AgentCollector(agent)],
         routes=routes,
         web_config=web.web_config if web else None,
         description=f"power-cap controller of node {node}",

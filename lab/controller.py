@@ -70,13 +70,13 @@ async def controller_component(ctx: DemoContext, period_s: int = 30) -> None:
     curve = ctx.workdir / "market-curve.json"
     curve.write_text(json.dumps(spike_curve(now, period_s, 24 * 3600 // period_s, 4, 4, 12)))
     stop = asyncio.Event()
-    targets = []
+    targets: list[dict[str, Any]] = []
     tasks = []
     for node, lab in labs.items():
         backend = LocalBackend(node, documents=[demo_policy(curve, period_s)])
         agent, server = build(node, backend, lab.root, ctx.workdir / node / "controller-state.json", None)
         address = await ctx.serve(server, f"controller ({node})")
-        targets.append(address)
+        targets.append({"targets": [address], "labels": {"node": node}})
         tasks.append(asyncio.ensure_future(agent.run(stop)))
 
         async def finish(agent: Any = agent) -> None:
@@ -92,5 +92,4 @@ async def controller_component(ctx: DemoContext, period_s: int = 30) -> None:
                 await task
 
     ctx.stack.push_async_callback(stop_all)
-    # The metrics carry their own node label: no target label here.
-    ctx.scrape_configs.append({"job_name": "powerplane-controller", "static_configs": [{"targets": targets}]})
+    ctx.scrape_configs.append({"job_name": "powerplane-controller", "static_configs": targets})

@@ -53,7 +53,10 @@ def test_price_spike_lowers_power_seen_by_prometheus(
                     "job_name": "rapl",
                     "static_configs": [{"targets": [f"127.0.0.1:{rport}"], "labels": {"node": "node-01"}}],
                 },
-                {"job_name": "controller", "static_configs": [{"targets": [f"127.0.0.1:{cport}"]}]},
+                {
+                    "job_name": "controller",
+                    "static_configs": [{"targets": [f"127.0.0.1:{cport}"], "labels": {"node": "node-01"}}],
+                },
             ]
         )
         power = 'sum(rate(powerplane_rapl_energy_joules_total{zone="package"}[3s]))'

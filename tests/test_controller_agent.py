@@ -1,0 +1,104 @@
+"""The agent loop: period boundaries, policy changes, node selection, unsupported domains."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from pathlib import Path
+from typing import Any
+
+from powerplane.controller.actuators import Actuators
+from powerplane.controller.agent import Agent, LocalBackend
+from powerplane.lab.powercap import PowercapLab, amd_zen, intel_server
+
+POLICY: dict[str, Any] = {
+    "kind": "PowerCapPolicy",
+    "metadata": {"name": "p"},
+    "spec": {
+        "signal": {"static": {"value": 300}},
+        "policy": {"type": "linear", "linear": {"minWatts": 200, "maxWatts": 600, "signalMax": 300}},
+        "periodSeconds": 3600,
+    },
+}
+
+
+def limit(lab: PowercapLab) -> int:
+    return int((lab.zone_dir("intel-rapl:0") / "constraint_0_power_limit_uw").read_text())
+
+
+async def wait_for(predicate: Any, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.02)
+
+
+async def test_policy_change_reconciles_before_the_boundary(tmp_path: Path) -> None:
+    lab = PowercapLab(tmp_path / "sys", intel_server(sockets=1)).create()
+    policy = copy.deepcopy(POLICY)
+    backend = LocalBackend("n1", documents=[policy])
+    agent = Agent("n1", backend, Actuators(lab.root, tmp_path / "state.json"), poll_seconds=0.05)
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop))
+    try:
+        await wait_for(lambda: limit(lab) == 200_000_000)
+        policy["spec"]["signal"] = {"static": {"value": 0}}  # the hour-long period is far away
+        await wait_for(lambda: limit(lab) == 350_000_000)  # 600 W, clamped to the package max
+    finally:
+        stop.set()
+        await task
+        await agent.shutdown()
+    assert agent.reconciles["success"] == 2
+
+
+async def test_period_boundaries_drive_reconciles(tmp_path: Path) -> None:
+    lab = PowercapLab(tmp_path / "sys", intel_server(sockets=1)).create()
+    policy = copy.deepcopy(POLICY)
+    policy["spec"]["periodSeconds"] = 1
+    agent = Agent("n1", LocalBackend("n1", documents=[policy]), Actuators(lab.root, tmp_path / "s.json"))
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop))
+    try:
+        await wait_for(lambda: agent.reconciles.get("success", 0) >= 3)
+    finally:
+        stop.set()
+        await task
+        await agent.shutdown()
+    assert limit(lab) == 250_000_000
+
+
+async def test_node_not_selected_any_more_releases(tmp_path: Path) -> None:
+    lab = PowercapLab(tmp_path / "sys", intel_server(sockets=1)).create()
+    policy = copy.deepcopy(POLICY)
+    policy["spec"]["nodeSelector"] = {"matchLabels": {"cap": "yes"}}
+    backend = LocalBackend("n1", documents=[policy], labels={"cap": "yes"})
+    agent = Agent("n1", backend, Actuators(lab.root, tmp_path / "state.json"))
+    await agent.reconcile()
+    assert limit(lab) == 200_000_000
+    backend.labels["cap"] = "no"
+    outcome = await agent.reconcile()
+    assert outcome.policy is None and limit(lab) == 250_000_000
+    assert backend.labels["powerplane.io/power-cap-watts"] == "none"
+    assert [e[1] for e in backend.events] == ["PowerCapApplied", "PowerCapReleased"]
+
+
+async def test_amd_node_reports_unsupported_once(tmp_path: Path) -> None:
+    lab = PowercapLab(tmp_path / "sys", amd_zen(sockets=2)).create()
+    backend = LocalBackend("n1", documents=[copy.deepcopy(POLICY)])
+    agent = Agent("n1", backend, Actuators(lab.root, tmp_path / "state.json"))
+    first = await agent.reconcile()
+    await agent.reconcile()
+    assert {r.status for r in first.results} == {"unsupported"}
+    assert first.result == "success"  # nothing failed: there is nothing to cap here
+    assert [e[1] for e in backend.events].count("PowerCapFailed") == 1
+    assert backend.status["p"]["n1"]["message"].startswith("package-0: no long_term constraint")
+
+
+async def test_invalid_policy_is_an_event_not_a_cap(tmp_path: Path) -> None:
+    lab = PowercapLab(tmp_path / "sys", intel_server(sockets=1)).create()
+    policy = copy.deepcopy(POLICY)
+    policy["spec"]["schedule"] = {"timezone": "Nowhere/Land"}
+    backend = LocalBackend("n1", documents=[policy])
+    agent = Agent("n1", backend, Actuators(lab.root, tmp_path / "state.json"))
+    outcome = await agent.reconcile()
+    assert outcome.result == "failure" and "time zone" in outcome.message
+    assert backend.events[0][1] == "InvalidPolicy" and limit(lab) == 250_000_000
