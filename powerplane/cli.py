@@ -18,11 +18,13 @@ from powerplane import __version__
 #: exporter name → module defining ``command`` (a click command).
 EXPORTERS: dict[str, str] = {
     "rapl": "powerplane.exporters.rapl",
+    "snmp": "powerplane.exporters.snmp",
 }
 
 #: config kind name → "module:attribute" of its ``ConfigKind``, for ``check-config``.
 CONFIG_KINDS: dict[str, str] = {
     "web": "powerplane.exporters.runtime.webconfig:KIND",
+    "snmp": "powerplane.exporters.snmp.exporter:KIND",
 }
 
 #: top-level command name → "module:attribute" of a click command or group.

@@ -26,9 +26,10 @@ def limit(lab: PowercapLab) -> int:
     return int((lab.zone_dir("intel-rapl:0") / "constraint_0_power_limit_uw").read_text())
 
 
-async def wait_for(predicate: Any, timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
+async def wait_for(predicate: Any, within: float = 10.0) -> None:
+    """Poll a condition on files the agent writes (there is no event to wait on)."""
+    async with asyncio.timeout(within):
+        while not predicate():  # noqa: ASYNC110 - polling the lab's sysfs files
             await asyncio.sleep(0.02)
 
 

@@ -47,6 +47,7 @@ class MetricSpec:
 MODULES: list[tuple[str, str]] = [
     ("runtime", "powerplane.exporters.runtime.builtin"),
     ("rapl", "powerplane.exporters.rapl"),
+    ("snmp", "powerplane.exporters.snmp"),
     ("controller", "powerplane.controller.agent"),
 ]
 

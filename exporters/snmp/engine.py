@@ -1,0 +1,190 @@
+"""The SNMP engine behind a small interface: GET and bulk walks of single columns under a deadline.
+
+The engine is gufo-snmp (a Rust core with an asyncio front): measured on this machine it
+spends 3 µs of CPU per OID on v2c and 6 µs on v3 authPriv, against ~200 µs for pysnmp and
+27 µs for ezsnmp (docs/snmp.md has the figures).  It speaks v1, v2c and v3 (MD5/SHA-1/SHA-2
+authentication, DES/AES privacy), so no second engine is needed.
+
+A session is one UDP socket and serves one request at a time; a probe opens one session and
+walks its columns in sequence.  Every walk checks that the agent's OIDs increase and stay inside
+the column and stops after ``max_rows`` rows, so a looping or endless table ends with an error
+instead of a hang; every request is bounded by the probe's deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..runtime import Deadline
+
+Value = int | float | str | bytes | None
+
+
+class SnmpEngineError(Exception):
+    """A request failed: timeout, authentication, decoding or an agent error (message concise)."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """How to talk to an agent.  Secrets are revealed only to build the engine's session."""
+
+    version: int  # 1, 2 (v2c) or 3
+    community: str = ""
+    username: str = ""
+    auth_protocol: str = ""  # MD5, SHA, SHA224, SHA256, SHA384, SHA512
+    auth_password: str = ""
+    priv_protocol: str = ""  # DES, AES, AES192, AES256
+    priv_password: str = ""
+
+    def __repr__(self) -> str:  # never show a secret
+        return f"Credentials(v{self.version}, user={self.username or '-'})"
+
+
+def oid_key(oid: str) -> tuple[int, ...]:
+    return tuple(map(int, oid.split(".")))
+
+
+class Session(Protocol):
+    async def get(self, oids: Sequence[str], deadline: Deadline) -> dict[str, Value]: ...
+
+    async def walk(self, column: str, deadline: Deadline, max_rows: int) -> list[tuple[str, Value]]: ...
+
+    async def close(self) -> None: ...
+
+
+class GufoSession:
+    """A gufo-snmp session to one agent."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        credentials: Credentials,
+        timeout: float,
+        max_repetitions: int = 25,
+    ) -> None:
+        from gufo.snmp import SnmpVersion
+        from gufo.snmp.aio.client import SnmpSession
+
+        kwargs: dict[str, Any] = {}
+        if credentials.version == 3:
+            kwargs["user"] = _user(credentials)
+            kwargs["version"] = SnmpVersion.v3
+        else:
+            kwargs["community"] = credentials.community
+            kwargs["version"] = SnmpVersion.v1 if credentials.version == 1 else SnmpVersion.v2c
+        self._timeout = timeout
+        self._session = SnmpSession(
+            addr=host, port=port, timeout=timeout, max_repetitions=max_repetitions, **kwargs
+        )
+        self._v3 = credentials.version == 3
+        self._opened = False
+
+    async def _open(self, deadline: Deadline) -> None:
+        if not self._opened:
+            self._opened = True
+            if self._v3:  # engine-id discovery and time synchronisation
+                await self._bounded(self._session.refresh(), deadline)
+
+    async def _bounded(self, awaitable: Any, deadline: Deadline) -> Any:
+        remaining = deadline.remaining()
+        if remaining <= 0:
+            close = getattr(awaitable, "close", None)
+            if close is not None:
+                close()  # never started: keep the coroutine from warning it was not awaited
+            raise SnmpEngineError("deadline exceeded")
+        try:
+            async with asyncio.timeout(remaining):
+                return await awaitable
+        except TimeoutError:
+            raise SnmpEngineError("timeout (no answer from the agent)") from None
+        except StopAsyncIteration:
+            raise
+        except Exception as exc:
+            raise SnmpEngineError(_describe(exc)) from None
+
+    async def get(self, oids: Sequence[str], deadline: Deadline) -> dict[str, Value]:
+        await self._open(deadline)
+        result: dict[str, Value] = await self._bounded(self._session.get_many(list(oids)), deadline)
+        return result
+
+    async def walk(self, column: str, deadline: Deadline, max_rows: int) -> list[tuple[str, Value]]:
+        await self._open(deadline)
+        prefix = column + "."
+        rows: list[tuple[str, Value]] = []
+        last: tuple[int, ...] = oid_key(column)
+        remaining = deadline.remaining()
+        if remaining <= 0:
+            raise SnmpEngineError(f"walk {column}: deadline exceeded")
+        # One timeout around the whole walk: a per-row timeout costs more than the decoding.
+        try:
+            async with asyncio.timeout(remaining):
+                async for oid, value in self._session.fetch(column):
+                    if not oid.startswith(prefix):
+                        break
+                    key = oid_key(oid)
+                    if key <= last:
+                        raise SnmpEngineError(f"walk {column}: agent returned OIDs out of order ({oid})")
+                    last = key
+                    rows.append((oid, value))
+                    if len(rows) >= max_rows:
+                        raise SnmpEngineError(f"walk {column}: more than {max_rows} rows, table cut off")
+        except SnmpEngineError:
+            raise
+        except TimeoutError:
+            cause = "timeout (no answer from the agent)"
+            raise SnmpEngineError(
+                f"walk {column}: {cause}" + (f" after {len(rows)} rows" if rows else "")
+            ) from None
+        except Exception as exc:
+            raise SnmpEngineError(f"walk {column}: {_describe(exc)}") from None
+        return rows
+
+    async def close(self) -> None:
+        # The socket is closed when the session is garbage-collected; drop our reference.
+        self._session = None  # type: ignore[assignment]
+
+
+def _describe(exc: BaseException) -> str:
+    name = type(exc).__name__
+    text = str(exc)
+    if name == "SnmpAuthError":
+        return "authentication failed (wrong user, protocol or password)"
+    if name == "NoSuchInstance":
+        return "no such object or instance"
+    if isinstance(exc, OSError):
+        return exc.strerror or text or name
+    return f"{name}: {text}" if text else name
+
+
+def _user(credentials: Credentials) -> Any:
+    from gufo import snmp
+
+    auth_classes = {
+        "MD5": snmp.Md5Key,
+        "SHA": snmp.Sha1Key,
+        "SHA1": snmp.Sha1Key,
+        "SHA224": snmp.Sha224Key,
+        "SHA256": snmp.Sha256Key,
+        "SHA384": snmp.Sha384Key,
+        "SHA512": snmp.Sha512Key,
+    }
+    priv_classes = {
+        "DES": snmp.DesKey,
+        "AES": snmp.Aes128Key,
+        "AES192": snmp.Aes192Key,
+        "AES256": snmp.Aes256Key,
+    }
+    auth_key = priv_key = None
+    if credentials.auth_protocol:
+        auth_key = auth_classes[credentials.auth_protocol](credentials.auth_password.encode())
+    if credentials.priv_protocol:
+        priv_key = priv_classes[credentials.priv_protocol](credentials.priv_password.encode())
+    return snmp.User(credentials.username, auth_key=auth_key, priv_key=priv_key)
+
+
+AUTH_PROTOCOLS = ("MD5", "SHA", "SHA224", "SHA256", "SHA384", "SHA512")
+PRIV_PROTOCOLS = ("DES", "AES", "AES192", "AES256")
