@@ -35,13 +35,17 @@ def spike_curve(
     return {"area": "DEMO", "unit": "EUR/MWh", "source": "demo", "periods": rows}
 
 
-def demo_policy(curve: Path, period_s: int) -> dict[str, Any]:
+def demo_policy(curve: Path | None, period_s: int, market_url: str | None = None) -> dict[str, Any]:
+    """Price bands on the demo curve file, or on the market exporter's curve endpoint."""
+    signal: dict[str, Any] = (
+        {"market": {"url": market_url}} if market_url else {"curveFile": {"path": str(curve)}}
+    )
     return {
         "apiVersion": "powerplane.io/v1alpha1",
         "kind": "PowerCapPolicy",
         "metadata": {"name": "demo-price-bands"},
         "spec": {
-            "signal": {"curveFile": {"path": str(curve)}},
+            "signal": signal,
             "policy": {
                 "type": "bands",
                 "bands": {
@@ -59,21 +63,32 @@ def demo_policy(curve: Path, period_s: int) -> dict[str, Any]:
 
 
 async def controller_component(ctx: DemoContext, period_s: int = 30) -> None:
-    """A local-mode controller per node, writing caps into that node's lab powercap tree."""
+    """A local-mode controller per node, writing caps into that node's lab powercap tree.
+
+    With the demo's market exporter running (``ctx.shared["market"]``) the policy follows its
+    curve endpoint in real 15-minute periods; otherwise a local curve with ``period_s``-second
+    periods and a recurring spike keeps the caps moving within minutes.
+    """
     from powerplane.controller.agent import LocalBackend
     from powerplane.controller.cli import build
 
     labs = ctx.shared.get("powercap", {})
     if not labs:
         return
-    now = datetime.now(UTC).replace(microsecond=0)
-    curve = ctx.workdir / "market-curve.json"
-    curve.write_text(json.dumps(spike_curve(now, period_s, 24 * 3600 // period_s, 4, 4, 12)))
+    market = ctx.shared.get("market") or {}
+    market_url = market.get("url") if isinstance(market, dict) else None
+    curve: Path | None = None
+    if market_url:
+        period_s = 900
+    else:
+        now = datetime.now(UTC).replace(microsecond=0)
+        curve = ctx.workdir / "market-curve.json"
+        curve.write_text(json.dumps(spike_curve(now, period_s, 24 * 3600 // period_s, 4, 4, 12)))
     stop = asyncio.Event()
     targets: list[dict[str, Any]] = []
     tasks = []
     for node, lab in labs.items():
-        backend = LocalBackend(node, documents=[demo_policy(curve, period_s)])
+        backend = LocalBackend(node, documents=[demo_policy(curve, period_s, market_url)])
         agent, server = build(node, backend, lab.root, ctx.workdir / node / "controller-state.json", None)
         address = await ctx.serve(server, f"controller ({node})")
         targets.append({"targets": [address], "labels": {"node": node}})
@@ -83,7 +98,6 @@ async def controller_component(ctx: DemoContext, period_s: int = 30) -> None:
             await agent.shutdown()
 
         ctx.stack.push_async_callback(finish)
-    ctx.shared["controller_curve"] = curve
 
     async def stop_all() -> None:
         stop.set()
