@@ -80,6 +80,7 @@ async def rapl_component(ctx: DemoContext) -> None:
 COMPONENTS: list[str] = [
     "powerplane.lab.demo:rapl_component",
     "powerplane.lab.snmp:snmp_component",
+    "powerplane.lab.market:market_component",
     "powerplane.lab.controller:controller_component",
 ]
 

@@ -19,12 +19,14 @@ from powerplane import __version__
 EXPORTERS: dict[str, str] = {
     "rapl": "powerplane.exporters.rapl",
     "snmp": "powerplane.exporters.snmp",
+    "market": "powerplane.exporters.market",
 }
 
 #: config kind name → "module:attribute" of its ``ConfigKind``, for ``check-config``.
 CONFIG_KINDS: dict[str, str] = {
     "web": "powerplane.exporters.runtime.webconfig:KIND",
     "snmp": "powerplane.exporters.snmp.exporter:KIND",
+    "market": "powerplane.exporters.market.config:KIND",
 }
 
 #: top-level command name → "module:attribute" of a click command or group.

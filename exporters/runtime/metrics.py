@@ -48,6 +48,7 @@ MODULES: list[tuple[str, str]] = [
     ("runtime", "powerplane.exporters.runtime.builtin"),
     ("rapl", "powerplane.exporters.rapl"),
     ("snmp", "powerplane.exporters.snmp"),
+    ("market", "powerplane.exporters.market.exporter"),
     ("controller", "powerplane.controller.agent"),
 ]
 
