@@ -32,7 +32,8 @@ def spike_curve(
                 "price": 350.0 if spiking else 80.0 + (i % 7) * 5.0,
             }
         )
-    return {"area": "DEMO", "unit": "EUR/MWh", "source": "demo", "periods": rows}
+    # The market's static curve format (read by its static provider).
+    return {"area": "DEMO", "periods": rows}
 
 
 def demo_policy(curve: Path | None, period_s: int, market_url: str | None = None) -> dict[str, Any]:

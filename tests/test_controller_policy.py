@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -28,7 +31,7 @@ from powerplane.controller.policy import (
     selector_matches,
     split,
 )
-from powerplane.controller.signals import PriceCurve, SignalError
+from powerplane.controller.signals import CurveSignal, SignalError
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -320,68 +323,70 @@ def test_selector(selector: dict[str, object] | None, labels: dict[str, str], ok
     assert selector_matches(selector, labels) is ok
 
 
-# --- the price curve: missing periods and malformed documents ------------------------------
+# --- curve files through the market's static provider: missing periods, malformed files ------
 
 
-def test_curve_missing_period_is_no_signal() -> None:
-    curve = PriceCurve.from_document(
-        {
-            "area": "DE-LU",
-            "periods": [
-                {"start": "2026-05-04T10:00:00Z", "end": "2026-05-04T10:15:00Z", "price": 90},
-                {"start": "2026-05-04T10:30:00Z", "end": "2026-05-04T10:45:00Z", "price": -5},
-            ],
-        },
-        "test",
+def curve_value(path: Path, at: str) -> float | None:
+    return asyncio.run(CurveSignal(path).value(t(at)))
+
+
+def test_curve_missing_period_is_no_signal(tmp_path: Path) -> None:
+    path = tmp_path / "curve.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "area": "DE-LU",
+                "periods": [
+                    {"start": "2026-05-04T10:00:00Z", "end": "2026-05-04T10:15:00Z", "price": 90},
+                    {"start": "2026-05-04T10:30:00Z", "end": "2026-05-04T10:45:00Z", "price": -5},
+                ],
+            }
+        )
     )
-    assert curve.price_at(t("2026-05-04T10:14:59Z")) == 90
-    assert curve.price_at(t("2026-05-04T10:15:00Z")) is None
-    assert curve.price_at(t("2026-05-04T10:30:00Z")) == -5
-    assert curve.price_at(t("2026-05-04T09:59:59Z")) is None
-    assert curve.price_at(t("2026-05-04T10:45:00Z")) is None
+    assert curve_value(path, "2026-05-04T10:14:59Z") == 90
+    assert curve_value(path, "2026-05-04T10:15:00Z") is None
+    assert curve_value(path, "2026-05-04T10:30:00Z") == -5
+    assert curve_value(path, "2026-05-04T09:59:59Z") is None
+    assert curve_value(path, "2026-05-04T10:45:00Z") is None
+    assert curve_value(path, "2026-08-01T00:00:00Z") is None  # far from every period
 
 
 @pytest.mark.parametrize(
-    ("doc", "message"),
+    ("text", "message"),
     [
-        ({"periods": "x"}, "must be a list"),
-        ({"periods": [{"start": "yesterday", "price": 1}]}, r"periods\[0\].start"),
-        ({"periods": [{"start": "2026-01-01T00:00:00", "price": 1}]}, "UTC offset"),
-        ({"periods": [{"start": "2026-01-01T00:00:00Z", "price": "1"}]}, "price"),
-        ({"periods": [{"start": "2026-01-01T00:00:00Z", "price": float("inf")}]}, "price"),
-        ({"periods": [{"start": "2026-01-01T00:00:00Z", "price": True}]}, "price"),
-        ({"periods": [7]}, "not an object"),
+        ("periods: x\n", "periods"),
+        ("periods: [{start: yesterday, price: 1}]\n", r"periods\[0\]"),
+        ("periods: [{start: '2026-01-01T00:00:00', price: 1}]\n", r"periods\[0\]"),
+        ("periods: [{start: '2026-01-01T00:00:00Z', price: .inf}]\n", "not finite"),
         (
-            {
-                "periods": [
-                    {"start": "2026-01-01T00:00:00Z", "price": 1},
-                    {"start": "2026-01-01T00:10:00Z", "price": 1},
-                ]
-            },
+            "periods: [{start: '2026-01-01T00:00:00Z', price: 1},"
+            " {start: '2026-01-01T00:10:00Z', price: 1}]\n",
             "overlap",
         ),
+        ("bogus: 1\n", "unknown key"),
+        ("- 1\n", "mapping"),
     ],
 )
-def test_curve_rejects_malformed_documents(doc: object, message: str) -> None:
+def test_curve_file_rejects_malformed_files(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "curve.yaml"
+    path.write_text(text)
     with pytest.raises(SignalError, match=message):
-        PriceCurve.from_document(doc, "test")
+        curve_value(path, "2026-01-01T00:05:00Z")
 
 
-def test_curve_csv_and_dst_day(tmp_path: object) -> None:
-    from pathlib import Path
-
+def test_curve_csv_and_dst_day(tmp_path: Path) -> None:
     rows = ["start,price"] + [
         f"{p.isoformat().replace('+00:00', 'Z')},{i}"
         for i, p in enumerate(local_day_periods(date(2026, 10, 25), BERLIN))
     ]
-    path = Path(str(tmp_path)) / "curve.csv"
+    assert len(rows) == 101
+    path = tmp_path / "curve.csv"
     path.write_text("\n".join(rows))
-    curve = PriceCurve.load(path)
-    assert len(curve.periods) == 100
     # Both 02:30 local hours have their own price.
-    assert curve.price_at(t("2026-10-25T02:30:00+02:00")) == 10
-    assert curve.price_at(t("2026-10-25T02:30:00+01:00")) == 14
-    assert curve.periods[0][0] == datetime(2026, 10, 24, 22, tzinfo=UTC)
+    assert curve_value(path, "2026-10-25T02:30:00+02:00") == 10
+    assert curve_value(path, "2026-10-25T02:30:00+01:00") == 14
+    assert curve_value(path, "2026-10-24T22:00:00Z") == 0
+    assert curve_value(path, "2026-10-24T21:59:59Z") is None
     path.write_text("start,price\n2026-01-01T00:00:00Z,abc\n")
     with pytest.raises(SignalError, match="line 2"):
-        PriceCurve.load(path)
+        curve_value(path, "2026-01-01T00:05:00Z")

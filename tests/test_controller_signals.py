@@ -72,7 +72,10 @@ async def test_market_endpoint_curve_cached_and_area(serve: Any) -> None:
     [
         (503, "down", "HTTP 503"),
         (200, "<html>", "JSONDecodeError"),
-        (200, '{"periods": [{"start": "x", "price": 1}]}', "periods[0].start"),
+        (200, '{"periods": []}', "'area'"),
+        (200, '{"area": "X", "periods": [{"start": "x", "end": "y", "price": 1}]}', "isoformat"),
+        (200, '{"area": "X", "periods": [{"start": "2026-05-04T10:00:00Z", "price": 1}]}', "'end'"),
+        (200, "[1]", "not an object"),
     ],
 )
 async def test_market_endpoint_faults(serve: Any, status: int, body: str, message: str) -> None:
