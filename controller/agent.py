@@ -392,7 +392,7 @@ class Agent:
             )
         except Exception as exc:
             log(logger, logging.WARNING, "cannot label node", node=self.node, error=exc)
-        summary = f"cap {cap} W ({level})"
+        summary = f"no cap ({level})" if cap == "none" else f"cap {cap} W ({level})"
         if self._published.get("cap") != summary:
             reason = "PowerCapReleased" if cap == "none" else "PowerCapApplied"
             message = f"{summary} by policy {policy}" + (f", reason {decision.reason}" if decision else "")
