@@ -81,6 +81,8 @@ COMPONENTS: list[str] = [
     "powerplane.lab.demo:rapl_component",
     "powerplane.lab.snmp:snmp_component",
     "powerplane.lab.market:market_component",
+    "powerplane.lab.redfish:redfish_component",
+    "powerplane.lab.inventory:inventory_component",
     "powerplane.lab.controller:controller_component",
 ]
 

@@ -287,3 +287,75 @@ class BackgroundLoop:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
         self.loop.close()
+
+
+class Alertmanager:
+    """A real Alertmanager on 127.0.0.1, single-node (no cluster port), receiving into nothing.
+
+    Tests read what arrived through ``alerts()`` (the v2 API, which leaves resolved alerts out).
+    """
+
+    def __init__(self, workdir: Path, binary: str | None = None, port: int | None = None) -> None:
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.binary = binary or find_binary("alertmanager")
+        if self.binary is None:
+            raise FileNotFoundError(
+                "alertmanager is not installed (Debian package 'prometheus-alertmanager')"
+            )
+        self.port = port or free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.url = f"http://{self.address}"
+        config = {
+            "route": {
+                "receiver": "null",
+                "group_wait": "1s",
+                "group_interval": "1s",
+                "repeat_interval": "1h",
+            },
+            "receivers": [{"name": "null"}],
+        }
+        self.config_path = self.workdir / "alertmanager.yml"
+        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+        self.process: Process | None = None
+
+    def start(self, timeout: float = 60.0) -> Alertmanager:
+        assert self.binary is not None
+        self.process = Process(
+            [
+                self.binary,
+                f"--config.file={self.config_path}",
+                f"--storage.path={self.workdir / 'data'}",
+                f"--web.listen-address={self.address}",
+                "--cluster.listen-address=",
+            ],
+            self.workdir / "alertmanager.log",
+        )
+        self.process.wait_ready(self.url + "/-/ready", timeout)
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
+
+    def __enter__(self) -> Alertmanager:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """Active (not resolved) alerts."""
+        status, body = http_get(f"{self.url}/api/v2/alerts", timeout=5.0)
+        if status != 200:
+            raise RuntimeError(f"Alertmanager alerts failed ({status}): {body[:200]!r}")
+        return list(json.loads(body))
+
+    def active(self, alertname: str, **labels: str) -> list[dict[str, Any]]:
+        return [
+            a
+            for a in self.alerts()
+            if a["labels"].get("alertname") == alertname
+            and all(a["labels"].get(k) == v for k, v in labels.items())
+        ]

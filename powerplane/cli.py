@@ -18,20 +18,27 @@ from powerplane import __version__
 #: exporter name → module defining ``command`` (a click command).
 EXPORTERS: dict[str, str] = {
     "rapl": "powerplane.exporters.rapl",
+    "inventory": "powerplane.exporters.inventory",
     "snmp": "powerplane.exporters.snmp",
     "market": "powerplane.exporters.market",
+    "redfish": "powerplane.exporters.redfish",
 }
 
 #: config kind name → "module:attribute" of its ``ConfigKind``, for ``check-config``.
 CONFIG_KINDS: dict[str, str] = {
     "web": "powerplane.exporters.runtime.webconfig:KIND",
+    "inventory": "powerplane.exporters.inventory:KIND",
+    "rules": "powerplane.rulegen:KIND",
     "snmp": "powerplane.exporters.snmp.exporter:KIND",
     "market": "powerplane.exporters.market.config:KIND",
+    "redfish": "powerplane.exporters.redfish.config:KIND",
 }
 
 #: top-level command name → "module:attribute" of a click command or group.
 COMMANDS: dict[str, str] = {
     "demo": "powerplane.lab.demo:command",
+    "inventory": "powerplane.exporters.inventory:group",
+    "rules": "powerplane.rulegen:group",
     "controller": "powerplane.controller.cli:command",
     "chart": "powerplane.chart:command",
 }

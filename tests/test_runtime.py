@@ -441,6 +441,27 @@ async def test_probe_honours_the_scrape_timeout_header() -> None:
     assert value(samples, "powerplane_target_up") == 0.0
 
 
+async def test_a_hanging_collector_fails_alone_at_the_deadline() -> None:
+    class OneHangs(ToyProber):
+        def resolve(self, params: Mapping[str, str]) -> ProbeJob:
+            job = super().resolve(params)
+            collectors = [Fixed("power", 100.0), Fixed("thermal", 1.0, delay=30.0)]
+            return ProbeJob(job.target, job.module, 1.0, collectors, device=job.target, connect=job.connect)
+
+    server = ExporterServer("toy", prober=OneHangs())
+    base = await _serve(server)
+    try:
+        async with aiohttp.ClientSession() as http, http.get(f"{base}/probe?target=a") as r:
+            samples = parse(await r.text())
+    finally:
+        await server.stop()
+    # the collector's own timeout fires before the probe's: the probe keeps what did arrive
+    assert value(samples, "powerplane_target_up") == 1.0
+    assert value(samples, "powerplane_scrape_collector_success", collector="power") == 1.0
+    assert value(samples, "powerplane_scrape_collector_success", collector="thermal") == 0.0
+    assert value(samples, "test_value", collector="power") == 100.0
+
+
 async def test_per_device_concurrency_cap() -> None:
     class Tracking(Fixed):
         active = 0

@@ -47,8 +47,10 @@ class MetricSpec:
 MODULES: list[tuple[str, str]] = [
     ("runtime", "powerplane.exporters.runtime.builtin"),
     ("rapl", "powerplane.exporters.rapl"),
+    ("inventory", "powerplane.exporters.inventory"),
     ("snmp", "powerplane.exporters.snmp"),
     ("market", "powerplane.exporters.market.exporter"),
+    ("redfish", "powerplane.exporters.redfish"),
     ("controller", "powerplane.controller.agent"),
 ]
 

@@ -33,6 +33,9 @@ from .builtin import PROBE_DURATION, PROBES, PROBES_COALESCED, PROBES_IN_FLIGHT,
 from .collector import Collector, Deadline, Outcome, Scrape, describe_error, run_collectors
 from .logs import FailureLog
 
+#: Seconds the whole probe may outlast its deadline, so per-collector timeouts win the race.
+COLLECTOR_GRACE = 0.1
+
 
 class ProbeRequestError(Exception):
     """A probe request the exporter refuses (unknown target, module or auth): HTTP 400."""
@@ -141,15 +144,18 @@ class ProbeRunner:
         outcomes: list[Outcome]
         up = False
         try:
+            # The outer bound is a little later than the deadline so that each collector's own
+            # timeout (at the deadline) fires first: one hanging collector fails alone.
             async with (
-                asyncio.timeout(deadline.remaining()),
+                asyncio.timeout(deadline.remaining() + COLLECTOR_GRACE),
                 self._process,
                 self._devices.hold(job.device or job.target),
             ):
                 self._active.labels(exporter).inc()
                 try:
                     if job.connect is not None:
-                        await job.connect(deadline)
+                        async with asyncio.timeout(deadline.remaining()):
+                            await job.connect(deadline)
                     outcomes = await run_collectors(
                         exporter, job.collectors, deadline, self.failures, job.target
                     )
