@@ -34,10 +34,6 @@ PENDING: set[str] = {
     "powerplane_gpu_ecc_errors_total",
     "powerplane_gpu_pod_info",
     "powerplane_gpu_job_info",
-    "powerplane_controller_reconcile_total",
-    "powerplane_controller_last_reconcile_timestamp_seconds",
-    "powerplane_controller_cap_desired_watts",
-    "powerplane_controller_cap_applied_watts",
 }
 #: Series Prometheus itself produces.
 BUILTIN = {"up", "ALERTS"}
