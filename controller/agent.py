@@ -36,7 +36,7 @@ from prometheus_client.core import Metric
 from powerplane.exporters.runtime import Collector, Deadline, log
 from powerplane.exporters.runtime.metrics import MetricSpec
 
-from .actuators import Actuators, Result
+from .actuators import Actuators, Result, Status
 from .policy import (
     Decision,
     DomainCap,
@@ -306,11 +306,18 @@ class Agent:
 
         limits = await asyncio.to_thread(self.actuators.limits)
         caps = self._with_adjustments(split(policy.budget, decision.watts, limits), limits)
-        # Domains with no usable range (AMD, locked) are still reported, as unsupported.
+        results = await asyncio.to_thread(self.actuators.apply, caps, dry_run, policy.budget.short_term)
+        # Domains without a usable range are reported, never written: unsupported ones (AMD,
+        # BIOS-locked) as such, the others (a limit that could not be read) as failed.
         known = {c.domain for c in caps}
         domains = await asyncio.to_thread(self.actuators.domains)
-        caps += [DomainCap(d, k, decision.watts, False) for d, k in domains.items() if d not in known]  # type: ignore[arg-type]
-        results = await asyncio.to_thread(self.actuators.apply, caps, dry_run, policy.budget.short_term)
+        unsupported = self.actuators.unsupported()
+        for domain, kind in domains.items():
+            if domain not in known:
+                reason = unsupported.get(domain)
+                status: Status = "unsupported" if reason else "failed"
+                message = reason or "its power limit could not be read"
+                results.append(Result(domain, kind, status, None, None, message))  # type: ignore[arg-type]
         failed = [r for r in results if not r.ok and r.status != "unsupported"]
         result = (
             "dry_run"

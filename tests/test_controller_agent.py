@@ -103,3 +103,17 @@ async def test_invalid_policy_is_an_event_not_a_cap(tmp_path: Path) -> None:
     outcome = await agent.reconcile()
     assert outcome.result == "failure" and "time zone" in outcome.message
     assert backend.events[0][1] == "InvalidPolicy" and limit(lab) == 250_000_000
+
+
+async def test_unreadable_limit_is_reported_and_never_written(tmp_path: Path) -> None:
+    lab = PowercapLab(tmp_path / "sys", intel_server(sockets=2)).create()
+    path = lab.zone_dir("intel-rapl:0") / "constraint_0_power_limit_uw"
+    path.write_text("garbage\n")
+    backend = LocalBackend("n1", documents=[copy.deepcopy(POLICY)])
+    agent = Agent("n1", backend, Actuators(lab.root, tmp_path / "state.json"))
+    outcome = await agent.reconcile()
+    by_domain = {r.domain: r for r in outcome.results}
+    assert by_domain["package-0"].status == "failed" and by_domain["package-0"].desired_watts is None
+    assert by_domain["package-1"].status == "applied"
+    assert outcome.result == "partial"
+    assert path.read_text() == "garbage\n"
