@@ -79,6 +79,7 @@ async def rapl_component(ctx: DemoContext) -> None:
 #: The demo's components, in start order; each later part of powerplane adds its own.
 COMPONENTS: list[str] = [
     "powerplane.lab.demo:rapl_component",
+    "powerplane.lab.gpu:gpu_component",
     "powerplane.lab.snmp:snmp_component",
     "powerplane.lab.market:market_component",
     "powerplane.lab.redfish:redfish_component",

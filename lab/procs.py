@@ -21,7 +21,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import yaml
 
@@ -149,8 +149,42 @@ class Process:
         self._log.close()
 
 
-class Prometheus:
+class Component:
+    """A real component run as a subprocess: ``argv()`` says how, ``ready_path`` when it is up."""
+
+    name = "component"
+    ready_path = "/-/ready"
+    url = ""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.process: Process | None = None
+
+    def argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self, timeout: float = 60.0) -> Self:
+        self.process = Process(self.argv(), self.workdir / f"{self.name}.log")
+        self.process.wait_ready(self.url + self.ready_path, timeout)
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+
+class Prometheus(Component):
     """A real Prometheus on 127.0.0.1 with a temporary TSDB."""
+
+    name = "prometheus"
 
     def __init__(
         self,
@@ -163,8 +197,7 @@ class Prometheus:
         binary: str | None = None,
         port: int | None = None,
     ) -> None:
-        self.workdir = Path(workdir)
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        super().__init__(workdir)
         self.binary = binary or find_binary("prometheus")
         if self.binary is None:
             raise FileNotFoundError("prometheus is not installed (Debian package 'prometheus')")
@@ -184,34 +217,17 @@ class Prometheus:
             config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": list(alertmanagers)}]}]}
         self.config_path = self.workdir / "prometheus.yml"
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-        self.process: Process | None = None
 
-    def start(self, timeout: float = 60.0) -> Prometheus:
+    def argv(self) -> list[str]:
         assert self.binary is not None
-        self.process = Process(
-            [
-                self.binary,
-                f"--config.file={self.config_path}",
-                f"--storage.tsdb.path={self.workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                "--web.enable-lifecycle",
-                "--storage.tsdb.retention.time=1d",
-            ],
-            self.workdir / "prometheus.log",
-        )
-        self.process.wait_ready(self.url + "/-/ready", timeout)
-        return self
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
-            self.process = None
-
-    def __enter__(self) -> Prometheus:
-        return self.start()
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
+        return [
+            self.binary,
+            f"--config.file={self.config_path}",
+            f"--storage.tsdb.path={self.workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--web.enable-lifecycle",
+            "--storage.tsdb.retention.time=1d",
+        ]
 
     def api(self, path: str, **params: Any) -> Any:
         query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
@@ -289,15 +305,16 @@ class BackgroundLoop:
         self.loop.close()
 
 
-class Alertmanager:
+class Alertmanager(Component):
     """A real Alertmanager on 127.0.0.1, single-node (no cluster port), receiving into nothing.
 
     Tests read what arrived through ``alerts()`` (the v2 API, which leaves resolved alerts out).
     """
 
+    name = "alertmanager"
+
     def __init__(self, workdir: Path, binary: str | None = None, port: int | None = None) -> None:
-        self.workdir = Path(workdir)
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        super().__init__(workdir)
         self.binary = binary or find_binary("alertmanager")
         if self.binary is None:
             raise FileNotFoundError(
@@ -317,33 +334,16 @@ class Alertmanager:
         }
         self.config_path = self.workdir / "alertmanager.yml"
         self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-        self.process: Process | None = None
 
-    def start(self, timeout: float = 60.0) -> Alertmanager:
+    def argv(self) -> list[str]:
         assert self.binary is not None
-        self.process = Process(
-            [
-                self.binary,
-                f"--config.file={self.config_path}",
-                f"--storage.path={self.workdir / 'data'}",
-                f"--web.listen-address={self.address}",
-                "--cluster.listen-address=",
-            ],
-            self.workdir / "alertmanager.log",
-        )
-        self.process.wait_ready(self.url + "/-/ready", timeout)
-        return self
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
-            self.process = None
-
-    def __enter__(self) -> Alertmanager:
-        return self.start()
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
+        return [
+            self.binary,
+            f"--config.file={self.config_path}",
+            f"--storage.path={self.workdir / 'data'}",
+            f"--web.listen-address={self.address}",
+            "--cluster.listen-address=",
+        ]
 
     def alerts(self) -> list[dict[str, Any]]:
         """Active (not resolved) alerts."""

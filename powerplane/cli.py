@@ -18,6 +18,7 @@ from powerplane import __version__
 #: exporter name → module defining ``command`` (a click command).
 EXPORTERS: dict[str, str] = {
     "rapl": "powerplane.exporters.rapl",
+    "gpu": "powerplane.exporters.gpu",
     "inventory": "powerplane.exporters.inventory",
     "snmp": "powerplane.exporters.snmp",
     "market": "powerplane.exporters.market",

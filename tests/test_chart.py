@@ -338,19 +338,19 @@ def test_scrape_config_probes_through_the_service() -> None:
         redfish["jobName"] == "powerplane-redfish-probe"
     )  # the exporter's own /metrics is job powerplane-redfish
     assert redfish["scrapeTimeout"] == "50s"
-    (static,) = redfish["staticConfigs"]
+    static = redfish["staticConfigs"][0]
     assert static["labels"] == {"__param_module": "default", "__param_auth": "idrac", "node": "node-001"}
     relabel = {r["targetLabel"]: r for r in redfish["relabelings"]}
     assert relabel["__param_target"]["sourceLabels"] == ["__address__"]
     assert relabel["__address__"]["replacement"] == "powerplane-redfish.powerplane.svc:9873"
     assert redfish["fileSDConfigs"] == [
-        {"files": ["/etc/prometheus/configmaps/powerplane-file-sd/redfish-*.json"]}
+        {"files": ["/etc/prometheus/configmaps/powerplane-file-sd/redfish*.json"]}
     ]
     assert (
         configs["powerplane-snmp"]["relabelings"][2]["replacement"] == "powerplane-snmp.powerplane.svc:9874"
     )
     (file_sd,) = [c for c in by_kind(objects, "ConfigMap") if c["metadata"]["name"] == "powerplane-file-sd"]
-    groups = json.loads(file_sd["data"]["redfish-bmcs.json"])
+    groups = json.loads(file_sd["data"]["redfish.json"])
     assert groups[0]["labels"]["node"] == "node-001"
 
 

@@ -24,7 +24,6 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import click
@@ -32,7 +31,7 @@ from aiohttp import web
 from prometheus_client.core import Metric
 
 from ..runtime import Collector, Deadline, ExporterServer, Partial, serve_until_signalled
-from ..runtime.cli import WebOptions, load_or_exit, web_options
+from ..runtime.cli import WebOptions, config_option, web_options
 from ..runtime.metrics import MetricSpec
 from .config import KIND, MarketConfig
 from .curve import day_bounds, format_utc, local_day
@@ -362,17 +361,10 @@ def make_server(
 
 
 @click.command("market")
-@click.option(
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Market exporter config (YAML).",
-)
+@config_option(KIND, help="Market exporter config (YAML).")
 @web_options(DEFAULT_PORT)
-def command(web: WebOptions, config_path: Path) -> None:
+def command(web: WebOptions, config: MarketConfig) -> None:
     """Day-ahead electricity prices (ENTSO-E, Energy-Charts, static curves)."""
-    config: MarketConfig = load_or_exit(KIND, str(config_path))
     server, market = make_server(config, web_config=web.web_config)
 
     async def main() -> None:

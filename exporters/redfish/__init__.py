@@ -48,7 +48,7 @@ from ..runtime import (
     ResettableCounter,
     run,
 )
-from ..runtime.cli import WebOptions, load_or_exit, web_options
+from ..runtime.cli import WebOptions, config_option, web_options
 from ..runtime.metrics import MetricSpec
 from .client import Discovery, RedfishClient, RedfishError, Target
 from .config import KIND, Module, RedfishConfig, parse_endpoint
@@ -699,15 +699,8 @@ def make_server(config: RedfishConfig, **kwargs: Any) -> ExporterServer:
 
 
 @click.command("redfish")
-@click.option(
-    "--config",
-    "config_file",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="Redfish exporter config (YAML).",
-)
+@config_option(KIND, help="Redfish exporter config (YAML).")
 @web_options(DEFAULT_PORT)
-def command(web: WebOptions, config_file: str) -> None:
+def command(web: WebOptions, config: RedfishConfig) -> None:
     """Multi-target Redfish exporter (Dell iDRAC and other BMCs): /probe?target=&module=&auth=."""
-    config: RedfishConfig = load_or_exit(KIND, config_file)
     run(make_server(config, web_config=web.web_config), web.listen_address)

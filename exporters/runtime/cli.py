@@ -79,6 +79,20 @@ def web_options(default_port: int) -> Callable[[F], F]:
     return decorate
 
 
+def config_option(kind: Any, help: str, flag: str = "--config") -> Callable[[F], F]:
+    """A required ``--config FILE`` option that hands the command the loaded, validated config.
+
+    A bad file stops the command before it serves anything, with every error listed.
+    """
+
+    def load(_ctx: click.Context, _param: click.Parameter, value: str) -> Any:
+        return load_or_exit(kind, value)
+
+    return click.option(
+        flag, "config", required=True, type=click.Path(dir_okay=False), callback=load, help=help
+    )
+
+
 def load_or_exit(kind: Any, path: str) -> Any:
     """Load a config file of ``kind`` or exit with every error it has."""
     try:

@@ -47,6 +47,7 @@ class MetricSpec:
 MODULES: list[tuple[str, str]] = [
     ("runtime", "powerplane.exporters.runtime.builtin"),
     ("rapl", "powerplane.exporters.rapl"),
+    ("gpu", "powerplane.exporters.gpu"),
     ("inventory", "powerplane.exporters.inventory"),
     ("snmp", "powerplane.exporters.snmp"),
     ("market", "powerplane.exporters.market.exporter"),

@@ -31,7 +31,7 @@ from ..runtime import (
     run,
     strict_object,
 )
-from ..runtime.cli import WebOptions, load_or_exit, web_options
+from ..runtime.cli import WebOptions, config_option, web_options
 from ..runtime.config import SECRET_SCHEMA
 from ..runtime.metrics import MetricSpec
 from .engine import AUTH_PROTOCOLS, PRIV_PROTOCOLS, Credentials, GufoSession, Session, SnmpEngineError, Value
@@ -605,15 +605,8 @@ def make_server(config: SnmpConfig, **kwargs: Any) -> ExporterServer:
 
 
 @click.command("snmp")
-@click.option(
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="SNMP exporter config (auths, targets, allow-list, extra profiles).",
-)
+@config_option(KIND, help="SNMP exporter config (auths, targets, allow-list, extra profiles).")
 @web_options(DEFAULT_PORT)
-def command(web: WebOptions, config_path: str) -> None:
+def command(web: WebOptions, config: SnmpConfig) -> None:
     """Metered PDUs and in-row coolers over SNMP (multi-target /probe)."""
-    config: SnmpConfig = load_or_exit(KIND, config_path)
     run(make_server(config, web_config=web.web_config), web.listen_address)

@@ -145,3 +145,76 @@ it; the defaults apply while the CRD file is absent.
 {{- end -}}
 {{- printf "%s %s %s/%s" $group $plural $group $version -}}
 {{- end -}}
+
+{{/*
+The config a central exporter runs with, as YAML: its `config` value, or the chart's default
+below when that is empty. The multi-target exporters only probe targets their config names or
+allows, so every probe target in values (`targets`) is added to the config's `targets` unless
+the config already lists it; the market exporter keeps its price store on the data volume unless
+the config names another store.
+*/}}
+{{- define "powerplane.exporterConfig" -}}
+{{- $values := index .root.Values .component -}}
+{{- $config := deepCopy ($values.config | default dict) -}}
+{{- if not $config -}}
+{{- $config = include (printf "powerplane.defaultConfig.%s" .component) .root | fromYaml | default dict -}}
+{{- end -}}
+{{- if and (has .component (list "redfish" "snmp")) $values.targets -}}
+{{- $targets := deepCopy (get $config "targets" | default dict) -}}
+{{- range $values.targets -}}
+{{- if not (hasKey $targets .target) -}}
+{{- $entry := dict -}}
+{{- if eq $.component "snmp" -}}{{- $_ := set $entry "address" .target -}}{{- end -}}
+{{- with .module -}}{{- $_ := set $entry "module" . -}}{{- end -}}
+{{- with .auth -}}{{- $_ := set $entry "auth" . -}}{{- end -}}
+{{- $_ := set $targets .target $entry -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := set $config "targets" $targets -}}
+{{- end -}}
+{{- if and (eq .component "market") (not (hasKey $config "store")) -}}
+{{- $_ := set $config "store" (dict "path" "/var/lib/powerplane/market") -}}
+{{- end -}}
+{{- toYaml $config -}}
+{{- end -}}
+
+{{/*
+Default configs (used while `<component>.config` is empty). Credentials come from the
+component's Secret (credentials or existingSecret) as environment variables.
+Redfish: one session auth for every BMC; only the BMCs in redfish.targets are probed (no allow
+list: a matched address is sent the BMC credentials).
+*/}}
+{{- define "powerplane.defaultConfig.redfish" -}}
+modules:
+  default:
+    timeout: 45
+    collectors: [power, psu, thermal, health, system]
+auths:
+  bmc:
+    method: session
+    username: {env: REDFISH_USERNAME}
+    password: {env: REDFISH_PASSWORD}
+    max_sessions: 2
+defaults: {module: default, auth: bmc, scheme: https}
+{{- end -}}
+
+{{/* SNMP: SNMPv2c with the community from SNMP_COMMUNITY; profiles detected from sysObjectID. */}}
+{{- define "powerplane.defaultConfig.snmp" -}}
+auths:
+  public_v2:
+    version: 2
+    community: {env: SNMP_COMMUNITY}
+default_auth: public_v2
+timeout: 20
+{{- end -}}
+
+{{/* Market: DE-LU day-ahead prices from Energy-Charts (no token needed). */}}
+{{- define "powerplane.defaultConfig.market" -}}
+areas: [DE-LU]
+providers:
+  - type: energy_charts
+store: {path: /var/lib/powerplane/market}
+{{- end -}}
+
+{{- define "powerplane.defaultConfig.inventory" -}}
+{{- end -}}
