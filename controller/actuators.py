@@ -338,8 +338,13 @@ class RaplActuator:
                 if name not in numbers:
                     errors.append(f"{dirname}: constraint {name} vanished")
                     continue
+                path = zone_dir / f"constraint_{numbers[name]}_power_limit_uw"
                 try:
-                    self._write_uw(zone_dir / f"constraint_{numbers[name]}_power_limit_uw", value)
+                    # A limit we never managed to change (locked) needs no write.
+                    with contextlib.suppress(CollectorError):
+                        if self._read_uw(path) == value:
+                            continue
+                    self._write_uw(path, value)
                 except OSError as exc:
                     errors.append(f"{dirname}/{name}: {_oserror(exc)}")
         if not errors:
@@ -507,7 +512,9 @@ class NvmlActuator:
                 errors.append(f"GPU {uuid}: not found")
                 continue
             try:
-                self.nvml.nvmlDeviceSetPowerManagementLimit(gpu.handle, mw)
+                # A GPU we never managed to change (no permission) needs no write.
+                if int(self.nvml.nvmlDeviceGetPowerManagementLimit(gpu.handle)) != mw:
+                    self.nvml.nvmlDeviceSetPowerManagementLimit(gpu.handle, mw)
             except self.nvml.NVMLError as exc:
                 errors.append(f"GPU {uuid}: {self._error_name(exc)}")
         if not errors:

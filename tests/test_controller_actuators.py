@@ -136,6 +136,8 @@ def test_write_errors_are_reported_not_retried_forever(
     assert (first.status, second.status) == (status, status)
     # A permanent error is not written again; a transient one is retried next period.
     assert len(writes) == (1 if status == "unsupported" else 2)
+    # Nothing was changed, so the restore at exit writes nothing and succeeds.
+    assert act.restore() == []
     if status == "unsupported":
         assert "BIOS-locked" in first.message
         act.reset()
@@ -246,3 +248,92 @@ def test_gpu_permission_denied_is_reported(intel: PowercapLab, tmp_path: Path) -
     result = act.apply([DomainCap("gpu-0", "gpu", 450.0)])[0]
     assert result.status == "unsupported" and "NoPermission" not in result.message
     assert "needs root" in result.message
+
+
+# --- the C fake NVML through the real nvidia-ml-py ---------------------------------------
+
+
+@pytest.fixture
+def fake_gpus(tmp_path: Path) -> Any:
+    from powerplane.lab.fakenvml import FakeGpu, FakeNvml
+
+    machine = FakeNvml(
+        tmp_path / "nvml",
+        [
+            FakeGpu("h100-sxm"),
+            FakeGpu("a100-sxm", set_limit="deny"),
+            FakeGpu("l40s", unsupported={"power_limit"}),
+        ],
+    ).activate()
+    return machine
+
+
+def test_fake_nvml_constraints_readback_restore(intel: PowercapLab, tmp_path: Path, fake_gpus: Any) -> None:
+    from powerplane.controller.actuators import load_nvml
+
+    nvml = load_nvml()
+    assert nvml is not None
+    act = Actuators(intel.root, tmp_path / "state.json", nvml=nvml)
+    gpu_limits = {
+        d.domain: (d.min_watts, d.max_watts, d.default_watts) for d in act.limits() if d.kind == "gpu"
+    }
+    # The L40S has no power-limit support: it is reported, not offered.
+    assert gpu_limits == {"gpu-0": (200.0, 700.0, 700.0), "gpu-1": (100.0, 400.0, 400.0)}
+    assert "gpu-2" in act.unsupported()
+
+    results = {
+        r.domain: r
+        for r in act.apply(
+            [
+                DomainCap("gpu-0", "gpu", 450.0),
+                DomainCap("gpu-1", "gpu", 300.0),
+                DomainCap("gpu-2", "gpu", 300.0),
+            ]
+        )
+    }
+    assert (results["gpu-0"].status, results["gpu-0"].applied_watts, results["gpu-0"].enforced_watts) == (
+        "applied",
+        450.0,
+        450.0,
+    )
+    # The A100 refuses without permission (a non-root agent): reported, not retried.
+    assert results["gpu-1"].status == "unsupported" and "needs root" in results["gpu-1"].message
+    assert results["gpu-2"].status == "unsupported"
+    assert fake_gpus.power_limits_mw() == {0: 450_000}
+    assert act.apply([DomainCap("gpu-0", "gpu", 800.0)])[0].status == "refused"  # above the 700 W maximum
+    assert act.apply([DomainCap("gpu-0", "gpu", 150.0)])[0].status == "refused"  # below the 200 W minimum
+    assert fake_gpus.power_limits_mw() == {0: 450_000}
+
+    # The simulated board's power follows the limit.
+    handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    assert nvml.nvmlDeviceGetPowerUsage(handle) <= 450_000
+
+    assert act.restore() == []
+    assert fake_gpus.power_limits_mw() == {}
+    assert not (tmp_path / "state.json").exists()
+
+
+def test_fake_nvml_crash_recovery(intel: PowercapLab, tmp_path: Path, fake_gpus: Any) -> None:
+    from powerplane.controller.actuators import load_nvml
+
+    nvml = load_nvml()
+    first = Actuators(intel.root, tmp_path / "state.json", nvml=nvml)
+    first.apply([DomainCap("gpu-0", "gpu", 300.0)])
+    assert fake_gpus.power_limits_mw() == {0: 300_000}
+    second = Actuators(intel.root, tmp_path / "state.json", nvml=nvml)
+    assert second.recover() == []
+    assert fake_gpus.power_limits_mw() == {}
+
+
+def test_fake_nvml_release_goes_back_to_the_original(
+    intel: PowercapLab, tmp_path: Path, fake_gpus: Any
+) -> None:
+    from powerplane.controller.actuators import load_nvml
+
+    nvml = load_nvml()
+    act = Actuators(intel.root, tmp_path / "state.json", nvml=nvml)
+    assert act.apply([DomainCap("gpu-0", "gpu", None)])[0].status == "unchanged"
+    act.apply([DomainCap("gpu-0", "gpu", 500.0)])
+    released = act.apply([DomainCap("gpu-0", "gpu", None)])[0]
+    assert (released.status, released.applied_watts) == ("released", 700.0)
+    assert fake_gpus.power_limits_mw() == {}
