@@ -10,11 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from . import procs
 from .demo import DemoContext
+from .powercap import PowercapLab
 
 
 def spike_curve(
@@ -36,8 +41,18 @@ def spike_curve(
     return {"area": "DEMO", "periods": rows}
 
 
-def demo_policy(curve: Path | None, period_s: int, market_url: str | None = None) -> dict[str, Any]:
-    """Price bands on the demo curve file, or on the market exporter's curve endpoint."""
+def demo_policy(
+    curve: Path | None,
+    period_s: int,
+    market_url: str | None = None,
+    node_watts: float = 500.0,
+    cpu_share: float = 1.0,
+) -> dict[str, Any]:
+    """Price bands on the demo curve file or the market's curve endpoint, sized to the node.
+
+    High prices cap the node at 60 % of ``node_watts`` (its CPU and GPU maxima together),
+    extreme ones at 40 %.
+    """
     signal: dict[str, Any] = (
         {"market": {"url": market_url}} if market_url else {"curveFile": {"path": str(curve)}}
     )
@@ -52,30 +67,67 @@ def demo_policy(curve: Path | None, period_s: int, market_url: str | None = None
                 "bands": {
                     "hysteresis": 20,
                     "thresholds": [
-                        {"above": 150, "watts": 300, "level": "high"},
-                        {"above": 300, "watts": 200, "level": "extreme"},
+                        {"above": 150, "watts": round(node_watts * 0.6), "level": "high"},
+                        {"above": 300, "watts": round(node_watts * 0.4), "level": "extreme"},
                     ],
                 },
             },
+            "budget": {"cpuShare": round(cpu_share, 3)},
             "periodSeconds": period_s,
             "signalLostHoldSeconds": period_s * 4,
         },
     }
 
 
+def _cpu_watts(lab: PowercapLab) -> float:
+    """The sum of the packages' long_term maxima (the node's CPU capacity)."""
+    return sum(
+        c.max_w or c.limit_w
+        for z in lab.zones.values()
+        if z.parent is None and z.name.startswith("package")
+        for c in z.constraints
+        if c.name == "long_term"
+    )
+
+
+def _gpu_watts(nvml: Any) -> float:
+    from powerplane.lab.fakenvml import PROFILES
+
+    return sum(PROFILES[g.profile].power_limit_max_mw / 1e3 for g in nvml.gpus)
+
+
+def agent_argv(node: str, lab: PowercapLab, workdir: Path, policy: Path, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-c",
+        "from powerplane.cli import main; main()",
+        "controller",
+        "run",
+        f"--node={node}",
+        f"--sysfs={lab.root}",
+        f"--state-file={workdir / 'controller-state.json'}",
+        f"--local-policy={policy}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--log.level=warn",
+    ]
+
+
 async def controller_component(ctx: DemoContext, period_s: int = 30) -> None:
-    """A local-mode controller per node, writing caps into that node's lab powercap tree.
+    """A local-mode controller per node, writing caps into the node's lab powercap tree and GPUs.
 
     With the demo's market exporter running (``ctx.shared["market"]``) the policy follows its
     curve endpoint in real 15-minute periods; otherwise a local curve with ``period_s``-second
-    periods and a recurring spike keeps the caps moving within minutes.
+    periods and a recurring spike keeps the caps moving within minutes.  A node with fake GPUs
+    (``ctx.shared["gpu"]``) gets its agent as a process of its own, since the fake NVML a
+    process loads is chosen by its environment; the others run in the demo's process.
     """
     from powerplane.controller.agent import LocalBackend
     from powerplane.controller.cli import build
 
-    labs = ctx.shared.get("powercap", {})
+    labs: dict[str, PowercapLab] = ctx.shared.get("powercap", {})
     if not labs:
         return
+    gpus: dict[str, Any] = ctx.shared.get("gpu", {})
     market = ctx.shared.get("market") or {}
     market_url = market.get("url") if isinstance(market, dict) else None
     curve: Path | None = None
@@ -89,16 +141,35 @@ async def controller_component(ctx: DemoContext, period_s: int = 30) -> None:
     targets: list[dict[str, Any]] = []
     tasks = []
     for node, lab in labs.items():
-        backend = LocalBackend(node, documents=[demo_policy(curve, period_s, market_url)])
-        agent, server = build(node, backend, lab.root, ctx.workdir / node / "controller-state.json", None)
-        address = await ctx.serve(server, f"controller ({node})")
+        workdir = ctx.workdir / node
+        workdir.mkdir(parents=True, exist_ok=True)
+        cpu = _cpu_watts(lab)
+        nvml = gpus.get(node)
+        gpu = _gpu_watts(nvml) if nvml is not None else 0.0
+        policy = demo_policy(curve, period_s, market_url, cpu + gpu, cpu / (cpu + gpu) if cpu + gpu else 1.0)
+        if nvml is not None:
+            path = workdir / "controller-policy.yaml"
+            path.write_text(yaml.safe_dump(policy, sort_keys=False))
+            port = procs.free_port()
+            process = procs.Process(
+                agent_argv(node, lab, workdir, path, port), workdir / "controller.log", env=nvml.env()
+            )
+            await asyncio.to_thread(process.wait_ready, f"http://127.0.0.1:{port}/-/ready", 30.0)
+            # SIGTERM: the agent restores the original limits before it exits.
+            ctx.stack.callback(process.stop)
+            address = f"127.0.0.1:{port}"
+            ctx.urls.append((f"controller ({node})", f"http://{address}/"))
+        else:
+            backend = LocalBackend(node, documents=[policy])
+            agent, server = build(node, backend, lab.root, workdir / "controller-state.json", None)
+            address = await ctx.serve(server, f"controller ({node})")
+            tasks.append(asyncio.ensure_future(agent.run(stop)))
+
+            async def finish(agent: Any = agent) -> None:
+                await agent.shutdown()
+
+            ctx.stack.push_async_callback(finish)
         targets.append({"targets": [address], "labels": {"node": node}})
-        tasks.append(asyncio.ensure_future(agent.run(stop)))
-
-        async def finish(agent: Any = agent) -> None:
-            await agent.shutdown()
-
-        ctx.stack.push_async_callback(finish)
 
     async def stop_all() -> None:
         stop.set()
