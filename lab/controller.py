@@ -72,7 +72,7 @@ def demo_policy(
                     ],
                 },
             },
-            "budget": {"cpuShare": round(cpu_share, 3)},
+            "budget": {"cpuShare": cpu_share},
             "periodSeconds": period_s,
             "signalLostHoldSeconds": period_s * 4,
         },
