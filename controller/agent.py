@@ -21,6 +21,7 @@ the chart's PodMonitor, file_sd, the demo's static labels), not from the agent.
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import json
 import logging
@@ -147,25 +148,17 @@ class LocalBackend:
 
 def load_policy_document(path: Path) -> dict[str, Any]:
     """A policy file: a full ``PowerCapPolicy`` object, or just its spec (named after the file)."""
-    import jsonschema
-    import yaml
+    from powerplane.exporters.runtime import ConfigError
 
-    from .kube import spec_schema
+    from .config import KIND
 
     try:
-        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise PolicyError(f"{path}: cannot read policy: {exc}") from None
-    if not isinstance(doc, dict):
-        raise PolicyError(f"{path}: a policy must be a mapping")
-    if doc.get("kind") != "PowerCapPolicy":
-        doc = {"kind": "PowerCapPolicy", "metadata": {"name": Path(path).stem}, "spec": doc}
-    errors = sorted(
-        f"spec.{'.'.join(str(p) for p in e.absolute_path) or '(top)'}: {e.message}"
-        for e in jsonschema.Draft202012Validator(spec_schema()).iter_errors(doc.get("spec"))
-    )
-    if errors:
-        raise PolicyError(f"{path}: invalid policy:\n  " + "\n  ".join(errors))
+        loaded = KIND.load(path)
+    except ConfigError as exc:
+        raise PolicyError("invalid policy:\n  " + "\n  ".join(str(exc).splitlines())) from None
+    doc = copy.deepcopy(loaded.document)
+    if loaded.spec_only:
+        doc["metadata"]["name"] = Path(path).stem
     return doc
 
 

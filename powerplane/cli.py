@@ -33,6 +33,7 @@ CONFIG_KINDS: dict[str, str] = {
     "snmp": "powerplane.exporters.snmp.exporter:KIND",
     "market": "powerplane.exporters.market.config:KIND",
     "redfish": "powerplane.exporters.redfish.config:KIND",
+    "powercappolicy": "powerplane.controller.config:KIND",
 }
 
 #: top-level command name → "module:attribute" of a click command or group.

@@ -130,10 +130,13 @@ def test_reconcile_once_bad_arguments(
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("signal: {}\npolicy: {type: linear}\n", "spec.signal"),
-        ("- a\n- b\n", "mapping"),
+        ("signal: {}\npolicy: {type: linear}\n", "signal: {} should be non-empty"),
+        ("- a\n- b\n", "is not of type 'object'"),
+        ("signal: {static: {value: 1}}\npolicy: {type: linear, linaer: {}}\n", "unknown key(s) 'linaer'"),
+        ("signal: {static: {value: 1}}\npolicy: {type: linear}\n", "missing field 'linear'"),
+        ("kind: PowerCapPolicy\nmetadata: {name: Bad_Name}\nspec: {}\n", "metadata.name"),
         ("signal: {static: {value: 1}}\npolicy: {type: bands, bands: {thresholds: []}}\n", "thresholds"),
-        (": : :\n", "cannot read policy"),
+        (": : :\n", "invalid YAML"),
     ],
 )
 def test_reconcile_once_invalid_policy(
@@ -210,3 +213,13 @@ def test_agent_process_restores_on_sigterm_and_after_a_crash(tmp_path: Path) -> 
         agent.stop()
     assert limit(lab) == 250_000_000 and limit(lab, "intel-rapl:1") == 250_000_000
     assert not (tmp_path / "state.json").exists()
+
+
+def test_check_config_knows_policy_files(setup: tuple[PowercapLab, Path, Path], tmp_path: Path) -> None:
+    _, policy, _ = setup
+    result = CliRunner().invoke(main, ["check-config", str(policy)])
+    assert result.exit_code == 0 and "valid powercappolicy config" in result.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**POLICY, "spec": {**POLICY["spec"], "dwell": 5}}))
+    result = CliRunner().invoke(main, ["check-config", "--kind", "powercappolicy", str(bad)])
+    assert result.exit_code == 1 and "unknown key(s) 'dwell'" in result.output

@@ -14,6 +14,7 @@ import yaml
 
 from powerplane.controller.actuators import Actuators
 from powerplane.controller.agent import Agent
+from powerplane.controller.config import KIND
 from powerplane.controller.kube import (
     ANNOTATION,
     LABEL_CAP,
@@ -250,3 +251,5 @@ def test_docs_examples_are_valid_policies() -> None:
     for policy in policies:
         errors = list(jsonschema.Draft202012Validator(spec_schema()).iter_errors(policy["spec"]))
         assert not errors, (policy["metadata"]["name"], errors)
+        # ... and strictly, as check-config and reconcile-once read them.
+        assert KIND.load_text(yaml.safe_dump(policy)).name == policy["metadata"]["name"]
