@@ -197,6 +197,12 @@ def test_real_alertmanager_posts_and_the_action_happens_once(
             with urllib.request.urlopen(request, timeout=5) as response:
                 assert response.status == 200
 
+        def wait(condition: Any, what: str) -> None:
+            try:
+                procs.wait_until(condition, 60, what=what)
+            except TimeoutError as exc:
+                raise AssertionError(f"{exc}\nAlertmanager log:\n{am.log_tail(40)}") from None
+
         hot = {
             "alertname": "PowerplaneGpuTemperatureCritical",
             "node": "n1",
@@ -205,16 +211,12 @@ def test_real_alertmanager_posts_and_the_action_happens_once(
         }
         fire(hot)
         fire(hot)  # Prometheus re-sends firing alerts every evaluation
-        procs.wait_until(
-            lambda: agent.webhook_actions.get("gpu-step-down") == 1, 30, what="the GPU step-down"
-        )
-        assert nvml.limits[0] == 600_000
+        wait(lambda: nvml.limits[0] == 600_000, "the GPU step-down written")
+        assert agent.webhook_actions == {"gpu-step-down": 1}
         # A second alert in the same group makes Alertmanager notify again with both alerts:
         # the node is marked degraded, the GPU is not stepped down a second time.
         fire(hot, {"alertname": "PowerplaneNodePowerCritical", "node": "n1", "severity": "critical"})
-        procs.wait_until(
-            lambda: agent.webhook_actions.get("node-degraded") == 1, 30, what="the degraded label"
-        )
+        wait(lambda: agent.webhook_actions.get("node-degraded") == 1, "the degraded label")
         assert agent.webhook_actions == {"gpu-step-down": 1, "node-degraded": 1}
         assert nvml.limits[0] == 600_000
         assert backend.labels["powerplane.io/degraded"] == "true"
