@@ -26,7 +26,8 @@ import shutil
 import stat
 import sys
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -281,6 +282,25 @@ class Snmpsim:
         _wait_snmp(self.port, next(iter(self.recordings)), self.process, timeout)
         return self
 
+    def replace(self, community: str, text: str) -> None:
+        """Serve new readings for ``community`` while running (a device that heats up, say).
+
+        snmpsim re-indexes a recording when its modification time (whole seconds) changes, so
+        the new file gets a later one even when written within the same second.
+        """
+        if community not in self.recordings or self.process is None:
+            raise KeyError(f"snmpsim serves no recording for community {community!r}")
+        target = self.base / "data" / f"{community}.snmprec"
+        previous = int(target.stat().st_mtime)
+        tmp = target.with_name(f".{target.name}.new")
+        tmp.write_text(text)
+        os.chmod(tmp, 0o644)
+        stamp = max(int(time.time()), previous + 1)
+        os.utime(tmp, (stamp, stamp))
+        # Atomic: the responder may be reading the old file at this moment.
+        os.replace(tmp, target)
+        self.recordings[community] = text
+
     def stop(self) -> None:
         if self.process is not None:
             self.process.stop()
@@ -436,8 +456,11 @@ def vertiv_geist_v5(moving: bool = False, outlets: int = 8) -> str:
     return snmprec_text(rows)
 
 
-def apc_inrow(moving: bool = False) -> str:
-    """An APC InRow RC (ACRC) with group status and an airIRRP humidity reading."""
+def apc_inrow(moving: bool = False, supply_celsius: float = 18.0, return_celsius: float = 32.0) -> str:
+    """An APC InRow RC (ACRC) with group status and an airIRRP humidity reading.
+
+    ``supply_celsius`` and ``return_celsius`` set the air temperatures (a hot cooler in tests).
+    """
     unit = "1.3.6.1.4.1.318.1.1.13.3.2.2.2"
     rows = _system("1.3.6.1.4.1.318.1.3.14.5", "APC InRow RC ACRC301S", "inrow-01")
     readings = {
@@ -445,8 +468,8 @@ def apc_inrow(moving: bool = False) -> str:
         3: (120, 0.2),
         5: (1250, 0.1),
         7: (224, 0.03),
-        9: (180, 0.02),
-        11: (320, 0.03),
+        9: (round(supply_celsius * 10), 0.02),
+        11: (round(return_celsius * 10), 0.03),
         16: (655, 0.1),
         24: (120, 0.0),
         26: (170, 0.02),
@@ -463,7 +486,7 @@ def apc_inrow(moving: bool = False) -> str:
 
 
 #: Project recordings: community → builder.
-BUILDERS = {
+BUILDERS: dict[str, Callable[..., str]] = {
     "raritan-px3": raritan_pdu2,
     "sentry4": servertech_sentry4,
     "vertiv-v5": vertiv_geist_v5,
