@@ -232,6 +232,7 @@ class Agent:
         self._published: dict[str, str] = {}
         self._lock = asyncio.Lock()
         self._cached_docs: list[dict[str, Any]] = []
+        self._last_doc: dict[str, Any] | None = None
         self.wake = asyncio.Event()
 
     # --- one reconcile ----------------------------------------------------------------------
@@ -257,8 +258,13 @@ class Agent:
         try:
             doc, _labels = await asyncio.to_thread(self._select)
         except Exception as exc:
+            # The API server is away: keep following the last policy read (its signal-loss
+            # rules still apply) rather than freezing the caps or dropping them.
             log(logger, logging.ERROR, "cannot read policies", error=exc)
-            return Outcome(self.node, None, None, [], "failure", str(exc))
+            if self._last_doc is None:
+                return Outcome(self.node, None, None, [], "failure", str(exc))
+            doc = self._last_doc
+        self._last_doc = doc
         if doc is None:
             # No policy for this node (any more): put the hardware defaults back.
             if self._policy_key is not None or not self.actuators.state.empty:
@@ -450,6 +456,9 @@ class Agent:
             boundary = next_boundary(self.clock(), self.period())
             while not stop.is_set():
                 left = (boundary - self.clock()).total_seconds()
+                if self.adjustments:
+                    # An alert's step-down ends on time, not at the next period.
+                    left = min(left, min(a.until for a in self.adjustments.values()) - time.time())
                 if left <= 0:
                     break
                 self.wake.clear()
@@ -460,7 +469,7 @@ class Agent:
                 for w in waiters:
                     w.cancel()
                 if self.wake.is_set():
-                    break
+                    continue  # an alert action changed the timetable: recompute the wait
                 new = await self._policy_fingerprint()
                 if new != fingerprint:
                     fingerprint = new
@@ -493,6 +502,7 @@ class Agent:
         if adj.key in self.adjustments:
             return False
         self.adjustments[adj.key] = adj
+        self.wake.set()
         return True
 
     def remove_adjustment(self, key: str) -> bool:

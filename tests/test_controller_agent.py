@@ -117,3 +117,56 @@ async def test_unreadable_limit_is_reported_and_never_written(tmp_path: Path) ->
     assert by_domain["package-1"].status == "applied"
     assert outcome.result == "partial"
     assert path.read_text() == "garbage\n"
+
+
+async def test_alert_step_down_ends_on_time_not_at_the_period(tmp_path: Path) -> None:
+    import time
+
+    from powerplane.controller.agent import Adjustment
+    from tests.test_controller_actuators import FakeNvml
+
+    lab = PowercapLab(tmp_path / "sys", intel_server(sockets=1)).create()
+    nvml: Any = FakeNvml(gpus=1)
+    policy = copy.deepcopy(POLICY)
+    policy["spec"]["signal"] = {"static": {"value": 0}}  # 600 W, all to the GPU
+    policy["spec"]["budget"] = {"cpuShare": 0.0}
+    agent = Agent(
+        "n1", LocalBackend("n1", documents=[policy]), Actuators(lab.root, tmp_path / "s.json", nvml=nvml)
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop))
+    try:
+        await wait_for(lambda: nvml.limits == [600_000])
+        assert agent.add_adjustment(Adjustment("alert-1", "gpu-0", 100.0, time.time() + 0.5))
+        assert not agent.add_adjustment(Adjustment("alert-1", "gpu-0", 100.0, time.time() + 0.5))
+        await agent.reconcile()
+        assert nvml.limits == [500_000]
+        # The hour-long period is far away; the step-down still ends after half a second.
+        await wait_for(lambda: nvml.limits == [600_000])
+    finally:
+        stop.set()
+        await task
+        await agent.shutdown()
+    assert nvml.limits == [700_000]
+
+
+class FlakyBackend(LocalBackend):
+    fail = False
+
+    def policies(self) -> list[dict[str, Any]]:
+        if self.fail:
+            raise ConnectionError("API server unreachable")
+        return super().policies()
+
+
+async def test_api_server_away_keeps_following_the_last_policy(tmp_path: Path) -> None:
+    lab = PowercapLab(tmp_path / "sys", intel_server(sockets=1)).create()
+    backend = FlakyBackend("n1", documents=[copy.deepcopy(POLICY)])
+    agent = Agent("n1", backend, Actuators(lab.root, tmp_path / "state.json"))
+    assert (await agent.reconcile()).result == "success"
+    backend.fail = True
+    outcome = await agent.reconcile()
+    assert outcome.result == "success" and outcome.policy == "p"
+    assert limit(lab) == 200_000_000
+    fresh = Agent("n2", backend, Actuators(lab.root, tmp_path / "state2.json"))
+    assert (await fresh.reconcile()).result == "failure"
