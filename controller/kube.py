@@ -75,6 +75,8 @@ class Kube:
         self.core = client.CoreV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
         self.host = socket.gethostname()
+        #: The node's UID, learnt from its reads, for the Events' involvedObject.
+        self._uid: str | None = None
 
     @classmethod
     def connect(cls, node: str, kubeconfig: str | None = None, namespace: str | None = None) -> Kube:
@@ -108,6 +110,7 @@ class Kube:
             node: Any = self.core.read_node(self.node)
         except Exception as exc:
             raise self._error(f"node {self.node}", exc) from None
+        self._uid = node.metadata.uid or self._uid
         return dict(node.metadata.labels or {})
 
     def patch_node(
@@ -126,6 +129,7 @@ class Kube:
                 node: Any = self.core.read_node(self.node)
             except Exception as exc:
                 raise self._error(f"node {self.node}", exc) from None
+            self._uid = node.metadata.uid or self._uid
             current_labels = node.metadata.labels or {}
             current_ann = node.metadata.annotations or {}
             want_labels = {k: v for k, v in labels.items() if current_labels.get(k) != v}
@@ -164,7 +168,7 @@ class Kube:
         now = datetime.now(UTC)
         body = c.CoreV1Event(
             metadata=c.V1ObjectMeta(generate_name=f"{self.node}.powerplane-", namespace=self.namespace),
-            involved_object=c.V1ObjectReference(kind="Node", name=self.node, uid=self.node, api_version="v1"),
+            involved_object=c.V1ObjectReference(kind="Node", name=self.node, uid=self._uid, api_version="v1"),
             reason=reason,
             message=message[:1024],
             type=type_,

@@ -49,6 +49,7 @@ def api(kmock: kmock.KubernetesEmulator) -> kmock.KubernetesEmulator:
         "kind": "Node",
         "metadata": {
             "name": "n1",
+            "uid": "6b9e2c1a-0000-4000-8000-000000000001",
             "resourceVersion": "1",
             "labels": {"powerplane.io/capped": "yes", "keep": "me"},
         },
@@ -130,11 +131,14 @@ async def test_missing_node_is_a_clear_error(api: kmock.KubernetesEmulator) -> N
 
 
 async def test_events_name_the_node(api: kmock.KubernetesEmulator) -> None:
-    await asyncio.to_thread(kube(api).event, "PowerCapApplied", "cap 300 W", "Normal", "price")
+    k = kube(api)
+    await asyncio.to_thread(k.node_labels)
+    await asyncio.to_thread(k.event, "PowerCapApplied", "cap 300 W", "Normal", "price")
     posted = [r for r in api["post /api/v1/namespaces/default/events"]]
     assert len(posted) == 1
     body = posted[0].data
     assert body["involvedObject"]["kind"] == "Node" and body["involvedObject"]["name"] == "n1"
+    assert body["involvedObject"]["uid"] == "6b9e2c1a-0000-4000-8000-000000000001"
     assert body["reason"] == "PowerCapApplied" and body["related"]["name"] == "price"
 
 
