@@ -257,3 +257,66 @@ def test_docs_examples_are_valid_policies() -> None:
         assert not errors, (policy["metadata"]["name"], errors)
         # ... and strictly, as check-config and reconcile-once read them.
         assert KIND.load_text(yaml.safe_dump(policy)).name == policy["metadata"]["name"]
+
+
+async def test_agent_process_with_a_kubeconfig(api: kmock.KubernetesEmulator, tmp_path: Path) -> None:
+    """``powerplane controller run`` as a process, talking to the emulated API server."""
+    import signal
+    import sys
+
+    from powerplane.lab import procs
+
+    lab = PowercapLab(tmp_path / "sys", intel_server(sockets=2)).create()
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "lab", "cluster": {"server": str(api.url).rstrip("/")}}],
+                "users": [{"name": "agent", "user": {"token": "not-a-real-token"}}],
+                "contexts": [{"name": "lab", "context": {"cluster": "lab", "user": "agent"}}],
+                "current-context": "lab",
+            }
+        )
+    )
+    port = procs.free_port()
+    agent = procs.Process(
+        [
+            sys.executable, "-m", "powerplane.cli", "controller", "run", "--no-gpu",
+            f"--sysfs={lab.root}", f"--state-file={tmp_path / 'state.json'}", f"--kubeconfig={kubeconfig}",
+            f"--web.listen-address=127.0.0.1:{port}", "--poll-seconds=0.2",
+        ],
+        tmp_path / "agent.log",
+        env={"NODE_NAME": "n1"},
+    )  # fmt: skip
+
+    def labels() -> dict[str, str]:
+        return dict(api.objects[NODES, None, "n1"]["metadata"].get("labels") or {})
+
+    async def until(condition: Any, what: str) -> None:
+        try:
+            async with asyncio.timeout(60):
+                while not condition():
+                    assert agent.alive(), agent.log_tail()
+                    await asyncio.sleep(0.05)
+        except TimeoutError:
+            raise AssertionError(f"timed out waiting for {what}\n{agent.log_tail()}") from None
+
+    try:
+        await until(lambda: labels().get(LABEL_CAP) == "200", "the cap label")
+        assert int((lab.zone_dir("intel-rapl:1") / "constraint_0_power_limit_uw").read_text()) == 100_000_000
+        # A policy change is noticed without waiting for the period boundary.
+        policy = api.objects[POLICIES, None, "price"]
+        api.objects[POLICIES, None, "price"] = {
+            **policy.raw,
+            "spec": {**policy.raw["spec"], "signal": {"static": {"value": 0}}},
+        }
+        await until(lambda: labels().get(LABEL_CAP) == "600", "the new cap label")
+        agent.proc.send_signal(signal.SIGTERM)
+        await until(lambda: not agent.alive(), "the agent to exit")
+        assert agent.proc.returncode == 0
+    finally:
+        agent.stop()
+    assert labels().get(LABEL_CAP) in (None, "")
+    assert int((lab.zone_dir("intel-rapl:0") / "constraint_0_power_limit_uw").read_text()) == 250_000_000
