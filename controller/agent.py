@@ -74,7 +74,10 @@ ENFORCED = MetricSpec(
     _CAP,
 )
 SIGNAL = MetricSpec(
-    "powerplane_controller_signal_value", "gauge", "Signal value the policy last acted on.", ("policy",)
+    "powerplane_controller_signal_value",
+    "gauge",
+    "Signal value the policy acts on this period (absent while the signal is lost).",
+    ("policy",),
 )
 RECONCILES = MetricSpec(
     "powerplane_controller_reconcile_total",
@@ -302,6 +305,8 @@ class Agent:
         self.states[name] = state
         if value is not None:
             self.signal_values[name] = value
+        else:
+            self.signal_values.pop(name, None)  # a lost signal shows as a gap, not a stale value
 
         limits = await asyncio.to_thread(self.actuators.limits)
         caps = self._with_adjustments(split(policy.budget, decision.watts, limits), limits)

@@ -170,3 +170,21 @@ async def test_api_server_away_keeps_following_the_last_policy(tmp_path: Path) -
     assert limit(lab) == 200_000_000
     fresh = Agent("n2", backend, Actuators(lab.root, tmp_path / "state2.json"))
     assert (await fresh.reconcile()).result == "failure"
+
+
+async def test_lost_signal_is_a_gap_in_the_metric(tmp_path: Path) -> None:
+    from powerplane.controller.agent import AgentCollector
+    from powerplane.exporters.runtime import Deadline
+
+    lab = PowercapLab(tmp_path / "sys", intel_server(sockets=1)).create()
+    agent = Agent(
+        "n1", LocalBackend("n1", documents=[copy.deepcopy(POLICY)]), Actuators(lab.root, tmp_path / "s")
+    )
+    collector = AgentCollector(agent)
+    await agent.reconcile(250.0, use_override=True)
+    snap = await collector.fetch(Deadline.after(1))
+    assert dict(snap.signals) == {"p": 250.0}
+    await agent.reconcile(None, use_override=True)
+    snap = await collector.fetch(Deadline.after(1))
+    assert dict(snap.signals) == {}
+    assert limit(lab) == 200_000_000  # held: the hold time (1 h by default) has not passed
