@@ -84,6 +84,7 @@ COMPONENTS: list[str] = [
     "powerplane.lab.market:market_component",
     "powerplane.lab.redfish:redfish_component",
     "powerplane.lab.inventory:inventory_component",
+    "powerplane.lab.controller:controller_component",
 ]
 
 

@@ -33,6 +33,7 @@ CONFIG_KINDS: dict[str, str] = {
     "snmp": "powerplane.exporters.snmp.exporter:KIND",
     "market": "powerplane.exporters.market.config:KIND",
     "redfish": "powerplane.exporters.redfish.config:KIND",
+    "powercappolicy": "powerplane.controller.config:KIND",
 }
 
 #: top-level command name → "module:attribute" of a click command or group.
@@ -40,6 +41,7 @@ COMMANDS: dict[str, str] = {
     "demo": "powerplane.lab.demo:command",
     "inventory": "powerplane.exporters.inventory:group",
     "rules": "powerplane.rulegen:group",
+    "controller": "powerplane.controller.cli:command",
     "chart": "powerplane.chart:command",
     "dashboards": "powerplane.dashboards.build:command",
 }

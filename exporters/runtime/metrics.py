@@ -48,10 +48,11 @@ MODULES: list[tuple[str, str]] = [
     ("runtime", "powerplane.exporters.runtime.builtin"),
     ("rapl", "powerplane.exporters.rapl"),
     ("gpu", "powerplane.exporters.gpu"),
-    ("inventory", "powerplane.exporters.inventory"),
+    ("redfish", "powerplane.exporters.redfish"),
     ("snmp", "powerplane.exporters.snmp"),
     ("market", "powerplane.exporters.market.exporter"),
-    ("redfish", "powerplane.exporters.redfish"),
+    ("inventory", "powerplane.exporters.inventory"),
+    ("controller", "powerplane.controller.agent"),
 ]
 
 

@@ -1,0 +1,222 @@
+"""The Alertmanager webhook: bearer token, declared actions, idempotency, Events."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+
+from powerplane.controller.agent import LocalBackend
+from powerplane.controller.cli import build
+from powerplane.lab import procs
+from powerplane.lab.powercap import PowercapLab, intel_server
+from tests.conftest import require_binary
+from tests.test_controller_actuators import FakeNvml
+
+TOKEN = "s3cret-token"
+
+
+POLICY = {
+    "kind": "PowerCapPolicy",
+    "metadata": {"name": "p"},
+    "spec": {
+        "signal": {"static": {"value": 0}},
+        "policy": {"type": "linear", "linear": {"minWatts": 100, "maxWatts": 2000, "signalMax": 100}},
+        "budget": {"cpuShare": 0.1},
+    },
+}
+
+
+def notification(status: str, **labels: str) -> dict[str, Any]:
+    alert = {
+        "status": status,
+        "labels": labels,
+        "annotations": {},
+        "startsAt": "2026-05-04T10:00:00Z",
+        "fingerprint": "abc" + labels.get("alertname", ""),
+    }
+    return {"version": "4", "status": status, "alerts": [alert]}
+
+
+@pytest.fixture
+async def controller(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("WEBHOOK_TOKEN", TOKEN)
+    lab = PowercapLab(tmp_path / "sys", intel_server(sockets=1)).create()
+    backend = LocalBackend("n1", documents=[POLICY])
+    nvml = FakeNvml()
+    agent, server = build(
+        "n1",
+        backend,
+        lab.root,
+        tmp_path / "state.json",
+        nvml,
+        token_spec={"env": "WEBHOOK_TOKEN"},
+        gpu_step=(100.0, 600.0),
+    )
+    _, port = await server.start("127.0.0.1", 0)
+    await agent.reconcile()
+    yield f"http://127.0.0.1:{port}/webhook/alertmanager", agent, backend, nvml
+    await agent.shutdown()
+    await server.stop()
+
+
+async def post(url: str, body: Any, token: str | None = TOKEN) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with aiohttp.ClientSession() as s, s.post(url, json=body, headers=headers) as r:
+        return r.status, await r.json(content_type=None)
+
+
+async def test_gpu_step_down_once_and_ended_on_resolve(controller: Any) -> None:
+    url, agent, backend, nvml = controller
+    assert nvml.limits == [700_000, 700_000]  # 2000 W * 0.9 = 900 W per GPU, clamped to 700
+    alert = notification(
+        "firing", alertname="PowerplaneGpuTemperatureCritical", node="n1", gpu="1", severity="critical"
+    )
+    for _ in range(3):  # Alertmanager repeats notifications
+        status, body = await post(url, alert)
+        assert status == 200
+    assert nvml.limits == [700_000, 600_000]
+    assert agent.webhook_actions == {"gpu-step-down": 1}
+    assert [e[1] for e in backend.events].count("AlertActionGpuStepDown") == 1
+    status, body = await post(
+        url, notification("resolved", alertname="PowerplaneGpuTemperatureCritical", node="n1", gpu="1")
+    )
+    assert body["actions"] == [{"action": "gpu-step-down-ended", "domain": "gpu-1"}]
+    assert nvml.limits == [700_000, 700_000]
+
+
+async def test_critical_node_alert_labels_degraded(controller: Any) -> None:
+    url, agent, backend, _ = controller
+    await post(url, notification("firing", alertname="PowerplaneNodeDown", node="n1", severity="critical"))
+    await post(url, notification("firing", alertname="PowerplaneNodeDown", node="n1", severity="critical"))
+    assert backend.labels["powerplane.io/degraded"] == "true"
+    assert agent.webhook_actions == {"node-degraded": 1}
+    await post(url, notification("resolved", alertname="PowerplaneNodeDown", node="n1", severity="critical"))
+    assert "powerplane.io/degraded" not in backend.labels
+
+
+async def test_other_nodes_and_warnings_are_ignored(controller: Any) -> None:
+    url, agent, _backend, nvml = controller
+    _, body = await post(
+        url, notification("firing", alertname="PowerplaneGpuTemperatureCritical", node="n2", gpu="0")
+    )
+    _, body2 = await post(
+        url, notification("firing", alertname="PowerplaneRackHot", node="n1", severity="warning")
+    )
+    assert body["actions"] == [] and body2["actions"] == []
+    assert agent.webhook_actions == {} and nvml.limits == [700_000, 700_000]
+
+
+@pytest.mark.parametrize(
+    ("token", "body", "status"),
+    [
+        (None, {"alerts": []}, 401),
+        ("wrong", {"alerts": []}, 401),
+        (TOKEN, {"alerts": "x"}, 400),
+        (TOKEN, {"alerts": [{"labels": "x"}]}, 400),
+        (TOKEN, [1, 2], 400),
+    ],
+)
+async def test_refuses_bad_requests(controller: Any, token: str | None, body: Any, status: int) -> None:
+    url, agent, _, _ = controller
+    assert (await post(url, body, token))[0] == status
+    assert agent.webhook_actions == {}
+
+
+@pytest.mark.e2e
+def test_real_alertmanager_posts_and_the_action_happens_once(
+    tmp_path: Path, background_loop: procs.BackgroundLoop
+) -> None:
+    binary = require_binary("alertmanager")
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    lab = PowercapLab(tmp_path / "sys", intel_server(sockets=1)).create()
+    backend = LocalBackend("n1", documents=[POLICY])
+    nvml = FakeNvml()
+    agent, server = build(
+        "n1", backend, lab.root, tmp_path / "state.json", nvml, token_spec={"file": str(token_file)}
+    )
+
+    async def start() -> int:
+        _, port = await server.start("127.0.0.1", 0)
+        await agent.reconcile()
+        return port
+
+    port = background_loop.run(start())
+    config = {
+        "route": {
+            "receiver": "controller",
+            "group_by": ["node"],
+            "group_wait": "0s",
+            "group_interval": "1s",
+            "repeat_interval": "1h",
+        },
+        "receivers": [
+            {
+                "name": "controller",
+                "webhook_configs": [
+                    {
+                        "url": f"http://127.0.0.1:{port}/webhook/alertmanager",
+                        "send_resolved": True,
+                        "http_config": {"authorization": {"credentials_file": str(token_file)}},
+                    }
+                ],
+            }
+        ],
+    }
+    am = procs.Alertmanager(tmp_path / "am", binary=binary)
+    am.config_path.write_text(yaml.safe_dump(config))
+    try:
+        am.start()
+        am_port = am.port
+
+        def fire(*alerts: dict[str, str]) -> None:
+            body = json.dumps(
+                [{"labels": labels, "annotations": {"summary": "hot"}} for labels in alerts]
+            ).encode()
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{am_port}/api/v2/alerts",
+                data=body,
+                headers={"Content-Type": "application/json"},
+                method="POST",
+            )
+            with urllib.request.urlopen(request, timeout=5) as response:
+                assert response.status == 200
+
+        def log_tail() -> str:
+            return am.process.log_tail(200) if am.process else ""
+
+        def wait(condition: Any, what: str) -> None:
+            try:
+                procs.wait_until(condition, 60, what=what)
+            except TimeoutError as exc:
+                raise AssertionError(f"{exc}\nAlertmanager log:\n{log_tail()}") from None
+
+        hot = {
+            "alertname": "PowerplaneGpuTemperatureCritical",
+            "node": "n1",
+            "gpu": "0",
+            "severity": "critical",
+        }
+        fire(hot)
+        fire(hot)  # Prometheus re-sends firing alerts every evaluation
+        wait(lambda: nvml.limits[0] == 600_000, "the GPU step-down written")
+        assert agent.webhook_actions == {"gpu-step-down": 1}
+        # A second alert in the same group makes Alertmanager notify again with both alerts:
+        # the node is marked degraded, the GPU is not stepped down a second time.
+        fire(hot, {"alertname": "PowerplaneNodePowerCritical", "node": "n1", "severity": "critical"})
+        wait(lambda: agent.webhook_actions.get("node-degraded") == 1, "the degraded label")
+        assert agent.webhook_actions == {"gpu-step-down": 1, "node-degraded": 1}
+        assert nvml.limits[0] == 600_000
+        assert backend.labels["powerplane.io/degraded"] == "true"
+        assert [e[1] for e in backend.events].count("AlertActionGpuStepDown") == 1
+        assert TOKEN not in log_tail()
+    finally:
+        am.stop()
+        background_loop.run(agent.shutdown())
+        background_loop.run(server.stop())
