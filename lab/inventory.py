@@ -3,7 +3,8 @@
 ``demo_inventory`` lays the demo's nodes out two per rack (one row, one cluster), each rack with
 a metered PDU feeding its nodes' outlets and a power budget; components that start simulated
 BMCs, PDUs or coolers publish their addresses in ``ctx.shared`` (``bmc_addresses``,
-``pdu_addresses``, ``cooler_addresses``) before this component runs, and the inventory names
+``pdu_addresses``, ``cooler_addresses``, and ``snmp_auths`` naming each device's SNMP auth)
+before this component runs, and the inventory names
 them so ``powerplane inventory sd`` yields their probe targets.
 """
 
@@ -25,11 +26,12 @@ def rack_of(index: int) -> str:
 
 def demo_inventory(
     nodes: Sequence[str],
-    budget_watts: float = 1200.0,
+    budget_watts: float = 4000.0,
     bmc_addresses: Mapping[str, str] | None = None,
     pdu_addresses: Mapping[str, str] | None = None,
     cooler_addresses: Mapping[str, str] | None = None,
     market_area: str = "DE-LU",
+    snmp_auths: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """An inventory document (as loaded from YAML) for ``nodes``."""
     racks = sorted({rack_of(i) for i in range(len(nodes))})
@@ -49,10 +51,11 @@ def demo_inventory(
             "phase_rated_current_amperes": 32.0,
         }
         if pdu_addresses and pdu["name"] in pdu_addresses:
-            pdu.update(address=pdu_addresses[pdu["name"]], auth="public")
+            pdu.update(address=pdu_addresses[pdu["name"]], auth=(snmp_auths or {}).get(pdu["name"], "public"))
         doc["pdus"].append(pdu)
     for name, address in (cooler_addresses or {}).items():
-        doc["coolers"].append({"name": name, "racks": racks, "address": address, "auth": "public"})
+        auth = (snmp_auths or {}).get(name, "public")
+        doc["coolers"].append({"name": name, "racks": racks, "address": address, "auth": auth})
     for i, node in enumerate(nodes):
         entry: dict[str, Any] = {
             "name": node,
@@ -75,6 +78,7 @@ async def inventory_component(ctx: DemoContext) -> None:
         bmc_addresses=ctx.shared.get("bmc_addresses"),
         pdu_addresses=ctx.shared.get("pdu_addresses"),
         cooler_addresses=ctx.shared.get("cooler_addresses"),
+        snmp_auths=ctx.shared.get("snmp_auths"),
     )
     path = ctx.workdir / "inventory.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))

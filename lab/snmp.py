@@ -540,6 +540,19 @@ async def snmp_component(ctx: Any) -> None:
         __import__("yaml").safe_dump({"auths": auths, "allow": ["127.0.0.1/32"], "timeout": 10})
     )
     address = await ctx.serve(make_server(config), "SNMP exporter (rack PDUs, InRow cooler)")
+    agent = f"127.0.0.1:{sim.port}"
+    # Each rack of the demo inventory is fed by one PDU, named as the inventory names it, so the
+    # outlet → node and PDU → rack joins work; the project-written recordings (whose readings
+    # move) go first, spare recordings keep their own names.
+    from .inventory import rack_of
+
+    racks = sorted({rack_of(i) for i in range(len(ctx.nodes))})
+    pdus = sorted((c for c in recordings if "inrow" not in c), key=lambda c: (c == "apc-8641", c))
+    names = {c: (f"pdu-{racks[i]}" if i < len(racks) else c) for i, c in enumerate(pdus)}
+    names.update({c: c for c in recordings if "inrow" in c})
+    ctx.shared["pdu_addresses"] = {names[c]: agent for c in pdus if names[c] != c}
+    ctx.shared["cooler_addresses"] = {c: agent for c in recordings if "inrow" in c}
+    ctx.shared["snmp_auths"] = {names[c]: c for c in recordings}
     for community in recordings:
         role = "cooler" if "inrow" in community else "pdu"
         ctx.scrape_configs.append(
@@ -548,7 +561,7 @@ async def snmp_component(ctx: Any) -> None:
                 "metrics_path": "/probe",
                 "params": {"auth": [community]},
                 "scrape_timeout": "4s",
-                "static_configs": [{"targets": [f"127.0.0.1:{sim.port}"], "labels": {role: community}}],
+                "static_configs": [{"targets": [agent], "labels": {role: names[community]}}],
                 "relabel_configs": [
                     {"source_labels": ["__address__"], "target_label": "__param_target"},
                     {"target_label": "__address__", "replacement": address},

@@ -25,14 +25,8 @@ from .test_dashboards import PENDING, RULES_DIR
 
 #: Declared metrics the demo lab does not produce (yet), and why: their panels cannot be checked
 #: here.  A test fails when one of them appears, so the set only shrinks.
-_NO_PDU_JOIN = "recorded through the PDU-to-node/rack joins, empty in the demo (see KNOWN_LAB_GAPS)"
-_NO_COOLER = "the demo inventory lists no in-row cooler: the SNMP lab publishes no cooler address to it"
 NOT_IN_LAB_WHY: dict[str, str] = {
     "powerplane_gpu_xid_errors_total": "a series per XID appears with the first event; the demo injects none",
-    "node:powerplane_pdu_power_watts:sum": _NO_PDU_JOIN,
-    "rack:powerplane_pdu_power_watts:sum": _NO_PDU_JOIN,
-    "powerplane_cooler_rack_info": _NO_COOLER,
-    "cooler:powerplane_cooling_output_over_it_power:ratio": _NO_COOLER,
 }
 NOT_IN_LAB = set(NOT_IN_LAB_WHY)
 #: Metrics the lab produces only at some moments: checked when present, allowed to be absent.
@@ -42,16 +36,7 @@ SOMETIMES_IN_LAB: dict[str, str] = {
 }
 
 #: Panels the demo lab cannot fill yet, and why.  Strict: the test fails once one returns data.
-_PDU_GAP = (
-    "the demo's SNMP PDUs (pdu=<recording name>) are not the PDUs of the demo inventory (pdu-rack-NN),"
-    " so joining PDU series to racks through powerplane_pdu_info finds nothing"
-)
-KNOWN_LAB_GAPS: dict[str, str] = {
-    "powerplane-rack / PDU power and rating / A": _PDU_GAP,
-    "powerplane-rack / Phase current against rating / A": _PDU_GAP,
-    "powerplane-rack / Outlet power / A": _PDU_GAP,
-    "powerplane-rack / PDU sensors / A": _PDU_GAP,
-}
+KNOWN_LAB_GAPS: dict[str, str] = {}
 
 #: An alert that always fires, so the alert panels have something to list.
 PROBE_ALERT = {
