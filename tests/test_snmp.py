@@ -150,57 +150,18 @@ def test_every_builtin_profile_validates_and_only_declared_metrics() -> None:
                 assert rule.metric in CATALOGUE
 
 
+def _table(metric: str, column: str) -> dict[str, object]:
+    """A one-table profile fragment mapping ``metric`` to ``column`` (only column p exists)."""
+    return {"name": "t", "columns": {"p": "1.2.3"}, "metrics": [{"metric": metric, "column": column}]}
+
+
 @pytest.mark.parametrize(
     ("patch", "expected"),
     [
-        (
-            {
-                "tables": [
-                    {
-                        "name": "t",
-                        "columns": {"p": "1.2.3"},
-                        "metrics": [{"metric": "powerplane_pdu_power_watts", "column": "q"}],
-                    }
-                ]
-            },
-            "column 'q'",
-        ),
-        (
-            {
-                "tables": [
-                    {
-                        "name": "t",
-                        "columns": {"p": "1.2.3"},
-                        "metrics": [{"metric": "powerplane_pdu_nope_watts", "column": "p"}],
-                    }
-                ]
-            },
-            "unknown metric",
-        ),
-        (
-            {
-                "tables": [
-                    {
-                        "name": "t",
-                        "columns": {"p": "1.2.3"},
-                        "metrics": [{"metric": "powerplane_pdu_phase_power_watts", "column": "p"}],
-                    }
-                ]
-            },
-            "needs labels",
-        ),
-        (
-            {
-                "tables": [
-                    {
-                        "name": "t",
-                        "columns": {"p": "1.2.3"},
-                        "metrics": [{"metric": "powerplane_pdu_energy_joules_total", "column": "p"}],
-                    }
-                ]
-            },
-            "counter",
-        ),
+        ({"tables": [_table("powerplane_pdu_power_watts", "q")]}, "column 'q'"),
+        ({"tables": [_table("powerplane_pdu_nope_watts", "p")]}, "unknown metric"),
+        ({"tables": [_table("powerplane_pdu_phase_power_watts", "p")]}, "needs labels"),
+        ({"tables": [_table("powerplane_pdu_energy_joules_total", "p")]}, "counter"),
         ({"sys_object_ids": ["not-an-oid"]}, "sys_object_ids.0"),
         ({"surprise": 1}, "unknown key"),
     ],
