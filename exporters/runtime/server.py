@@ -141,7 +141,7 @@ class ExporterServer:
             body, content_type = exposition.render(source.collect()), exposition.CONTENT_TYPE
         headers = {"Content-Type": content_type}
         if "gzip" in request.headers.get("Accept-Encoding", "") and len(body) > 256:
-            # Inline: aiohttp's own compression moves bodies over 1 KiB to a thread pool, and the
+            # Inline: aiohttp's own compression moves bodies over 4 KiB to a thread pool, and the
             # thread hop costs more than compressing a scrape.
             compressor = zlib.compressobj(6, zlib.DEFLATED, 31)
             body = compressor.compress(body) + compressor.flush()
