@@ -631,3 +631,26 @@ def test_process_metrics_agree_with_prometheus_client() -> None:
         assert ours[name] == pytest.approx(theirs[name], rel=0.01), name
     assert ours["process_cpu_seconds"] == pytest.approx(theirs["process_cpu_seconds"], abs=0.5)
     assert ours["process_open_fds"] == pytest.approx(theirs["process_open_fds"], abs=3)
+
+
+async def test_every_fetch_finishes_before_any_render() -> None:
+    """A render may use what another collector fetched in the same scrape, however slow."""
+    shared: dict[str, str] = {}
+
+    class Slow(Fixed):
+        async def fetch(self, deadline: Deadline) -> Any:
+            await asyncio.sleep(0.05)
+            shared["job"] = "slurm-77"
+            return 1.0
+
+    class Reader(Fixed):
+        def render(self, snapshot: float) -> Iterable[Metric]:
+            family = GaugeMetricFamily("test_labelled", "A test value.", labels=["job"])
+            family.add_metric([shared.get("job", "")], snapshot)
+            yield family
+
+    outcomes = await run_collectors(
+        "test", [Reader("reader"), Slow("slow")], Deadline.after(5), FailureLog(logging.getLogger("test"))
+    )
+    assert expose(outcomes)["test_labelled"] == {(("job", "slurm-77"),): 1.0}
+    assert outcomes[1].duration >= 0.05  # the slow fetch is timed as its own

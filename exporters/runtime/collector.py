@@ -101,6 +101,59 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if not isinstance(exc, CollectorError) else text
 
 
+@dataclass
+class _Fetched:
+    """What one collector's fetch gave: a snapshot or the exception, and how long it took."""
+
+    snapshot: Any = None
+    error: BaseException | None = None
+    duration: float = 0.0
+
+
+async def _fetch(collector: Collector[Any], deadline: Deadline) -> _Fetched:
+    start = time.perf_counter()
+    try:
+        async with asyncio.timeout(deadline.remaining()):
+            snapshot = await collector.fetch(deadline)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # a collector must never take the scrape down
+        return _Fetched(error=exc, duration=time.perf_counter() - start)
+    return _Fetched(snapshot, None, time.perf_counter() - start)
+
+
+def _render(
+    collector: Collector[Any], fetched: _Fetched, failures: FailureLog, key: tuple[str, ...]
+) -> Outcome:
+    """Turn a fetch into an outcome: render the snapshot, classify and log the failure.  Never raises."""
+    start = time.perf_counter()
+    errors: Sequence[str] = ()
+    try:
+        if fetched.error is not None:
+            raise fetched.error
+        result = fetched.snapshot
+        if isinstance(result, Partial):
+            errors = result.errors
+            result = result.snapshot
+        metrics = list(collector.render(result))
+    except NoData as exc:
+        failures.absent(key, str(exc) or "no data")
+        return Outcome(collector.name, True, fetched.duration)
+    except Exception as exc:  # a render that raises fails its collector only
+        cause = describe_error(exc)
+        if not isinstance(exc, CollectorError | OSError | TimeoutError):
+            logger.debug("collector raised", exc_info=exc)
+        failures.failure(key, cause)
+        return Outcome(collector.name, False, fetched.duration + time.perf_counter() - start, error=cause)
+    duration = fetched.duration + time.perf_counter() - start
+    if errors:
+        cause = "; ".join(errors)
+        failures.failure(key, cause)
+        return Outcome(collector.name, False, duration, metrics, cause)
+    failures.success(key)
+    return Outcome(collector.name, True, duration, metrics)
+
+
 async def run_collector(
     collector: Collector[Any],
     deadline: Deadline,
@@ -108,33 +161,7 @@ async def run_collector(
     key: tuple[str, ...],
 ) -> Outcome:
     """Fetch and render one collector.  Never raises (except cancellation)."""
-    start = time.perf_counter()
-    errors: Sequence[str] = ()
-    try:
-        async with asyncio.timeout(deadline.remaining()):
-            result = await collector.fetch(deadline)
-        if isinstance(result, Partial):
-            errors = result.errors
-            result = result.snapshot
-        metrics = list(collector.render(result))
-    except NoData as exc:
-        failures.absent(key, str(exc) or "no data")
-        return Outcome(collector.name, True, time.perf_counter() - start)
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:  # a collector must never take the scrape down
-        cause = describe_error(exc)
-        if not isinstance(exc, CollectorError | OSError | TimeoutError):
-            logger.debug("collector raised", exc_info=exc)
-        failures.failure(key, cause)
-        return Outcome(collector.name, False, time.perf_counter() - start, error=cause)
-    duration = time.perf_counter() - start
-    if errors:
-        cause = "; ".join(errors)
-        failures.failure(key, cause)
-        return Outcome(collector.name, False, duration, metrics, cause)
-    failures.success(key)
-    return Outcome(collector.name, True, duration, metrics)
+    return _render(collector, await _fetch(collector, deadline), failures, key)
 
 
 class Scrape:
@@ -179,12 +206,15 @@ async def run_collectors(
     failures: FailureLog,
     target: str | None = None,
 ) -> list[Outcome]:
-    """Run every collector concurrently under ``deadline``; one outcome per collector, in order."""
+    """Fetch every collector concurrently under ``deadline``, then render them all.
+
+    Rendering starts only when every fetch has finished, so a render may use what another
+    collector fetched in the same scrape (the GPU exporter's dcgm labels come from its job and pod
+    collectors).  One outcome per collector, in order.
+    """
     keys = [(exporter, c.name) + ((target,) if target else ()) for c in collectors]
     if len(collectors) == 1:
-        return [await run_collector(collectors[0], deadline, failures, keys[0])]
-    return list(
-        await asyncio.gather(
-            *(run_collector(c, deadline, failures, k) for c, k in zip(collectors, keys, strict=True))
-        )
-    )
+        fetched = [await _fetch(collectors[0], deadline)]
+    else:
+        fetched = list(await asyncio.gather(*(_fetch(c, deadline) for c in collectors)))
+    return [_render(c, f, failures, k) for c, f, k in zip(collectors, fetched, keys, strict=True)]
