@@ -57,6 +57,21 @@ def _prefix(name: str, labels: dict[str, str]) -> str:
     return prefix
 
 
+_HEADERS: dict[tuple[str, str, str], str] = {}
+
+
+def _header(name: str, documentation: str, kind: str) -> str:
+    key = (name, documentation, kind)
+    header = _HEADERS.get(key)
+    if header is None:
+        exposed = name + "_total" if kind == "counter" else name
+        header = f"# HELP {exposed} {documentation.translate(_ESCAPE_HELP)}\n# TYPE {exposed} {kind}\n"
+        if len(_HEADERS) >= _PREFIX_CACHE_SIZE:
+            _HEADERS.clear()
+        _HEADERS[key] = header
+    return header
+
+
 def render(metrics: Iterable[Metric]) -> bytes:
     """The text exposition of ``metrics`` (families with distinct names)."""
     out: list[str] = []
@@ -65,8 +80,7 @@ def render(metrics: Iterable[Metric]) -> bytes:
         if metric.type not in ("gauge", "counter", "untyped"):
             append(generate_latest(_One(metric)).decode())
             continue
-        name = metric.name + "_total" if metric.type == "counter" else metric.name
-        append(f"# HELP {name} {metric.documentation.translate(_ESCAPE_HELP)}\n# TYPE {name} {metric.type}\n")
+        append(_header(metric.name, metric.documentation, metric.type))
         for sample in metric.samples:
             if sample.name.endswith("_created"):
                 continue

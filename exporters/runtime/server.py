@@ -142,8 +142,9 @@ class ExporterServer:
         headers = {"Content-Type": content_type}
         if "gzip" in request.headers.get("Accept-Encoding", "") and len(body) > 256:
             # Inline: aiohttp's own compression moves bodies over 4 KiB to a thread pool, and the
-            # thread hop costs more than compressing a scrape.
-            compressor = zlib.compressobj(6, zlib.DEFLATED, 31)
+            # thread hop costs more than compressing a scrape.  Level 1: a RAPL scrape shrinks to
+            # 1077 bytes (1011 at level 6) in 17 µs instead of 30 µs.
+            compressor = zlib.compressobj(1, zlib.DEFLATED, 31)
             body = compressor.compress(body) + compressor.flush()
             headers["Content-Encoding"] = "gzip"
             headers["Vary"] = "Accept-Encoding"
