@@ -82,6 +82,19 @@ class GufoSession:
         )
         self._v3 = credentials.version == 3
         self._opened = False
+        self._max_repetitions = max_repetitions
+        self._fd = self._session._fd
+        # gufo's socket-level GETBULK (send/recv of one response); v1 has no GETBULK, and a
+        # gufo without these internals falls back to its public iterator.
+        self._bulk: tuple[Any, Any] | None = None
+        sock = self._session._sock
+        if credentials.version != 1 and hasattr(sock, "send_get_bulk") and hasattr(sock, "recv_get_bulk"):
+            try:
+                from gufo.snmp._fast import GetIter
+            except ImportError:
+                pass
+            else:
+                self._bulk = (sock, GetIter)
 
     async def _open(self, deadline: Deadline) -> None:
         if not self._opened:
@@ -113,25 +126,17 @@ class GufoSession:
 
     async def walk(self, column: str, deadline: Deadline, max_rows: int) -> list[tuple[str, Value]]:
         await self._open(deadline)
-        prefix = column + "."
-        rows: list[tuple[str, Value]] = []
-        last: tuple[int, ...] = oid_key(column)
         remaining = deadline.remaining()
         if remaining <= 0:
             raise SnmpEngineError(f"walk {column}: deadline exceeded")
+        rows: list[tuple[str, Value]] = []
         # One timeout around the whole walk: a per-row timeout costs more than the decoding.
         try:
             async with asyncio.timeout(remaining):
-                async for oid, value in self._session.fetch(column):
-                    if not oid.startswith(prefix):
-                        break
-                    key = oid_key(oid)
-                    if key <= last:
-                        raise SnmpEngineError(f"walk {column}: agent returned OIDs out of order ({oid})")
-                    last = key
-                    rows.append((oid, value))
-                    if len(rows) >= max_rows:
-                        raise SnmpEngineError(f"walk {column}: more than {max_rows} rows, table cut off")
+                if self._bulk is not None:
+                    await self._walk_bulk(column, max_rows, rows)
+                else:
+                    await self._walk_iter(column, max_rows, rows)
         except SnmpEngineError:
             raise
         except TimeoutError:
@@ -143,9 +148,79 @@ class GufoSession:
             raise SnmpEngineError(f"walk {column}: {_describe(exc)}") from None
         return rows
 
+    async def _walk_bulk(self, column: str, max_rows: int, rows: list[tuple[str, Value]]) -> None:
+        """GETBULK straight on gufo's socket, checking one response (a list of rows) at a time.
+
+        gufo's async iterator costs a coroutine step per row and a ``wait_for`` per request.
+        The socket ends a response with ``None`` once the agent leaves the column."""
+        assert self._bulk is not None
+        sock, get_iter = self._bulk
+        ctx = get_iter(column, self._max_repetitions)
+        prefix = column + "."
+        cut = len(prefix)
+        last: tuple[int, ...] = ()
+        while True:
+            batch = await self._exchange(sock, ctx)
+            if not batch:
+                return
+            for item in batch:
+                if item is None:
+                    return
+                oid = item[0]
+                if not oid.startswith(prefix):
+                    return
+                key = tuple(map(int, oid[cut:].split(".")))
+                if key <= last:
+                    raise SnmpEngineError(f"walk {column}: agent returned OIDs out of order ({oid})")
+                last = key
+                rows.append(item)
+                if len(rows) >= max_rows:
+                    raise SnmpEngineError(f"walk {column}: more than {max_rows} rows, table cut off")
+
+    async def _exchange(self, sock: Any, ctx: Any) -> list[tuple[str, Value] | None]:
+        try:
+            sock.send_get_bulk(ctx)
+        except BlockingIOError:  # send buffer full: let gufo wait for the socket
+            await self._session._send(lambda: sock.send_get_bulk(ctx))
+        loop = asyncio.get_running_loop()
+        fd = self._fd
+        while True:
+            ready: asyncio.Future[None] = loop.create_future()
+            loop.add_reader(fd, _wake, ready)
+            try:
+                await ready
+            finally:
+                loop.remove_reader(fd)
+            try:
+                batch: list[tuple[str, Value] | None] = sock.recv_get_bulk(ctx)
+            except BlockingIOError:  # not (yet) our answer
+                continue
+            except StopAsyncIteration:  # the agent answered past the column: the walk is over
+                return []
+            return batch
+
+    async def _walk_iter(self, column: str, max_rows: int, rows: list[tuple[str, Value]]) -> None:
+        prefix = column + "."
+        last: tuple[int, ...] = oid_key(column)
+        async for oid, value in self._session.fetch(column):
+            if not oid.startswith(prefix):
+                break
+            key = oid_key(oid)
+            if key <= last:
+                raise SnmpEngineError(f"walk {column}: agent returned OIDs out of order ({oid})")
+            last = key
+            rows.append((oid, value))
+            if len(rows) >= max_rows:
+                raise SnmpEngineError(f"walk {column}: more than {max_rows} rows, table cut off")
+
     async def close(self) -> None:
         # The socket is closed when the session is garbage-collected; drop our reference.
         self._session = None  # type: ignore[assignment]
+
+
+def _wake(ready: asyncio.Future[None]) -> None:
+    if not ready.done():
+        ready.set_result(None)
 
 
 def _describe(exc: BaseException) -> str:
