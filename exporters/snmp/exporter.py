@@ -6,7 +6,7 @@ import asyncio
 import ipaddress
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -394,63 +394,92 @@ class TableCollector(Collector[TableSnapshot]):
     def render(self, snapshot: TableSnapshot) -> Iterable[Metric]:
         families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
         errors: list[str] = []
+        # Shared by the rules of one render: rows in index order and split indexes.
+        orders: dict[tuple[str, ...], list[str]] = {}
+        parts_of: dict[str, list[str]] = {}
         for rule in self.table.rules:
             family = families.get(rule.metric)
+            spec = CATALOGUE[rule.metric]
             if family is None:
-                spec = CATALOGUE[rule.metric]
                 family = families[rule.metric] = spec.family()
-            for _index, labels, value in self._samples(rule, snapshot, errors):
-                family.add_metric([labels[n] for n in CATALOGUE[rule.metric].labels], value)
+            add = family.add_metric
+            for labels, value in self._samples(rule, spec.labels, snapshot, errors, orders, parts_of):
+                add(labels, value)
         # Wrongly typed cells were reported by fetch (Partial); here they are only skipped.
         return [f for f in families.values() if f.samples]
 
     def _samples(
-        self, rule: MetricRule, snapshot: TableSnapshot, errors: list[str]
-    ) -> Iterable[tuple[str, dict[str, str], float]]:
-        primary = [snapshot.columns.get(c, {}) for c in rule.columns]
-        indexes: set[str] = set().union(*(set(p) for p in primary))
-        for index in sorted(indexes, key=_index_key):
-            parts = index.split(".")
+        self,
+        rule: MetricRule,
+        label_names: Sequence[str],
+        snapshot: TableSnapshot,
+        errors: list[str],
+        orders: dict[tuple[str, ...], list[str]],
+        parts_of: dict[str, list[str]],
+    ) -> list[tuple[list[str], float]]:
+        columns = snapshot.columns
+        primary = [columns.get(c, {}) for c in rule.columns]
+        order = orders.get(rule.columns)
+        if order is None:
+            indexes: set[str] = set().union(*(set(p) for p in primary))
+            order = orders[rule.columns] = sorted(indexes, key=_index_key)
+        sources = dict(rule.labels)
+        label_sources = [sources[n] for n in label_names]
+        sentinels = self.profile.sentinels
+        value_map = dict(rule.value_map) if rule.value_map else None
+        digits_column = columns.get(rule.digits, {}) if rule.digits is not None else None
+        scale = rule.scale
+        samples: list[tuple[list[str], float]] = []
+        for index in order:
+            parts = parts_of.get(index)
+            if parts is None:
+                parts = parts_of[index] = index.split(".")
             if rule.where is not None:
                 position, wanted = rule.where
                 if not -len(parts) <= position < len(parts) or parts[position] != str(wanted):
                     continue
             raw: Value = None
             for column in primary:
-                if column.get(index) is not None:
-                    raw = column[index]
+                cell = column.get(index)
+                if cell is not None:
+                    raw = cell
                     break
             if raw is None:
                 continue
-            where = f"{self.table.name}.{rule.columns[0]}.{index}"
             try:
-                value = _number(raw, where)
-                if int(value) in self.profile.sentinels and value == int(value):
+                if type(raw) is int or type(raw) is float:  # the common case, without the checks
+                    value = float(raw)
+                else:
+                    value = _number(raw, f"{self.table.name}.{rule.columns[0]}.{index}")
+                if sentinels and value == int(value) and int(value) in sentinels:
                     continue
-                if rule.value_map:
-                    mapped = dict(rule.value_map).get(int(value))
+                if value_map is not None:
+                    mapped = value_map.get(int(value))
                     if mapped is None:
                         continue
                     value = mapped
-                if rule.digits is not None:
-                    digits = _number(snapshot.columns.get(rule.digits, {}).get(index), f"{where} digits")
+                if digits_column is not None:
+                    where = f"{self.table.name}.{rule.columns[0]}.{index}"
+                    digits = _number(digits_column.get(index), f"{where} digits")
                     value = value / (10 ** int(digits))
-                value = _scaled(value, rule.scale)
+                if scale != 1.0:
+                    value = _scaled(value, scale)
             except CollectorError as exc:
                 errors.append(str(exc))
                 continue
-            labels = {}
-            for label, source in rule.labels:
+            labels = []
+            for source in label_sources:
                 if source.value is not None:
-                    labels[label] = source.value
+                    labels.append(source.value)
                 elif source.index is not None:
-                    labels[label] = parts[source.index] if -len(parts) <= source.index < len(parts) else ""
+                    labels.append(parts[source.index] if -len(parts) <= source.index < len(parts) else "")
                 else:
                     key = ".".join(parts[: source.parts]) if source.parts else index
-                    labels[label] = _text(snapshot.columns.get(source.column or "", {}).get(key))
+                    labels.append(_text(columns.get(source.column or "", {}).get(key)))
             if rule.resettable:
                 value = self.counters.update((self.target, rule.metric, index), value)
-            yield index, labels, value
+            samples.append((labels, value))
+        return samples
 
 
 def _inner(deadline: Deadline) -> Deadline:
