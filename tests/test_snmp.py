@@ -186,6 +186,17 @@ def test_bad_profiles_are_rejected_with_the_field(patch: dict[str, object], expe
     assert PROFILE_SCHEMA["additionalProperties"] is False
 
 
+def test_per_device_concurrency_is_explicit_and_bounded(tmp_path: Path) -> None:
+    (tmp_path / "c").write_text("public")
+    base = f"auths:\n  a: {{version: 2, community: {{file: {tmp_path / 'c'}}}}}\n"
+    assert KIND.load_text(base).per_device_concurrency == 2  # the runtime's default
+    config = KIND.load_text(base + "per_device_concurrency: 6\n")
+    assert make_server(config)._probe_concurrency[1] == 6
+    for bad in ("0", "65", "two"):
+        with pytest.raises(ConfigError):
+            KIND.load_text(base + f"per_device_concurrency: {bad}\n")
+
+
 def test_config_errors_all_at_once_and_no_secret_echoed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

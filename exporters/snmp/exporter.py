@@ -131,6 +131,7 @@ CONFIG_SCHEMA: dict[str, Any] = strict_object(
         "allow": {"type": "array", "items": {"type": "string"}},
         "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 120},
         "max_rows": {"type": "integer", "minimum": 1},
+        "per_device_concurrency": {"type": "integer", "minimum": 1, "maximum": 64},
     },
     ("auths",),
 )
@@ -177,6 +178,8 @@ class SnmpConfig:
     profiles: Mapping[str, Profile] = field(repr=False)
     timeout: float = 10.0
     max_rows: int = 4096
+    #: Probes of one device (distinct module/auth; identical ones are merged) walking at once.
+    per_device_concurrency: int = 2
 
 
 def split_address(address: str, where: str = "target") -> tuple[str, int]:
@@ -292,6 +295,7 @@ def build_config(doc: Mapping[str, Any]) -> SnmpConfig:
         profiles=profiles,
         timeout=float(doc.get("timeout", 10.0)),
         max_rows=int(doc.get("max_rows", 4096)),
+        per_device_concurrency=int(doc.get("per_device_concurrency", 2)),
     )
 
 
@@ -626,6 +630,7 @@ def make_server(config: SnmpConfig, **kwargs: Any) -> ExporterServer:
         "snmp",
         prober=SnmpProber(config),
         timeout=config.timeout,
+        per_device_concurrency=config.per_device_concurrency,
         description="Metered PDUs and in-row coolers over SNMP (profiles: "
         + ", ".join(sorted(config.profiles))
         + ")",
