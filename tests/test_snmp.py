@@ -4,6 +4,7 @@ recordings, and the net-snmp snmpd (v1, v2c, v3 authPriv)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -195,6 +196,53 @@ def test_per_device_concurrency_is_explicit_and_bounded(tmp_path: Path) -> None:
     for bad in ("0", "65", "two"):
         with pytest.raises(ConfigError):
             KIND.load_text(base + f"per_device_concurrency: {bad}\n")
+
+
+async def test_profile_max_repetitions_reach_every_walk(tmp_path: Path) -> None:
+    from powerplane.exporters.runtime import Deadline, FailureLog, run_collectors
+    from powerplane.exporters.snmp.exporter import SnmpProber
+
+    sizes: list[int | None] = []
+
+    class Recording:
+        """A session that records the GETBULK size each walk asks for."""
+
+        def __init__(self, *_args: object) -> None:
+            pass
+
+        async def get(self, oids: object, deadline: object) -> dict[str, object]:
+            return {}
+
+        async def walk(
+            self, column: str, deadline: object, max_rows: int, max_repetitions: int | None = None
+        ) -> list:
+            sizes.append(max_repetitions)
+            return []
+
+        async def close(self) -> None:
+            pass
+
+    (tmp_path / "c").write_text("public")
+    (tmp_path / "p.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "small_bulk",
+                "kind": "pdu",
+                "sys_object_ids": ["1.3.6.1.4.1.99999"],
+                "max_repetitions": 7,
+                "tables": [_table("powerplane_pdu_power_watts", "p")],
+            }
+        )
+    )
+    config = KIND.load_text(
+        f"auths:\n  a: {{version: 2, community: {{file: {tmp_path / 'c'}}}}}\n"
+        f"allow: [127.0.0.1/32]\nprofile_files: [{tmp_path / 'p.yaml'}]\n"
+    )
+    job = SnmpProber(config, session_factory=Recording).resolve(
+        {"target": "127.0.0.1:161", "module": "small_bulk", "auth": "a"}
+    )
+    await run_collectors("snmp", job.collectors, Deadline.after(5), FailureLog(logging.getLogger("t")))
+    assert sizes == [7]
 
 
 def test_config_errors_all_at_once_and_no_secret_echoed(

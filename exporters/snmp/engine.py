@@ -50,7 +50,9 @@ def oid_key(oid: str) -> tuple[int, ...]:
 class Session(Protocol):
     async def get(self, oids: Sequence[str], deadline: Deadline) -> dict[str, Value]: ...
 
-    async def walk(self, column: str, deadline: Deadline, max_rows: int) -> list[tuple[str, Value]]: ...
+    async def walk(
+        self, column: str, deadline: Deadline, max_rows: int, max_repetitions: int | None = None
+    ) -> list[tuple[str, Value]]: ...
 
     async def close(self) -> None: ...
 
@@ -124,7 +126,10 @@ class GufoSession:
         result: dict[str, Value] = await self._bounded(self._session.get_many(list(oids)), deadline)
         return result
 
-    async def walk(self, column: str, deadline: Deadline, max_rows: int) -> list[tuple[str, Value]]:
+    async def walk(
+        self, column: str, deadline: Deadline, max_rows: int, max_repetitions: int | None = None
+    ) -> list[tuple[str, Value]]:
+        """The rows of one column; ``max_repetitions`` overrides the session's GETBULK size."""
         await self._open(deadline)
         remaining = deadline.remaining()
         if remaining <= 0:
@@ -134,7 +139,7 @@ class GufoSession:
         try:
             async with asyncio.timeout(remaining):
                 if self._bulk is not None:
-                    await self._walk_bulk(column, max_rows, rows)
+                    await self._walk_bulk(column, max_rows, rows, max_repetitions or self._max_repetitions)
                 else:
                     await self._walk_iter(column, max_rows, rows)
         except SnmpEngineError:
@@ -148,14 +153,16 @@ class GufoSession:
             raise SnmpEngineError(f"walk {column}: {_describe(exc)}") from None
         return rows
 
-    async def _walk_bulk(self, column: str, max_rows: int, rows: list[tuple[str, Value]]) -> None:
+    async def _walk_bulk(
+        self, column: str, max_rows: int, rows: list[tuple[str, Value]], max_repetitions: int
+    ) -> None:
         """GETBULK straight on gufo's socket, checking one response (a list of rows) at a time.
 
         gufo's async iterator costs a coroutine step per row and a ``wait_for`` per request.
         The socket ends a response with ``None`` once the agent leaves the column."""
         assert self._bulk is not None
         sock, get_iter = self._bulk
-        ctx = get_iter(column, self._max_repetitions)
+        ctx = get_iter(column, max_repetitions)
         prefix = column + "."
         cut = len(prefix)
         last: tuple[int, ...] = ()

@@ -359,7 +359,9 @@ class TableCollector(Collector[TableSnapshot]):
         async with self.connection.lock:
             for name, oid in self.table.columns:
                 try:
-                    rows = await self.connection.session.walk(oid, deadline, self.max_rows)
+                    rows = await self.connection.session.walk(
+                        oid, deadline, self.max_rows, self.profile.max_repetitions
+                    )
                 except SnmpEngineError as exc:
                     if deadline.expired() or "timeout" in str(exc):
                         # Nothing more will come in time: name what is missing and stop.
