@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from powerplane.exporters.rapl import PowercapTree, Zone
+from powerplane.exporters.rapl.powercap import PowercapTree, Zone
 from powerplane.exporters.runtime import CollectorError, NoData, log
 
 from .policy import DomainCap, DomainLimits

@@ -76,11 +76,10 @@ def scrape_interval(scrape_configs: list[dict[str, Any]]) -> int:
 
 
 async def _start_lab(workdir: Path, stack: contextlib.AsyncExitStack, nodes: int) -> Any:
-    from powerplane.lab.demo import COMPONENTS, DemoContext, _component
+    from powerplane.lab.demo import DemoContext, start_parts
 
     ctx = DemoContext(workdir, [f"node-{i + 1:02d}" for i in range(nodes)], stack)
-    for ref in COMPONENTS:
-        await _component(ref)(ctx)
+    await start_parts(ctx)
     return ctx
 
 

@@ -1,7 +1,8 @@
 """``powerplane demo``: a small simulated cluster, every exporter against it, and a real Prometheus.
 
-Each part of the demo is a *component*: an async function that starts its simulated hardware
-and exporters through the ``DemoContext``, registers their cleanup on the context's exit stack
+Each component declares its part of the demo (``Component.demo``, see ``powerplane.components``):
+an async function that starts its simulated hardware and exporters through the ``DemoContext``,
+registers their cleanup on the context's exit stack
 and adds the Prometheus scrape jobs that read them.  Everything listens on 127.0.0.1 on
 ephemeral ports.  When the Debian ``prometheus`` binary is present a real Prometheus scrapes it
 all (with the rules from ``rules/`` when they exist); Ctrl-C stops everything cleanly.
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import signal
 import tempfile
@@ -22,6 +22,7 @@ from typing import Any
 
 import click
 
+from powerplane import components
 from powerplane.exporters.runtime import ExporterServer, log, setup_logging
 
 from . import procs
@@ -52,12 +53,12 @@ class DemoContext:
         return address
 
 
-Component = Callable[[DemoContext], Awaitable[None]]
+DemoPart = Callable[[DemoContext], Awaitable[None]]
 
 
 async def rapl_component(ctx: DemoContext) -> None:
     """A two-socket Intel powercap tree per node, and a RAPL exporter for each."""
-    from powerplane.exporters.rapl import make_server
+    from powerplane.exporters.rapl.exporter import make_server
 
     targets = []
     labs: dict[str, PowercapLab] = {}
@@ -76,22 +77,11 @@ async def rapl_component(ctx: DemoContext) -> None:
     ctx.scrape_configs.append({"job_name": "powerplane-rapl", "static_configs": targets})
 
 
-#: The demo's components, in start order; each later part of powerplane adds its own.
-COMPONENTS: list[str] = [
-    "powerplane.lab.demo:rapl_component",
-    "powerplane.lab.gpu:gpu_component",
-    "powerplane.lab.snmp:snmp_component",
-    "powerplane.lab.market:market_component",
-    "powerplane.lab.redfish:redfish_component",
-    "powerplane.lab.inventory:inventory_component",
-    "powerplane.lab.controller:controller_component",
-]
-
-
-def _component(ref: str) -> Component:
-    module, _, name = ref.partition(":")
-    fn: Component = getattr(importlib.import_module(module), name)
-    return fn
+async def start_parts(ctx: DemoContext) -> None:
+    """Start every component's demo part, in the registry's order."""
+    for ref in components.demo_parts():
+        part: DemoPart = components.resolve(ref)
+        await part(ctx)
 
 
 def _rules_dir() -> Path | None:
@@ -118,8 +108,7 @@ async def run_demo(
             workdir = Path(sync_stack.enter_context(tempfile.TemporaryDirectory(prefix="powerplane-demo-")))
         async with contextlib.AsyncExitStack() as stack:
             ctx = DemoContext(Path(workdir), [f"node-{i + 1:02d}" for i in range(nodes)], stack)
-            for ref in COMPONENTS:
-                await _component(ref)(ctx)
+            await start_parts(ctx)
             prometheus_bin = procs.find_binary("prometheus") if with_prometheus else None
             if prometheus_bin:
                 rules = _rules_dir()

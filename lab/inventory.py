@@ -71,7 +71,8 @@ def demo_inventory(
 
 async def inventory_component(ctx: DemoContext) -> None:
     """Write the demo's inventory.yaml and serve it with the inventory exporter."""
-    from powerplane.exporters.inventory import KIND, make_server
+    from powerplane.exporters.inventory.config import KIND
+    from powerplane.exporters.inventory.exporter import make_server
 
     doc = demo_inventory(
         ctx.nodes,

@@ -25,6 +25,8 @@ from typing import Any
 import click
 import yaml
 
+from powerplane.components import Component
+
 #: The repository checkout this package lives in (the tooling works from a source checkout).
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHART = Path("charts/powerplane")
@@ -211,3 +213,10 @@ def sync_command(check: bool, root: Path) -> None:
 def deploy_command(check: bool, root: Path) -> None:
     """Render deploy/ from the chart with its default values (run `chart sync` first)."""
     _report(deploy(root, check=check), check, "deploy")
+
+
+COMPONENT = Component(
+    name="chart",
+    order=92,
+    commands=(("chart", "powerplane.chart:command"),),
+)

@@ -6,93 +6,62 @@ Redfish or GPU code, and a broken optional dependency breaks only its own subcom
 
 from __future__ import annotations
 
-import importlib
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import click
 import yaml
 
-from powerplane import __version__
-
-#: exporter name → module defining ``command`` (a click command).
-EXPORTERS: dict[str, str] = {
-    "rapl": "powerplane.exporters.rapl",
-    "gpu": "powerplane.exporters.gpu",
-    "inventory": "powerplane.exporters.inventory",
-    "snmp": "powerplane.exporters.snmp",
-    "market": "powerplane.exporters.market",
-    "redfish": "powerplane.exporters.redfish",
-}
-
-#: config kind name → "module:attribute" of its ``ConfigKind``, for ``check-config``.
-CONFIG_KINDS: dict[str, str] = {
-    "web": "powerplane.exporters.runtime.webconfig:KIND",
-    "inventory": "powerplane.exporters.inventory:KIND",
-    "rules": "powerplane.rulegen:KIND",
-    "snmp": "powerplane.exporters.snmp.exporter:KIND",
-    "market": "powerplane.exporters.market.config:KIND",
-    "redfish": "powerplane.exporters.redfish.config:KIND",
-    "powercappolicy": "powerplane.controller.config:KIND",
-}
-
-#: top-level command name → "module:attribute" of a click command or group.
-COMMANDS: dict[str, str] = {
-    "demo": "powerplane.lab.demo:command",
-    "inventory": "powerplane.exporters.inventory:group",
-    "rules": "powerplane.rulegen:group",
-    "controller": "powerplane.controller.cli:command",
-    "chart": "powerplane.chart:command",
-    "dashboards": "powerplane.dashboards.build:command",
-}
-
-
-def _load(ref: str) -> Any:
-    module, _, attr = ref.partition(":")
-    return getattr(importlib.import_module(module), attr or "command")
+from powerplane import __version__, components
 
 
 class _LazyGroup(click.Group):
-    def __init__(self, *args: Any, lazy: dict[str, str], **kwargs: Any) -> None:
+    """A group whose subcommands come from the component registry, imported when used."""
+
+    def __init__(self, *args: Any, lazy: Callable[[], dict[str, str]], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.lazy = lazy
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *self.lazy})
+        return sorted({*super().list_commands(ctx), *self.lazy()})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name in self.lazy:
-            ref = self.lazy[cmd_name]
-            command: click.Command = _load(ref if ":" in ref else ref + ":command")
+        ref = self.lazy().get(cmd_name)
+        if ref is not None:
+            command: click.Command = components.resolve(ref)
             return command
         return super().get_command(ctx, cmd_name)
 
 
-@click.group(cls=_LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=_LazyGroup, lazy=components.commands, context_settings={"help_option_names": ["-h", "--help"]}
+)
 @click.version_option(__version__, prog_name="powerplane")
 def main() -> None:
     """Power and heat of HPC and GPU data centres: exporters, rules, dashboards, power caps."""
 
 
-@main.group(cls=_LazyGroup, lazy=EXPORTERS)
+@main.group(cls=_LazyGroup, lazy=components.exporters)
 def exporter() -> None:
     """Run an exporter."""
 
 
 @main.command("check-config")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
-@click.option(
-    "--kind", type=click.Choice(sorted(CONFIG_KINDS)), help="Kind of config (guessed when omitted)."
-)
+@click.option("--kind", metavar="KIND", help="Kind of config (guessed when omitted); see --list-kinds.")
 def check_config(path: str, kind: str | None) -> None:
     """Validate a config file and print it with every secret redacted."""
     from powerplane.exporters.runtime.config import ConfigError, redacted
 
-    kinds = [kind] if kind else sorted(CONFIG_KINDS)
+    known = components.config_kinds()
+    if kind is not None and kind not in known:
+        raise click.BadParameter(f"{kind!r} is not one of {', '.join(sorted(known))}", param_hint="--kind")
+    kinds = [kind] if kind else sorted(known)
     failures: list[tuple[str, ConfigError]] = []
     for name in kinds:
         try:
-            config = _load(CONFIG_KINDS[name]).load(path)
+            config = components.resolve(known[name]).load(path)
         except ConfigError as exc:
             failures.append((name, exc))
             continue
@@ -118,7 +87,7 @@ def docs_metrics() -> None:
     """Print docs/METRICS.md: every metric powerplane emits."""
     from powerplane.exporters.runtime.metrics import render_markdown
 
-    click.echo(render_markdown(), nl=False)
+    click.echo(render_markdown(components.metric_sections()), nl=False)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from typing import Any
 import click
 import yaml
 
+from powerplane.components import Component
 from powerplane.exporters.runtime.config import ConfigError, ConfigKind, strict_object
 
 RECORDING_FILE = "powerplane-recording.yaml"
@@ -657,3 +658,11 @@ def iter_rules(docs: Mapping[str, Mapping[str, Any]]) -> Iterable[Mapping[str, A
     for doc in docs.values():
         for group_doc in doc["groups"]:
             yield from group_doc["rules"]
+
+
+COMPONENT = Component(
+    name="rules",
+    order=90,
+    commands=(("rules", "powerplane.rulegen:group"),),
+    config_kinds=(("rules", "powerplane.rulegen:KIND"),),
+)

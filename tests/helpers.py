@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from powerplane.exporters.runtime.metrics import all_specs
+from powerplane.components import all_specs
 
 
 def parse(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import fnmatch
-import importlib
 import json
 import re
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ import click
 import pytest
 import yaml
 
-from powerplane import cli
+from powerplane import components
 from powerplane.exporters.runtime.config import ConfigError, ConfigKind
 from powerplane.exporters.runtime.probe import Prober
 
@@ -34,13 +33,12 @@ PROBED = ("redfish", "snmp")
 
 
 def config_kind(name: str) -> ConfigKind[Any]:
-    module, _, attr = cli.CONFIG_KINDS[name].partition(":")
-    kind: ConfigKind[Any] = getattr(importlib.import_module(module), attr)
+    kind: ConfigKind[Any] = components.resolve(components.config_kinds()[name])
     return kind
 
 
 def exporter_command(name: str) -> click.Command:
-    command: click.Command = importlib.import_module(cli.EXPORTERS[name]).command
+    command: click.Command = components.resolve(components.exporters()[name])
     return command
 
 
@@ -77,7 +75,7 @@ def exporter_deployments(
         spec = obj["spec"]["template"]["spec"]
         for container in spec["containers"]:
             args = container.get("args", [])
-            if args[:1] == ["exporter"] and args[1] in cli.EXPORTERS:
+            if args[:1] == ["exporter"] and args[1] in components.exporters():
                 yield args[1], spec, container
 
 
@@ -212,7 +210,7 @@ async def test_rendered_exporter_configs_load(
         for component, spec, container in exporter_deployments(objects)
     }
     if "inventory" in configs and values["inventory"].get("fileSD"):
-        from powerplane.exporters.inventory import file_sd
+        from powerplane.exporters.inventory.sd import file_sd
 
         # The file_sd ConfigMap holds what `powerplane inventory sd` makes of the inventory.
         assert file_sd(configs["inventory"]) == values["inventory"]["fileSD"]

@@ -14,7 +14,7 @@ import pytest
 from powerplane.controller.agent import LocalBackend
 from powerplane.controller.cli import build
 from powerplane.controller.policy import period_start
-from powerplane.exporters.rapl import make_server
+from powerplane.exporters.rapl.exporter import make_server
 from powerplane.exporters.runtime.server import ExporterServer
 from powerplane.lab import procs
 from powerplane.lab.controller import demo_policy, spike_curve

@@ -16,8 +16,8 @@ from grafanalib._gen import DashboardEncoder
 from jsonschema import Draft202012Validator
 
 from powerplane.cli import main
+from powerplane.components import all_specs
 from powerplane.dashboards import build, common, queries
-from powerplane.exporters.runtime.metrics import all_specs
 
 from .conftest import require_binary
 

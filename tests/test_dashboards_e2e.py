@@ -19,7 +19,7 @@ import yaml
 from powerplane.dashboards import build, queries
 from powerplane.dashboards.preview import scrape_interval
 from powerplane.lab import procs
-from powerplane.lab.demo import COMPONENTS, DemoContext, _component
+from powerplane.lab.demo import DemoContext, start_parts
 
 from .test_dashboards import PENDING, RULES_DIR
 
@@ -58,8 +58,7 @@ PROBE_ALERT = {
 
 async def _start_lab(workdir: Path, stack: contextlib.AsyncExitStack) -> DemoContext:
     ctx = DemoContext(workdir, [f"node-{i + 1:02d}" for i in range(3)], stack)
-    for ref in COMPONENTS:
-        await _component(ref)(ctx)
+    await start_parts(ctx)
     return ctx
 
 

@@ -14,7 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from powerplane.cli import main
-from powerplane.exporters.inventory import KIND, file_sd, make_server, write_file_sd
+from powerplane.exporters.inventory.config import KIND
+from powerplane.exporters.inventory.exporter import make_server
+from powerplane.exporters.inventory.sd import file_sd, write_file_sd
 from powerplane.exporters.runtime import ConfigError
 from powerplane.lab.inventory import demo_inventory
 

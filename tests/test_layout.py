@@ -46,5 +46,5 @@ def test_modules_import_from_their_real_paths() -> None:
     import powerplane.controller.policy
     import powerplane.exporters.rapl
 
-    assert Path(powerplane.exporters.rapl.__file__) == ROOT / "exporters" / "rapl.py"
+    assert Path(powerplane.exporters.rapl.__file__) == ROOT / "exporters" / "rapl" / "__init__.py"
     assert Path(powerplane.controller.policy.__file__) == ROOT / "controller" / "policy.py"

@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import generate_latest
 
-from powerplane.exporters import rapl
+from powerplane.exporters.rapl import collectors, powercap
+from powerplane.exporters.rapl.exporter import make_server
 from powerplane.exporters.runtime import Deadline, FailureLog, Scrape, run_collectors
 from powerplane.lab import procs
 from powerplane.lab.powercap import PowercapLab, ZoneSpec, amd_zen, intel_server, laptop_with_psys
@@ -26,8 +27,11 @@ class Exporter:
     """The RAPL collectors over one tree, scraped in-process."""
 
     def __init__(self, sysfs: Path) -> None:
-        self.tree = rapl.PowercapTree(sysfs)
-        self.collectors = [rapl.RaplEnergyCollector(self.tree), rapl.RaplLimitsCollector(self.tree)]
+        self.tree = powercap.PowercapTree(sysfs)
+        self.collectors = [
+            collectors.RaplEnergyCollector(self.tree),
+            collectors.RaplLimitsCollector(self.tree),
+        ]
         self.failures = FailureLog(logging.getLogger("powerplane.rapl"))
 
     async def scrape(self) -> tuple[dict[str, Any], str]:
@@ -169,14 +173,14 @@ async def test_root_only_energy_keeps_limits(
 ) -> None:
     # Tests run as root, for whom mode 0400 does not deny a read: simulate the kernel's EACCES.
     PowercapLab(tmp_path, intel_server(sockets=2)).create()
-    real_read = rapl._read_text
+    real_read = powercap.read_text
 
     def read(path: Path) -> str:
         if str(path).endswith("energy_uj"):
             raise PermissionError(errno.EACCES, "Permission denied", str(path))
         return real_read(path)
 
-    monkeypatch.setattr(rapl, "_read_text", read)
+    monkeypatch.setattr(powercap, "read_text", read)
     exporter = Exporter(tmp_path)
     with caplog.at_level(logging.WARNING):
         samples, _ = await exporter.scrape()
@@ -237,7 +241,7 @@ def test_prometheus_rate_matches_simulated_power_across_a_wrap(
     lab = PowercapLab(tmp_path / "sys", [ZoneSpec("intel-rapl:0", "package-0", watts, range_uj)]).create()
     lab.start(interval=0.02)
     try:
-        server = rapl.make_server(tmp_path / "sys")
+        server = make_server(tmp_path / "sys")
         host, port = background_loop.run(server.start("127.0.0.1", 0))
         prom = prometheus([{"job_name": "rapl", "static_configs": [{"targets": [f"{host}:{port}"]}]}])
         # 10 s at 150 W is 1.5 kJ, more than the range: any full 10 s window holds a wrap.
@@ -281,7 +285,7 @@ def test_parity_with_node_exporter(tmp_path: Path, background_loop: procs.Backgr
         theirs = parse(procs.http_get(f"http://127.0.0.1:{port}/metrics")[1].decode())
     finally:
         node.stop()
-    server = rapl.make_server(sysfs)
+    server = make_server(sysfs)
     host, our_port = background_loop.run(server.start("127.0.0.1", 0))
     ours = parse(procs.http_get(f"http://{host}:{our_port}/metrics")[1].decode())
     background_loop.run(server.stop())

@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from powerplane import rulegen
+from powerplane.components import all_specs
 from powerplane.exporters.runtime import ConfigError
-from powerplane.exporters.runtime.metrics import all_specs
 
 from .conftest import require_binary
 

@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from powerplane import rulegen
-from powerplane.exporters.inventory import make_server as inventory_server
-from powerplane.exporters.rapl import make_server as rapl_server
+from powerplane.exporters.inventory.exporter import make_server as inventory_server
+from powerplane.exporters.rapl.exporter import make_server as rapl_server
 from powerplane.exporters.redfish import make_server as redfish_server
 from powerplane.exporters.redfish.config import KIND as REDFISH_KIND
 from powerplane.exporters.snmp.exporter import KIND as SNMP_KIND

@@ -39,6 +39,8 @@ from typing import Any, TypeVar
 import click
 from prometheus_client.core import Metric
 
+from powerplane.components import Component
+
 from ..runtime import (
     Collector,
     CollectorError,
@@ -975,3 +977,12 @@ def command(
         web_config=web.web_config,
     )
     run(server, web.listen_address)
+
+
+COMPONENT = Component(
+    name="gpu",
+    order=20,
+    exporter="powerplane.exporters.gpu:command",
+    metrics=("powerplane.exporters.gpu:METRICS",),
+    demo="powerplane.lab.gpu:gpu_component",
+)

@@ -15,6 +15,8 @@ Over HTTP the exporter serves the same curve at ``/api/v1/curve?area=DE-LU``
 (``Curve.from_json`` reads it back).
 """
 
+from powerplane.components import Component
+
 from .config import KIND, AreaConfig, MarketConfig, ProviderConfig
 from .curve import AREA_TIMEZONES, Curve, DayStats, Period, area_timezone, day_bounds, local_day
 from .energycharts import EnergyChartsProvider
@@ -67,3 +69,12 @@ __all__ = [
     "render_states",
     "system_clock",
 ]
+
+COMPONENT = Component(
+    name="market",
+    order=50,
+    exporter="powerplane.exporters.market.exporter:command",
+    config_kinds=(("market", "powerplane.exporters.market.config:KIND"),),
+    metrics=("powerplane.exporters.market.exporter:METRICS",),
+    demo="powerplane.lab.market:market_component",
+)

@@ -35,6 +35,8 @@ from typing import Any, TypeVar
 import click
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from powerplane.components import Component
+
 from ..runtime import (
     Collector,
     CollectorError,
@@ -704,3 +706,13 @@ def make_server(config: RedfishConfig, **kwargs: Any) -> ExporterServer:
 def command(web: WebOptions, config: RedfishConfig) -> None:
     """Multi-target Redfish exporter (Dell iDRAC and other BMCs): /probe?target=&module=&auth=."""
     run(make_server(config, web_config=web.web_config), web.listen_address)
+
+
+COMPONENT = Component(
+    name="redfish",
+    order=30,
+    exporter="powerplane.exporters.redfish:command",
+    config_kinds=(("redfish", "powerplane.exporters.redfish.config:KIND"),),
+    metrics=("powerplane.exporters.redfish:METRICS",),
+    demo="powerplane.lab.redfish:redfish_component",
+)

@@ -6,6 +6,8 @@ node-local exporters hand them to ``ExporterServer(collectors=...)``, multi-targ
 implement a ``Prober`` that resolves ``/probe`` parameters into a ``ProbeJob``.
 """
 
+from powerplane.components import Component
+
 from .collector import Collector, CollectorError, Deadline, NoData, Outcome, Partial, Scrape, run_collectors
 from .config import ConfigError, ConfigKind, Secret, resolve_secret, strict_object
 from .counters import ResettableCounter, WrappingCounter
@@ -42,3 +44,10 @@ __all__ = [
     "setup_logging",
     "strict_object",
 ]
+
+COMPONENT = Component(
+    name="runtime",
+    order=0,
+    config_kinds=(("web", "powerplane.exporters.runtime.webconfig:KIND"),),
+    metrics=("powerplane.exporters.runtime.builtin:METRICS",),
+)

@@ -1,14 +1,14 @@
 """Metric specifications: one declaration per metric, used to emit it and to document it.
 
 Every module that emits metrics declares them as ``MetricSpec`` objects in a module-level
-``METRICS`` tuple and builds its families with ``spec.family()``.  docs/METRICS.md is
-generated from those tuples (``powerplane docs metrics``), and a test
-checks that the committed file matches and that every family an exporter emits is declared.
+``METRICS`` tuple and builds its families with ``spec.family()``; its component's declaration
+names those tuples (``powerplane.components``).  docs/METRICS.md is generated from them
+(``powerplane docs metrics``), and a test checks that the committed file matches and that every
+family an exporter emits is declared.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -43,28 +43,8 @@ class MetricSpec:
         return GaugeMetricFamily(self.name, self.help, labels=names)
 
 
-#: Modules whose ``METRICS`` make up the documented API, in the order docs/METRICS.md lists them.
-MODULES: list[tuple[str, str]] = [
-    ("runtime", "powerplane.exporters.runtime.builtin"),
-    ("rapl", "powerplane.exporters.rapl"),
-    ("gpu", "powerplane.exporters.gpu"),
-    ("redfish", "powerplane.exporters.redfish"),
-    ("snmp", "powerplane.exporters.snmp"),
-    ("market", "powerplane.exporters.market.exporter"),
-    ("inventory", "powerplane.exporters.inventory"),
-    ("controller", "powerplane.controller.agent"),
-]
-
-
-def catalog() -> list[tuple[str, tuple[MetricSpec, ...]]]:
-    return [(section, importlib.import_module(module).METRICS) for section, module in MODULES]
-
-
-def all_specs() -> dict[str, MetricSpec]:
-    return {spec.name: spec for _section, specs in catalog() for spec in specs}
-
-
-def render_markdown(sections: Iterable[tuple[str, Sequence[MetricSpec]]] | None = None) -> str:
+def render_markdown(sections: Iterable[tuple[str, Sequence[MetricSpec]]]) -> str:
+    """docs/METRICS.md from (section, specs) pairs (the registry gives them: ``powerplane docs metrics``)."""
     lines = [
         "# Metrics",
         "",
@@ -73,7 +53,7 @@ def render_markdown(sections: Iterable[tuple[str, Sequence[MetricSpec]]] | None 
         "Every name here is stable API: rules and dashboards depend on it.",
         "",
     ]
-    for section, specs in sections if sections is not None else catalog():
+    for section, specs in sections:
         lines += [f"## {section}", "", "| metric | type | labels | meaning |", "|---|---|---|---|"]
         for spec in specs:
             labels = ", ".join(f"`{label}`" for label in spec.labels) or "—"

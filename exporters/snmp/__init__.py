@@ -16,6 +16,17 @@ times out or answers garbage fails its collector while the others are still expo
     powerplane_cooling_output_watts 11800.0
 """
 
+from powerplane.components import Component
+
 from .exporter import METRICS, SnmpProber, command, make_server
 
 __all__ = ["METRICS", "SnmpProber", "command", "make_server"]
+
+COMPONENT = Component(
+    name="snmp",
+    order=40,
+    exporter="powerplane.exporters.snmp.exporter:command",
+    config_kinds=(("snmp", "powerplane.exporters.snmp.exporter:KIND"),),
+    metrics=("powerplane.exporters.snmp.exporter:METRICS",),
+    demo="powerplane.lab.snmp:snmp_component",
+)

@@ -1,0 +1,153 @@
+"""Reading a powercap sysfs tree: zones, constraints, counters (used by the exporter and the controller)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..runtime import (
+    CollectorError,
+    NoData,
+)
+
+_ZONE_DIR = re.compile(r"^intel-rapl:([0-9a-f]+)(?::([0-9a-f]+))?$")
+_SOCKET_SUFFIX = re.compile(r"-\d+$")
+#: How long a discovered zone list is trusted before the tree is listed again.
+REDISCOVER_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Constraint:
+    number: int
+    name: str
+    max_power_uw: int | None
+    #: Paths as strings, built once at discovery: a scrape reads them, it does not build them.
+    limit_file: str = ""
+    window_file: str = ""
+
+
+@dataclass(frozen=True)
+class Zone:
+    path: Path
+    dirname: str
+    zone: str
+    index: str
+    max_energy_range_uj: int | None
+    has_energy: bool
+    constraints: tuple[Constraint, ...]
+    energy_file: str = ""
+    enabled_file: str = ""
+
+    @property
+    def labels(self) -> list[str]:
+        return [self.zone, self.index]
+
+
+def read_text(path: Path | str) -> str:
+    # os.open/os.read: a sysfs attribute is one small read, and this is the scrape's hot path.
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.read(fd, 256).decode("ascii", "replace").strip()
+    finally:
+        os.close(fd)
+
+
+def read_int(path: Path | str, zone: str) -> int:
+    text = read_text(path)
+    try:
+        return int(text)
+    except ValueError:
+        name = os.path.basename(path)
+        raise CollectorError(f"{zone}/{name}: not an integer: {text[:32]!r}") from None
+
+
+class PowercapTree:
+    """The zones of one powercap tree, discovered lazily and refreshed now and then."""
+
+    def __init__(self, sysfs: Path) -> None:
+        self.root = Path(sysfs) / "class" / "powercap"
+        self._zones: tuple[Zone, ...] = ()
+        self._discovered_at = -REDISCOVER_SECONDS
+        self.errors: tuple[str, ...] = ()
+
+    def zones(self) -> tuple[Zone, ...]:
+        if time.monotonic() - self._discovered_at >= REDISCOVER_SECONDS:
+            self.discover()
+        return self._zones
+
+    def invalidate(self) -> None:
+        self._discovered_at = -REDISCOVER_SECONDS
+
+    def discover(self) -> None:
+        try:
+            names = sorted(os.listdir(self.root))
+        except FileNotFoundError:
+            raise NoData(f"no powercap directory at {self.root}") from None
+        zones: list[Zone] = []
+        errors: list[str] = []
+        seen: set[tuple[str, str]] = set()
+        for dirname in names:
+            match = _ZONE_DIR.match(dirname)
+            if not match:
+                continue
+            try:
+                zone = self._zone(dirname, match)
+            except (OSError, CollectorError) as exc:
+                errors.append(str(exc) if isinstance(exc, CollectorError) else f"{dirname}: {exc.strerror}")
+                continue
+            if (zone.zone, zone.index) in seen:
+                errors.append(f"{dirname}: duplicate zone {zone.zone} in package {zone.index}, skipped")
+                continue
+            seen.add((zone.zone, zone.index))
+            zones.append(zone)
+        if not zones and not errors:
+            raise NoData(f"no RAPL zones under {self.root}")
+        self._zones = tuple(zones)
+        self.errors = tuple(errors)
+        self._discovered_at = time.monotonic()
+
+    def _zone(self, dirname: str, match: re.Match[str]) -> Zone:
+        path = self.root / dirname
+        name = read_text(path / "name")
+        if not name:
+            raise CollectorError(f"{dirname}/name: empty")
+        has_energy = (path / "energy_uj").exists()
+        max_range = read_int(path / "max_energy_range_uj", dirname) if has_energy else None
+        constraints = []
+        number = 0
+        while (path / f"constraint_{number}_name").exists():
+            cname = read_text(path / f"constraint_{number}_name")
+            max_file = path / f"constraint_{number}_max_power_uw"
+            max_power = None
+            if max_file.exists():
+                try:
+                    max_power = read_int(max_file, dirname)
+                except OSError as exc:
+                    # Some firmware answers ENODATA for an unset maximum: not an error.
+                    if exc.errno not in (errno.ENODATA, errno.EOPNOTSUPP):
+                        raise
+            constraints.append(
+                Constraint(
+                    number,
+                    cname,
+                    max_power,
+                    str(path / f"constraint_{number}_power_limit_uw"),
+                    str(path / f"constraint_{number}_time_window_us"),
+                )
+            )
+            number += 1
+        return Zone(
+            path=path,
+            dirname=dirname,
+            zone=_SOCKET_SUFFIX.sub("", name),
+            index=str(int(match.group(1), 16)),
+            max_energy_range_uj=max_range,
+            has_energy=has_energy,
+            constraints=tuple(constraints),
+            energy_file=str(path / "energy_uj"),
+            enabled_file=str(path / "enabled"),
+        )
