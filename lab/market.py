@@ -18,7 +18,7 @@ import functools
 import gzip
 import math
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -53,22 +53,113 @@ EXTERNAL_ENTITY = (
 )
 
 
-@functools.lru_cache(maxsize=4)
-def gzip_bomb(inflated: int = 1 << 30, member: int = 64 << 20) -> bytes:
-    """``inflated`` zero bytes gzip-compressed to about 1/1000: 1 GiB in ~1 MB.
+MIB = 1 << 20
+
+
+def _compressed(fill: bytes, size: int, wbits: int) -> bytes:
+    """``size`` bytes of ``fill`` compressed a MiB at a time (never materialised whole)."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, wbits)
+    block = fill * MIB
+    parts = []
+    for offset in range(0, size, MIB):
+        parts.append(compressor.compress(block[: min(MIB, size - offset)]))
+    parts.append(compressor.flush())
+    return b"".join(parts)
+
+
+@functools.lru_cache(maxsize=8)
+def gzip_bomb(
+    inflated: int = 1 << 30, member: int = 64 << 20, prefix: bytes = b"", fill: bytes = b"\0"
+) -> bytes:
+    """``prefix`` then ``fill`` up to ``inflated`` bytes, gzip-compressed to about 1/1000: 1 GiB in ~1 MB.
 
     Built from concatenated gzip members (RFC 1952 allows several; HTTP clients inflate them
     all), so that making a 1 GiB bomb costs one 64 MiB compression instead of a 1 GiB one.
+    With ``prefix`` an XML or JSON opening and ``fill`` whitespace, the inflated body stays
+    well-formed as far as it goes, so only a byte cap stops it (not a parse error).
     """
-    count, rest = divmod(inflated, member)
-    body = gzip.compress(bytes(member), 9) * count
-    return body + (gzip.compress(bytes(rest), 9) if rest else b"")
+    count, rest = divmod(inflated - len(prefix), member)
+    head = gzip.compress(prefix, 9) if prefix else b""
+    body = _compressed(fill, member, 31) * count
+    return head + body + (_compressed(fill, rest, 31) if rest else b"")
 
 
 @functools.lru_cache(maxsize=4)
 def deflate_bomb(inflated: int = 64 << 20) -> bytes:
     """``inflated`` zero bytes as one zlib stream (HTTP ``Content-Encoding: deflate``)."""
-    return zlib.compress(bytes(inflated), 9)
+    return _compressed(b"\0", inflated, 15)
+
+
+_XML_HEAD = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n'
+    b'<Publication_MarketDocument xmlns="urn:iec62325.351:tc57wg16:451-3:publicationdocument:7:3">'
+    b"<mRID>hostile</mRID><TimeSeries><curveType>A01</curveType><Period><timeInterval>"
+    b"<start>2025-11-20T23:00Z</start><end>2025-11-21T23:00Z</end></timeInterval>"
+    b"<resolution>PT15M</resolution>"
+)
+
+
+def _repeat(unit: bytes, total: int, chunk: int = MIB) -> Iterator[bytes]:
+    """``unit`` repeated to ``total`` bytes, in chunks of about ``chunk``."""
+    block = unit * max(1, chunk // len(unit))
+    sent = 0
+    while sent < total:
+        piece = block[: total - sent]
+        sent += len(piece)
+        yield piece
+
+
+def hostile_xml(kind: str) -> Iterator[bytes]:
+    """The body of a hostile ENTSO-E answer, generated chunk by chunk (never held whole).
+
+    - ``huge``: a 100 MB price document, its bulk in long ``mRID`` texts (few elements);
+    - ``tiny_elements``: 16 MiB of valid Points, one per ~70 bytes (under a 16 MiB byte cap);
+    - ``long_text``: one 15 MiB number in ``price.amount``;
+    - ``deep``: 16 MiB of nested elements;
+    - ``endless``: a document that never ends (bounded here at 4 GiB).
+    """
+    yield _XML_HEAD
+    if kind == "huge":
+        text = (
+            b"<Point><position>1</position><price.amount>1</price.amount><mRID>"
+            + b"x" * MIB
+            + b"</mRID></Point>"
+        )
+        yield from _repeat(text, 100 * MIB)
+        yield b"</Period></TimeSeries></Publication_MarketDocument>"
+    elif kind == "tiny_elements":
+        budget = 16 * MIB - 2048
+        position = 0
+        while budget > 0:
+            points = []
+            for _ in range(10_000):
+                position += 1
+                points.append(f"<Point><position>{position}</position><price.amount>1</price.amount></Point>")
+            piece = "".join(points).encode()[:budget]
+            budget -= len(piece)
+            yield piece
+    elif kind == "long_text":
+        yield b"<Point><position>1</position><price.amount>"
+        yield from _repeat(b"1", 15 * MIB)
+        yield b"</price.amount></Point></Period></TimeSeries></Publication_MarketDocument>"
+    elif kind == "deep":
+        yield from _repeat(b"<a>", 16 * MIB)
+    elif kind == "endless":
+        yield from _repeat(b"<!-- more -->", 4096 * MIB)
+    else:
+        raise ValueError(f"unknown hostile document {kind!r}")
+
+
+def hostile_json(kind: str) -> Iterator[bytes]:
+    """The body of a hostile Energy-Charts answer: ``huge`` (100 MB of numbers), ``deep`` nesting."""
+    if kind == "huge":
+        yield b'{"unix_seconds": ['
+        yield from _repeat(b"1700000000,", 100 * MIB)
+        yield b'1], "price": []}'
+    elif kind == "deep":
+        yield from _repeat(b"[", 3 * MIB)
+    else:
+        raise ValueError(f"unknown hostile document {kind!r}")
 
 
 # --- curves ---------------------------------------------------------------------------------
@@ -289,6 +380,8 @@ def energy_charts_document(curve: Curve) -> dict[str, Any]:
 # --- fake servers ---------------------------------------------------------------------------
 
 FAULTS = ("401", "429", "503", "timeout", "empty", "ack", "malformed", "hostile")
+#: Faults that attack the client's memory: compression bombs and oversized or endless bodies.
+MEMORY_FAULTS = ("gzip_bomb", "huge", "tiny_elements", "long_text", "deep", "endless")
 
 
 @dataclass
@@ -310,8 +403,8 @@ class _FakeServer:
 
     def fail(self, fault: str, times: int = 1) -> None:
         """Answer the next ``times`` requests with ``fault`` (one of ``FAULTS``)."""
-        if fault not in FAULTS:
-            raise ValueError(f"unknown fault {fault!r}; one of {', '.join(FAULTS)}")
+        if fault not in FAULTS + MEMORY_FAULTS:
+            raise ValueError(f"unknown fault {fault!r}; one of {', '.join(FAULTS + MEMORY_FAULTS)}")
         self.faults.queue.extend([fault] * times)
 
     def app(self) -> web.Application:
@@ -333,6 +426,36 @@ class _FakeServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    async def _stream(
+        self, request: web.Request, chunks: Iterator[bytes], content_type: str, encoding: str | None = None
+    ) -> web.StreamResponse:
+        """A chunked answer written as the client reads it; stops when the client goes away."""
+        headers = {"Content-Type": content_type, **({"Content-Encoding": encoding} if encoding else {})}
+        response = web.StreamResponse(headers=headers)
+        await response.prepare(request)
+        try:
+            for chunk in chunks:
+                await response.write(chunk)
+        except (ConnectionError, asyncio.CancelledError):
+            # The client refused the rest, as it should; nothing more to send.
+            return response
+        await response.write_eof()
+        return response
+
+    async def _memory_fault(
+        self, request: web.Request, fault: str | None, json_body: bool
+    ) -> web.StreamResponse | None:
+        if fault not in MEMORY_FAULTS:
+            return None
+        content_type = "application/json" if json_body else "application/xml"
+        if fault == "gzip_bomb":
+            prefix = b'{"unix_seconds": [' if json_body else _XML_HEAD
+            bomb = gzip_bomb(1 << 30, 64 << 20, prefix, b" ")
+            return web.Response(body=bomb, headers={"Content-Type": content_type, "Content-Encoding": "gzip"})
+        kind = fault if not json_body or fault in ("huge", "deep") else "huge"
+        chunks = hostile_json(kind) if json_body else hostile_xml(kind)
+        return await self._stream(request, chunks, content_type)
 
     async def _common_fault(self, fault: str | None) -> web.Response | None:
         if fault == "429":
@@ -377,7 +500,7 @@ class FakeEntsoe(_FakeServer):
         app.router.add_get("/api", self.handle)
         return app
 
-    async def handle(self, request: web.Request) -> web.Response:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
         query = dict(request.query)
         self.requests.append({k: v for k, v in query.items() if k != "securityToken"})
         fault = self.faults.next()
@@ -388,6 +511,9 @@ class FakeEntsoe(_FakeServer):
         response = await self._common_fault(fault)
         if response is not None:
             return response
+        hostile = await self._memory_fault(request, fault, json_body=False)
+        if hostile is not None:
+            return hostile
         xml = "application/xml"
         if fault == "ack":
             return web.Response(status=200, body=acknowledgement_document(), content_type=xml)
@@ -448,7 +574,7 @@ class FakeEnergyCharts(_FakeServer):
         app.router.add_get("/price", self.handle)
         return app
 
-    async def handle(self, request: web.Request) -> web.Response:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
         query = dict(request.query)
         self.requests.append(query)
         fault = self.faults.next()
@@ -457,6 +583,9 @@ class FakeEnergyCharts(_FakeServer):
         response = await self._common_fault(fault)
         if response is not None:
             return response
+        hostile = await self._memory_fault(request, fault, json_body=True)
+        if hostile is not None:
+            return hostile
         if fault in ("malformed", "hostile"):
             return web.Response(status=200, text='{"unix_seconds": [1, 2', content_type="application/json")
         curve = self.curves.get(query.get("bzn", ""))
@@ -524,3 +653,70 @@ async def market_component(ctx: Any) -> None:
         "url": f"http://{address}/api/v1/curve?area={DEMO_AREA}",
         "market": market,
     }
+
+
+# --- memory attacks, measured -----------------------------------------------------------------
+
+
+def _peak_rss_mib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+async def attack(fault: str, provider: str = "entsoe") -> dict[str, Any]:
+    """One fetch of a day from a fake server answering ``fault``, and this process's peak RSS.
+
+    The server runs in this process too and streams its bodies, so the peak covers both sides.
+    """
+    from powerplane.exporters.market.energycharts import EnergyChartsProvider
+    from powerplane.exporters.market.entsoe import EntsoeProvider
+    from powerplane.exporters.market.provider import ProviderError
+    from powerplane.exporters.runtime import Secret
+
+    day = date(2025, 11, 21)
+    curves = {"DE-LU": day_curve("DE-LU", day)}
+    fake: _FakeServer = (
+        FakeEntsoe("attack-token", curves) if provider == "entsoe" else FakeEnergyCharts(curves)
+    )
+    if fault == "gzip_bomb":  # made before the baseline: building the bomb is not the client's cost
+        gzip_bomb(1 << 30, 64 << 20, b'{"unix_seconds": [' if provider != "entsoe" else _XML_HEAD, b" ")
+    await fake.start()
+    client: EntsoeProvider | EnergyChartsProvider
+    if provider == "entsoe":
+        client = EntsoeProvider("entsoe", Secret("attack", "attack-token"), fake.url + "/api", 120.0)
+    else:
+        client = EnergyChartsProvider("energy_charts", fake.url + "/price", 120.0)
+    baseline = _peak_rss_mib()
+    fake.fail(fault)
+    result: dict[str, Any] = {"fault": fault, "provider": provider, "reason": "none", "error": ""}
+    try:
+        await client.fetch("DE-LU", *day_bounds(day, area_timezone("DE-LU")))
+    except ProviderError as exc:
+        result.update(reason=exc.reason, error=str(exc))
+    finally:
+        await client.close()
+        await fake.stop()
+    result.update(baseline_rss_mib=round(baseline, 1), peak_rss_mib=round(_peak_rss_mib(), 1))
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m powerplane.lab.market attack FAULT [--provider entsoe|energy_charts]``."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog="python -m powerplane.lab.market")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("attack", help="fetch from a fake server answering a memory attack; print peak RSS")
+    run.add_argument("fault", choices=MEMORY_FAULTS)
+    run.add_argument("--provider", choices=("entsoe", "energy_charts"), default="entsoe")
+    args = parser.parse_args(argv)
+    result = asyncio.run(attack(args.fault, args.provider))
+    print(json.dumps({"error": result["error"]}))
+    print("RESULT " + " ".join(f"{k}={v}" for k, v in result.items() if k != "error"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -156,7 +156,7 @@ FETCH_ERRORS = MetricSpec(
     "powerplane_market_fetch_errors_total",
     "counter",
     "Failed fetches by provider and reason (auth, rate_limited, unavailable, http, timeout, connection, "
-    "malformed, no_data, sequence_missing, other); no_data counts polls before publication.",
+    "malformed, too_large, no_data, sequence_missing, other); no_data counts polls before publication.",
     ("area", "provider", "reason"),
 )
 LOAD = MetricSpec(
