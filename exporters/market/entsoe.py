@@ -30,17 +30,22 @@ laughs") and external entities are refused before anything is expanded.
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
 
-from ..runtime import Secret
+from ..runtime import Secret, log
 from ..runtime.http import BodyError, feed_body, read_body
+from .carbon import DEFAULT_MIN_COVERAGE, factor_table, intensity
 from .curve import Curve, Period, format_utc
 from .entsoe_xml import XmlDocument, XmlStream, parse_document
 from .provider import HttpProvider, LoadForecast, NotPublished, ProviderError
+
+logger = logging.getLogger("powerplane.market")
 
 DEFAULT_URL = "https://web-api.tp.entsoe.eu/api"
 
@@ -279,6 +284,32 @@ def parse_load(body: bytes | XmlDocument, area: str, what: str = "entsoe A65") -
     return LoadForecast(area, tuple(points[k] for k in sorted(points)))
 
 
+#: The key of generation without a production type (a TimeSeries lacking MktPSRType).
+UNTYPED = "untyped"
+
+
+def parse_generation(body: bytes | XmlDocument, area: str, what: str = "entsoe A75") -> dict[str, Curve]:
+    """An A75 (actual generation per production type) document → MW per period, by psrType.
+
+    Consumption series (pumped storage pumping, batteries charging: an ``outBiddingZone``
+    without an ``inBiddingZone``) are not generation and are left out.  A series without a
+    production type is kept under ``UNTYPED``: it is generation whose emissions are unknown.
+    Several series of one type (a span split by the platform, two resolutions) are merged, the
+    finest resolution winning where they overlap.
+    """
+    doc = _document(body, what, "quantity")
+    _check_kind(doc, "GL_MarketDocument", what)
+    by_type: dict[str, list[_Series]] = {}
+    for s in _series(doc, "quantity", what):
+        if not s.consumption:
+            by_type.setdefault((s.psr_type or UNTYPED)[:8], []).append(s)
+    generation = {code: _layers(series, area, code, what) for code, series in sorted(by_type.items())}
+    generation = {code: curve for code, curve in generation.items() if curve}
+    if not generation:
+        raise NotPublished(f"{what}: document without generation points")
+    return generation
+
+
 def _stamp(instant: datetime) -> str:
     return instant.astimezone(UTC).strftime("%Y%m%d%H%M")
 
@@ -374,3 +405,63 @@ class EntsoeProvider(HttpProvider):
             "quantity",
         )
         return parse_load(body, area, what)
+
+
+class EntsoeCarbonProvider(EntsoeProvider):
+    """Grid carbon intensity from ENTSO-E's actual generation per production type (A75, A16).
+
+    ``fetch`` answers a ``Curve`` of gCO2eq/kWh per period (see ``carbon.intensity``), so it
+    stands in the carbon feed's fallback chain like any other provider.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        token: Secret,
+        url: str = DEFAULT_URL,
+        timeout: float = 30.0,
+        eic: dict[str, str] | None = None,
+        factors: Mapping[str, float] | None = None,
+        min_coverage: float = DEFAULT_MIN_COVERAGE,
+    ) -> None:
+        super().__init__(name, token, url, timeout, None, eic)
+        self.factors = dict(factors) if factors is not None else factor_table()
+        self.min_coverage = min_coverage
+        self._reported: set[tuple[str, str]] = set()
+
+    async def fetch(self, area: str, start: datetime, end: datetime) -> Curve:
+        domain = self._domain(area)
+        what = f"{self.name} A75 {area} {format_utc(start)}..{format_utc(end)}"
+        doc = await self._query(
+            {
+                "documentType": "A75",
+                "processType": "A16",
+                "in_Domain": domain,
+                "periodStart": _stamp(start),
+                "periodEnd": _stamp(end),
+            },
+            what,
+            "quantity",
+        )
+        generation = parse_generation(doc, area, what)
+        try:
+            result = intensity(area, generation, self.factors, start, end, self.min_coverage, self.name)
+        except ProviderError as exc:
+            raise ProviderError(f"{what}: {exc}", exc.reason) from None
+        for code in result.unknown_types:
+            if (area, code) not in self._reported:  # once per area and code, not per fetch
+                self._reported.add((area, code))
+                log(
+                    logger,
+                    logging.WARNING,
+                    "production type without an emission factor",
+                    area=area,
+                    provider=self.name,
+                    psr_type=code,
+                )
+        if not result.curve:
+            raise NotPublished(
+                f"{what}: no period where generation with a known emission factor covers "
+                f"{self.min_coverage:.0%} of the total ({result.gaps} incomplete)"
+            )
+        return Curve(area, result.curve.periods, self.name, datetime.now(UTC))

@@ -31,6 +31,7 @@ REASONS = (
     "connection",
     "malformed",
     "too_large",
+    "stale",
     "no_data",
     "sequence_missing",
     "other",

@@ -84,9 +84,14 @@ def test_json_round_trip() -> None:
         "start": "2025-11-21T10:00:00Z",
         "end": "2025-11-21T10:15:00Z",
         "seconds": 900,
+        "value": 1.5,
         "price": 1.5,
         "local_start": "2025-11-21T11:00:00+01:00",
     }
+    assert Curve.from_json(doc) == curve
+    # A reader of any curve document: "value" alone is enough.
+    for period in doc["periods"]:
+        del period["price"]
     assert Curve.from_json(doc) == curve
     with pytest.raises(ValueError, match="missing or mistyped"):
         Curve.from_json({"area": "AT"})
