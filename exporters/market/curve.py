@@ -337,7 +337,7 @@ class Curve:
         try:
             area = str(doc["area"])
             periods = tuple(
-                Period(parse_instant(p["start"]), parse_instant(p["end"]), float(p.get("price", p["value"])))
+                Period(parse_instant(p["start"]), parse_instant(p["end"]), float(_value(p)))
                 for p in doc["periods"]
             )
             fetched = doc.get("fetched_at")
@@ -346,6 +346,11 @@ class Curve:
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"curve document: missing or mistyped field {exc}") from None
+
+
+def _value(period: Mapping[str, Any]) -> Any:
+    # Documents written before "value" existed carry only "price".
+    return period["price"] if "price" in period else period["value"]
 
 
 @dataclass(frozen=True)

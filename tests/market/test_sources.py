@@ -89,10 +89,10 @@ def test_json_round_trip() -> None:
         "local_start": "2025-11-21T11:00:00+01:00",
     }
     assert Curve.from_json(doc) == curve
-    # A reader of any curve document: "value" alone is enough.
-    for period in doc["periods"]:
-        del period["price"]
-    assert Curve.from_json(doc) == curve
+    # Either key alone is enough: "price" (documents before "value" existed) or "value".
+    for key in ("value", "price"):
+        alone = {**doc, "periods": [{k: v for k, v in p.items() if k != key} for p in doc["periods"]]}
+        assert Curve.from_json(alone) == curve
     with pytest.raises(ValueError, match="missing or mistyped"):
         Curve.from_json({"area": "AT"})
 
