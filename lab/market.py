@@ -936,6 +936,7 @@ async def market_component(ctx: Any) -> None:
     await market.refresh_all()
     market.ensure_running()
     address = await ctx.serve(server, "Market exporter")
+    ctx.urls.append(("Carbon curve", f"http://{address}/api/v1/curve?area={DEMO_AREA}&series=carbon"))
     ctx.scrape_configs.append({"job_name": "powerplane-market", "static_configs": [{"targets": [address]}]})
     ctx.shared["market"] = {
         "area": DEMO_AREA,
