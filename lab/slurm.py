@@ -110,7 +110,7 @@ class SlurmCluster:
 
     def _write_config(self) -> None:
         w = self.workdir
-        for sub in ("state", "spool", "log", "dev", "munge"):
+        for sub in ("state", "log", "dev", "munge"):
             (w / sub).mkdir(parents=True, exist_ok=True)
         lines = [
             f"ClusterName={self.cluster_name}",
@@ -122,7 +122,8 @@ class SlurmCluster:
             "CredType=cred/munge",
             f"AuthInfo=socket={self.munge_socket}",
             f"StateSaveLocation={w / 'state'}",
-            f"SlurmdSpoolDir={w / 'spool'}/%n",
+            # Job scripts run as their users from the spool: it lives where every user can enter.
+            f"SlurmdSpoolDir={self.sockdir / 'spool'}/%n",
             f"SlurmctldPidFile={w / 'slurmctld.pid'}",
             f"SlurmdPidFile={w / 'slurmd-%n.pid'}",
             f"SlurmctldLogFile={w / 'log' / 'slurmctld.log'}",
@@ -165,7 +166,7 @@ class SlurmCluster:
                     files.append(str(dev))
                 gres.append(f"NodeName={n.name} Name=gpu Type={n.gpu_type} File={','.join(files)}")
             lines.append(line)
-            (w / "spool" / n.name).mkdir(parents=True, exist_ok=True)
+            (self.sockdir / "spool" / n.name).mkdir(parents=True, exist_ok=True)
         for i, (name, members) in enumerate(self.partitions.items()):
             default = "YES" if i == 0 else "NO"
             lines.append(
@@ -338,7 +339,7 @@ class SlurmCluster:
         self.run("scontrol", "update", f"nodename={node}", "state=resume")
 
     def reserve(
-        self, name: str, nodes: str, start: str = "now+2hours", minutes: int = 120, flags: str = "maint"
+        self, name: str, nodes: str, start: str = "now+2hours", minutes: int = 120, flags: str = "maint,ignore_jobs"
     ) -> None:
         argv = ["scontrol", "create", "reservation", f"reservationname={name}", f"starttime={start}"]
         self.run(*argv, f"duration={minutes}", f"nodes={nodes}", "users=root", f"flags={flags}")
