@@ -37,6 +37,8 @@ from .model import (
 from .sources import DIAG, JOBS, NODES, PARTITIONS, PING, RESERVATIONS, Endpoint, Listing, Meta, Snapshots
 
 _AIOT = ("allocated", "idle", "other", "total")
+#: Seconds before the scrape deadline at which a collector stops waiting and renders what it has.
+DEADLINE_MARGIN = 0.05
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
@@ -60,20 +62,24 @@ class SlurmCollector(Collector[Fetched]):
         self.snapshots = snapshots
 
     async def fetch(self, deadline: Deadline) -> Fetched | Partial[Fetched]:
-        results = await asyncio.gather(
-            *(self.snapshots.get(e) for e in self.endpoints), return_exceptions=True
-        )
+        tasks = [asyncio.ensure_future(self.snapshots.get(e)) for e in self.endpoints]
+        # Stop waiting just before the scrape's deadline so that what did arrive (and up 0) is
+        # still rendered; a fetch still running goes on for the next scrape (Snapshots shields it).
+        _done, late = await asyncio.wait(tasks, timeout=max(0.0, deadline.remaining() - DEADLINE_MARGIN))
+        for task in late:
+            task.cancel()
         listings: dict[str, Listing[Any] | None] = {}
         errors: list[str] = []
-        for endpoint, result in zip(self.endpoints, results, strict=True):
-            if isinstance(result, BaseException):
-                if isinstance(result, asyncio.CancelledError):
-                    raise result
-                errors.append(_cause(endpoint, result))
-                listings[endpoint.name] = None
+        for endpoint, task in zip(self.endpoints, tasks, strict=True):
+            listings[endpoint.name] = None
+            if task in late:
+                errors.append(f"{endpoint.name}: no answer before the scrape deadline")
+            elif task.exception() is not None:
+                errors.append(_cause(endpoint, task.exception()))  # type: ignore[arg-type]
             else:
-                listings[endpoint.name] = result
-                errors.extend(result.errors)
+                listing = task.result()
+                listings[endpoint.name] = listing
+                errors.extend(listing.errors)
         fetched = Fetched(listings)
         if all(v is None for v in listings.values()) and not self.render_on_failure:
             raise CollectorError("; ".join(errors))

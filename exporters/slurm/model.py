@@ -189,6 +189,7 @@ def node_state(states: frozenset[str]) -> str:
 
 # --- GRES --------------------------------------------------------------------------------------
 
+_DIGITS = re.compile(r"[0-9]+")  # not \d: that takes any script's digits, which int() refuses
 _GRES_SPLIT = re.compile(r",(?![^()]*\))")
 _IDX = re.compile(r"\(IDX:([^)]*)\)")
 
@@ -230,7 +231,7 @@ def parse_gres(value: str, where: str = "gres") -> list[Gres]:
 
 
 def _is_count(part: str) -> bool:
-    return bool(re.fullmatch(r"\d+[KMGT]?", part))
+    return bool(re.fullmatch(r"[0-9]+[KMGT]?", part))
 
 
 def _count(part: str, where: str) -> int:
@@ -248,7 +249,7 @@ def parse_ranges(value: str, where: str = "IDX") -> tuple[int, ...]:
     out: list[int] = []
     for part in value.split(","):
         lo, sep, hi = part.partition("-")
-        if not lo.isdigit() or (sep and not hi.isdigit()):
+        if not _DIGITS.fullmatch(lo) or (sep and not _DIGITS.fullmatch(hi)):
             raise FieldError(f"{where}: cannot read index range {_short(value)}")
         first, last = int(lo), int(hi) if sep else int(lo)
         if last < first or last - first + len(out) >= 4096:
@@ -285,6 +286,11 @@ class Node:
     @property
     def available(self) -> bool:
         return self.state not in UNAVAILABLE
+
+
+#: The node fields read (tests feed records of any shape built from them).
+NODE_FIELDS = ("name", "state", "state_flags", "effective_cpus", "cpus", "partitions", "alloc_cpus",
+               "real_memory", "alloc_memory", "gres", "gres_used", "reason", "reason_changed_at")  # fmt: skip
 
 
 def parse_node(record: Mapping[str, Any]) -> Node:

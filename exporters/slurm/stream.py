@@ -97,6 +97,8 @@ class _Reader:
                 self._check_size(start_read)
                 await self._grow()
                 continue
+            if end - self.pos > self.max_value_bytes:
+                raise StreamError(f"a value larger than {self.max_value_bytes} bytes")
             self.pos = end
             return value
 
@@ -106,7 +108,7 @@ class _Reader:
 
     async def _grow(self) -> None:
         # Read until the pending text has doubled, so retrying a long value stays linear.
-        target = max(2 * (len(self.buf) - self.pos), _CHUNK)
+        target = min(max(2 * (len(self.buf) - self.pos), _CHUNK), self.max_value_bytes + 1)
         await self.more()
         while not self.eof and len(self.buf) - self.pos < target:
             await self.more()
@@ -139,6 +141,8 @@ async def read_document(
             members[key] = await reader.value()
         sep = await reader.peek()
         reader.pos += 1
+        if sep == "":
+            raise StreamError("document ends early")
         if sep == "}":
             break
         if sep != ",":
@@ -156,6 +160,8 @@ async def _elements(reader: _Reader, callback: Callable[[Any], None]) -> None:
         callback(await reader.value())
         sep = await reader.peek()
         reader.pos += 1
+        if sep == "":
+            raise StreamError("document ends early")
         if sep == "]":
             return
         if sep != ",":
