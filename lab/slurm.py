@@ -339,7 +339,12 @@ class SlurmCluster:
         self.run("scontrol", "update", f"nodename={node}", "state=resume")
 
     def reserve(
-        self, name: str, nodes: str, start: str = "now+2hours", minutes: int = 120, flags: str = "maint,ignore_jobs"
+        self,
+        name: str,
+        nodes: str,
+        start: str = "now+2hours",
+        minutes: int = 120,
+        flags: str = "maint,ignore_jobs",
     ) -> None:
         argv = ["scontrol", "create", "reservation", f"reservationname={name}", f"starttime={start}"]
         self.run(*argv, f"duration={minutes}", f"nodes={nodes}", "users=root", f"flags={flags}")
