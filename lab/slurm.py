@@ -393,6 +393,7 @@ def demo_jobs(cluster: SlurmCluster) -> list[str]:
         jobs.append(cluster.sbatch(*options, "--account=physics", user=REST_USER))
     jobs.append(cluster.sbatch("-p", "cpu", "-n", "6", "--mem=4000", "-J", "sim", "--account=chemistry"))
     jobs.append(cluster.sbatch("-p", "cpu", "-N", str(len(cluster.nodes)), "--exclusive", "-J", "wide"))
+    cluster.reserve("maint", cluster.nodes[-1].name, start="now+6hours", minutes=120)
     return jobs
 
 
@@ -421,4 +422,6 @@ async def slurm_component(ctx: DemoContext) -> None:
     address = await ctx.serve(make_server(KIND.load(path)), "Slurm exporter")
     if cluster.rest_binary:
         ctx.urls.append(("slurmrestd", cluster.rest_url + "/openapi/v3"))
-    ctx.scrape_configs.append({"job_name": "powerplane-slurm", "static_configs": [{"targets": [address]}]})
+    # The cluster label comes from the Prometheus side (one exporter per Slurm cluster).
+    target = {"targets": [address], "labels": {"cluster": "demo"}}
+    ctx.scrape_configs.append({"job_name": "powerplane-slurm", "static_configs": [target]})
