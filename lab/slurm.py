@@ -394,6 +394,8 @@ def demo_jobs(cluster: SlurmCluster) -> list[str]:
     jobs.append(cluster.sbatch("-p", "cpu", "-n", "6", "--mem=4000", "-J", "sim", "--account=chemistry"))
     jobs.append(cluster.sbatch("-p", "cpu", "-N", str(len(cluster.nodes)), "--exclusive", "-J", "wide"))
     cluster.reserve("maint", cluster.nodes[-1].name, start="now+6hours", minutes=120)
+    # One node draining (its job runs on), so the status board's drained-node table has a row.
+    cluster.drain(cluster.nodes[-1].name, "demo: fan replaced, burn-in pending")
     return jobs
 
 
