@@ -23,6 +23,7 @@ from powerplane.rulegen.config import RulesConfig
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 TAG = "powerplane"
 
+
 def thresholds(c: RulesConfig) -> dict[str, tuple[float, ...]]:
     """Panel thresholds from the rules' settings, so a panel turns orange or red where an alert fires."""
     return {

@@ -18,7 +18,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from powerplane.exporters.gpu import dcgm, make_server
+from powerplane.exporters.gpu import dcgm
+from powerplane.exporters.gpu.config import GpuOptions
+from powerplane.exporters.gpu.exporter import make_server
 from powerplane.exporters.gpu.podresources import DeviceAssignment, decode_list_response, encode_list_response
 from powerplane.lab.fakenvml import FakeGpu, FakeNvml, MigDevice
 from powerplane.lab.kubelet import FakePodResources
@@ -29,9 +31,10 @@ Samples = dict[str, dict[tuple[tuple[str, str], ...], float]]
 
 
 @contextlib.asynccontextmanager
-async def exporter(**kwargs: Any) -> AsyncIterator[Any]:
-    kwargs.setdefault("pod_resources_socket", None)
-    server = make_server(**kwargs)
+async def exporter(hostname: str | None = None, **options: Any) -> AsyncIterator[Any]:
+    options.setdefault("pod_resources_socket", "")
+    options.setdefault("job_mapping_dir", "")
+    server = make_server(GpuOptions(**options), hostname=hostname)
     host, port = await server.start("127.0.0.1", 0)
     async with aiohttp.ClientSession() as session:
 
@@ -281,7 +284,7 @@ async def test_job_info_from_the_mapping_directory(tmp_path: Path) -> None:
     (jobs / "0").write_text("4242\n4243\n\n")
     (jobs / "1").write_text("  slurm-77  \n")
     (jobs / ".1.swp").write_text("ignored")
-    async with exporter(job_mapping_dir=jobs, namings=("powerplane", "dcgm")) as server:
+    async with exporter(job_mapping_dir=str(jobs), namings=("powerplane", "dcgm")) as server:
         text, s = await server.scrape()
         assert success(s, "jobs") == 1
         rows = {(dict(k)["gpu"], dict(k)["hpc_job"]) for k in s["powerplane_gpu_job_info"]}
@@ -340,7 +343,7 @@ async def test_dcgm_naming_profile(tmp_path: Path) -> None:
 
 def test_bad_naming_is_refused() -> None:
     with pytest.raises(ValueError, match="naming"):
-        make_server(namings=("nvidia-smi",))
+        GpuOptions(namings=("nvidia-smi",))
 
 
 def test_pod_resources_round_trip() -> None:
