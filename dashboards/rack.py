@@ -20,7 +20,7 @@ from .common import (
 UID = "powerplane-rack"
 R = 'rack=~"$rack"'
 #: PDU series carry only ``pdu``: the inventory's PDU info puts them in a rack.
-IN_RACK = f"* on(pdu) group_left(rack) powerplane_pdu_info{{{R}}}"
+IN_RACK = f"* on(pdu) group_left(rack) powerplane_inventory_pdu_info{{{R}}}"
 #: A cooler serves several racks: keep the coolers serving a selected rack.
 COOLS_RACK = f"and on(cooler) powerplane_cooler_rack_info{{{R}}}"
 
@@ -52,7 +52,7 @@ def build() -> g.Dashboard:
             "PDU power and rating",
             [
                 (f"powerplane_pdu_power_watts {IN_RACK}", "{{pdu}}"),
-                (f"powerplane_pdu_rated_power_watts {IN_RACK}", "{{pdu}} rating"),
+                (f"powerplane_inventory_pdu_rated_power_watts {IN_RACK}", "{{pdu}} rating"),
             ],
             "watt",
         ),
@@ -61,7 +61,7 @@ def build() -> g.Dashboard:
             [
                 (
                     f"powerplane_pdu_phase_current_amperes / on(pdu) group_left() "
-                    f"powerplane_pdu_phase_rated_current_amperes {IN_RACK}",
+                    f"powerplane_inventory_pdu_phase_rated_current_amperes {IN_RACK}",
                     "{{pdu}} phase {{phase}}",
                 ),
             ],

@@ -131,7 +131,9 @@ async def test_exporter_serves_info_metrics_and_keeps_last_good_on_bad_reload(tm
             assert value(samples, "powerplane_node_gpus", node="gpu-a01-02") == 8
             assert value(samples, "powerplane_cooler_rack_info", cooler="irc-a01", rack="a02") == 1
             assert value(samples, "powerplane_cluster_info", cluster="hpc-1") == 1
-            assert value(samples, "powerplane_pdu_phase_rated_current_amperes", pdu="pdu-a02-l") == 32
+            assert (
+                value(samples, "powerplane_inventory_pdu_phase_rated_current_amperes", pdu="pdu-a02-l") == 32
+            )
             assert value(samples, "powerplane_scrape_collector_success", collector="inventory") == 1
 
             path.write_text("clusters: [{name: x}]\nnodes: [{name: n, rack: missing}]\n")
@@ -176,14 +178,18 @@ def test_file_sd_groups_carry_site_labels_and_probe_params(tmp_path: Path) -> No
 
 def test_cli_sd_and_check_config(tmp_path: Path) -> None:
     runner = CliRunner()
-    result = runner.invoke(main, ["inventory", "sd", "--file", str(EXAMPLE), "--out", str(tmp_path / "sd")])
+    result = runner.invoke(main, ["inventory", "sd", "--config", str(EXAMPLE), "--out", str(tmp_path / "sd")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "sd" / "redfish.json").exists()
+    # --file, the former spelling, still works.
+    result = runner.invoke(main, ["inventory", "sd", "--file", str(EXAMPLE), "--out", str(tmp_path / "sd2")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "sd2" / "redfish.json").read_text() == (tmp_path / "sd" / "redfish.json").read_text()
     bad = tmp_path / "bad.yaml"
     bad.write_text("clusters: [{name: c}]\nracks: [{name: r, row: nope}]\n")
-    result = runner.invoke(main, ["inventory", "sd", "--file", str(bad), "--out", str(tmp_path / "x")])
+    result = runner.invoke(main, ["inventory", "sd", "--config", str(bad), "--out", str(tmp_path / "x")])
     assert result.exit_code != 0 and "unknown row 'nope'" in result.output
     result = runner.invoke(main, ["check-config", "--kind", "inventory", str(EXAMPLE)])
     assert result.exit_code == 0 and "valid inventory config" in result.output
     result = runner.invoke(main, ["exporter", "inventory", "--help"])
-    assert result.exit_code == 0 and "--file" in result.output
+    assert result.exit_code == 0 and "--config" in result.output

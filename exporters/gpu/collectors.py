@@ -278,12 +278,12 @@ def render_powerplane(r: GpuReading) -> Iterable[Metric]:
             family.add_metric(labels, float(value))
             yield family
     temps = TEMPERATURE.family()
-    for sensor, value in (("gpu", r.gpu_temp), ("memory", r.memory_temp)):
+    for sensor, value in zip(TEMPERATURE.values["sensor"], (r.gpu_temp, r.memory_temp), strict=True):
         if value is not None:
             temps.add_metric([*labels, sensor], value)
     yield temps
     limits = POWER_LIMIT.family()
-    for kind in ("current", "enforced", "default", "min", "max"):
+    for kind in POWER_LIMIT.values["kind"]:
         if kind in r.limits:
             limits.add_metric([*labels, kind], r.limits[kind])
     yield limits

@@ -37,6 +37,7 @@ TEMPERATURE = MetricSpec(
     "gauge",
     "Temperature by sensor: gpu (the die) or memory (HBM; absent on GDDR boards).",
     (*_GPU, "sensor"),
+    values={"sensor": ("gpu", "memory")},
 )
 MEMORY_USED = MetricSpec("powerplane_gpu_memory_used_bytes", "gauge", "Frame buffer memory in use.", _GPU)
 MEMORY_TOTAL = MetricSpec("powerplane_gpu_memory_total_bytes", "gauge", "Frame buffer memory size.", _GPU)
@@ -60,12 +61,14 @@ POWER_LIMIT = MetricSpec(
     "Power limits by kind: current (set by the administrator), enforced (the effective one), "
     "default, min and max (the range a new limit must fall in).",
     (*_GPU, "kind"),
+    values={"kind": ("current", "enforced", "default", "min", "max")},
 )
 CLOCK_EVENT = MetricSpec(
     "powerplane_gpu_clock_event_active",
     "gauge",
     "Whether a reason for holding clocks down (formerly throttle reason) is active (1) or not (0).",
     (*_GPU, "reason"),
+    values={"reason": tuple(reason for _bit, reason in CLOCK_EVENT_REASONS)},
 )
 XID = MetricSpec(
     "powerplane_gpu_xid_errors_total",
@@ -78,6 +81,7 @@ ECC = MetricSpec(
     "counter",
     "ECC errors over the GPU's lifetime (aggregate counters) by type: corrected or uncorrected.",
     (*_GPU, "type"),
+    values={"type": ("corrected", "uncorrected")},
 )
 PCIE_REPLAYS = MetricSpec(
     "powerplane_gpu_pcie_replays_total", "counter", "PCIe replays (link-level retries).", _GPU
@@ -104,12 +108,14 @@ POD_INFO = MetricSpec(
     "A container holding the GPU (or one of its MIG instances: gpu_instance), from the kubelet "
     "pod-resources API; join it to GPU series on gpu and uuid.",
     ("gpu", "uuid", "gpu_instance", "namespace", "pod", "container"),
+    source="kubelet pod-resources",
 )
 JOB_INFO = MetricSpec(
     "powerplane_gpu_job_info",
     "info",
     "An HPC job running on the GPU, from the job mapping directory; join it on gpu and uuid.",
     ("gpu", "uuid", "hpc_job"),
+    source="HPC job mapping files",
 )
 METRICS = (
     INFO,

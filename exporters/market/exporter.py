@@ -148,7 +148,7 @@ TOMORROW = MetricSpec(
 )
 SOURCE = MetricSpec(
     "powerplane_market_source_info",
-    "gauge",
+    "info",
     "The provider the curve in use came from, constant 1.",
     ("area", "provider"),
 )
