@@ -20,10 +20,9 @@ from powerplane.cli import main
 from powerplane.components import all_specs
 from powerplane.dashboards import build, common, queries
 from powerplane.rulegen.config import RulesConfig
+from tests.conftest import require_binary
 
-from .conftest import require_binary
-
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 RULES_DIR = ROOT / "rules"
 
 #: Names the dashboards use that are not declared on main yet (an exporter, rule or the controller
