@@ -25,8 +25,7 @@ IN_RACK = f"* on(pdu) group_left(rack) powerplane_inventory_pdu_info{{{R}}}"
 COOLS_RACK = f"and on(cooler) powerplane_cooler_rack_info{{{R}}}"
 
 
-def build() -> g.Dashboard:
-    layout = Layout()
+def _rack_power(layout: Layout) -> None:
     layout.row("Rack power").add(
         timeseries(
             "Rack power and budget",
@@ -47,6 +46,9 @@ def build() -> g.Dashboard:
             w=8,
         ),
     )
+
+
+def _pdus(layout: Layout) -> None:
     layout.row("PDUs").add(
         timeseries(
             "PDU power and rating",
@@ -93,6 +95,9 @@ def build() -> g.Dashboard:
             thresholds=band(*THRESHOLDS["inlet_temperature_celsius"]),
         ),
     )
+
+
+def _cooling(layout: Layout) -> None:
     layout.row("Cooling").add(
         timeseries(
             "Cooler supply and rack inlet",
@@ -170,6 +175,13 @@ def build() -> g.Dashboard:
             h=8,
         ),
     )
+
+
+def build() -> g.Dashboard:
+    layout = Layout()
+    _rack_power(layout)
+    _pdus(layout)
+    _cooling(layout)
     return dashboard(
         UID,
         "Racks against their power budget; PDU, phase and outlet power; the in-row coolers serving them.",
