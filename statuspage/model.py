@@ -358,7 +358,11 @@ def system_document(
         "description": system.description,
         "sections": sections,
         "login_nodes": logins,
-        "login_summary": {"up": sum(1 for n in logins if n["up"]), "total": len(logins)},
+        "login_summary": {
+            "up": sum(1 for n in logins if n["up"]),
+            "known": sum(1 for n in logins if n["up"] is not None),
+            "total": len(logins),
+        },
         "partitions": partitions,
         "filesystems": filesystems,
         "outages": [e for e in events if system.name in e["systems"]],

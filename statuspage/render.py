@@ -98,7 +98,7 @@ def environment(config: StatusPageConfig) -> jinja2.Environment:
         tz_name=config.timezone,
         status_text=lambda s: STATUS_TEXT.get(s, s),
         fs_text=lambda s: FS_TEXT.get(s, s),
-        percent=lambda v: f"{v * 100:.0f} %",
+        percent=lambda v: f"{v * 100:.0f}\u00a0%",
         size=lambda v: _scaled(v, ((1 << 50, "PiB"), (1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"))),
         watts=lambda v: _scaled(v, ((1e6, "MW"), (1e3, "kW"), (1.0, "W"))),
         energy=lambda v: _scaled(v, ((3.6e12, "GWh"), (3.6e9, "MWh"), (3.6e6, "kWh"))),

@@ -5,6 +5,8 @@
   const app = document.getElementById("app");
   if (!app || !window.fetch) return;
   const seconds = Number(document.body.dataset.refresh) || 300;
+  // The head's links are relative to the first URL; pin them before the path changes.
+  for (const link of document.querySelectorAll("head link[href]")) link.href = link.href;
   const format = new Intl.DateTimeFormat(undefined, {
     weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit", timeZoneName: "short",
   });

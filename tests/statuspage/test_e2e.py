@@ -70,7 +70,7 @@ def test_the_system_tab_shows_the_known_states(served: Served) -> None:
     assert "1 of 2 up" in soup.select_one("#availability caption").get_text()
     # Utilisation and the pending queue; users are counted, never named.
     gpu = row(soup, "utilisation", "gpu")
-    assert gpu[:3] == ["78 % 78 %", "70 % 70 %", "60 % 60 %"]
+    assert gpu[:3] == ["78\u00a0% 78\u00a0%", "70\u00a0% 70\u00a0%", "60\u00a0% 60\u00a0%"]
     assert gpu[3:] == ["6", "37", "3"]
     assert row(soup, "utilisation", "cpu")[3:] == ["10", "0", "1"]
     meter = soup.select_one('#utilisation tr[data-partition="gpu"] meter')
