@@ -15,6 +15,7 @@ are sent on their own from then on, so one broken query costs its own section on
 from __future__ import annotations
 
 import asyncio
+import base64
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -104,12 +105,10 @@ class _Client:
         headers = {"Accept": "application/json", "User-Agent": "powerplane-status-page"}
         if self.config.bearer_token is not None:
             headers["Authorization"] = f"Bearer {self.config.bearer_token.reveal()}"
+        elif self.config.username is not None and self.config.password is not None:
+            pair = f"{self.config.username}:{self.config.password.reveal()}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
         return headers
-
-    def _auth(self) -> aiohttp.BasicAuth | None:
-        if self.config.username is None or self.config.password is None:
-            return None
-        return aiohttp.BasicAuth(self.config.username, self.config.password.reveal())
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -118,7 +117,6 @@ class _Client:
                 connector=connector,
                 timeout=aiohttp.ClientTimeout(total=self.config.timeout_seconds),
                 headers=self._headers(),
-                auth=self._auth(),
             )
         return self._session
 
