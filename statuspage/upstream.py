@@ -1,6 +1,6 @@
 """The page's upstreams: Prometheus (instant queries, batched into one request) and Alertmanager (v2).
 
-Every answer is read with a byte cap enforced while reading (``read_bounded``), parsed strictly,
+Every answer is read with a byte cap enforced while reading (the runtime's ``read_body``), parsed strictly,
 and refused with an error naming the upstream and the field at fault.  Redirects are not
 followed (they would carry the credentials elsewhere); TLS verification is on unless the config
 opts out.
@@ -23,12 +23,12 @@ from datetime import datetime
 from typing import Any
 
 import aiohttp
-from yarl import URL
+
+from powerplane.exporters.runtime.http import BodyError, public_url, read_body
 
 from .config import AlertmanagerConfig, Upstream
 
 QUERY_LABEL = "powerplane_statuspage_query"
-CHUNK = 64 * 1024
 #: Individual queries sent at once when a batch is split up.
 SPLIT_CONCURRENCY = 4
 
@@ -56,32 +56,6 @@ class Alert:
     severity: str
     system: str | None
     starts_at: datetime | None
-
-
-def public_url(url: str | URL) -> str:
-    """``url`` for errors and logs: no userinfo, no query."""
-    try:
-        parsed = url if isinstance(url, URL) else URL(url)
-        return str(parsed.with_user(None).with_password(None).with_query(None).with_fragment(None))
-    except (ValueError, TypeError):
-        return "<unparseable URL>"
-
-
-async def read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes:
-    """The decompressed body, refused as soon as it passes ``limit`` bytes (never read whole)."""
-    where = public_url(response.url)
-    coding = response.headers.get("Content-Encoding", "identity").strip().lower()
-    if coding in ("", "identity") and response.content_length is not None and response.content_length > limit:
-        response.close()
-        raise UpstreamError(f"{where}: response body exceeds {limit} bytes")
-    buffer = bytearray()
-    while chunk := await response.content.read(CHUNK):
-        buffer.extend(chunk)
-        if len(buffer) > limit:
-            # Close rather than drain: the rest is never read.
-            response.close()
-            raise UpstreamError(f"{where}: response body exceeds {limit} bytes")
-    return bytes(buffer)
 
 
 def _short(value: Any, size: int = 60) -> str:
@@ -132,9 +106,9 @@ class _Client:
         self.requests += 1
         try:
             async with self.session().request(method, url, allow_redirects=False, **kwargs) as response:
-                body = await read_bounded(response, self.config.max_response_bytes)
+                body = await read_body(response, self.config.max_response_bytes)
                 status = response.status
-        except UpstreamError as exc:
+        except BodyError as exc:
             raise UpstreamError(f"{self.source} {exc}") from None
         except TimeoutError:
             raise UpstreamError(f"{where}: no answer within {self.config.timeout_seconds:g}s") from None

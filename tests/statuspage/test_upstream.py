@@ -225,7 +225,7 @@ async def test_bodies_are_bounded_while_read(fake: Fake) -> None:
     for handler in (endless, bomb, declared):
         fake.handler = handler
         prom = client(fake, max_response_bytes=1 << 20)
-        with pytest.raises(UpstreamError, match="exceeds 1048576 bytes"):
+        with pytest.raises(UpstreamError, match="exceeds the limit of 1 MiB"):
             await prom.query("up", 1.0)
         await prom.close()
 
