@@ -375,3 +375,30 @@ async def test_the_page_keeps_serving_whatever_the_upstreams_send(fake: Fake) ->
         }
     finally:
         await server.stop()
+
+
+async def test_the_web_config_guards_the_page(fake: Fake) -> None:
+    import base64
+
+    import bcrypt
+
+    from powerplane.exporters.runtime.webconfig import KIND as WEB
+
+    hashed = bcrypt.hashpw(b"viewer-pass", bcrypt.gensalt(rounds=4)).decode()
+    web_config = WEB.load_text(json.dumps({"basic_auth_users": {"viewer": hashed}}))
+    config = KIND.load_text(json.dumps({"prometheus": {"url": fake.url}, "systems": [{"name": "alpha"}]}))
+    server = StatusServer(StatusPage(config), web_config=web_config)
+    host, port = await server.start("127.0.0.1", 0)
+    good = "Basic " + base64.b64encode(b"viewer:viewer-pass").decode()
+    try:
+        async with aiohttp.ClientSession() as session:
+            for path in ("/", "/api/v1/status", "/static/style.css"):
+                async with session.get(f"http://{host}:{port}{path}") as response:
+                    assert response.status == 401, path
+                    assert "Content-Security-Policy" in response.headers
+                async with session.get(
+                    f"http://{host}:{port}{path}", headers={"Authorization": good}
+                ) as response:
+                    assert response.status == 200, path
+    finally:
+        await server.stop()
