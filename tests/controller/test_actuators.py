@@ -11,21 +11,12 @@ import pytest
 
 from powerplane.controller.actuators import Actuators, HostState, RaplActuator
 from powerplane.controller.policy import DomainCap
-from powerplane.lab.powercap import PowercapLab, amd_zen, intel_server
-
-
-def uw(lab: PowercapLab, dirname: str, n: int) -> int:
-    return int((lab.zone_dir(dirname) / f"constraint_{n}_power_limit_uw").read_text())
+from powerplane.lab.powercap import PowercapLab, amd_zen
+from tests.controller.conftest import FakeNvml, limit_uw
 
 
 def caps(watts: float | None, *domains: str) -> list[DomainCap]:
     return [DomainCap(d, "cpu", watts) for d in domains]
-
-
-@pytest.fixture
-def intel(tmp_path: Path) -> PowercapLab:
-    # 17 sockets: zones intel-rapl:a .. intel-rapl:10 are hexadecimal.
-    return PowercapLab(tmp_path / "sys", intel_server(sockets=17, tdp=250.0)).create()
 
 
 def test_long_term_only_by_name_readback_and_restore(intel: PowercapLab, tmp_path: Path) -> None:
@@ -41,29 +32,32 @@ def test_long_term_only_by_name_readback_and_restore(intel: PowercapLab, tmp_pat
         ("package-10", "applied", 180.0),
     ]
     for dirname in ("intel-rapl:0", "intel-rapl:a"):
-        assert uw(intel, dirname, 0) == 180_000_000  # long_term
-        assert uw(intel, dirname, 1) == 300_000_000  # short_term untouched
-        assert uw(intel, dirname, 2) == 500_000_000  # peak_power (PL4) never touched
-    assert uw(intel, "intel-rapl:1", 0) == 250_000_000  # a package not asked for
+        assert limit_uw(intel, dirname, 0) == 180_000_000  # long_term
+        assert limit_uw(intel, dirname, 1) == 300_000_000  # short_term untouched
+        assert limit_uw(intel, dirname, 2) == 500_000_000  # peak_power (PL4) never touched
+    assert limit_uw(intel, "intel-rapl:1", 0) == 250_000_000  # a package not asked for
     # The originals were recorded before the write.
     state = json.loads((tmp_path / "state.json").read_text())
     assert state["rapl"]["intel-rapl:a"] == {"long_term": 250_000_000, "short_term": 300_000_000}
 
     assert act.restore() == []
-    assert uw(intel, "intel-rapl:a", 0) == 250_000_000
+    assert limit_uw(intel, "intel-rapl:a", 0) == 250_000_000
     assert not (tmp_path / "state.json").exists()
 
 
 def test_short_term_optional_and_bounded(intel: PowercapLab, tmp_path: Path) -> None:
     act = Actuators(intel.root, tmp_path / "state.json", short_term_ratio=1.5)
     act.apply(caps(200.0, "package-0"), short_term=True)
-    assert uw(intel, "intel-rapl:0", 0) == 200_000_000
-    assert uw(intel, "intel-rapl:0", 1) == 300_000_000  # 1.5 * 200 = 300, within max 350
+    assert limit_uw(intel, "intel-rapl:0", 0) == 200_000_000
+    assert limit_uw(intel, "intel-rapl:0", 1) == 300_000_000  # 1.5 * 200 = 300, within max 350
     act.apply(caps(300.0, "package-0"), short_term=True)
-    assert uw(intel, "intel-rapl:0", 1) == 350_000_000  # bounded by its constraint max
-    assert uw(intel, "intel-rapl:0", 2) == 500_000_000
+    assert limit_uw(intel, "intel-rapl:0", 1) == 350_000_000  # bounded by its constraint max
+    assert limit_uw(intel, "intel-rapl:0", 2) == 500_000_000
     act.restore()
-    assert (uw(intel, "intel-rapl:0", 0), uw(intel, "intel-rapl:0", 1)) == (250_000_000, 300_000_000)
+    assert (limit_uw(intel, "intel-rapl:0", 0), limit_uw(intel, "intel-rapl:0", 1)) == (
+        250_000_000,
+        300_000_000,
+    )
 
 
 def test_release_restores_the_original_and_out_of_range_is_refused(
@@ -73,7 +67,7 @@ def test_release_restores_the_original_and_out_of_range_is_refused(
     assert act.apply(caps(None, "package-0"))[0].status == "unchanged"
     assert act.apply(caps(400.0, "package-0"))[0].status == "refused"  # above max 350
     assert act.apply(caps(-1.0, "package-0"))[0].status == "refused"
-    assert uw(intel, "intel-rapl:0", 0) == 250_000_000
+    assert limit_uw(intel, "intel-rapl:0", 0) == 250_000_000
     act.apply(caps(100.0, "package-0"))
     released = act.apply(caps(None, "package-0"))[0]
     assert (released.status, released.applied_watts) == ("released", 250.0)
@@ -86,7 +80,7 @@ def test_crash_recovery_restores_recorded_originals(intel: PowercapLab, tmp_path
     # not record 150 W as the original: it restores from the file first.
     second = Actuators(intel.root, tmp_path / "state.json")
     assert second.recover() == []
-    assert uw(intel, "intel-rapl:1", 0) == 250_000_000
+    assert limit_uw(intel, "intel-rapl:1", 0) == 250_000_000
     assert not (tmp_path / "state.json").exists()
     second.apply(caps(120.0, "package-1"))
     assert (
@@ -170,7 +164,7 @@ def test_dry_run_writes_nothing(intel: PowercapLab, tmp_path: Path) -> None:
     act = Actuators(intel.root, tmp_path / "state.json")
     result = act.apply(caps(100.0, "package-0"), dry_run=True)[0]
     assert result.status == "dry-run"
-    assert uw(intel, "intel-rapl:0", 0) == 250_000_000
+    assert limit_uw(intel, "intel-rapl:0", 0) == 250_000_000
     assert not (tmp_path / "state.json").exists()
 
 
@@ -182,47 +176,6 @@ def test_lab_power_follows_the_cap(intel: PowercapLab, tmp_path: Path) -> None:
 
 
 # --- NVML through a Python stand-in (the C fake NVML is used when it is available) ---------
-
-
-class FakeNvmlError(Exception):
-    def __init__(self, value: int) -> None:
-        self.value = value
-
-
-class FakeNvml:
-    NVMLError = FakeNvmlError
-    NVML_ERROR_NO_PERMISSION = 4
-    NVML_ERROR_NOT_SUPPORTED = 3
-
-    def __init__(self, gpus: int = 2, writable: bool = True) -> None:
-        self.limits = [700_000] * gpus
-        self.writable = writable
-
-    def nvmlDeviceGetCount(self) -> int:
-        return len(self.limits)
-
-    def nvmlDeviceGetHandleByIndex(self, i: int) -> int:
-        return i
-
-    def nvmlDeviceGetUUID(self, h: int) -> str:
-        return f"GPU-{h:08d}"
-
-    def nvmlDeviceGetPowerManagementLimitConstraints(self, h: int) -> list[int]:
-        return [200_000, 700_000]
-
-    def nvmlDeviceGetPowerManagementDefaultLimit(self, h: int) -> int:
-        return 700_000
-
-    def nvmlDeviceGetPowerManagementLimit(self, h: int) -> int:
-        return self.limits[h]
-
-    def nvmlDeviceGetEnforcedPowerLimit(self, h: int) -> int:
-        return self.limits[h]
-
-    def nvmlDeviceSetPowerManagementLimit(self, h: int, mw: int) -> None:
-        if not self.writable:
-            raise FakeNvmlError(self.NVML_ERROR_NO_PERMISSION)
-        self.limits[h] = mw
 
 
 def test_gpu_caps_within_constraints_and_restored(intel: PowercapLab, tmp_path: Path) -> None:

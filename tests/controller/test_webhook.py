@@ -16,7 +16,7 @@ from powerplane.controller.cli import build
 from powerplane.lab import procs
 from powerplane.lab.powercap import PowercapLab, intel_server
 from tests.conftest import require_binary
-from tests.test_controller_actuators import FakeNvml
+from tests.controller.conftest import FakeNvml
 
 TOKEN = "s3cret-token"
 

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from powerplane.cli import main
 from powerplane.lab import procs
 from powerplane.lab.powercap import PowercapLab, intel_server
+from tests.controller.conftest import limit_uw
 from tests.helpers import parse, undocumented
 
 POLICY = {
@@ -36,10 +37,6 @@ def setup(tmp_path: Path) -> tuple[PowercapLab, Path, Path]:
     prices = tmp_path / "prices.csv"
     prices.write_text(CURVE)
     return lab, policy, prices
-
-
-def limit(lab: PowercapLab, dirname: str = "intel-rapl:0") -> int:
-    return int((lab.zone_dir(dirname) / "constraint_0_power_limit_uw").read_text())
 
 
 def once(tmp_path: Path, *args: str) -> tuple[int, str]:
@@ -67,7 +64,7 @@ def test_reconcile_once_with_prices_at_an_instant(
         ("package-0", "applied", 100.0),
         ("package-1", "applied", 100.0),
     ]
-    assert limit(lab) == 100_000_000
+    assert limit_uw(lab) == 100_000_000
     # restore puts the originals back
     result = CliRunner().invoke(
         main,
@@ -81,7 +78,7 @@ def test_reconcile_once_with_prices_at_an_instant(
             str(tmp_path / "state.json"),
         ],
     )
-    assert result.exit_code == 0 and limit(lab) == 250_000_000
+    assert result.exit_code == 0 and limit_uw(lab) == 250_000_000
 
 
 def test_reconcile_once_missing_period_releases(
@@ -96,7 +93,7 @@ def test_reconcile_once_missing_period_releases(
     assert code == 0
     assert (doc["decision"]["watts"], doc["decision"]["reason"]) == (None, "signal-lost-release")
     assert {d["status"] for d in doc["domains"]} == {"unchanged"}
-    assert limit(lab) == 250_000_000
+    assert limit_uw(lab) == 250_000_000
 
 
 def test_reconcile_once_signal_value_dry_run(setup: tuple[PowercapLab, Path, Path], tmp_path: Path) -> None:
@@ -107,7 +104,7 @@ def test_reconcile_once_signal_value_dry_run(setup: tuple[PowercapLab, Path, Pat
     doc = json.loads(out)
     assert code == 0 and doc["result"] == "dry_run" and doc["decision"]["watts"] == 250
     assert {d["status"] for d in doc["domains"]} == {"dry-run"}
-    assert limit(lab) == 250_000_000 and not (tmp_path / "state.json").exists()
+    assert limit_uw(lab) == 250_000_000 and not (tmp_path / "state.json").exists()
 
 
 @pytest.mark.parametrize(
@@ -156,7 +153,7 @@ def test_reconcile_once_bad_curve(setup: tuple[PowercapLab, Path, Path], tmp_pat
     doc = json.loads(out)
     assert code == 0
     # A broken curve is a lost signal (logged), never a cap.
-    assert doc["decision"]["reason"] == "signal-lost-release" and limit(lab) == 250_000_000
+    assert doc["decision"]["reason"] == "signal-lost-release" and limit_uw(lab) == 250_000_000
 
 
 def test_crd_command_prints_the_crd() -> None:
@@ -184,7 +181,7 @@ def test_agent_process_restores_on_sigterm_and_after_a_crash(tmp_path: Path) -> 
     port = procs.free_port()
     agent = _agent(tmp_path, lab, policy, port)
     try:
-        procs.wait_until(lambda: limit(lab, "intel-rapl:1") == 100_000_000, 30, what="the cap")
+        procs.wait_until(lambda: limit_uw(lab, "intel-rapl:1") == 100_000_000, 30, what="the cap")
         status, body = procs.http_get(f"http://127.0.0.1:{port}/metrics")
         assert status == 200
         text = body.decode()
@@ -193,7 +190,7 @@ def test_agent_process_restores_on_sigterm_and_after_a_crash(tmp_path: Path) -> 
         # A crash: the limits stay capped and the state file keeps the originals.
         agent.proc.send_signal(signal.SIGKILL)
         agent.proc.wait(10)
-        assert limit(lab) == 100_000_000 and (tmp_path / "state.json").exists()
+        assert limit_uw(lab) == 100_000_000 and (tmp_path / "state.json").exists()
     finally:
         agent.stop()
     # The next start restores the originals before anything else, then caps again: the state
@@ -203,7 +200,7 @@ def test_agent_process_restores_on_sigterm_and_after_a_crash(tmp_path: Path) -> 
     )
     agent = _agent(tmp_path, lab, policy, port)
     try:
-        procs.wait_until(lambda: limit(lab) == 125_000_000, 30, what="the new cap")
+        procs.wait_until(lambda: limit_uw(lab) == 125_000_000, 30, what="the new cap")
         state = json.loads((tmp_path / "state.json").read_text())
         assert state["rapl"]["intel-rapl:0"]["long_term"] == 250_000_000
         assert "restoring power limits left by an earlier run" in agent.log_tail(50)
@@ -211,7 +208,7 @@ def test_agent_process_restores_on_sigterm_and_after_a_crash(tmp_path: Path) -> 
         assert agent.proc.wait(20) == 0
     finally:
         agent.stop()
-    assert limit(lab) == 250_000_000 and limit(lab, "intel-rapl:1") == 250_000_000
+    assert limit_uw(lab) == 250_000_000 and limit_uw(lab, "intel-rapl:1") == 250_000_000
     assert not (tmp_path / "state.json").exists()
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from powerplane.controller.actuators import Actuators
 from powerplane.controller.agent import Agent, LocalBackend
 from powerplane.lab.powercap import PowercapLab, amd_zen, intel_server
+from tests.controller.conftest import limit_uw
 
 POLICY: dict[str, Any] = {
     "kind": "PowerCapPolicy",
@@ -20,10 +21,6 @@ POLICY: dict[str, Any] = {
         "periodSeconds": 3600,
     },
 }
-
-
-def limit(lab: PowercapLab) -> int:
-    return int((lab.zone_dir("intel-rapl:0") / "constraint_0_power_limit_uw").read_text())
 
 
 async def wait_for(predicate: Any, within: float = 10.0) -> None:
@@ -41,9 +38,9 @@ async def test_policy_change_reconciles_before_the_boundary(tmp_path: Path) -> N
     stop = asyncio.Event()
     task = asyncio.create_task(agent.run(stop))
     try:
-        await wait_for(lambda: limit(lab) == 200_000_000)
+        await wait_for(lambda: limit_uw(lab) == 200_000_000)
         policy["spec"]["signal"] = {"static": {"value": 0}}  # the hour-long period is far away
-        await wait_for(lambda: limit(lab) == 350_000_000)  # 600 W, clamped to the package max
+        await wait_for(lambda: limit_uw(lab) == 350_000_000)  # 600 W, clamped to the package max
     finally:
         stop.set()
         await task
@@ -64,7 +61,7 @@ async def test_period_boundaries_drive_reconciles(tmp_path: Path) -> None:
         stop.set()
         await task
         await agent.shutdown()
-    assert limit(lab) == 250_000_000
+    assert limit_uw(lab) == 250_000_000
 
 
 async def test_node_not_selected_any_more_releases(tmp_path: Path) -> None:
@@ -74,10 +71,10 @@ async def test_node_not_selected_any_more_releases(tmp_path: Path) -> None:
     backend = LocalBackend("n1", documents=[policy], labels={"cap": "yes"})
     agent = Agent("n1", backend, Actuators(lab.root, tmp_path / "state.json"))
     await agent.reconcile()
-    assert limit(lab) == 200_000_000
+    assert limit_uw(lab) == 200_000_000
     backend.labels["cap"] = "no"
     outcome = await agent.reconcile()
-    assert outcome.policy is None and limit(lab) == 250_000_000
+    assert outcome.policy is None and limit_uw(lab) == 250_000_000
     assert backend.labels["powerplane.io/power-cap-watts"] == "none"
     assert [e[1] for e in backend.events] == ["PowerCapApplied", "PowerCapReleased"]
 
@@ -102,7 +99,7 @@ async def test_invalid_policy_is_an_event_not_a_cap(tmp_path: Path) -> None:
     agent = Agent("n1", backend, Actuators(lab.root, tmp_path / "state.json"))
     outcome = await agent.reconcile()
     assert outcome.result == "failure" and "time zone" in outcome.message
-    assert backend.events[0][1] == "InvalidPolicy" and limit(lab) == 250_000_000
+    assert backend.events[0][1] == "InvalidPolicy" and limit_uw(lab) == 250_000_000
 
 
 async def test_unreadable_limit_is_reported_and_never_written(tmp_path: Path) -> None:
@@ -123,7 +120,7 @@ async def test_alert_step_down_ends_on_time_not_at_the_period(tmp_path: Path) ->
     import time
 
     from powerplane.controller.agent import Adjustment
-    from tests.test_controller_actuators import FakeNvml
+    from tests.controller.conftest import FakeNvml
 
     lab = PowercapLab(tmp_path / "sys", intel_server(sockets=1)).create()
     nvml: Any = FakeNvml(gpus=1)
@@ -167,7 +164,7 @@ async def test_api_server_away_keeps_following_the_last_policy(tmp_path: Path) -
     backend.fail = True
     outcome = await agent.reconcile()
     assert outcome.result == "success" and outcome.policy == "p"
-    assert limit(lab) == 200_000_000
+    assert limit_uw(lab) == 200_000_000
     fresh = Agent("n2", backend, Actuators(lab.root, tmp_path / "state2.json"))
     assert (await fresh.reconcile()).result == "failure"
 
@@ -187,4 +184,4 @@ async def test_lost_signal_is_a_gap_in_the_metric(tmp_path: Path) -> None:
     await agent.reconcile(None, use_override=True)
     snap = await collector.fetch(Deadline.after(1))
     assert dict(snap.signals) == {}
-    assert limit(lab) == 200_000_000  # held: the hold time (1 h by default) has not passed
+    assert limit_uw(lab) == 200_000_000  # held: the hold time (1 h by default) has not passed
