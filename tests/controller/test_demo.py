@@ -15,7 +15,7 @@ from powerplane.lab.fakenvml import FakeGpu, FakeNvml
 from powerplane.lab.gpu import start_exporter
 from powerplane.lab.powercap import PowercapLab, intel_server
 from tests.controller.conftest import limit_uw
-from tests.helpers import parse
+from tests.helpers import parse, value
 
 
 @pytest.mark.e2e
@@ -72,7 +72,8 @@ def test_demo_controller_caps_cpus_and_gpus_on_a_spike(
         status, body = procs.http_get(f"http://{address}/metrics")
         assert status == 200
         samples = parse(body.decode())
-        assert samples["powerplane_controller_cap_enforced_watts"][(("domain", "gpu-1"),)] == 280.0
+        # Labelled as the GPU exporter labels the GPU, so that the two join.
+        assert value(samples, "powerplane_controller_cap_enforced_watts", domain="gpu-1", gpu="1") == 280.0
     finally:
         background_loop.run(stack.aclose())
         exporter.stop()
