@@ -12,8 +12,10 @@ Secrets are never literal values in a config file: a secret field is ``{env: NAM
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -64,8 +66,35 @@ class Secret:
         return f"Secret({REDACTED}, from {self.source})"
 
 
+#: While set (``collecting_unresolved``), secrets that cannot be read are listed here instead of
+#: failing the load, so that ``check-config`` can report them apart from the config's errors.
+_UNRESOLVED: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("unresolved", default=None)
+
+
+@contextlib.contextmanager
+def collecting_unresolved() -> Iterator[list[str]]:
+    """Within the block, an unreadable secret is recorded (and replaced by an empty one)."""
+    found: list[str] = []
+    token = _UNRESOLVED.set(found)
+    try:
+        yield found
+    finally:
+        _UNRESOLVED.reset(token)
+
+
 def resolve_secret(spec: Mapping[str, str], where: str) -> Secret:
     """Read a secret given as ``{env: NAME}`` or ``{file: PATH}``; errors name ``where``."""
+    try:
+        return _read_secret(spec, where)
+    except ConfigError as exc:
+        unresolved = _UNRESOLVED.get()
+        if unresolved is None:
+            raise
+        unresolved.extend(exc.errors)
+        return Secret(f"unresolved:{where}", "")
+
+
+def _read_secret(spec: Mapping[str, str], where: str) -> Secret:
     if "env" in spec:
         name = spec["env"]
         value = os.environ.get(name)
@@ -118,9 +147,29 @@ def validate(document: Any, schema: Mapping[str, Any]) -> list[str]:
     return sorted(set(errors))
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML says keys are unique;
+    PyYAML would silently keep the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _value in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, Hashable) and key in seen:
+                mark = key_node.start_mark
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def parse_yaml(text: str, source: str) -> Any:
+    """The YAML document in ``text``; an empty file and a key given twice are errors."""
+    if not text.strip() or all(
+        line.lstrip().startswith("#") or not line.strip() for line in text.splitlines()
+    ):
+        raise ConfigError(["the file is empty (nothing but whitespace and comments)"], source)
     try:
-        return yaml.safe_load(text) if text.strip() else {}
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
