@@ -158,6 +158,10 @@ class HostState:
         return not self.rapl and not self.gpu
 
 
+def _finite_or_none(watts: float | None) -> float | None:
+    return watts if watts is not None and math.isfinite(watts) else None
+
+
 def _oserror(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
 
@@ -337,8 +341,11 @@ class RaplActuator:
     def _apply_one(
         self, pkg: RaplPackage | None, cap: DomainCap, dry_run: bool, ratio: float | None
     ) -> Result:
+        # What is reported as desired is what gets written (after the domain's range).
+        desired = _finite_or_none(cap.watts)
+
         def result(status: Status, applied: float | None = None, message: str = "", **extra: Any) -> Result:
-            return Result(cap.domain, "cpu", status, cap.watts, applied, message, **extra)
+            return Result(cap.domain, "cpu", status, desired, applied, message, **extra)
 
         if pkg is None:
             return result("failed", message="no such package")
@@ -362,6 +369,7 @@ class RaplActuator:
             if isinstance(planned, str):
                 return result("refused", message=planned)
             target, short, note = planned
+            desired = target / 1e6
         clamp: dict[str, Any] = {"clamped": bool(note)}
         desired_short = None if short is None or cap.watts is None or ratio is None else short / 1e6
         if dry_run:
@@ -547,11 +555,12 @@ class NvmlActuator:
     def _apply_one(self, gpu: Gpu | None, cap: DomainCap, dry_run: bool) -> Result:
         nv = self.nvml
         note = ""
+        desired = _finite_or_none(cap.watts)
 
         def result(
             status: Status, applied: float | None = None, message: str = "", enforced: float | None = None
         ) -> Result:
-            return Result(cap.domain, "gpu", status, cap.watts, applied, message, enforced, bool(note))
+            return Result(cap.domain, "gpu", status, desired, applied, message, enforced, bool(note))
 
         if gpu is None:
             return result(
@@ -570,7 +579,7 @@ class NvmlActuator:
             if isinstance(planned, str):
                 return result("refused", message=planned)
             target, note = planned
-            note = note or cap.note
+            note, desired = note or cap.note, target / 1e3
         assert target is not None
         if dry_run:
             return result("dry_run", None, "; ".join(filter(None, (f"would write {target / 1e3:g} W", note))))

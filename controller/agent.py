@@ -81,8 +81,8 @@ ENFORCED = MetricSpec(
 CLAMPED = MetricSpec(
     "powerplane_controller_cap_clamped",
     "gauge",
-    "1 when the policy's share for the domain was outside its range and was clamped (above the"
-    " original limit, below the hardware minimum), else 0.",
+    "Whether the policy's share for the domain was outside its range and clamped into it (1: above"
+    " the original limit or below the hardware minimum; 0: within).",
     _CAP,
 )
 SIGNAL = MetricSpec(

@@ -638,15 +638,26 @@ def policy_from_spec(name: str, spec: Mapping[str, Any]) -> Policy:
     )
 
 
-def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
-    """A Kubernetes label selector (matchLabels + matchExpressions) against a node's labels."""
+def selector_matches(selector: Any, labels: Mapping[str, str]) -> bool:
+    """A Kubernetes label selector (matchLabels + matchExpressions) against a node's labels.
+
+    A malformed selector matches nothing (a policy meant for some nodes never caps them all).
+    """
     if not selector:
         return True
-    for key, val in (selector.get("matchLabels") or {}).items():
+    match_labels = selector.get("matchLabels") or {} if isinstance(selector, Mapping) else None
+    expressions = selector.get("matchExpressions") or [] if isinstance(selector, Mapping) else None
+    if not isinstance(match_labels, Mapping) or not isinstance(expressions, list):
+        return False
+    for key, val in match_labels.items():
         if labels.get(key) != val:
             return False
-    for expr in selector.get("matchExpressions") or []:
+    for expr in expressions:
+        if not isinstance(expr, Mapping):
+            return False
         key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        if not isinstance(key, str) or not isinstance(values, list):
+            return False
         if op == "In" and labels.get(key) not in values:
             return False
         if op == "NotIn" and key in labels and labels[key] in values:

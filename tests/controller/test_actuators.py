@@ -300,6 +300,7 @@ def test_a_cap_never_raises_a_limit_above_the_original(intel: PowercapLab, tmp_p
     result = act.apply(caps(300.0, "package-0"))[0]
     assert (result.status, result.applied_watts) == ("applied", 250.0)
     assert result.clamped and "original limit 250" in result.message
+    assert result.desired_watts == 250.0  # what is written, so desired and applied agree
     assert limit_uw(intel, "intel-rapl:0") == 250_000_000
     # Capped to 100 W, the original stays the ceiling, also for the next process.
     act.apply(caps(100.0, "package-0"))

@@ -73,6 +73,13 @@ def test_price_spike_lowers_power_seen_by_prometheus(
             'powerplane_controller_cap_applied_watts{node="node-01",domain="package-1"}'
         )
         assert applied == 100.0
+        # The cap joins the RAPL exporter's series on its own labels: power drawn over the cap.
+        used = prom.wait_value(
+            "sum by (node, zone, index) (rate("
+            'powerplane_rapl_energy_joules_total{zone="package",index="1"}[3s])) / on (node, zone, index)'
+            ' powerplane_controller_cap_applied_watts{constraint="long_term"}'
+        )
+        assert 0.8 < used < 1.1
         assert prom.wait_value('powerplane_controller_signal_value{policy="demo-price-bands"}') == 350.0
         assert prom.wait_value('powerplane_controller_reconcile_total{result="success"}') >= 2
         assert backend.labels["powerplane.io/power-cap-watts"] == "200"

@@ -328,9 +328,15 @@ def test_policy_from_spec_errors(patch: dict[str, object], message: str) -> None
         ({"matchExpressions": [{"key": "x", "operator": "Exists"}]}, {}, False),
         ({"matchExpressions": [{"key": "x", "operator": "DoesNotExist"}]}, {}, True),
         ({"matchExpressions": [{"key": "x", "operator": "Bogus"}]}, {"x": "1"}, False),
+        # Malformed selectors (an API server checks nothing the CRD does not say) match nothing.
+        ({"matchLabels": ["gpu"]}, {"gpu": "h100"}, False),
+        ({"matchExpressions": {"key": "x"}}, {"x": "1"}, False),
+        ({"matchExpressions": ["x"]}, {"x": "1"}, False),
+        ({"matchExpressions": [{"key": "x", "operator": "In", "values": "x"}]}, {"x": "x"}, False),
+        ("gpu=h100", {"gpu": "h100"}, False),
     ],
 )
-def test_selector(selector: dict[str, object] | None, labels: dict[str, str], ok: bool) -> None:
+def test_selector(selector: object, labels: dict[str, str], ok: bool) -> None:
     assert selector_matches(selector, labels) is ok
 
 
