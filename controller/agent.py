@@ -322,6 +322,7 @@ class Agent:
         if doc is None:
             return await self._no_policy()
         name = str((doc.get("metadata") or {}).get("name", "policy"))
+        self._forget_others(name)
         try:
             policy, signal, changed = self._load(name, doc)
         except PolicyError as exc:
@@ -362,6 +363,12 @@ class Agent:
             **({"message": absent} if absent else {}),
         )
         return outcome
+
+    def _forget_others(self, name: str) -> None:
+        """Drop what is kept for policies other than ``name``: their memory, signal and series."""
+        for kept in (self.states, self.signals, self.signal_values):
+            for other in [k for k in kept if k != name]:
+                del kept[other]
 
     def _load(self, name: str, doc: Mapping[str, Any]) -> tuple[Policy, Signal, bool]:
         """The policy, its signal (kept while unchanged) and whether it replaces another one.

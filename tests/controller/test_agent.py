@@ -377,3 +377,13 @@ async def test_a_node_without_powercap_says_so(tmp_path: Path) -> None:
     outcome = await agent.reconcile()
     assert outcome.results == []
     assert "nothing to cap on this node" in outcome.message and "no powercap" in outcome.message
+
+
+async def test_a_replaced_policy_leaves_no_state_or_series_behind(tmp_path: Path) -> None:
+    lab = PowercapLab(tmp_path / "sys", intel_server(sockets=1)).create()
+    backend = LocalBackend("n1", documents=[copy.deepcopy(POLICY)])
+    agent = Agent("n1", backend, Actuators(lab.root, tmp_path / "state.json"))
+    for i in range(5):
+        backend.documents[0] = {**copy.deepcopy(POLICY), "metadata": {"name": f"p{i}"}}
+        await agent.reconcile()
+    assert set(agent.states) == set(agent.signals) == set(agent.signal_values) == {"p4"}
