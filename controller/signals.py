@@ -17,7 +17,6 @@ cannot grow the agent's memory.
 from __future__ import annotations
 
 import base64
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from powerplane.exporters.market.curve import Curve
 from powerplane.exporters.market.files import StaticProvider
 from powerplane.exporters.market.provider import NotPublished, ProviderError
 from powerplane.exporters.runtime import ConfigError, resolve_secret
+from powerplane.exporters.runtime.http import BodyError, read_json
 
 from .policy import DEFAULT_PERIOD, SpecReader, utc
 
@@ -154,19 +154,6 @@ def auth_from_spec(spec: Any, where: str) -> Auth | None:
     )
 
 
-async def _read_json(resp: aiohttp.ClientResponse, where: str) -> Any:
-    """The answer as JSON, refused past ``MAX_BODY_BYTES`` (read in full only up to the cap)."""
-    too_big = SignalError(f"{where}: answer larger than {MAX_BODY_BYTES} bytes")
-    if (resp.content_length or 0) > MAX_BODY_BYTES:
-        raise too_big
-    body = bytearray()
-    async for chunk in resp.content.iter_chunked(65536):
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise too_big
-    return json.loads(body)
-
-
 @dataclass
 class MarketEndpointSignal:
     """The market exporter's JSON curve endpoint; the curve is cached until it runs out."""
@@ -201,8 +188,10 @@ class MarketEndpointSignal:
             ):
                 if resp.status != 200:
                     raise SignalError(f"{self.url}: HTTP {resp.status}")
-                doc = await _read_json(resp, self.url)
-        except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError, ValueError) as exc:
+                doc = await read_json(resp, MAX_BODY_BYTES)
+        except BodyError as exc:
+            raise SignalError(str(exc)[:200]) from None
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             if isinstance(exc, SignalError):
                 raise
             raise SignalError(f"{self.url}: {type(exc).__name__}: {exc}"[:200]) from None
@@ -235,8 +224,10 @@ class PromQLSignal:
                     endpoint, data={"query": self.query}, headers=headers, allow_redirects=False
                 ) as resp,
             ):
-                doc = await _read_json(resp, endpoint)
-        except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError, ValueError) as exc:
+                doc = await read_json(resp, MAX_BODY_BYTES)
+        except BodyError as exc:
+            raise SignalError(str(exc)[:200]) from None
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise SignalError(f"{endpoint}: {type(exc).__name__}: {exc}"[:200]) from None
         if not isinstance(doc, Mapping) or doc.get("status") != "success":
             error = doc.get("error") if isinstance(doc, Mapping) else None
