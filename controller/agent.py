@@ -460,7 +460,8 @@ class Agent:
             rng = ranges.get(cap.domain)
             if steps and rng is not None:
                 base = cap.watts if cap.watts is not None else rng.max_watts
-                cap = replace(cap, watts=round(max(rng.min_watts, base - steps), 3))
+                # Stepped down below the share: a clamp of that share no longer applies.
+                cap = replace(cap, watts=round(max(rng.min_watts, base - steps), 3), note="")
             out.append(cap)
         return out
 
