@@ -22,6 +22,7 @@ FAMILIES: tuple[str, ...] = (
     "powerplane.rulegen.gpu_node",
     "powerplane.rulegen.facility",
     "powerplane.rulegen.platform",
+    "powerplane.rulegen.slurm",
 )
 
 
