@@ -59,24 +59,33 @@ logger = logging.getLogger("powerplane.controller")
 #: so that cap and measured power join without label_replace: RAPL ``zone``/``index``/
 #: ``constraint`` as in powerplane_rapl_power_limit_watts, the GPU exporter's ``gpu``.
 _CAP = ("domain", "zone", "index", "constraint", "gpu")
+#: The enumerated ones (the others are names and indexes); GPU series leave zone and constraint empty.
+_CAP_VALUES = {"zone": ("package",), "constraint": ("long_term", "short_term")}
+#: The reconcile results, as counted and as ``reconcile-once`` prints them.
+RESULTS = ("success", "partial", "failure", "dry_run")
+#: The webhook actions counted (their endings are not).
+ACTIONS = ("gpu-step-down", "node-degraded")
 DESIRED = MetricSpec(
     "powerplane_controller_cap_desired_watts",
     "gauge",
     "Power limit the controller writes to the domain, after its range (never above the original"
     " limit) is applied (absent: no cap, the original limit).",
     _CAP,
+    values=_CAP_VALUES,
 )
 APPLIED = MetricSpec(
     "powerplane_controller_cap_applied_watts",
     "gauge",
     "Power limit read back from the domain after the last write (RAPL constraint, NVML limit).",
     _CAP,
+    values=_CAP_VALUES,
 )
 ENFORCED = MetricSpec(
     "powerplane_controller_cap_enforced_watts",
     "gauge",
     "Power limit NVML reports as enforced for the GPU (can be below the applied one).",
     _CAP,
+    values=_CAP_VALUES,
 )
 CLAMPED = MetricSpec(
     "powerplane_controller_cap_clamped",
@@ -84,6 +93,7 @@ CLAMPED = MetricSpec(
     "Whether the policy's share for the domain was outside its range and clamped into it (1: above"
     " the original limit or below the hardware minimum; 0: within).",
     _CAP,
+    values=_CAP_VALUES,
 )
 SIGNAL = MetricSpec(
     "powerplane_controller_signal_value",
@@ -97,6 +107,7 @@ RECONCILES = MetricSpec(
     "Reconciles by result (success, partial: some domains failed, failure: none could be"
     " written or the policy is invalid, dry_run).",
     ("result",),
+    values={"result": RESULTS},
 )
 LAST_RECONCILE = MetricSpec(
     "powerplane_controller_last_reconcile_timestamp_seconds",
@@ -108,10 +119,9 @@ WEBHOOK_ACTIONS = MetricSpec(
     "counter",
     "Actions taken on Alertmanager notifications (a repeated notification is not counted again).",
     ("action",),
+    values={"action": ACTIONS},
 )
 METRICS = (DESIRED, APPLIED, ENFORCED, CLAMPED, SIGNAL, RECONCILES, LAST_RECONCILE, WEBHOOK_ACTIONS)
-#: The reconcile results, as counted and as ``reconcile-once`` prints them.
-RESULTS = ("success", "partial", "failure", "dry_run")
 
 
 class Backend(Protocol):
