@@ -64,7 +64,7 @@ _CAP_VALUES = {"zone": ("package",), "constraint": ("long_term", "short_term")}
 #: The reconcile results, as counted and as ``reconcile-once`` prints them.
 RESULTS = ("success", "partial", "failure", "dry_run")
 #: The webhook actions counted (their endings are not).
-ACTIONS = ("gpu-step-down", "node-degraded")
+ACTIONS = ("gpu-step-down", "node-degraded", "refused")
 DESIRED = MetricSpec(
     "powerplane_controller_cap_desired_watts",
     "gauge",

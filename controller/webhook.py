@@ -12,8 +12,12 @@ A step is keyed by the GPU and the alert's name: Alertmanager repeats notificati
 (group_interval, repeat_interval), may send the same alert from several replicas, and one rule
 may fire several alerts (fingerprints) for one GPU; all of them share the one step, which ends
 when the last resolves.  The steps of one GPU together never exceed a configured total.  The
-``gpu`` label must be an NVML index in ASCII digits of a GPU this node has; anything else is
-refused with HTTP 400 and nothing is done.  Requests need ``Authorization: Bearer <token>``.
+``gpu`` label must be an NVML index in ASCII digits of a GPU this node has; an alert naming
+anything else is refused (listed under ``refused`` in the answer, logged and counted as the
+action ``refused``) and nothing is done for it, while the other alerts of the same notification
+are acted on: Alertmanager does not resend a notification answered with a 4xx, so refusing it
+whole would drop a valid critical alert with the bad one.  A body that is not a notification at
+all is answered with HTTP 400.  Requests need ``Authorization: Bearer <token>``.
 """
 
 from __future__ import annotations
@@ -56,10 +60,6 @@ class GpuSteps:
     seconds: float = 1800.0
 
 
-class Refused(Exception):
-    """A notification that names something this node does not have; answered with HTTP 400."""
-
-
 def _fingerprint(alert: Mapping[str, Any], labels: Mapping[str, str]) -> str:
     given = alert.get("fingerprint")
     if isinstance(given, str) and given:
@@ -94,11 +94,10 @@ class WebhookReceiver:
         alerts = doc.get("alerts") if isinstance(doc, Mapping) else None
         if not isinstance(alerts, list):
             return web.json_response({"error": "field 'alerts' must be a list"}, status=400)
-        try:
-            mine = await self._validate(alerts)
-        except Refused as exc:
-            log(logger, logging.WARNING, "alert notification refused", node=self.agent.node, error=exc)
-            return web.json_response({"error": str(exc)}, status=400)
+        mine, refused = await self._validate(alerts)
+        for reason in refused:
+            log(logger, logging.WARNING, "alert refused", node=self.agent.node, error=reason)
+            self._count("refused", quiet=True)
         actions: list[dict[str, Any]] = []
         reconcile = False
         for alert, labels, domain in mine:
@@ -107,17 +106,22 @@ class WebhookReceiver:
             reconcile = reconcile or changed
         if reconcile:
             await self.agent.reconcile()
-        return web.json_response({"actions": actions})
+        answer: dict[str, Any] = {"actions": actions}
+        if refused:
+            answer["refused"] = refused
+        return web.json_response(answer)
 
     async def _validate(
         self, alerts: list[Any]
-    ) -> list[tuple[Mapping[str, Any], dict[str, str], str | None]]:
-        """This node's alerts with their labels and GPU domain; every problem refuses them all."""
+    ) -> tuple[list[tuple[Mapping[str, Any], dict[str, str], str | None]], list[str]]:
+        """This node's acceptable alerts with their labels and GPU domain, and why others are refused."""
         mine = []
+        refused = []
         domains: dict[str, str] | None = None
         for i, alert in enumerate(alerts):
             if not isinstance(alert, Mapping) or not isinstance(alert.get("labels"), Mapping):
-                raise Refused(f"alerts[{i}]: 'labels' must be an object")
+                refused.append(f"alerts[{i}]: 'labels' must be an object")
+                continue
             labels = {str(k): str(v) for k, v in alert["labels"].items()}
             if labels.get("node") != self.agent.node:
                 continue
@@ -125,14 +129,16 @@ class WebhookReceiver:
             if labels.get("alertname") in self.steps.alerts and "gpu" in labels:
                 gpu = labels["gpu"]
                 if not _GPU_INDEX.match(gpu):
-                    raise Refused(f"alerts[{i}].labels.gpu: {gpu[:16]!r} is not a GPU index (ASCII digits)")
+                    refused.append(f"alerts[{i}].labels.gpu: {gpu[:16]!r} is not a GPU index (ASCII digits)")
+                    continue
                 if domains is None:
                     domains = await asyncio.to_thread(self.agent.actuators.domains)
                 domain = f"gpu-{int(gpu)}"
                 if domains.get(domain) != "gpu":
-                    raise Refused(f"alerts[{i}].labels.gpu: node {self.agent.node} has no GPU {int(gpu)}")
+                    refused.append(f"alerts[{i}].labels.gpu: node {self.agent.node} has no GPU {int(gpu)}")
+                    continue
             mine.append((alert, labels, domain))
-        return mine
+        return mine, refused
 
     async def _act(
         self, alert: Mapping[str, Any], labels: Mapping[str, str], domain: str | None
@@ -208,6 +214,7 @@ class WebhookReceiver:
         await asyncio.to_thread(backend.event, "NodeRecovered", f"{name} resolved: degraded label removed")
         return [{"action": "node-recovered"}]
 
-    def _count(self, action: str) -> None:
+    def _count(self, action: str, quiet: bool = False) -> None:
         self.agent.webhook_actions[action] = self.agent.webhook_actions.get(action, 0) + 1
-        log(logger, logging.INFO, "alert action", node=self.agent.node, action=action)
+        if not quiet:
+            log(logger, logging.INFO, "alert action", node=self.agent.node, action=action)

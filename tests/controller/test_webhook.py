@@ -124,7 +124,6 @@ async def test_other_nodes_and_warnings_are_ignored(controller: Any) -> None:
         (None, {"alerts": []}, 401),
         ("wrong", {"alerts": []}, 401),
         (TOKEN, {"alerts": "x"}, 400),
-        (TOKEN, {"alerts": [{"labels": "x"}]}, 400),
         (TOKEN, [1, 2], 400),
     ],
 )
@@ -248,10 +247,23 @@ async def test_gpu_label_must_name_a_gpu_of_this_node(controller: Any, gpu: str,
     events = list(backend.events)
     body = {"alerts": [alert("firing", **HOT, gpu="0", fingerprint="ok"), alert("firing", **HOT, gpu=gpu)]}
     status, answer = await post(url, body)
-    assert status == 400 and message in answer["error"]
-    # Nothing at all is done for a refused notification, not even for its valid alert.
-    assert agent.webhook_actions == {} and agent.adjustments == {} and backend.events == events
-    assert nvml.limits == [700_000, 700_000]
+    # The bad alert is refused alone: the valid one in the same notification still acts
+    # (Alertmanager would not resend a notification answered with a 4xx).
+    assert status == 200
+    assert len(answer["refused"]) == 1 and message in answer["refused"][0]
+    assert {"action": "gpu-step-down", "domain": "gpu-0"} in answer["actions"]
+    assert agent.webhook_actions == {"gpu-step-down": 1, "refused": 1}
+    assert nvml.limits[1] == 700_000 and nvml.limits[0] < 700_000
+    assert len(backend.events) > len(events)
+
+
+async def test_a_notification_of_only_bad_alerts_does_nothing(controller: Any) -> None:
+    url, agent, backend, nvml = controller
+    events = list(backend.events)
+    status, answer = await post(url, {"alerts": [{"labels": "x"}, alert("firing", **HOT, gpu="9")]})
+    assert status == 200 and len(answer["refused"]) == 2 and answer["actions"] == []
+    assert agent.webhook_actions == {"refused": 2} and agent.adjustments == {}
+    assert backend.events == events and nvml.limits == [700_000, 700_000]
 
 
 async def test_new_fingerprints_share_one_step_and_resolution_restores(controller: Any) -> None:
