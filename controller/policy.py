@@ -205,7 +205,8 @@ class LookAhead:
         if price <= self.price_floor or price <= threshold:
             return None
         ratio = (threshold / price) ** (1.0 / (1.0 - self.exponent)) if threshold > 0 else 0.0
-        return round(max(self.min_watts, self.max_watts * ratio), 3)
+        watts = round(max(self.min_watts, self.max_watts * ratio), 3)
+        return None if watts >= self.max_watts else watts
 
     def loss(self, watts: float | None) -> float:
         """Share of the full-power throughput lost under ``watts`` (the model above)."""

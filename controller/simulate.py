@@ -110,11 +110,11 @@ def period_starts(start: datetime, end: datetime, period: timedelta) -> list[dat
     first = period_start(start, period)
     if first < start:
         first += period
-    if end <= first:
-        raise SimulationError("--from/--to: the range holds no whole period")
     if end - first > timedelta(days=MAX_DAYS):
         raise SimulationError(f"--from/--to: at most {MAX_DAYS} days at a time")
-    count = int((end - first) / period)
+    count = int((end - first) / period) if end > first else 0
+    if count == 0:
+        raise SimulationError("--from/--to: the range holds no whole period")
     return [first + i * period for i in range(count)]
 
 
