@@ -41,11 +41,13 @@ Classes given there replace the shipped classes of the same name; ``powerplane c
 
 from __future__ import annotations
 
-import bisect
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+import numpy as np
 
 from powerplane.exporters.runtime.config import (
     ConfigError,
@@ -101,20 +103,13 @@ class Curve:
 
     points: tuple[Point, ...]
 
-    def __call__(self, ratio: float) -> float:
-        if ratio >= 1.0:
-            return 1.0
-        if ratio <= 0.0:
-            return 0.0
-        xs = [p[0] for p in self.points]
-        i = bisect.bisect_left(xs, ratio)
-        if i == 0:
-            x0, y0 = self.points[0]
-            return y0 * ratio / x0
-        if i < len(xs) and xs[i] == ratio:
-            return self.points[i][1]
-        (x0, y0), (x1, y1) = self.points[i - 1], self.points[i]
-        return y0 + (y1 - y0) * (ratio - x0) / (x1 - x0)
+    def __call__(self, ratio: Any) -> Any:
+        """The throughput ratio at ``ratio`` (a number or an array): linear between the points,
+        proportional to power below the lowest one (the line to the origin), 1 from ratio 1 on."""
+        xs = np.array([0.0, *(p[0] for p in self.points)])
+        ys = np.array([0.0, *(p[1] for p in self.points)])
+        out = np.interp(np.clip(ratio, 0.0, 1.0), xs, ys)
+        return float(out) if np.ndim(out) == 0 else out
 
 
 def curve_errors(points: Sequence[Sequence[float]], where: str) -> list[str]:
@@ -175,7 +170,19 @@ class NodeRule:
     mix: Mapping[str, float] = setting(
         {"compute": 0.5, "memory": 0.5}, schema=_MIX_SCHEMA, doc="Share of each kind of work."
     )
-    pattern: re.Pattern[str] = field(default=re.compile(".*"), compare=False)
+
+    def matches(self, node: str) -> bool:
+        return _compiled(self.match).fullmatch(node) is not None
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+@functools.cache
+def _shipped() -> dict[str, DeviceClass]:
+    return _default_classes()
 
 
 def _default_classes() -> dict[str, DeviceClass]:
@@ -196,7 +203,7 @@ class Model:
 
     def for_node(self, node: str) -> NodeRule:
         for rule in self.nodes:
-            if rule.pattern.fullmatch(node):
+            if rule.matches(node):
                 return rule
         return self.default
 
@@ -204,17 +211,17 @@ class Model:
         rule = self.for_node(node)
         return self.classes[rule.cpu if kind == "cpu" else rule.gpu]
 
-    def throughput(self, cls: DeviceClass, mix: Mapping[str, float], ratio: float) -> float:
-        """The mix's throughput ratio at ``ratio`` of the uncapped power (kinds the class lacks
-        use the shipped curve of its kind, a class without curves the shipped ones)."""
+    def throughput(self, cls: DeviceClass, mix: Mapping[str, float], ratio: Any) -> Any:
+        """The mix's throughput ratio at ``ratio`` of the uncapped power (a number or an array);
+        a kind of work the class has no curve for uses the shipped curve of that kind."""
         total = sum(mix.values())
         if total <= 0:
-            return 1.0
-        shipped = _default_classes()[cls.kind].curves
-        kept = 0.0
+            return np.ones_like(ratio) if np.ndim(ratio) else 1.0
+        shipped = _shipped()[cls.kind].curves
+        kept: Any = 0.0
         for work, share in mix.items():
             curve = cls.curves.get(work) or shipped.get(work) or shipped["compute"]
-            kept += share * curve(ratio)
+            kept = kept + share * curve(ratio)
         return kept / total
 
 
@@ -244,13 +251,12 @@ SCHEMA = strict_object(
 def _rule(
     doc: Mapping[str, Any], where: str, errors: list[str], classes: Mapping[str, DeviceClass]
 ) -> NodeRule:
-    text = str(doc.get("match", ".*"))
+    rule = from_document(NodeRule, doc)
     try:
-        pattern = re.compile(text)
+        _compiled(rule.match)
     except re.error as exc:
         errors.append(f"{where}.match: not a regular expression: {exc}")
-        pattern = re.compile("(?!)")
-    rule = from_document(NodeRule, doc, pattern=pattern)
+        rule = NodeRule("(?!)", rule.cpu, rule.gpu, rule.mix)
     for kind in ("cpu", "gpu"):
         name = getattr(rule, kind)
         if name not in classes:

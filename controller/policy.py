@@ -227,13 +227,14 @@ class LookAhead:
         """The cap of the period containing ``now`` (its price: ``signal``) from the day's curve."""
         start = period_start(now, period)
         day = utc(now).astimezone(tz).date()
-        prices, seconds = [signal], [period.total_seconds()]
+        periods = {start: (signal, period.total_seconds())}
         for p in outlook:
             begin = utc(p.start)
             if begin != start and begin.astimezone(tz).date() == day and math.isfinite(p.price):
-                prices.append(float(p.price))
-                seconds.append((utc(p.end) - begin).total_seconds())
-        return self.cap(signal, self.threshold(prices, seconds))
+                periods[begin] = (float(p.price), (utc(p.end) - begin).total_seconds())
+        # In time order: every period of a day asks for the same plan (one cached threshold).
+        ordered = [periods[k] for k in sorted(periods)]
+        return self.cap(signal, self.threshold([p for p, _ in ordered], [s for _, s in ordered]))
 
 
 @functools.lru_cache(maxsize=256)

@@ -230,16 +230,14 @@ def _replay_device(
     power = np.where(capped, cap, watts)
     ratio = np.where(capped, cap / np.where(watts > 0, watts, 1.0), 1.0)
     if device.work is None:
-        kept = np.array(
-            [model.throughput(cls, mix, r) if c else 1.0 for r, c in zip(ratio, capped, strict=True)]
-        )
+        kept = np.where(capped, model.throughput(cls, mix, ratio), 1.0)
     else:
-        kept = np.array(
-            [
-                model.throughput(cls, {w: 1.0} if w else mix, r) if c else 1.0
-                for r, c, w in zip(ratio, capped, device.work, strict=True)
-            ]
-        )
+        kept = np.ones(len(watts))
+        labels = np.array([w or "" for w in device.work])
+        for work in set(labels.tolist()):
+            picked = capped & (labels == work)
+            if picked.any():
+                kept[picked] = model.throughput(cls, {work: 1.0} if work else mix, ratio[picked])
     busy = np.where(np.isnan(watts), 0.0, (watts > cls.idle_watts).astype(float))
     work0 = busy * cls.weight * hours
     result = DeviceResult(device, cap, power, work0, work0 * kept)
