@@ -450,3 +450,16 @@ def test_policy_type_and_warnings_in_the_report(tmp_path: Path) -> None:
     doc = summary(sim)
     assert doc["type"] == "lookahead"
     assert any("schedule.timezone" in w for w in doc["warnings"])
+
+
+def test_the_docs_trace_example_reads(tmp_path: Path) -> None:
+    docs = Path(__file__).resolve().parents[2] / "docs" / "capping-economics.md"
+    block = next(b.split("```")[0] for b in docs.read_text().split("```\n")[1:] if b.startswith("time,node"))
+    path = tmp_path / "trace.csv"
+    path.write_text(block)
+    starts = period_starts(
+        datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 10, 1, 1, tzinfo=UTC), timedelta(minutes=15)
+    )
+    devices = read_trace(path, starts, timedelta(minutes=15), perfmodel.Model())
+    assert {(d.node, d.domain) for d in devices} == {("gpu-01", "gpu-0"), ("gpu-01", "package-0")}
+    assert devices[0].work is not None and devices[0].work[0] == "compute"

@@ -143,3 +143,13 @@ def test_any_valid_curve_stays_within_0_and_1(points: list[tuple[float, float]])
     curve = Curve((*pts, (1.0, 1.0)))
     values = curve(np.linspace(-1, 2, 50))
     assert ((values >= 0) & (values <= 1)).all()
+
+
+def test_the_docs_model_example_is_valid() -> None:
+    docs = Path(__file__).resolve().parents[2] / "docs" / "capping-economics.md"
+    blocks = [b.split("```")[0] for b in docs.read_text().split("```yaml")[1:]]
+    models = [b for b in blocks if b.lstrip().startswith("classes:")]
+    assert models
+    for text in models:
+        model = KIND.load_text(text, "capping-economics.md")
+        assert model.device_class("gpu-7", "gpu").weight == 4
