@@ -32,6 +32,7 @@ TOP_LEVEL: tuple[str, ...] = (
     "powerplane.dashboards",
     "powerplane.chart",
     "powerplane.lab",
+    "powerplane.doctor",
 )
 
 

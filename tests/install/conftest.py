@@ -1,0 +1,10 @@
+"""The install tests: systemd units, Slurm hooks, the Prometheus sample, the image, the workflows."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Registered here so that `-m "not image"` skips the image build (minutes) on a quick run.
+    config.addinivalue_line("markers", "image: builds the container image with buildah (slow; CI runs it)")
