@@ -14,7 +14,10 @@ The fake servers answer on 127.0.0.1 and can be told to misbehave for the next r
 from __future__ import annotations
 
 import asyncio
+import functools
+import gzip
 import math
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -48,6 +51,24 @@ EXTERNAL_ENTITY = (
     b'<?xml version="1.0"?>\n<!DOCTYPE doc [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>\n'
     b"<Publication_MarketDocument><TimeSeries>&xxe;</TimeSeries></Publication_MarketDocument>\n"
 )
+
+
+@functools.lru_cache(maxsize=4)
+def gzip_bomb(inflated: int = 1 << 30, member: int = 64 << 20) -> bytes:
+    """``inflated`` zero bytes gzip-compressed to about 1/1000: 1 GiB in ~1 MB.
+
+    Built from concatenated gzip members (RFC 1952 allows several; HTTP clients inflate them
+    all), so that making a 1 GiB bomb costs one 64 MiB compression instead of a 1 GiB one.
+    """
+    count, rest = divmod(inflated, member)
+    body = gzip.compress(bytes(member), 9) * count
+    return body + (gzip.compress(bytes(rest), 9) if rest else b"")
+
+
+@functools.lru_cache(maxsize=4)
+def deflate_bomb(inflated: int = 64 << 20) -> bytes:
+    """``inflated`` zero bytes as one zlib stream (HTTP ``Content-Encoding: deflate``)."""
+    return zlib.compress(bytes(inflated), 9)
 
 
 # --- curves ---------------------------------------------------------------------------------
