@@ -1,15 +1,20 @@
 """deploy/slurm/powerplane-slurm run as slurmd and slurmctld run it: no PATH, only Slurm's variables.
 
 Slurm runs Prolog/Epilog as root with SLURM_SCRIPT_CONTEXT, SLURM_JOB_ID, SLURM_JOB_GPUS, ...
-and no search path; a prolog that fails drains the node, so every run must exit 0. The mapping
-it writes is read by the real GPU exporter (against the fake NVML) at the end.
+and no search path; a prolog that fails drains the node, so every run must exit 0. Most tests
+run the hook with that environment directly (hostile values included); the mapping it writes is
+read by the real GPU exporter (against the fake NVML); and at the end a real slurmd and slurmctld
+(Debian's 22.05, tests/install/slurm.py) run it as Prolog, Epilog and EpilogSlurmctld around
+real jobs holding GRES GPUs.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,6 +24,7 @@ from powerplane.lab import procs
 from powerplane.lab.fakenvml import FakeGpu, FakeNvml
 from tests.conftest import require_binary
 
+from .slurm import SlurmCluster
 from .units import ROOT
 
 HOOK = ROOT / "deploy" / "slurm" / "powerplane-slurm"
@@ -215,3 +221,84 @@ def test_summary_runs_powerplane_job_and_writes_both_formats(site: Path) -> None
     )
     assert (jobs / "4242.txt").read_text() == "job 4242: 4242 --prometheus http://127.0.0.1:9090\n"
     assert sorted(p.name for p in jobs.iterdir()) == ["4242.json", "4242.txt"]
+
+
+# --- under a real slurmd and slurmctld ------------------------------------------------------------
+
+
+@pytest.fixture
+def cluster() -> Iterator[tuple[SlurmCluster, Path]]:
+    for binary in ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "scontrol", "mknod"):
+        require_binary(binary)
+    # Outside pytest's private tmp_path: munged insists on a socket directory others can enter.
+    with tempfile.TemporaryDirectory(prefix="pp-slurm-") as tmp:
+        work = Path(tmp)
+        work.chmod(0o755)
+        (work / "slurm-hooks.conf").write_text(
+            f"JOB_MAPPING_DIR={work / 'map'}\nJOB_SUMMARY_DIR={work / 'jobs'}\n"
+            f"POWERPLANE={ROOT / '.venv/bin/powerplane'}\n"
+        )
+        # Slurm passes its own environment only; the settings file's location is the one addition.
+        wrapper = work / "hook"
+        wrapper.write_text(
+            f"#!/bin/sh\nPOWERPLANE_SLURM_HOOKS_CONF={work / 'slurm-hooks.conf'} "
+            f"exec {HOOK} 2>>{work / 'hook.log'}\n"
+        )
+        wrapper.chmod(0o755)
+        slurm = SlurmCluster(work / "slurm", wrapper)
+        try:
+            yield slurm.start(), work
+        finally:
+            slurm.stop()
+
+
+def test_slurm_runs_the_hook_around_real_jobs(cluster: tuple[SlurmCluster, Path]) -> None:
+    slurm, work = cluster
+    jobs = [
+        slurm.command(
+            "sbatch", "--parsable", "--gres=gpu:1", f"--output={work}/%j.out", "--wrap", "sleep 60"
+        ).strip()
+        for _ in range(2)
+    ]
+
+    def mapped() -> dict[str, list[str]]:
+        return mapping(work)
+
+    both = procs.wait_until(
+        lambda: len(mapped()) == 2 and mapped(), 60, interval=0.3, what="both jobs mapped"
+    )
+    assert sorted(both) == ["0", "1"] and sorted(j for ids in both.values() for j in ids) == sorted(jobs)
+    slurm.command("scancel", jobs[0])
+    left = procs.wait_until(lambda: len(mapped()) == 1 and mapped(), 60, interval=0.3, what="the epilog")
+    assert list(left.values()) == [[jobs[1]]]
+    slurm.command("scancel", jobs[1])
+    procs.wait_until(lambda: mapped() == {}, 60, interval=0.3, what="the second epilog")
+    # slurmctld ran the same script as EpilogSlurmctld for each job: no `powerplane job` yet.
+    log = procs.wait_until(
+        lambda: (
+            (work / "hook.log").exists()
+            and (work / "hook.log").read_text().count("no summary") == 2
+            and (work / "hook.log").read_text()
+        ),
+        60,
+        what="the EpilogSlurmctld runs",
+    )
+    for job in jobs:
+        assert f"job {job}: no summary: " in log and "no 'powerplane job' command" in log
+    assert "not a job ID" not in log and "SLURM_SCRIPT_CONTEXT=" not in log
+
+
+def test_doctor_finds_the_running_slurmctld(cluster: tuple[SlurmCluster, Path]) -> None:
+    slurm, _work = cluster
+    done = subprocess.run(
+        [str(ROOT / ".venv/bin/powerplane"), "doctor", "--check=slurm", "--json"],
+        env=slurm.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    (found,) = json.loads(done.stdout)
+    assert done.returncode == 0 and found["status"] == "ok", found
+    assert found["summary"].startswith("scontrol ping: Slurmctld(primary) at ") and found["summary"].endswith(
+        " is UP"
+    )
