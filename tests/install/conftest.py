@@ -6,5 +6,7 @@ import pytest
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # Registered here so that `-m "not image"` skips the image build (minutes) on a quick run.
-    config.addinivalue_line("markers", "image: builds the container image with buildah (slow; CI runs it)")
+    # Registered here so that `-m "not image"` leaves out the slow container tests on a quick run.
+    config.addinivalue_line(
+        "markers", "image: builds the image with buildah or boots systemd in a container (slow; CI runs it)"
+    )
