@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 #: Components outside ``powerplane.exporters``.
 TOP_LEVEL: tuple[str, ...] = (
     "powerplane.controller",
+    "powerplane.accounting",
     "powerplane.rulegen",
     "powerplane.dashboards",
     "powerplane.chart",

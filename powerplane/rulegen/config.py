@@ -106,7 +106,7 @@ class RulesConfig:
         86400.0, schema=_POSITIVE, doc="PowerplaneMarketDataStale when the data is older."
     )
     controller_failure_selector: str = setting(
-        'result=~"error|failure|failed"', doc="Controller reconcile results that count as failures."
+        'result="failure"', doc="Controller reconcile results that count as failures."
     )
     controller_max_silence_seconds: float = setting(
         2700.0,
@@ -115,6 +115,28 @@ class RulesConfig:
     )
     cap_tolerance_watts: float = setting(
         5.0, doc="PowerplaneCapNotApplied when applied and desired caps differ by more."
+    )
+    slurm_saturated_ratio: float = setting(
+        0.95,
+        schema=_RATIO,
+        doc="PowerplaneSlurmPartitionSaturated when a partition's allocated CPU or GPU share is above this "
+        "while jobs wait.",
+    )
+    slurm_nodes_unavailable_ratio: float = setting(
+        0.1, schema=_RATIO, doc="PowerplaneSlurmNodesUnavailable above this share of a cluster's nodes."
+    )
+    slurm_drained_max_seconds: float = setting(
+        259200.0,
+        schema=_POSITIVE,
+        doc="PowerplaneSlurmNodeDrainedLong after a node is drained or down this long.",
+    )
+    slurm_maintenance_notice_seconds: float = setting(
+        86400.0,
+        schema=_POSITIVE,
+        doc="PowerplaneSlurmMaintenanceSoon when a MAINT reservation starts within this.",
+    )
+    slurm_data_max_age_seconds: float = setting(
+        600.0, schema=_POSITIVE, doc="PowerplaneSlurmDataStale when Slurm's data is older than this."
     )
     for_overrides: Mapping[str, str] = setting(
         {},
