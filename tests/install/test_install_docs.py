@@ -26,11 +26,18 @@ SECRETS = {
     "SNMP_AUTH_PASSWORD": "s3cret-snmp-auth",
     "SNMP_PRIV_PASSWORD": "s3cret-snmp-priv",
     "ENTSOE_TOKEN": "s3cret-entsoe",
+    "SLURM_TOKEN": "s3cret-slurm-jwt",
 }
 
 
 def test_the_section_shows_each_config() -> None:
-    assert {kind for _path, kind, _text in CONFIGS} == {"powercappolicy", "redfish", "snmp", "market"}
+    assert {kind for _path, kind, _text in CONFIGS} == {
+        "powercappolicy",
+        "redfish",
+        "snmp",
+        "market",
+        "slurm",
+    }
 
 
 @pytest.mark.parametrize("path, kind, text", CONFIGS, ids=[c[0] for c in CONFIGS])

@@ -60,7 +60,7 @@ def test_promtool_accepts_the_sample_as_shipped(tmp_path: Path) -> None:
 def test_a_real_prometheus_scrapes_the_site(tmp_path: Path) -> None:
     promtool = require_binary("promtool")
     binary = require_binary("prometheus")
-    ports = {p: procs.free_port() for p in range(9871, 9878)}
+    ports = {p: procs.free_port() for p in range(9871, 9879)}
     (tmp_path / "etc").mkdir()
     (tmp_path / "etc/nodes.yml").write_text("- targets:\n  - 127.0.0.1\n")
     (tmp_path / "etc/gpu-nodes.yml").write_text("[]\n")

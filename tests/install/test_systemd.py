@@ -60,6 +60,7 @@ def test_every_exporter_and_the_controller_have_a_unit() -> None:
         "powerplane-controller.service",
         "powerplane-redfish@.service",
         "powerplane-snmp@.service",
+        "powerplane-slurm@.service",
         "powerplane-market.service",
         "powerplane-inventory.service",
         "powerplane-inventory-sd.service",
