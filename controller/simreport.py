@@ -55,6 +55,10 @@ def _figures(sim: Simulation, results: Sequence[DeviceResult]) -> dict[str, Any]
         any_cap |= ~np.isnan(r.caps)
         any_binding |= ~np.isnan(r.caps) & have & (r.caps < watts)
     capped, binding = int(any_cap.sum()), int(any_binding.sum())
+    seen = np.zeros(len(prices), dtype=bool)
+    for r in results:
+        seen |= ~np.isnan(r.device.watts)
+    levels = Counter(d.level for d, s in zip(sim.decisions, seen, strict=True) if s)
     return {
         "energy_kwh": {"without": e0, "with": e1},
         "energy_saved_ratio": _ratio(e0 - e1, e0),
@@ -68,6 +72,7 @@ def _figures(sim: Simulation, results: Sequence[DeviceResult]) -> dict[str, Any]
         "eur_per_work": {"without": _ratio(c0, w0), "with": _ratio(c1, w1)},
         "periods_capped": capped,
         "periods_binding": binding,
+        "hours_at_level": {k: v * hours for k, v in sorted(levels.items())},
         "device_periods_without_power": int(sum(int(np.isnan(r.device.watts).sum()) for r in results)),
     }
 

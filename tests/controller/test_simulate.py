@@ -151,6 +151,7 @@ async def test_flat_model_saves_exactly_the_hand_computed_cost(prometheus: Any, 
     assert c["work_lost_ratio"] == 0.0  # flat: a cap costs no throughput
     assert c["periods_capped"] == 4 and c["periods_binding"] == 4
     assert doc["hours_at_level"] == {"high": 1.0, "low": 1.0}
+    assert doc["nodes"]["g1"]["hours_at_level"] == {"high": 1.0, "low": 1.0}
     assert doc["nodes"]["c1"]["cost_saved_eur"] == 0.0
     assert doc["nodes"]["g1"]["devices"] == ["gpu-0", "gpu-1", "package-0", "package-1"]
     caps = {r.device.domain: r.caps for r in sim.devices if r.device.node == "g1"}
