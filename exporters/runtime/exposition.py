@@ -81,6 +81,10 @@ def render(metrics: Iterable[Metric]) -> bytes:
             append(generate_latest(_One(metric)).decode())
             continue
         append(_header(metric.name, metric.documentation, metric.type))
+        chunks = getattr(metric, "text_chunks", None)
+        if chunks is not None:  # a family given as its rendered lines (e.g. the Slurm exporter's)
+            out.extend(chunks)
+            continue
         for sample in metric.samples:
             if sample.name.endswith("_created"):
                 continue

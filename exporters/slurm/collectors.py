@@ -23,6 +23,7 @@ from ..runtime import Collector, CollectorError, Deadline, Partial
 from ..runtime.metrics import MetricSpec
 from . import metrics as m
 from .config import JobsConfig, Limits, Privacy
+from .families import Line, RecordLines, escape
 from .model import (
     JOB_STATES,
     NODE_STATES,
@@ -60,6 +61,8 @@ class SlurmCollector(Collector[Fetched]):
 
     def __init__(self, snapshots: Snapshots) -> None:
         self.snapshots = snapshots
+        #: The records last rendered and their families: an unchanged listing is not rendered again.
+        self._rendered: tuple[tuple[Any, ...], list[Metric]] = ((), [])
 
     async def fetch(self, deadline: Deadline) -> Fetched | Partial[Fetched]:
         tasks = [asyncio.ensure_future(self.snapshots.get(e)) for e in self.endpoints]
@@ -98,7 +101,12 @@ class SlurmCollector(Collector[Fetched]):
             unreadable.add_metric([name], float(_unreadable(listing)))
             dropped.add_metric([name], float(listing.dropped))
         yield from (stamp, unreadable, dropped)
-        yield from self.families(snapshot)
+        records = tuple(None if lst is None else lst.records for lst in snapshot.listings.values())
+        seen, families = self._rendered
+        if len(seen) != len(records) or any(a is not b for a, b in zip(seen, records, strict=False)):
+            families = list(self.families(snapshot))
+            self._rendered = (records, families)
+        yield from families
 
     def families(self, snapshot: Fetched) -> Iterator[Metric]:
         raise NotImplementedError
@@ -260,11 +268,12 @@ class _Totals:
         self.states[node.state] += 1
         _split(self.cpus, node.cpus, node.alloc_cpus, node.available)
         _split(self.memory, node.memory_bytes, node.alloc_memory_bytes, node.available)
-        for kind, total in node.gpus.items():
+        allocated = dict(node.alloc_gpus)
+        for kind, total in node.gpus:
             _split(
                 self.gpus.setdefault(kind, [0.0, 0.0, 0.0, 0.0]),
                 total,
-                node.alloc_gpus.get(kind, 0),
+                allocated.get(kind, 0),
                 node.available,
             )
 
@@ -281,38 +290,56 @@ class NodeCollector(SlurmCollector):
 
     name = "nodes"
     endpoints = (NODES,)
+    per_node = (
+        m.NODE_STATE,
+        m.NODE_PARTITION,
+        m.NODE_REASON,
+        m.NODE_REASON_TIME,
+        m.NODE_CPUS,
+        m.NODE_MEMORY,
+        m.NODE_GPUS,
+    )
 
     def __init__(self, snapshots: Snapshots, limits: Limits) -> None:
         super().__init__(snapshots)
         self.limits = limits
+        self._lines = RecordLines(self._node_lines, self.per_node)
+        state, member, reason, since, cpus, memory, gpus = (Line(spec) for spec in self.per_node)
+        self._line = (state, member, reason, since, cpus, memory, gpus)
 
     def families(self, snapshot: Fetched) -> Iterator[Metric]:
-        nodes: Sequence[Node] = snapshot.records(NODES)
-        state, member = m.NODE_STATE.family(), m.NODE_PARTITION.family()
-        reason, since = m.NODE_REASON.family(), m.NODE_REASON_TIME.family()
-        cpus, memory, gpus = m.NODE_CPUS.family(), m.NODE_MEMORY.family(), m.NODE_GPUS.family()
+        nodes = list(_unique(snapshot.records(NODES)))
+        yield from self._lines.families(nodes)
         cluster = _Totals()
         partitions: dict[str, _Totals] = defaultdict(_Totals)
-        for node in _unique(nodes):
-            name = node.name
-            state.add_metric([name, node.state], 1.0)
-            cpus.add_metric([name, "allocated"], float(node.alloc_cpus))
-            cpus.add_metric([name, "total"], float(node.cpus))
-            memory.add_metric([name, "allocated"], node.alloc_memory_bytes)
-            memory.add_metric([name, "total"], node.memory_bytes)
-            for kind, total in node.gpus.items():
-                gpus.add_metric([name, kind, "allocated"], float(min(node.alloc_gpus.get(kind, 0), total)))
-                gpus.add_metric([name, kind, "total"], float(total))
-            if node.reason:
-                reason.add_metric([name, _clean(node.reason, self.limits.reason_length)], 1.0)
-                if node.reason_since:
-                    since.add_metric([name], node.reason_since)
+        for node in nodes:
             cluster.add(node)
             for partition in node.partitions:
-                member.add_metric([name, partition], 1.0)
                 partitions[partition].add(node)
-        yield from (state, member, reason, since, cpus, memory, gpus)
         yield from _totals(partitions, cluster)
+
+    def _node_lines(self, node: Node) -> tuple[str, ...]:
+        state, member, reason, since, cpus, memory, gpus = self._line
+        name = escape(node.name)
+        why, when = "", ""
+        if node.reason:
+            why = reason(name, escape(_clean(node.reason, self.limits.reason_length)), 1.0)
+            if node.reason_since:
+                when = since(name, node.reason_since)
+        allocated = dict(node.alloc_gpus)
+        return (
+            state(name, node.state, 1.0),
+            "".join(member(name, escape(p), 1.0) for p in node.partitions),
+            why,
+            when,
+            cpus(name, "allocated", node.alloc_cpus) + cpus(name, "total", node.cpus),
+            memory(name, "allocated", node.alloc_memory_bytes) + memory(name, "total", node.memory_bytes),
+            "".join(
+                gpus(name, escape(kind), "allocated", min(allocated.get(kind, 0), total))
+                + gpus(name, escape(kind), "total", total)
+                for kind, total in node.gpus
+            ),
+        )
 
 
 def _unique(nodes: Iterable[Node]) -> Iterator[Node]:
@@ -362,6 +389,9 @@ class JobCollector(SlurmCollector):
         super().__init__(snapshots)
         self.jobs = jobs
         self.privacy = privacy
+        mapping = (m.JOB_INFO, m.JOB_START, m.JOB_ALLOCATION, m.JOB_GPU, m.JOB_NAME)
+        self._lines = RecordLines(self._job_lines, mapping)
+        self._line = tuple(Line(spec) for spec in mapping)
 
     def families(self, snapshot: Fetched) -> Iterator[Metric]:
         jobs: Sequence[Job] = snapshot.records(JOBS)
@@ -439,34 +469,38 @@ class JobCollector(SlurmCollector):
         dropped.add_metric([spec.name], float(lost))
 
     def _mapping(self, jobs: Sequence[Job], dropped: Any) -> Iterator[Metric]:
-        info, names, start = m.JOB_INFO.family(), m.JOB_NAME.family(), m.JOB_START.family()
-        allocation, gpus = m.JOB_ALLOCATION.family(), m.JOB_GPU.family()
         running = [j for j in jobs if j.state == "running"]
         cap = self.jobs.max_mapped
+        mapped = running
         if len(running) > cap:
             # Keep the longest-running jobs: their energy has accrued most.
-            running = heapq.nsmallest(cap, running, key=lambda j: (j.start_time or math.inf, j.job_id))
-        dropped.add_metric(
-            [m.JOB_INFO.name], float(sum(1 for j in jobs if j.state == "running") - len(running))
-        )
-        privacy = self.privacy
-        for job in running:
-            jid = job.job_id
-            user, account = privacy.user(job.user), privacy.account(job.account)
-            info.add_metric([jid, user or "", account or "", ",".join(job.partitions), job.qos], 1.0)
-            if self.jobs.names:
-                names.add_metric([jid, _clean(job.name, 200)], 1.0)
-            if job.start_time:
-                start.add_metric([jid], job.start_time)
-            for a in job.allocations:
-                allocation.add_metric([jid, a.node, "cpus"], float(a.cpus))
-                allocation.add_metric([jid, a.node, "memory_bytes"], a.memory_bytes)
-                allocation.add_metric([jid, a.node, "gpus"], float(len(a.gpus)))
-                for _kind, index in a.gpus:
-                    gpus.add_metric([jid, a.node, str(index)], 1.0)
+            mapped = heapq.nsmallest(cap, running, key=lambda j: (j.start_time or math.inf, j.job_id))
+        dropped.add_metric([m.JOB_INFO.name], float(len(running) - len(mapped)))
+        info, start, allocation, gpus, names = self._lines.families(mapped)
         yield from (info, start, allocation, gpus)
         if self.jobs.names:
             yield names
+
+    def _job_lines(self, job: Job) -> tuple[str, ...]:
+        info, start, allocation, gpus, names = self._line
+        jid = escape(job.job_id)
+        user, account = self.privacy.user(job.user) or "", self.privacy.account(job.account) or ""
+        partitions = escape(",".join(job.partitions))
+        held: list[str] = []
+        indexes: list[str] = []
+        for a in job.allocations:
+            node = escape(a.node)
+            held.append(allocation(jid, node, "cpus", a.cpus))
+            held.append(allocation(jid, node, "memory_bytes", a.memory_bytes))
+            held.append(allocation(jid, node, "gpus", len(a.gpus)))
+            indexes.extend(gpus(jid, node, str(index), 1.0) for _kind, index in a.gpus)
+        return (
+            info(jid, escape(user), escape(account), partitions, escape(job.qos), 1.0),
+            start(jid, job.start_time) if job.start_time else "",
+            "".join(held),
+            "".join(indexes),
+            names(jid, escape(_clean(job.name, 200)), 1.0) if self.jobs.names else "",
+        )
 
 
 # --- reservations ----------------------------------------------------------------------------

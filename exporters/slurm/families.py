@@ -1,0 +1,94 @@
+"""The largest families (one series per node or per job and node) written straight as text.
+
+A cluster of 10,000 nodes and 30,000 running jobs has some 300,000 such series.  Built as
+prometheus_client samples they cost a tuple, a dict and a formatted line each, every scrape.
+Here each record's lines are formatted once, kept while the record is unchanged (records are
+frozen and hashable: an equal record renders equal lines) and joined per family at exposition:
+a scrape after a change formats only the records that changed.
+
+``Lines`` is a prometheus_client ``Metric`` whose ``text_chunks`` the text renderer writes as
+they are (``exporters/runtime/exposition.py``); its ``samples`` are parsed back from the text
+only where something asks for them (the OpenMetrics format, a family merged across collectors).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from prometheus_client.core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+
+from ..runtime.exposition import format_value
+from ..runtime.metrics import MetricSpec
+
+K = TypeVar("K", bound=Hashable)
+_ESCAPE = str.maketrans({"\\": "\\\\", "\n": "\\n", '"': '\\"'})
+
+
+def escape(value: str) -> str:
+    """A label value as the text format writes it between quotes."""
+    return value.translate(_ESCAPE)
+
+
+class Line:
+    """Formats the series of one family: ``line(label values..., value)`` → ``name{...} value\\n``."""
+
+    __slots__ = ("_template",)
+
+    def __init__(self, spec: MetricSpec) -> None:
+        names = ",".join(f'{label}="{{}}"' for label in spec.labels)
+        self._template = f"{spec.name}{{{{{names}}}}} {{}}\n" if spec.labels else f"{spec.name} {{}}\n"
+
+    def __call__(self, *values: Any) -> str:
+        """``values``: the label values (escaped already) and the sample's value last."""
+        *labels, value = values
+        return self._template.format(*labels, format_value(value))
+
+
+class Lines(Metric):
+    """A gauge family given as rendered text chunks (each chunk whole lines)."""
+
+    def __init__(self, spec: MetricSpec, chunks: Sequence[str]) -> None:
+        super().__init__(spec.name, spec.help, "gauge")
+        self.text_chunks = chunks
+
+    @property
+    def samples(self) -> list[Any]:
+        text = "".join(self.text_chunks)
+        if not text:
+            return []
+        (family,) = text_string_to_metric_families(f"# TYPE {self.name} gauge\n{text}")
+        return list(family.samples)
+
+    @samples.setter
+    def samples(self, value: list[Any]) -> None:
+        if value:  # Metric.__init__ sets it empty; nothing else may
+            raise AttributeError("Lines families are built from text")
+
+
+class RecordLines:
+    """Per record, its lines in each of several families, formatted once while it stays the same.
+
+    ``render(record)`` gives one string per family (``""`` where it has no series there).  The
+    cache keeps only the records of the latest call to ``families``: it follows the cluster.
+    """
+
+    def __init__(self, render: Callable[[Any], tuple[str, ...]], specs: Sequence[MetricSpec]) -> None:
+        self.render = render
+        self.specs = tuple(specs)
+        self._cache: dict[Any, tuple[str, ...]] = {}
+
+    def families(self, records: Iterable[Any]) -> list[Lines]:
+        parts: list[list[str]] = [[] for _ in self.specs]
+        cache, fresh = self._cache, {}
+        for record in records:
+            lines = cache.get(record)
+            if lines is None:
+                lines = self.render(record)
+            fresh[record] = lines
+            for part, text in zip(parts, lines, strict=True):
+                if text:
+                    part.append(text)
+        self._cache = fresh
+        return [Lines(spec, part) for spec, part in zip(self.specs, parts, strict=True)]
