@@ -23,7 +23,7 @@ from ..runtime import Collector, CollectorError, Deadline, Partial
 from ..runtime.metrics import MetricSpec
 from . import metrics as m
 from .config import JobsConfig, Limits, Privacy
-from .families import Line, RecordLines, escape
+from .families import Line, RecordLines, escape, number
 from .model import (
     JOB_STATES,
     NODE_STATES,
@@ -304,8 +304,15 @@ class NodeCollector(SlurmCollector):
         super().__init__(snapshots)
         self.limits = limits
         self._lines = RecordLines(self._node_lines, self.per_node)
-        state, member, reason, since, cpus, memory, gpus = (Line(spec) for spec in self.per_node)
-        self._line = (state, member, reason, since, cpus, memory, gpus)
+        self._line = (
+            Line(m.NODE_STATE, "node", "state").head,
+            Line(m.NODE_PARTITION, "node", "partition").head,
+            Line(m.NODE_REASON, "node", "reason").head,
+            Line(m.NODE_REASON_TIME, "node").head,
+            Line(m.NODE_CPUS, "node", "state").head,
+            Line(m.NODE_MEMORY, "node", "state").head,
+            Line(m.NODE_GPUS, "node", "type", "state").head,
+        )
 
     def families(self, snapshot: Fetched) -> Iterator[Metric]:
         nodes = list(_unique(snapshot.records(NODES)))
@@ -321,22 +328,26 @@ class NodeCollector(SlurmCollector):
     def _node_lines(self, node: Node) -> tuple[str, ...]:
         state, member, reason, since, cpus, memory, gpus = self._line
         name = escape(node.name)
-        why, when = "", ""
+        why = when = ""
         if node.reason:
-            why = reason(name, escape(_clean(node.reason, self.limits.reason_length)), 1.0)
+            text = escape(_clean(node.reason, self.limits.reason_length))
+            why = f'{reason}node="{name}",reason="{text}"}} 1.0\n'
             if node.reason_since:
-                when = since(name, node.reason_since)
+                when = f'{since}node="{name}"}} {number(node.reason_since)}\n'
         allocated = dict(node.alloc_gpus)
         return (
-            state(name, node.state, 1.0),
-            "".join(member(name, escape(p), 1.0) for p in node.partitions),
+            f'{state}node="{name}",state="{node.state}"}} 1.0\n',
+            "".join(f'{member}node="{name}",partition="{escape(p)}"}} 1.0\n' for p in node.partitions),
             why,
             when,
-            cpus(name, "allocated", node.alloc_cpus) + cpus(name, "total", node.cpus),
-            memory(name, "allocated", node.alloc_memory_bytes) + memory(name, "total", node.memory_bytes),
+            f'{cpus}node="{name}",state="allocated"}} {number(node.alloc_cpus)}\n'
+            f'{cpus}node="{name}",state="total"}} {number(node.cpus)}\n',
+            f'{memory}node="{name}",state="allocated"}} {number(node.alloc_memory_bytes)}\n'
+            f'{memory}node="{name}",state="total"}} {number(node.memory_bytes)}\n',
             "".join(
-                gpus(name, escape(kind), "allocated", min(allocated.get(kind, 0), total))
-                + gpus(name, escape(kind), "total", total)
+                f'{gpus}node="{name}",type="{escape(kind)}",state="allocated"}} '
+                f"{number(min(allocated.get(kind, 0), total))}\n"
+                f'{gpus}node="{name}",type="{escape(kind)}",state="total"}} {number(total)}\n'
                 for kind, total in node.gpus
             ),
         )
@@ -391,7 +402,13 @@ class JobCollector(SlurmCollector):
         self.privacy = privacy
         mapping = (m.JOB_INFO, m.JOB_START, m.JOB_ALLOCATION, m.JOB_GPU, m.JOB_NAME)
         self._lines = RecordLines(self._job_lines, mapping)
-        self._line = tuple(Line(spec) for spec in mapping)
+        self._line = (
+            Line(m.JOB_INFO, "job_id", "user", "account", "partition", "qos").head,
+            Line(m.JOB_START, "job_id").head,
+            Line(m.JOB_ALLOCATION, "job_id", "node", "resource").head,
+            Line(m.JOB_GPU, "job_id", "node", "gpu").head,
+            Line(m.JOB_NAME, "job_id", "name").head,
+        )
 
     def families(self, snapshot: Fetched) -> Iterator[Metric]:
         jobs: Sequence[Job] = snapshot.records(JOBS)
@@ -484,22 +501,28 @@ class JobCollector(SlurmCollector):
     def _job_lines(self, job: Job) -> tuple[str, ...]:
         info, start, allocation, gpus, names = self._line
         jid = escape(job.job_id)
-        user, account = self.privacy.user(job.user) or "", self.privacy.account(job.account) or ""
-        partitions = escape(",".join(job.partitions))
+        user = escape(self.privacy.user(job.user) or "")
+        account = escape(self.privacy.account(job.account) or "")
         held: list[str] = []
         indexes: list[str] = []
         for a in job.allocations:
-            node = escape(a.node)
-            held.append(allocation(jid, node, "cpus", a.cpus))
-            held.append(allocation(jid, node, "memory_bytes", a.memory_bytes))
-            held.append(allocation(jid, node, "gpus", len(a.gpus)))
-            indexes.extend(gpus(jid, node, str(index), 1.0) for _kind, index in a.gpus)
+            where = f'{allocation}job_id="{jid}",node="{escape(a.node)}",resource='
+            held.append(
+                f'{where}"cpus"}} {number(a.cpus)}\n{where}"memory_bytes"}} {number(a.memory_bytes)}\n'
+                f'{where}"gpus"}} {number(len(a.gpus))}\n'
+            )
+            indexes.extend(
+                f'{gpus}job_id="{jid}",node="{escape(a.node)}",gpu="{i}"}} 1.0\n' for _t, i in a.gpus
+            )
         return (
-            info(jid, escape(user), escape(account), partitions, escape(job.qos), 1.0),
-            start(jid, job.start_time) if job.start_time else "",
+            f'{info}job_id="{jid}",user="{user}",account="{account}",'
+            f'partition="{escape(",".join(job.partitions))}",qos="{escape(job.qos)}"}} 1.0\n',
+            f'{start}job_id="{jid}"}} {number(job.start_time)}\n' if job.start_time else "",
             "".join(held),
             "".join(indexes),
-            names(jid, escape(_clean(job.name, 200)), 1.0) if self.jobs.names else "",
+            f'{names}job_id="{jid}",name="{escape(_clean(job.name, 200))}"}} 1.0\n'
+            if self.jobs.names
+            else "",
         )
 
 

@@ -13,8 +13,8 @@ only where something asks for them (the OpenMetrics format, a family merged acro
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
@@ -22,28 +22,39 @@ from prometheus_client.parser import text_string_to_metric_families
 from ..runtime.exposition import format_value
 from ..runtime.metrics import MetricSpec
 
-K = TypeVar("K", bound=Hashable)
 _ESCAPE = str.maketrans({"\\": "\\\\", "\n": "\\n", '"': '\\"'})
 
 
+_ESCAPED: dict[str, str] = {}
+_ESCAPED_SIZE = 1 << 16
+
+
 def escape(value: str) -> str:
-    """A label value as the text format writes it between quotes."""
-    return value.translate(_ESCAPE)
+    """A label value as the text format writes it between quotes (names repeat: kept once)."""
+    found = _ESCAPED.get(value)
+    if found is None:
+        found = value.translate(_ESCAPE)
+        if len(_ESCAPED) >= _ESCAPED_SIZE:
+            _ESCAPED.clear()
+        _ESCAPED[value] = found
+    return found
+
+
+def number(value: float) -> str:
+    """A sample value as the text format writes it."""
+    return repr(float(value)) if type(value) is int else format_value(value)
 
 
 class Line:
-    """Formats the series of one family: ``line(label values..., value)`` → ``name{...} value\\n``."""
+    """The start of a family's series, ``name{``: callers write the labels in the order given
+    here, which must be the spec's (checked), then ``} value``."""
 
-    __slots__ = ("_template",)
+    __slots__ = ("head",)
 
-    def __init__(self, spec: MetricSpec) -> None:
-        names = ",".join(f'{label}="{{}}"' for label in spec.labels)
-        self._template = f"{spec.name}{{{{{names}}}}} {{}}\n" if spec.labels else f"{spec.name} {{}}\n"
-
-    def __call__(self, *values: Any) -> str:
-        """``values``: the label values (escaped already) and the sample's value last."""
-        *labels, value = values
-        return self._template.format(*labels, format_value(value))
+    def __init__(self, spec: MetricSpec, *labels: str) -> None:
+        if labels != spec.labels:
+            raise ValueError(f"{spec.name}: labels {labels} are not the declared {spec.labels}")
+        self.head = spec.name + "{"
 
 
 class Lines(Metric):
