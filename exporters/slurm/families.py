@@ -6,9 +6,10 @@ Here each record's lines are formatted once, kept while the record is unchanged 
 frozen and hashable: an equal record renders equal lines) and joined per family at exposition:
 a scrape after a change formats only the records that changed.
 
-``Lines`` is a prometheus_client ``Metric`` whose ``text_chunks`` the text renderer writes as
-they are (``exporters/runtime/exposition.py``); its ``samples`` are parsed back from the text
-only where something asks for them (the OpenMetrics format, a family merged across collectors).
+``Lines`` is a prometheus_client ``Metric`` whose ``text_chunks`` (bytes) the text renderer
+writes as they are (``exporters/runtime/exposition.py``); its ``samples`` are parsed back from the
+text only where something asks for them (the OpenMetrics format, a family merged across
+collectors).
 """
 
 from __future__ import annotations
@@ -58,15 +59,15 @@ class Line:
 
 
 class Lines(Metric):
-    """A gauge family given as rendered text chunks (each chunk whole lines)."""
+    """A gauge family given as rendered chunks of the text format (bytes, each whole lines)."""
 
-    def __init__(self, spec: MetricSpec, chunks: Sequence[str]) -> None:
+    def __init__(self, spec: MetricSpec, chunks: Sequence[bytes]) -> None:
         super().__init__(spec.name, spec.help, "gauge")
         self.text_chunks = chunks
 
     @property
     def samples(self) -> list[Any]:
-        text = "".join(self.text_chunks)
+        text = b"".join(self.text_chunks).decode()
         if not text:
             return []
         (family,) = text_string_to_metric_families(f"# TYPE {self.name} gauge\n{text}")
@@ -81,22 +82,23 @@ class Lines(Metric):
 class RecordLines:
     """Per record, its lines in each of several families, formatted once while it stays the same.
 
-    ``render(record)`` gives one string per family (``""`` where it has no series there).  The
-    cache keeps only the records of the latest call to ``families``: it follows the cluster.
+    ``render(record)`` gives one string per family (``""`` where it has no series there), kept
+    encoded.  The cache keeps only the records of the latest call to ``families``: it follows the
+    cluster.
     """
 
     def __init__(self, render: Callable[[Any], tuple[str, ...]], specs: Sequence[MetricSpec]) -> None:
         self.render = render
         self.specs = tuple(specs)
-        self._cache: dict[Any, tuple[str, ...]] = {}
+        self._cache: dict[Any, tuple[bytes, ...]] = {}
 
     def families(self, records: Iterable[Any]) -> list[Lines]:
-        parts: list[list[str]] = [[] for _ in self.specs]
+        parts: list[list[bytes]] = [[] for _ in self.specs]
         cache, fresh = self._cache, {}
         for record in records:
             lines = cache.get(record)
             if lines is None:
-                lines = self.render(record)
+                lines = tuple(text.encode() for text in self.render(record))
             fresh[record] = lines
             for part, text in zip(parts, lines, strict=True):
                 if text:

@@ -633,7 +633,7 @@ def parse_job(record: JobRecord) -> Job:
         user=_share(record.user_name),
         account=_share(record.account),
         qos=_share(record.qos),
-        name=record.name or "",
+        name=_share(record.name),
         cpus=cpus,
         start_time=start if start else None,
         allocations=allocations,

@@ -109,9 +109,10 @@ _NO_CHANGE = re.compile(r"\bno \w+ changes since update_time", re.IGNORECASE)
 class _Collect(Generic[T]):
     """Parses decoded elements as they stream in, keeping at most ``limit`` records and a few errors."""
 
-    def __init__(self, endpoint: Endpoint[T], limit: int) -> None:
+    def __init__(self, endpoint: Endpoint[T], limit: int, known: Sequence[T] = ()) -> None:
         self.endpoint = endpoint
         self.limit = limit
+        self.known = _index(known)
         self.records: list[T] = []
         self.errors: list[str] = []
         self.bad = 0
@@ -123,12 +124,14 @@ class _Collect(Generic[T]):
         if len(elements) > room:
             self.dropped += len(elements) - max(room, 0)
             elements = elements[: max(room, 0)]
-        parse, records = self.endpoint.parse, self.records
+        parse, records, known = self.endpoint.parse, self.records, self.known
         for i, element in enumerate(elements):
             try:
-                records.append(parse(element))
+                record = parse(element)
             except (model.FieldError, TypeError, ValueError, AttributeError) as exc:
                 self.reject(first + i, str(exc))
+            else:
+                records.append(known.get(record, record) if known else record)
 
     def reject(self, index: int, why: str) -> None:
         self.bad += 1
@@ -148,6 +151,14 @@ class _Collect(Generic[T]):
         return Listing(
             self.records, errors, self.dropped, _meta(members), now, now, _as_of(members, asked_at), unchanged
         )
+
+
+def _index(records: Sequence[T]) -> dict[T, T]:
+    """Records by themselves, where they can be (frozen and hashable: nodes, jobs)."""
+    try:
+        return {r: r for r in records}
+    except TypeError:
+        return {}
 
 
 def _said_unchanged(members: Mapping[str, Any]) -> bool:
@@ -192,17 +203,29 @@ def _meta(members: Mapping[str, Any]) -> Meta:
 
 
 async def parse_stream(
-    chunks: AsyncIterator[bytes], endpoint: Endpoint[T], limits: Limits, asked_at: float | None = None
+    chunks: AsyncIterator[bytes],
+    endpoint: Endpoint[T],
+    limits: Limits,
+    asked_at: float | None = None,
+    previous: Listing[T] | None = None,
 ) -> Listing[T]:
-    """Read one answer: the endpoint's array streamed through its parser (``/diag``: the object)."""
+    """Read one answer: the endpoint's array streamed through its parser (``/diag``: the object).
+
+    A record equal to one of ``previous`` is that one: what did not change is held once.
+    """
     async with contextlib.aclosing(chunks):  # type: ignore[type-var]
-        return await _parse(chunks, endpoint, limits, time.time() if asked_at is None else asked_at)
+        when = time.time() if asked_at is None else asked_at
+        return await _parse(chunks, endpoint, limits, when, previous)
 
 
 async def _parse(
-    chunks: AsyncIterator[bytes], endpoint: Endpoint[T], limits: Limits, asked_at: float
+    chunks: AsyncIterator[bytes],
+    endpoint: Endpoint[T],
+    limits: Limits,
+    asked_at: float,
+    previous: Listing[T] | None,
 ) -> Listing[T]:
-    collect = _Collect(endpoint, limits.max_records)
+    collect = _Collect(endpoint, limits.max_records, previous.records if previous else ())
     try:
         if endpoint is DIAG:
             members = await read_document(chunks, {}, limits.max_response_bytes)
@@ -351,7 +374,7 @@ class SlurmrestdSource(Source):
                     refreshed = await self._conditional(path, endpoint, since, previous)
                     if refreshed is not None:
                         return refreshed
-                return await parse_stream(self._get(path), endpoint, self.limits, time.time())
+                return await parse_stream(self._get(path), endpoint, self.limits, time.time(), previous)
         except TimeoutError:
             raise CollectorError(f"slurmrestd {endpoint.name}: no answer within {self.timeout:g}s") from None
         except CollectorError as exc:
@@ -367,9 +390,8 @@ class SlurmrestdSource(Source):
         assert previous is not None
         asked_at = time.time()
         try:
-            listing = await parse_stream(
-                self._get(path, f"?update_time={int(since)}"), endpoint, self.limits, asked_at
-            )
+            query = f"?update_time={int(since)}"
+            listing = await parse_stream(self._get(path, query), endpoint, self.limits, asked_at, previous)
         except _NotModified:
             listing = None
         if listing is not None and not listing.unchanged:
@@ -433,14 +455,14 @@ class CliSource(Source):
         primary, fallback = _COMMANDS[endpoint.name]
         if endpoint.name not in self.fallback or fallback is None:
             try:
-                return await self._run(primary, endpoint)
+                return await self._run(primary, endpoint, previous)
             except _NoJson:
                 if fallback is None:
                     raise CollectorError(f"{primary[0]} has no --json here") from None
                 self.fallback.add(endpoint.name)
-        return await self._run(fallback, endpoint)
+        return await self._run(fallback, endpoint, previous)
 
-    async def _run(self, argv: list[str], endpoint: Endpoint[T]) -> Listing[T]:
+    async def _run(self, argv: list[str], endpoint: Endpoint[T], previous: Listing[T] | None) -> Listing[T]:
         command = [self.config.command(argv[0]), *argv[1:]]
         shown = " ".join(argv)
         try:
@@ -458,7 +480,7 @@ class CliSource(Source):
         try:
             async with asyncio.timeout(self.timeout):
                 if "--json" in argv:
-                    listing = await self._json(proc, endpoint, shown, stderr_task)
+                    listing = await self._json(proc, endpoint, shown, stderr_task, previous)
                 else:
                     out = await proc.stdout.read(MAX_TEXT_BYTES + 1)
                     if len(out) > MAX_TEXT_BYTES:
@@ -483,6 +505,7 @@ class CliSource(Source):
         endpoint: Endpoint[T],
         shown: str,
         stderr: asyncio.Future[bytes],
+        previous: Listing[T] | None,
     ) -> Listing[T]:
         assert proc.stdout is not None
         stdout = proc.stdout
@@ -492,7 +515,7 @@ class CliSource(Source):
                 yield chunk
 
         try:
-            listing = await parse_stream(chunks(), endpoint, self.limits)
+            listing = await parse_stream(chunks(), endpoint, self.limits, previous=previous)
         except CollectorError:
             await self._check(proc, shown, stderr)  # a failed command explains itself better
             raise
