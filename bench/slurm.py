@@ -182,6 +182,9 @@ async def bench(args: argparse.Namespace) -> None:
         docs = await asyncio.to_thread(record_templates, work / "lab")
         payloads = scale(docs, args.nodes, args.jobs)
         size = sum(len(b) for b in payloads.values())
+        if args.stages:
+            await stages(payloads)
+            return
         changes = Changes()
         runner, url = await serve(payloads, changes)
         token = work / "jwt"
@@ -243,6 +246,40 @@ async def bench(args: argparse.Namespace) -> None:
     )
 
 
+async def stages(payloads: dict[str, bytes]) -> None:
+    """Where the time goes, stage by stage, in CPU seconds of this process (``--stages``)."""
+    from powerplane.exporters.runtime import exposition
+    from powerplane.exporters.slurm import collectors, config, sources, stream
+
+    cpu = time.process_time
+    listings = {}
+    for endpoint in (sources.NODES, sources.JOBS):
+        data = payloads[endpoint.name]
+        start = cpu()
+        sink = stream.Stream(lambda _batch, _first: None, type=endpoint.type)
+        await stream.read_document(stream.chunks_of(data), {endpoint.key: sink})
+        decoded = cpu()
+        limits = config.Limits(max_records=10**7)
+        listings[endpoint.name] = await sources.parse_stream(stream.chunks_of(data), endpoint, limits)
+        parsed = cpu()
+        json.loads(data)
+        loads = cpu() - parsed
+        print(f"{endpoint.name + ': decode (msgspec) / parse / json.loads':44}"
+              f"{decoded - start:8.2f} {parsed - decoded - (decoded - start):8.2f} {loads:8.2f}")  # fmt: skip
+    jobs = collectors.JobCollector(None, config.JobsConfig(max_mapped=10**7), config.Privacy())  # type: ignore[arg-type]
+    nodes = collectors.NodeCollector(None, config.Limits())  # type: ignore[arg-type]
+    fetched = collectors.Fetched(listings)
+    for state in ("first render", "records' lines kept", "listing unchanged"):
+        if state != "listing unchanged":
+            jobs._rendered = nodes._rendered = ((), [])
+        start = cpu()
+        families = [*jobs.render(fetched), *nodes.render(fetched)]
+        rendered = cpu()
+        body = exposition.render(families)
+        print(f"{'families / exposition, ' + state:44}{rendered - start:8.2f} {cpu() - rendered:8.2f}")
+    print(f"{'exposition (MB)':44}{len(body) / 1e6:8.1f}")
+
+
 def proc_peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -255,6 +292,7 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=10_000)
     parser.add_argument("--jobs", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--stages", action="store_true", help="only the CPU time of each stage, in process")
     asyncio.run(bench(parser.parse_args()))
 
 
