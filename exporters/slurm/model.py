@@ -128,18 +128,6 @@ def tokens(record: Mapping[str, Any], key: str, flags_key: str | None = None) ->
     return frozenset(found)
 
 
-def strings(record: Mapping[str, Any], key: str) -> tuple[str, ...]:
-    """A list of strings (or a comma-separated string, as some versions write it)."""
-    value = record.get(key)
-    if value is None or value == "":
-        return ()
-    if isinstance(value, str):
-        return tuple(v for v in value.split(",") if v)
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return tuple(value)
-    raise FieldError(f"{key}: expected a list of strings, got {_short(value)}")
-
-
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
