@@ -11,10 +11,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
 from powerplane.exporters.runtime import CollectorError
+from powerplane.exporters.slurm.exporter import make_server
 from powerplane.exporters.slurm.sources import (
     CLOCK_MARGIN,
     JOBS,
@@ -24,6 +26,7 @@ from powerplane.exporters.slurm.sources import (
     Snapshots,
 )
 from powerplane.lab import procs
+from tests.helpers import parse
 
 from .conftest import Cluster
 from .test_exporter import _with_fake, load, openapi, rest_config
@@ -112,6 +115,52 @@ def test_a_full_read_comes_every_full_refresh_seconds(slurm: Cluster, tmp_path: 
     quiet, full = seen[0], seen[-1]
     assert not full.unchanged and full.full_at - quiet.full_at >= CLOCK_MARGIN + 4  # nothing changed
     assert len(seen) > 2 and all(s.unchanged and s.records is quiet.records for s in seen[1:-1])
+
+
+def _series(text: str) -> set[tuple[str, tuple[tuple[str, str], ...]]]:
+    """The series of a scrape, without the ones that change by themselves (times, durations)."""
+    moving = ("_timestamp_seconds", "_duration_seconds", "scheduler_", "rpc", "cycle", "backfill")
+    return {(n, k) for n, samples in parse(text).items() if not any(w in n for w in moving) for k in samples}
+
+
+def test_a_scrape_from_an_unchanged_answer_shows_what_the_full_read_showed(
+    slurm: Cluster, tmp_path: Path
+) -> None:
+    lab = slurm.lab
+    if not lab.rest_binary:
+        pytest.skip("slurmrestd is not installed")
+    config = load(lab.exporter_config("slurmrestd", min_interval=0), tmp_path)
+
+    async def run() -> tuple[str, str, bool]:
+        server = make_server(config)
+        host, port = await server.start()
+        try:
+            async with aiohttp.ClientSession() as session:
+
+                async def one() -> str:
+                    async with session.get(f"http://{host}:{port}/metrics") as r:
+                        return await r.text()
+
+                full = await one()
+                entry = server.snapshots._entries["jobs"]  # type: ignore[attr-defined]
+                deadline = time.monotonic() + 60
+                while True:  # until slurmctld says "no change" (the cluster is quiet)
+                    await asyncio.sleep(1.0)
+                    again = await one()
+                    if entry.last.unchanged or time.monotonic() > deadline:
+                        return full, again, entry.last.unchanged
+        finally:
+            await server.stop()
+
+    full, again, unchanged = asyncio.run(run())
+    assert unchanged
+    names = {name for name, _labels in _series(full)}
+    assert {
+        "powerplane_slurm_job_allocation",
+        "powerplane_slurm_node_state",
+        "powerplane_slurm_jobs",
+    } <= names
+    assert _series(again) == _series(full) and 'collector="jobs"} 1.0' in again
 
 
 # --- what the newer versions answer, and answers that leave a doubt --------------------------------
