@@ -457,7 +457,7 @@ def vertiv_geist_v5(moving: bool = False, outlets: int = 8) -> str:
 
 
 def apc_inrow(moving: bool = False, supply_celsius: float = 18.0, return_celsius: float = 32.0) -> str:
-    """An APC InRow RC (ACRC) with group status and an airIRRP humidity reading.
+    """An APC InRow RC (ACRC) with group status, run hours and its airIR alarm count.
 
     ``supply_celsius`` and ``return_celsius`` set the air temperatures (a hot cooler in tests).
     """
@@ -474,13 +474,18 @@ def apc_inrow(moving: bool = False, supply_celsius: float = 18.0, return_celsius
         24: (120, 0.0),
         26: (170, 0.02),
         27: (1, 0.0),
+        1: (2, 0.0),
     }
     for column, (value, fraction) in readings.items():
         rows.append(Row(f"{unit}.{column}.0", *_value(value, fraction, moving)))
     rows += [
         Row("1.3.6.1.4.1.318.1.1.13.3.2.1.1.1.0", *_value(236, 0.2, moving)),
         Row("1.3.6.1.4.1.318.1.1.13.3.2.1.1.2.0", *_value(240, 0.2, moving)),
-        Row("1.3.6.1.4.1.318.1.1.13.3.3.1.2.2.14.0", INTEGER, 452),
+        Row("1.3.6.1.4.1.318.1.1.13.3.2.2.3.1.0", INTEGER, 1500),
+        Row("1.3.6.1.4.1.318.1.1.13.3.2.2.3.2.0", INTEGER, 41230),
+        Row("1.3.6.1.4.1.318.1.1.13.3.2.2.3.3.0", INTEGER, 41220),
+        Row("1.3.6.1.4.1.318.1.1.13.3.2.2.4.1.0", INTEGER, 12),
+        Row("1.3.6.1.4.1.318.1.1.13.3.1.1.0", INTEGER, 0),
     ]
     return snmprec_text(rows)
 

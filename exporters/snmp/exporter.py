@@ -93,6 +93,41 @@ METRICS = (
     MetricSpec(
         "powerplane_cooling_leak_detected", "gauge", "Whether the cooler's leak sensor reports a leak."
     ),
+    MetricSpec(
+        "powerplane_cooling_operating_mode",
+        "gauge",
+        "1 for the cooler's operating mode (standby, on, idle; DX units also prestart, service, backup, "
+        "assist), 0 for the other modes it can report.",
+        ("mode",),
+    ),
+    MetricSpec(
+        "powerplane_cooling_active_alarms", "gauge", "Number of alarm conditions the cooler reports active."
+    ),
+    MetricSpec(
+        "powerplane_cooling_run_seconds_total",
+        "counter",
+        "Run time of a part of the cooler (air_filter, fan_N, compressor); a reset of the device's hour "
+        "meter does not decrease it.",
+        ("part",),
+    ),
+    MetricSpec(
+        "powerplane_cooling_filter_run_seconds",
+        "gauge",
+        "Run time of the air filter since its hour meter was last reset (at the filter's service).",
+    ),
+    MetricSpec(
+        "powerplane_cooling_filter_service_interval_seconds",
+        "gauge",
+        "Air filter service interval set on the cooler.",
+    ),
+    MetricSpec("powerplane_cooling_compressor_running", "gauge", "Whether the DX cooler's compressor runs."),
+    MetricSpec("powerplane_cooling_compressor_speed_hertz", "gauge", "Speed of the compressor drive."),
+    MetricSpec(
+        "powerplane_cooling_refrigerant_pressure_pascals",
+        "gauge",
+        "Refrigerant pressure of a DX cooler as the unit reports it: suction, discharge.",
+        ("point",),
+    ),
 )
 CATALOGUE = {spec.name: spec for spec in METRICS}
 
@@ -483,7 +518,8 @@ class TableCollector(Collector[TableSnapshot]):
                     key = ".".join(parts[: source.parts]) if source.parts else index
                     labels.append(_text(columns.get(source.column or "", {}).get(key)))
             if rule.resettable:
-                value = self.counters.update((self.target, rule.metric, index), value)
+                # Scalar columns share index 0: the labels tell their meters apart.
+                value = self.counters.update((self.target, rule.metric, index, *labels), value)
             samples.append((labels, value))
         return samples
 

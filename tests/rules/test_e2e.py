@@ -386,7 +386,6 @@ def check_selectors(prom: procs.Prometheus, psus: int, fans: int) -> None:
     assert count("powerplane_gpu_memory_used_bytes / powerplane_gpu_memory_total_bytes") == 2
     for point in ("supply", "return"):
         assert count(f'powerplane_cooling_temperature_celsius{{point="{point}",cooler="{COOLER}"}}') == 1
-    assert count(f'powerplane_cooling_humidity_ratio{{cooler="{COOLER}"}}') == 1
     assert count(f'powerplane_cooling_leak_detected{{cooler="{COOLER}"}}') == 1
     assert count(f"powerplane_redfish_temperature_celsius{{{c.inlet_selector}}}") == 1
     states = len(("ok", "warning", "critical"))
