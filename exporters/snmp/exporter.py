@@ -96,9 +96,9 @@ METRICS = (
     MetricSpec(
         "powerplane_cooling_operating_mode",
         "gauge",
-        "1 for the cooler's operating mode (standby, on, idle; DX units also prestart, service, backup, "
-        "assist), 0 for the other modes it can report.",
+        "The cooler's operating mode: 1 for the current one, 0 for the other modes its MIB defines.",
         ("mode",),
+        values={"mode": ("standby", "on", "idle", "prestart", "service", "backup", "assist")},
     ),
     MetricSpec(
         "powerplane_cooling_active_alarms", "gauge", "Number of alarm conditions the cooler reports active."
@@ -109,6 +109,7 @@ METRICS = (
         "Run time of a part of the cooler (air_filter, fan_N, compressor); a reset of the device's hour "
         "meter does not decrease it.",
         ("part",),
+        values={"part": ("air_filter", "compressor", *(f"fan_{n}" for n in range(1, 9)))},
     ),
     MetricSpec(
         "powerplane_cooling_filter_run_seconds",
@@ -127,6 +128,7 @@ METRICS = (
         "gauge",
         "Refrigerant pressure of a DX cooler as the unit reports it: suction, discharge.",
         ("point",),
+        values={"point": ("suction", "discharge")},
     ),
 )
 CATALOGUE = {spec.name: spec for spec in METRICS}

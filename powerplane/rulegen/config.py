@@ -97,6 +97,11 @@ class RulesConfig:
     cooler_return_max_celsius: float = setting(45.0, doc="Highest cooler return air temperature.")
     humidity_min_ratio: float = setting(0.2, schema=_RATIO, doc="Lowest relative humidity at a cooler.")
     humidity_max_ratio: float = setting(0.8, schema=_RATIO, doc="Highest relative humidity at a cooler.")
+    cooler_standby_selector: str = setting(
+        'cooler!=""',
+        doc="Coolers whose standby alerts (PowerplaneCoolerInStandby); leave out units that stand by "
+        'by design, e.g. `cooler!~"inrow-0[78]"` for two backup units.',
+    )
     market_tomorrow_hour_utc: int = setting(
         14,
         schema={"minimum": 0, "maximum": 23},
