@@ -387,6 +387,8 @@ def check_selectors(prom: procs.Prometheus, psus: int, fans: int) -> None:
     for point in ("supply", "return"):
         assert count(f'powerplane_cooling_temperature_celsius{{point="{point}",cooler="{COOLER}"}}') == 1
     assert count(f'powerplane_cooling_leak_detected{{cooler="{COOLER}"}}') == 1
+    assert count(f'powerplane_cooling_operating_mode{{cooler="{COOLER}"}}') == 3  # standby, on, idle
+    assert count(f'powerplane_cooling_operating_mode{{mode="standby",{c.cooler_standby_selector}}}') == 1
     assert count(f"powerplane_redfish_temperature_celsius{{{c.inlet_selector}}}") == 1
     states = len(("ok", "warning", "critical"))
     assert count(f"powerplane_redfish_health{{{c.psu_health_selector}}}") == psus * states
