@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import difflib
+import os
+import subprocess
+from collections.abc import Iterable
+from pathlib import Path
+
 from prometheus_client.parser import text_string_to_metric_families
 
 from powerplane.components import all_specs
@@ -34,3 +40,42 @@ def undocumented(text: str) -> set[str]:
         if exposed not in specs:
             names.add(exposed)
     return names
+
+
+#: ``POWERPLANE_UPDATE_GOLDEN=1 pytest …`` rewrites the golden expositions instead of comparing.
+UPDATE_GOLDEN = os.environ.get("POWERPLANE_UPDATE_GOLDEN", "") not in ("", "0")
+
+
+def normalised(text: str, volatile: Iterable[str]) -> str:
+    """An exposition with the values of ``volatile`` families (durations, moving meters) as NaN."""
+    names = tuple(volatile)
+    lines = []
+    for line in text.splitlines():
+        if not line.startswith("#") and line.split("{", 1)[0].split(" ", 1)[0] in names:
+            line = line.rsplit(" ", 1)[0] + " NaN"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+#: promtool's findings on names that are stable API: renaming them would break the dashboards and
+#: rules that use them, so they are known and accepted rather than fixed (docs/METRICS.md).
+KNOWN_LINT = frozenset(
+    {"powerplane_redfish_temperature_summary_celsius metric name should not include type 'summary'"}
+)
+
+
+def check_golden(text: str, path: Path, promtool: str) -> None:
+    """``text`` passes ``promtool check metrics`` and equals the golden file (or rewrites it)."""
+    lint = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
+    findings = {line.strip() for line in (lint.stdout + lint.stderr).splitlines() if line.strip()}
+    assert lint.returncode == 0 or findings <= KNOWN_LINT, (
+        f"promtool check metrics:\n{lint.stdout}{lint.stderr}"
+    )
+    if UPDATE_GOLDEN or not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        assert UPDATE_GOLDEN, f"{path} was missing and has been written: review and commit it"
+        return
+    expected = path.read_text()
+    diff = "".join(difflib.unified_diff(expected.splitlines(True), text.splitlines(True), str(path), "probe"))
+    assert not diff, f"the exposition changed (POWERPLANE_UPDATE_GOLDEN=1 to accept):\n{diff}"

@@ -154,16 +154,6 @@ def _render(
     return Outcome(collector.name, True, duration, metrics)
 
 
-async def run_collector(
-    collector: Collector[Any],
-    deadline: Deadline,
-    failures: FailureLog,
-    key: tuple[str, ...],
-) -> Outcome:
-    """Fetch and render one collector.  Never raises (except cancellation)."""
-    return _render(collector, await _fetch(collector, deadline), failures, key)
-
-
 class Scrape:
     """A one-shot registry: the metrics of one scrape or probe, ready for exposition."""
 

@@ -2,15 +2,18 @@
 
 An exporter implements ``Prober.resolve``: it turns ``target``, ``module`` and ``auth`` query
 parameters into a ``ProbeJob`` or refuses them with ``ProbeRequestError`` (HTTP 400).  Only
-targets named in the config or matching its allow-list may resolve: the exporter must never be
-a way to make requests to arbitrary hosts.
+targets named in the config or matching its allow-list may resolve (``targets.TargetPolicy``
+does that for every exporter): the exporter must never be a way to make requests to arbitrary
+hosts.
 
 ``ProbeRunner`` then runs the job under the scrape deadline with:
 
 - coalescing: concurrent probes with the same key (target, module, auth) share one fetch;
 - a concurrency cap per device (``ProbeJob.device``) and one per process;
 - partial results: each collector succeeds or fails on its own;
-- a fresh registry (``Scrape``) per probe with ``powerplane_target_up`` and the duration.
+- a fresh registry (``Scrape``) per probe with ``powerplane_target_up`` and the duration;
+- failures logged once per target and condition, forgotten ``state_ttl`` after the target's
+  last probe (``state.ExpiringMap``), like every other per-target state.
 
     powerplane_target_up{exporter="redfish"} 1.0
     powerplane_probe_duration_seconds{exporter="redfish"} 0.412
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
@@ -32,6 +36,7 @@ from prometheus_client.core import Metric
 from .builtin import PROBE_DURATION, PROBES, PROBES_COALESCED, PROBES_IN_FLIGHT, TARGET_UP
 from .collector import Collector, Deadline, Outcome, Scrape, describe_error, run_collectors
 from .logs import FailureLog
+from .state import DEFAULT_STATE_TTL, Clock, ExpiringMap
 
 #: Seconds the whole probe may outlast its deadline, so per-collector timeouts win the race.
 COLLECTOR_GRACE = 0.1
@@ -64,10 +69,25 @@ class Prober(ABC):
     """The exporter side of ``/probe``."""
 
     exporter: str = "probe"
+    #: Seconds the state of a target (here and in the runner) outlives its last probe.
+    state_ttl: float = DEFAULT_STATE_TTL
+    #: The clock state expiry reads (tests inject one).
+    clock: Clock = time.monotonic
+
+    def __init__(self, state_ttl: float = DEFAULT_STATE_TTL, clock: Clock | None = None) -> None:
+        self.state_ttl = state_ttl
+        self.clock = clock or time.monotonic
 
     @abstractmethod
     def resolve(self, params: Mapping[str, str]) -> ProbeJob:
         """Validate the request's parameters; raise ``ProbeRequestError`` to refuse it."""
+
+    def sweep(self) -> int:
+        """Evict the state of targets unused for ``state_ttl``; the number evicted.
+
+        Every access to an ``ExpiringMap`` evicts too; the runner also calls this now and then, so
+        that the state of targets nobody probes any more is released even when no probe comes."""
+        return 0
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release sessions and connections (called once at shutdown)."""
@@ -101,13 +121,15 @@ class ProbeRunner:
     def __init__(
         self,
         prober: Prober,
-        failures: FailureLog,
         registry: CollectorRegistry,
         max_concurrency: int = 512,
         per_device: int = 2,
     ) -> None:
         self.prober = prober
-        self.failures = failures
+        logger = logging.getLogger(f"powerplane.{prober.exporter}")
+        #: One failure log per target, so that forgetting a target forgets what it logged.
+        self.failures: ExpiringMap[str, FailureLog] = ExpiringMap(prober.state_ttl, clock=prober.clock)
+        self._new_log = lambda: FailureLog(logger)
         self._process = asyncio.Semaphore(max_concurrency)
         self._devices = _Slots(per_device)
         self._inflight: dict[Hashable, asyncio.Task[Scrape]] = {}
@@ -123,6 +145,16 @@ class ProbeRunner:
         self._active = Gauge(
             PROBES_IN_FLIGHT.name, PROBES_IN_FLIGHT.help, PROBES_IN_FLIGHT.labels, registry=registry
         )
+
+    def sweep(self) -> int:
+        """Evict what expired, here and in the prober; the number of entries evicted."""
+        return self.failures.sweep() + self.prober.sweep()
+
+    async def sweep_forever(self) -> None:
+        """``sweep`` four times per TTL, until cancelled."""
+        while True:
+            await asyncio.sleep(max(1.0, self.prober.state_ttl / 4))
+            self.sweep()
 
     async def probe(self, job: ProbeJob, deadline: Deadline) -> Scrape:
         key = job.coalesce_key()
@@ -141,6 +173,7 @@ class ProbeRunner:
     async def _run(self, job: ProbeJob, deadline: Deadline) -> Scrape:
         start = time.perf_counter()
         exporter = self.prober.exporter
+        failures = self.failures.get(job.target, self._new_log)
         outcomes: list[Outcome]
         up = False
         try:
@@ -156,9 +189,7 @@ class ProbeRunner:
                     if job.connect is not None:
                         async with asyncio.timeout(deadline.remaining()):
                             await job.connect(deadline)
-                    outcomes = await run_collectors(
-                        exporter, job.collectors, deadline, self.failures, job.target
-                    )
+                    outcomes = await run_collectors(exporter, job.collectors, deadline, failures, job.target)
                     up = any(o.success for o in outcomes) or not outcomes
                 finally:
                     self._active.labels(exporter).dec()
@@ -166,10 +197,10 @@ class ProbeRunner:
             raise
         except Exception as exc:  # the probe must answer with target_up 0
             cause = describe_error(exc)
-            self.failures.failure((exporter, "connect", job.target), cause)
+            failures.failure((exporter, "connect", job.target), cause)
             outcomes = [Outcome(c.name, False, 0.0, error=cause) for c in job.collectors]
         else:
-            self.failures.success((exporter, "connect", job.target))
+            failures.success((exporter, "connect", job.target))
         return Scrape(exporter, outcomes, _probe_metrics(exporter, up, time.perf_counter() - start))
 
 
