@@ -9,6 +9,10 @@ process holds on one BMC never exceeds the auth's ``max_sessions``.
 
 Discovery reads the service root (unauthenticated), the first system, its chassis and manager,
 and remembers the paths per target for ``discovery_ttl`` seconds (or until one answers 404).
+
+What the client remembers per (BMC, auth) — session, paths, the energy meter's counter — is
+evicted ``state_ttl`` seconds after the target's last probe (``ExpiringMap``); an evicted
+target's session is deleted on the BMC first.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from ..runtime import CollectorError, Deadline, log
+from ..runtime import CollectorError, Deadline, ResettableCounter, log
+from ..runtime.state import DEFAULT_STATE_TTL, Clock, ExpiringMap
 from .config import Auth, Module
 
 logger = logging.getLogger("powerplane.redfish")
@@ -88,6 +93,8 @@ class Target:
     discovery_task: asyncio.Task[Discovery] | None = None
     expand_refused: bool = False
     requests: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(4))
+    #: The BMC's energy meter as a counter that survives meter resets.
+    energy: ResettableCounter = field(default_factory=ResettableCounter)
 
 
 def _link(doc: Any, *path: str | int) -> str | None:
@@ -129,14 +136,19 @@ def describe_failure(status: int, body: bytes) -> tuple[str, str]:
 class RedfishClient:
     """One aiohttp session (connection pool) for every target of the process."""
 
-    def __init__(self, connections: int = 1024) -> None:
+    def __init__(
+        self, connections: int = 1024, state_ttl: float = DEFAULT_STATE_TTL, clock: Clock | None = None
+    ) -> None:
         self._connections = connections
         self._http: aiohttp.ClientSession | None = None
-        self._targets: dict[tuple[str, str], Target] = {}
+        self.targets: ExpiringMap[tuple[str, str], Target] = ExpiringMap(
+            state_ttl, on_evict=self._evicted, **({"clock": clock} if clock else {})
+        )
         self._ssl: dict[str, Any] = {}
-        self.held: Counter[str] = Counter()  # device → sessions held
+        self.held: Counter[str] = Counter()  # device → sessions held (no zero entries)
         self.stats: Counter[str] = Counter()
         self._background: set[asyncio.Task[Any]] = set()
+        self._retiring: set[asyncio.Task[None]] = set()
 
     def http(self) -> aiohttp.ClientSession:
         if self._http is None or self._http.closed:
@@ -149,12 +161,24 @@ class RedfishClient:
         return self._http
 
     def target(self, base: str, device: str, auth: Auth, module: Module) -> Target:
-        key = (base, auth.name)
-        target = self._targets.get(key)
-        if target is None:
-            target = Target(base, device, auth, requests=asyncio.Semaphore(module.max_concurrent_requests))
-            self._targets[key] = target
-        return target
+        """The state of (BMC, auth), created on first use and marked used now."""
+        return self.targets.get(
+            (base, auth.name),
+            lambda: Target(base, device, auth, requests=asyncio.Semaphore(module.max_concurrent_requests)),
+        )
+
+    def _evicted(self, _key: tuple[str, str], target: Target) -> None:
+        if target.token is None and (target.login_task is None or target.login_task.done()):
+            return  # no session to delete
+        task = asyncio.ensure_future(self._retire(target))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+    async def _retire(self, target: Target) -> None:
+        """Delete an evicted target's session, once a login still under way has finished."""
+        if target.login_task is not None and not target.login_task.done():
+            await asyncio.wait([target.login_task], timeout=LOGIN_TIMEOUT)
+        await self.logout(target)
 
     def _ssl_for(self, auth: Auth, base: str) -> Any:
         if not base.startswith("https:"):
@@ -269,11 +293,16 @@ class RedfishClient:
 
     # --- sessions ------------------------------------------------------------------------
 
+    def _release(self, device: str) -> None:
+        self.held[device] -= 1
+        if self.held[device] <= 0:
+            del self.held[device]
+
     def _forget_session(self, target: Target) -> None:
         if target.token is not None:
             target.token = None
             target.session_uri = None
-            self.held[target.device] -= 1
+            self._release(target.device)
 
     async def login(self, target: Target, deadline: Deadline) -> None:
         """Create the target's session, or join the login already under way."""
@@ -296,16 +325,16 @@ class RedfishClient:
                 target, "POST", target.sessions_uri, Deadline.after(seconds), 65536, body, authenticated=False
             )
         except SessionLimitError:
-            self.held[target.device] -= 1
+            self._release(target.device)
             self.stats["login_session_limit"] += 1
             raise
         except BaseException:
-            self.held[target.device] -= 1
+            self._release(target.device)
             self.stats["login_failed"] += 1
             raise
         token = headers.get("X-Auth-Token")
         if not token:
-            self.held[target.device] -= 1
+            self._release(target.device)
             self.stats["login_failed"] += 1
             raise RedfishError(f"POST {target.sessions_uri}: HTTP {status} without an X-Auth-Token")
         location = headers.get("Location") or _link(doc, "@odata.id") or ""
@@ -336,11 +365,14 @@ class RedfishClient:
 
     async def close(self) -> None:
         """Delete every session this process holds, then close the connection pool."""
+        targets = [t for _key, t in self.targets.drain()]
         # Logins under way may still yield a token that must be deleted: give them a moment.
-        pending = [t.login_task for t in self._targets.values() if t.login_task and not t.login_task.done()]
+        pending = [t.login_task for t in targets if t.login_task and not t.login_task.done()]
         if pending:
             await asyncio.wait(pending, timeout=5.0)
-        await asyncio.gather(*(self.logout(t) for t in self._targets.values()), return_exceptions=True)
+        await asyncio.gather(*(self.logout(t) for t in targets), return_exceptions=True)
+        if self._retiring:
+            await asyncio.wait(list(self._retiring), timeout=10.0)
         for task in list(self._background):
             task.cancel()
         if self._http is not None:
