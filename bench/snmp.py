@@ -30,7 +30,7 @@ from pathlib import Path
 import aiohttp
 import yaml
 
-from powerplane.exporters.snmp.exporter import CATALOGUE
+from powerplane.exporters.snmp.metrics import CATALOGUE
 from powerplane.exporters.snmp.profiles import load_profiles
 from powerplane.lab import procs
 from powerplane.lab.snmp import Snmpd, Snmpsim, apc_recording
@@ -169,7 +169,7 @@ def main() -> None:
                     },
                 },
                 "default_auth": "public0",
-                "allow": ["127.0.0.1/32"],
+                "allow": ["127.0.0.1/32:*"],
                 "profile_files": [str(tmp / "host.yaml")],
                 "max_rows": 100000,
             }

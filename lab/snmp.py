@@ -517,7 +517,8 @@ async def snmp_component(ctx: Any) -> None:
     import logging
 
     from powerplane.exporters.runtime import log
-    from powerplane.exporters.snmp.exporter import KIND, make_server
+    from powerplane.exporters.snmp.config import KIND
+    from powerplane.exporters.snmp.exporter import make_server
 
     recordings: dict[str, Path | str] = {name: build(moving=True) for name, build in BUILDERS.items()}
     apc = apc_recording()
@@ -537,7 +538,7 @@ async def snmp_component(ctx: Any) -> None:
         (secrets / community).write_text(community)
         auths[community] = {"version": 2, "community": {"file": str(secrets / community)}}
     config = KIND.load_text(
-        __import__("yaml").safe_dump({"auths": auths, "allow": ["127.0.0.1/32"], "timeout": 10})
+        __import__("yaml").safe_dump({"auths": auths, "allow": ["127.0.0.1/32:*"], "timeout": 10})
     )
     address = await ctx.serve(make_server(config), "SNMP exporter (rack PDUs, InRow cooler)")
     agent = f"127.0.0.1:{sim.port}"
