@@ -7,6 +7,7 @@ import os
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -20,6 +21,11 @@ def parse(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
         for sample in family.samples:
             samples.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
     return samples
+
+
+def logged(caplog: Any) -> str:
+    """Every captured log line with its structured fields, as the logfmt output would show them."""
+    return "\n".join(f"{r.getMessage()} {getattr(r, 'fields', '')}" for r in caplog.records)
 
 
 def value(samples: dict[str, dict[tuple[tuple[str, str], ...], float]], name: str, **labels: str) -> float:

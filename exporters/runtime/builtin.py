@@ -31,6 +31,13 @@ PROBES_COALESCED = MetricSpec(
     "Probes answered by joining a probe already in flight.",
     ("exporter",),
 )
+PROBES_NOT_STARTED = MetricSpec(
+    "powerplane_probes_not_started_total",
+    "counter",
+    "Probes answered target_up 0 without a fetch: no slot of the device (device_busy) or of the "
+    "process (process_busy) was free by half their deadline.",
+    ("exporter", "reason"),
+)
 PROBES_IN_FLIGHT = MetricSpec(
     "powerplane_probes_in_flight", "gauge", "Probes being fetched now.", ("exporter",)
 )
@@ -45,6 +52,7 @@ METRICS = (
     PROBE_DURATION,
     PROBES,
     PROBES_COALESCED,
+    PROBES_NOT_STARTED,
     PROBES_IN_FLIGHT,
     BUILD_INFO,
 )

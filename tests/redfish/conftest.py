@@ -41,11 +41,6 @@ def fixture(name: str) -> dict[str, Any]:
     return json.loads((FIXTURES / name).read_text())
 
 
-def logged(caplog: Any) -> str:
-    """Every captured log line with its structured fields, as the logfmt output would show them."""
-    return "\n".join(f"{r.getMessage()} {getattr(r, 'fields', '')}" for r in caplog.records)
-
-
 def constant(load: float) -> Callable[[float], float]:
     return lambda _t: load
 

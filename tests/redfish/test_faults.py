@@ -9,9 +9,9 @@ from typing import Any
 
 from powerplane.lab.redfish import IDRAC9_R640, IDRAC9_R760, Faults, RedfishLab
 from tests.conftest import Served
-from tests.helpers import parse, value
+from tests.helpers import logged, parse, value
 
-from .conftest import bmc, logged, probe_with_healthy_neighbour, success
+from .conftest import bmc, probe_with_healthy_neighbour, success
 
 
 async def test_general_error_on_thermal_keeps_power(lab: RedfishLab, exporter: Served, caplog: Any) -> None:

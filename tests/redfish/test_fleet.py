@@ -20,9 +20,9 @@ from powerplane.lab.redfish import (
     RedfishLab,
 )
 from tests.conftest import Served
-from tests.helpers import parse, undocumented, value
+from tests.helpers import logged, parse, undocumented, value
 
-from .conftest import PASSWORD, bmc, logged, success
+from .conftest import PASSWORD, bmc, success
 
 
 @pytest.mark.parametrize("model", list(MODELS.values()), ids=list(MODELS))

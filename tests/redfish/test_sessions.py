@@ -15,9 +15,9 @@ from powerplane.exporters.redfish.config import KIND
 from powerplane.exporters.redfish.exporter import make_server
 from powerplane.lab.redfish import CHASSIS, IDRAC9_R640, IDRAC9_R760, Faults, RedfishLab
 from tests.conftest import IN_CI, Serve, Served
-from tests.helpers import parse, value
+from tests.helpers import logged, parse, value
 
-from .conftest import PASSWORD, bmc, logged, probe_with_healthy_neighbour
+from .conftest import PASSWORD, bmc, probe_with_healthy_neighbour
 
 
 async def test_expired_session_is_recreated(lab: RedfishLab, exporter: Served) -> None:

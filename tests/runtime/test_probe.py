@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from typing import Any
 
+import pytest
+
 from powerplane.exporters.runtime import Deadline, ExporterServer, ProbeJob, Prober
 from tests.conftest import Serve
-from tests.helpers import parse, value
+from tests.helpers import logged, parse, value
 
 from .conftest import Fixed, ToyProber
 
@@ -110,3 +113,81 @@ async def test_per_device_concurrency_cap(serve: Serve) -> None:
     results = await asyncio.gather(*(served.probe("dev", module=f"m{i}") for i in range(8)))
     assert [status for status, _text in results] == [200] * 8
     assert Tracking.peak == 2
+
+
+# --- deadlines of coalesced probes, and probes that cannot start --------------------------------
+
+
+async def test_a_joiner_never_inherits_a_shorter_deadline(serve: Serve) -> None:
+    """A probe with a tiny scrape timeout must not fail the normal probes that coalesce with it."""
+    prober = ToyProber(delay=0.6)
+    served = await serve(ExporterServer("toy", prober=prober))
+    tiny = asyncio.ensure_future(served.probe("a", headers={"X-Prometheus-Scrape-Timeout-Seconds": "0.2"}))
+    await asyncio.sleep(0.02)  # the tiny probe's fetch is in flight
+    normal = await asyncio.gather(
+        *(served.probe("a", headers={"X-Prometheus-Scrape-Timeout-Seconds": "5"}) for _ in range(6))
+    )
+    assert value(parse((await tiny)[1]), "powerplane_target_up") == 0.0
+    assert [value(parse(text), "powerplane_target_up") for _status, text in normal] == [1.0] * 6
+    assert prober.collectors["a"][0].fetches == 2  # the tiny one's, and one for the six
+
+
+async def test_a_joiner_answers_by_its_own_deadline(serve: Serve) -> None:
+    """A short probe joining a long fetch stops waiting at its own deadline."""
+    served = await serve(ExporterServer("toy", prober=ToyProber(delay=3.0)))
+    loop = asyncio.get_running_loop()
+    long = asyncio.ensure_future(served.probe("a", headers={"X-Prometheus-Scrape-Timeout-Seconds": "10"}))
+    await asyncio.sleep(0.05)
+    start = loop.time()
+    _status, text = await served.probe("a", headers={"X-Prometheus-Scrape-Timeout-Seconds": "1.5"})
+    assert loop.time() - start < 1.5  # it joined (its budget is shorter) and answered in time
+    assert value(parse(text), "powerplane_target_up") == 0.0
+    assert value(parse((await long)[1]), "powerplane_target_up") == 1.0
+
+
+class Hangs(Prober):
+    """Devices named hang-* never answer before the deadline; the others answer at once."""
+
+    exporter = "toy"
+
+    def resolve(self, params: Mapping[str, str]) -> ProbeJob:
+        device = params["target"]
+        delay = 30.0 if device.startswith("hang") else 0.0
+        module = params.get("module", "default")
+        return ProbeJob(
+            device, module, 10.0, [Fixed("power", 1.0, delay)], device=device, key=(device, module)
+        )
+
+
+async def test_a_hanging_device_cannot_starve_the_others(serve: Serve) -> None:
+    """Probes waiting for a busy device hold no process slot: the per-device cap protects the rest."""
+    served = await serve(ExporterServer("toy", prober=Hangs(), max_concurrency=4, per_device_concurrency=2))
+    header = {"X-Prometheus-Scrape-Timeout-Seconds": "3"}
+    hanging = [asyncio.ensure_future(served.probe("hang-1", header, module=f"m{i}")) for i in range(10)]
+    await asyncio.sleep(0.2)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    _status, text = await served.probe("ok-1", header)
+    assert loop.time() - start < 1.0
+    assert value(parse(text), "powerplane_target_up") == 1.0
+    await asyncio.gather(*hanging)
+
+
+async def test_a_probe_that_cannot_start_in_time_fails_fast_with_the_reason(
+    serve: Serve, caplog: pytest.LogCaptureFixture
+) -> None:
+    served = await serve(ExporterServer("toy", prober=Hangs(), max_concurrency=2))
+    header = {"X-Prometheus-Scrape-Timeout-Seconds": "2.5"}  # 2 s to answer in
+    hanging = [asyncio.ensure_future(served.probe(f"hang-{i}", header)) for i in range(2)]
+    await asyncio.sleep(0.2)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    with caplog.at_level(logging.WARNING):
+        _status, text = await served.probe("ok-1", header)
+    elapsed = loop.time() - start
+    assert elapsed < 1.5  # it gave up at half its time, not at (or after) its deadline
+    assert value(parse(text), "powerplane_target_up") == 0.0
+    assert "not started: the process's 2 probes in flight are the most it runs at once" in logged(caplog)
+    own = parse((await served.get("/metrics"))[1])
+    assert value(own, "powerplane_probes_not_started_total", reason="process_busy") == 1.0
+    await asyncio.gather(*hanging)
