@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from prometheus_client.core import Metric
 
 from ..runtime import Collector, CollectorError, Deadline, NoData, Partial
+from ..runtime.collector import DeviceText
 from ..runtime.metrics import MetricSpec
 from .client import Discovery, RedfishClient, RedfishError, Target
 from .config import Module
@@ -66,10 +67,11 @@ EXPAND_REFUSED = (400, 403, 404, 405, 406, 501)
 class ProbeContext:
     """One probe of one target: requests shared between its collectors, made at most once."""
 
-    def __init__(self, client: RedfishClient, target: Target, module: Module) -> None:
+    def __init__(self, client: RedfishClient, target: Target, module: Module, text: DeviceText) -> None:
         self.client = client
         self.target = target
         self.module = module
+        self.text = text
         self.deadline = Deadline.after(module.timeout)
         self._discovery: Discovery | None = None
         self._memo: dict[str, asyncio.Future[Any]] = {}
@@ -93,6 +95,10 @@ class ProbeContext:
             self._memo[key] = future
         # shield: one collector giving up must not cancel a request another collector awaits.
         return asyncio.shield(future)
+
+    def doc(self, data: Any, where: str, errors: list[str]) -> Doc:
+        """A view of a document whose strings pass through the exporter's ``DeviceText``."""
+        return Doc(data, where, errors, clean=self.text)
 
     async def get(self, path: str) -> dict[str, Any]:
         return await self.once(path, lambda: self.client.get(self.target, path, self.deadline, self.module))
@@ -141,20 +147,20 @@ class ProbeContext:
         if self.use_new(d.power_subsystem):
             assert d.power_subsystem is not None
             subsystem = await self.get(d.power_subsystem)
-            collection = Doc(subsystem, "PowerSubsystem", errors).obj("PowerSupplies")
+            collection = self.doc(subsystem, "PowerSubsystem", errors).obj("PowerSupplies")
             link = collection.text("@odata.id") if collection is not None else None
             if link is None:
                 return [], errors
             items = await self.members(link, levels=2)
             psus: list[PSU] = []
             for i, item in enumerate(items):
-                doc = Doc(item, f"PowerSupplies[{i}]", errors)
+                doc = self.doc(item, f"PowerSupplies[{i}]", errors)
                 if doc.absent():
                     continue
                 metrics = doc.obj("Metrics")
                 if metrics is not None and set(metrics.data) == {"@odata.id"}:
                     try:
-                        metrics = Doc(
+                        metrics = self.doc(
                             await self.get(metrics.data["@odata.id"]),
                             f"{name_of_item(doc, i)}/Metrics",
                             errors,
@@ -166,7 +172,7 @@ class ProbeContext:
             return psus, errors
         if self.use_legacy(d.power):
             assert d.power is not None
-            return legacy_psus(Doc(await self.get(d.power), "Power", errors)), errors
+            return legacy_psus(self.doc(await self.get(d.power), "Power", errors)), errors
         raise NoData("the chassis links neither PowerSubsystem nor Power")
 
     async def thermal(self) -> tuple[ThermalSnapshot, list[str]]:
@@ -177,7 +183,7 @@ class ProbeContext:
         errors: list[str] = []
         if self.use_new(d.thermal_subsystem):
             assert d.thermal_subsystem is not None
-            subsystem = Doc(await self.get(d.thermal_subsystem), "ThermalSubsystem", errors)
+            subsystem = self.doc(await self.get(d.thermal_subsystem), "ThermalSubsystem", errors)
             snap = ThermalSnapshot()
             metrics_link = subsystem.text("ThermalMetrics", "@odata.id")
             fans_link = subsystem.text("Fans", "@odata.id")
@@ -194,12 +200,12 @@ class ProbeContext:
             if isinstance(metrics_doc, BaseException):
                 errors.append(str(metrics_doc))
             elif metrics_doc is not None:
-                new_thermal_metrics(Doc(metrics_doc, "ThermalMetrics", errors), snap)
+                new_thermal_metrics(self.doc(metrics_doc, "ThermalMetrics", errors), snap)
             if isinstance(fan_docs, BaseException):
                 errors.append(str(fan_docs))
             elif fan_docs is not None:
                 for i, fan in enumerate(fan_docs):
-                    doc = Doc(fan, f"Fans[{i}]", errors)
+                    doc = self.doc(fan, f"Fans[{i}]", errors)
                     if not doc.absent():
                         snap.fans.append(new_fan(doc, f"fan{i}"))
             summarise(snap)
@@ -208,7 +214,7 @@ class ProbeContext:
             return snap, errors
         if self.use_legacy(d.thermal):
             assert d.thermal is not None
-            return legacy_thermal(Doc(await self.get(d.thermal), "Thermal", errors)), errors
+            return legacy_thermal(self.doc(await self.get(d.thermal), "Thermal", errors)), errors
         raise NoData("the chassis links neither ThermalSubsystem nor Thermal")
 
 
@@ -236,26 +242,26 @@ class PowerCollector(Collector[PowerSnapshot]):
             assert d.environment_metrics is not None
             try:
                 environment_power(
-                    Doc(await ctx.get(d.environment_metrics), "EnvironmentMetrics", errors), snap
+                    ctx.doc(await ctx.get(d.environment_metrics), "EnvironmentMetrics", errors), snap
                 )
             except RedfishError as exc:
                 errors.append(str(exc))
             if d.power_subsystem:
                 try:
-                    subsystem = Doc(await ctx.get(d.power_subsystem), "PowerSubsystem", errors)
+                    subsystem = ctx.doc(await ctx.get(d.power_subsystem), "PowerSubsystem", errors)
                     snap.capacity_watts = subsystem.number("CapacityWatts")
                 except RedfishError as exc:
                     errors.append(str(exc))
         if ctx.use_legacy(d.power) and (snap.watts is None or not new):
             assert d.power is not None
             try:
-                legacy_power(Doc(await ctx.get(d.power), "Power", errors), snap)
+                legacy_power(ctx.doc(await ctx.get(d.power), "Power", errors), snap)
             except RedfishError as exc:
                 errors.append(str(exc))
         if snap.watts is None and d.reports:
             try:
                 samples = newest_samples(
-                    Doc(await ctx.get(f"{d.reports}/PowerMetrics"), "PowerMetrics", errors)
+                    ctx.doc(await ctx.get(f"{d.reports}/PowerMetrics"), "PowerMetrics", errors)
                 )
                 watts = [v for (metric, _c), v in samples.items() if metric == "SystemInputPower"]
                 if watts:
@@ -265,18 +271,22 @@ class PowerCollector(Collector[PowerSnapshot]):
         if snap.watts is None:
             if not errors and not (d.environment_metrics or d.power):
                 raise NoData("the chassis links neither EnvironmentMetrics nor Power")
-            raise CollectorError("no node power reading: " + ("; ".join(errors) or "no source has a value"))
+            missing = "no node power reading: " + ("; ".join(errors) or "no source has a value")
+            if not snap.has_readings():
+                raise CollectorError(missing)
+            errors = [missing]  # what else was read (limit, capacity, energy) is still exported
         if snap.energy_joules is not None:
             snap.energy_joules = ctx.target.energy.update("node", snap.energy_joules)
         return _partial(snap, errors)
 
     def render(self, snapshot: PowerSnapshot) -> Iterable[Metric]:
-        power = POWER.family()
-        power.add_metric([], snapshot.watts or 0.0)
-        source = POWER_SOURCE.family()
-        source.add_metric([snapshot.source], 1.0)
-        yield power
-        yield source
+        if snapshot.watts is not None:
+            power = POWER.family()
+            power.add_metric([], snapshot.watts)
+            source = POWER_SOURCE.family()
+            source.add_metric([snapshot.source], 1.0)
+            yield power
+            yield source
         if snapshot.stats:
             stats = POWER_INTERVAL.family()
             for stat, value in snapshot.stats.items():
@@ -375,7 +385,7 @@ class HealthCollector(Collector[HealthSnapshot]):
         out: HealthSnapshot = []
         for resource, path in (("system", d.system), ("chassis", d.chassis)):
             try:
-                doc = Doc(await ctx.get(path), resource, errors)
+                doc = ctx.doc(await ctx.get(path), resource, errors)
                 out.append((resource, doc.text("Status", "HealthRollup") or doc.text("Status", "Health")))
             except RedfishError as exc:
                 errors.append(str(exc))
@@ -412,7 +422,8 @@ class SystemCollector(Collector[SystemSnapshot]):
     async def fetch(self, deadline: Deadline) -> SystemSnapshot | Partial[SystemSnapshot]:
         d = self.ctx.discovery
         errors: list[str] = []
-        snap = system_info(Doc(await self.ctx.get(d.system), "System", errors), d.bmc_firmware, d.bmc_model)
+        system = self.ctx.doc(await self.ctx.get(d.system), "System", errors)
+        snap = system_info(system, self.ctx.text(d.bmc_firmware), self.ctx.text(d.bmc_model))
         return _partial(snap, errors)
 
     def render(self, snapshot: SystemSnapshot) -> Iterable[Metric]:
@@ -448,7 +459,7 @@ class TelemetryCollector(Collector[TelemetrySnapshot]):
             if isinstance(doc, BaseException):
                 errors.append(str(doc))
                 continue
-            for (metric, context), value in newest_samples(Doc(doc, report, errors)).items():
+            for (metric, context), value in newest_samples(self.ctx.doc(doc, report, errors)).items():
                 out.append((report, metric, context, value))
         if not out and errors:
             raise CollectorError("; ".join(errors))

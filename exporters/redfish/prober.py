@@ -34,7 +34,7 @@ class RedfishProber(Prober):
         module, auth = found.module, found.auth
         assert module is not None  # the policy falls back to the "default" module
         target = self.client.target(found.base_url, found.device, auth, module)
-        ctx = ProbeContext(self.client, target, module)
+        ctx = ProbeContext(self.client, target, module, self.text)
         return ProbeJob(
             target=found.name,
             module=module.name,

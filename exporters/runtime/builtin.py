@@ -38,6 +38,13 @@ PROBES_NOT_STARTED = MetricSpec(
     "process (process_busy) was free by half their deadline.",
     ("exporter", "reason"),
 )
+DEVICE_STRINGS = MetricSpec(
+    "powerplane_device_strings_sanitised_total",
+    "counter",
+    "Strings from devices changed before use as label values: cut to the length cap (truncated) "
+    "or stripped of control characters and invalid UTF-8 (invalid).",
+    ("exporter", "reason"),
+)
 PROBES_IN_FLIGHT = MetricSpec(
     "powerplane_probes_in_flight", "gauge", "Probes being fetched now.", ("exporter",)
 )
@@ -53,6 +60,7 @@ METRICS = (
     PROBES,
     PROBES_COALESCED,
     PROBES_NOT_STARTED,
+    DEVICE_STRINGS,
     PROBES_IN_FLIGHT,
     BUILD_INFO,
 )

@@ -64,6 +64,51 @@ class Deadline:
         return time.monotonic() >= self.at
 
 
+class DeviceText:
+    """Strings from devices made fit for label values, once, where they enter the exporter.
+
+    A device may send anything: invalid UTF-8, lone surrogates (JSON's ``"\\ud800"``), CR, NUL
+    or BEL, thousands of characters.  A label value must be valid UTF-8, must not break a line
+    of the exposition, and should be short.  Calling the instance returns the value with white
+    space folded to spaces, other control and format characters dropped, surrogates and bytes
+    that are not UTF-8 replaced by U+FFFD and at most ``limit`` characters (the last one an
+    ellipsis when cut).  ``truncated`` and ``invalid`` count the values changed, for the
+    exporter's ``powerplane_device_strings_sanitised_total``.
+    """
+
+    def __init__(self, limit: int = 128) -> None:
+        self.limit = limit
+        self.truncated = 0
+        self.invalid = 0
+
+    def __call__(self, value: object) -> str:
+        if isinstance(value, bytes | bytearray):
+            text = bytes(value).decode("utf-8", "replace")
+            changed = "\ufffd" in text
+        else:
+            text = value if isinstance(value, str) else str(value)
+            changed = False
+        if not (text.isascii() and text.isprintable()):
+            cleaned = "".join(_clean_char(c) for c in text)
+            changed = changed or cleaned != text
+            text = cleaned
+        text = text.strip()
+        if changed:
+            self.invalid += 1
+        if len(text) > self.limit:
+            self.truncated += 1
+            text = text[: self.limit - 1] + "…"
+        return text
+
+
+def _clean_char(char: str) -> str:
+    if char.isprintable():
+        return char
+    if char.isspace():
+        return " "
+    return "\ufffd" if "\ud800" <= char <= "\udfff" else ""
+
+
 class Collector(ABC, Generic[S]):
     """One source of metrics.  ``fetch`` does the I/O; ``render`` must be pure and fast."""
 

@@ -27,18 +27,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import Metric
 
-from .builtin import PROBE_DURATION, PROBES, PROBES_COALESCED, PROBES_IN_FLIGHT, PROBES_NOT_STARTED, TARGET_UP
-from .collector import Collector, Deadline, Outcome, Scrape, describe_error, run_collectors
+from .builtin import (
+    DEVICE_STRINGS,
+    PROBE_DURATION,
+    PROBES,
+    PROBES_COALESCED,
+    PROBES_IN_FLIGHT,
+    PROBES_NOT_STARTED,
+    TARGET_UP,
+)
+from .collector import Collector, Deadline, DeviceText, Outcome, Scrape, describe_error, run_collectors
 from .logs import FailureLog
 from .metrics import MetricSpec
 from .state import DEFAULT_STATE_TTL, Clock, ExpiringMap
@@ -85,6 +94,8 @@ class Prober(ABC):
     def __init__(self, state_ttl: float = DEFAULT_STATE_TTL, clock: Clock | None = None) -> None:
         self.state_ttl = state_ttl
         self.clock = clock or time.monotonic
+        #: Every string a device sends passes through this before it becomes a label value.
+        self.text = DeviceText()
 
     @abstractmethod
     def resolve(self, params: Mapping[str, str]) -> ProbeJob:
@@ -164,6 +175,15 @@ class ProbeRunner:
         self._active = Gauge(
             PROBES_IN_FLIGHT.name, PROBES_IN_FLIGHT.help, PROBES_IN_FLIGHT.labels, registry=registry
         )
+        registry.register(self)
+
+    def collect(self) -> Iterator[Metric]:
+        """The prober's count of device strings it had to change (on ``/metrics``)."""
+        family = DEVICE_STRINGS.family()
+        text = self.prober.text
+        family.add_metric([self.prober.exporter, "truncated"], text.truncated)
+        family.add_metric([self.prober.exporter, "invalid"], text.invalid)
+        yield family
 
     def sweep(self) -> int:
         """Evict what expired, here and in the prober; the number of entries evicted."""
@@ -186,7 +206,7 @@ class ProbeRunner:
         else:
             fetch = _Fetch(asyncio.ensure_future(self._run(job, deadline)), budget)
             self._inflight[key] = fetch  # later probes join the fetch with the most time
-            fetch.task.add_done_callback(lambda _t, mine=fetch: self._done(key, mine))
+            fetch.task.add_done_callback(functools.partial(self._done, key, fetch))
         start = time.perf_counter()
         try:
             # shield: a client that hangs up must not cancel a fetch that others are waiting for;
@@ -198,7 +218,7 @@ class ProbeRunner:
         self._probes.labels(self.prober.exporter, "up" if _is_up(scrape) else "down").inc()
         return scrape
 
-    def _done(self, key: Hashable, fetch: _Fetch) -> None:
+    def _done(self, key: Hashable, fetch: _Fetch, _task: object) -> None:
         if self._inflight.get(key) is fetch:
             del self._inflight[key]
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ..runtime import Collector, CollectorError, Deadline, Partial, ResettableCounter
+from ..runtime.collector import DeviceText
 from .engine import Credentials, Session, SnmpEngineError, Value
 from .metrics import CATALOGUE
 from .profiles import MetricRule, Profile, Table
@@ -95,8 +96,10 @@ class TableCollector(Collector[TableSnapshot]):
         connection: Connection,
         counters: ResettableCounter,
         max_rows: int,
+        text: DeviceText,
     ) -> None:
         self.name = table.name
+        self.text = text
         self.profile = profile
         self.table = table
         self.connection = connection
@@ -231,7 +234,8 @@ class TableCollector(Collector[TableSnapshot]):
                     labels.append(parts[source.index] if -len(parts) <= source.index < len(parts) else "")
                 else:
                     key = ".".join(parts[: source.parts]) if source.parts else index
-                    labels.append(as_text(columns.get(source.column or "", {}).get(key)))
+                    cell = columns.get(source.column or "", {}).get(key)
+                    labels.append("" if cell is None else self.text(cell))
             if rule.resettable:
                 value = self.counters.update((rule.metric, index), value)
             samples.append((labels, value))

@@ -108,7 +108,7 @@ class SnmpProber(Prober):
         self, profile: Profile, connection: Connection, state: DeviceState
     ) -> list[Collector[Any]]:
         return [
-            TableCollector(profile, table, connection, state.counters, self.config.max_rows)
+            TableCollector(profile, table, connection, state.counters, self.config.max_rows, self.text)
             for table in profile.tables
         ]
 

@@ -108,7 +108,7 @@ def test_system_info_strips_unprintable_text() -> None:
         "7.0",
         "iDRAC",
     )
-    assert snap.labels["model"] == "R760[31m"
+    assert snap.labels["model"] == "R760 [31m"
     assert snap.labels["serial"] == "12"
     assert snap.powered_on == 0.0
 
@@ -148,3 +148,21 @@ def test_parsers_never_raise_on_hostile_json(data: Any) -> None:
     newest_samples(doc)
     system_info(doc, "", "")
     assert all(e.startswith("X: ") for e in errors)
+
+
+def test_numbers_no_float_holds_are_dropped_and_the_rest_kept() -> None:
+    """A reading of 10^400 W (as a float literal or a 401-digit integer) is one bad value."""
+    for huge in (float("inf"), 10**400, float("nan")):
+        errors: list[str] = []
+        doc = fixture("legacy_power.json")
+        doc["PowerControl"][0]["PowerConsumedWatts"] = huge
+        doc["PowerSupplies"][0]["PowerInputWatts"] = huge
+        snap = PowerSnapshot()
+        legacy_power(Doc(doc, "Power", errors), snap)
+        psus = legacy_psus(Doc(doc, "Power", errors))
+        assert snap.watts is None and snap.limit_watts == 650.0  # the rest of the control is read
+        assert psus[0].input_watts is None and psus[0].output_watts == 198.5
+        assert errors == [
+            "Power: PowerControl[0].PowerConsumedWatts: not a finite number",
+            "Power: PowerSupplies[0].PowerInputWatts: not a finite number",
+        ]

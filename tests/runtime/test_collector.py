@@ -21,6 +21,7 @@ from powerplane.exporters.runtime import (
     Scrape,
     run_collectors,
 )
+from powerplane.exporters.runtime.collector import DeviceText
 from tests.helpers import parse, undocumented, value
 
 from .conftest import Fixed, expose
@@ -119,3 +120,32 @@ async def test_every_fetch_finishes_before_any_render() -> None:
     )
     assert expose(outcomes)["test_labelled"] == {(("job", "slurm-77"),): 1.0}
     assert outcomes[1].duration >= 0.05  # the slow fetch is timed as its own
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("PSU.Slot.1", "PSU.Slot.1"),
+        ("  padded\x00 ", "padded"),
+        ("line\r\nbreak\tand tab", "line  break and tab"),
+        ("bell\x07 escape\x1b[31m", "bell escape[31m"),
+        ("lone \ud800 surrogate", "lone \ufffd surrogate"),
+        ("right-to-left \u202eoverride\u200b", "right-to-left override"),
+        (b"bytes \xff\xfe", "bytes \ufffd\ufffd"),
+        (b"caf\xc3\xa9", "café"),
+        (42, "42"),
+        ("x" * 200, "x" * 127 + "…"),
+    ],
+)
+def test_device_strings_are_made_fit_for_labels(raw: object, expected: str) -> None:
+    text = DeviceText()
+    assert text(raw) == expected
+    cleaned = text(raw)
+    assert cleaned.encode("utf-8").decode("utf-8") == cleaned and cleaned.isprintable()
+
+
+def test_device_strings_count_what_they_change() -> None:
+    text = DeviceText(limit=8)
+    for raw in ("ok", "a\x00b", "123456789", "\ud800" * 20):
+        text(raw)
+    assert (text.invalid, text.truncated) == (2, 2)

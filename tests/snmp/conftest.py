@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from powerplane.exporters.snmp.config import KIND, SnmpConfig
+from powerplane.lab.hostile import hostile_pdu
 from powerplane.lab.snmp import (
     BUILDERS,
     COUNTER32,
@@ -97,6 +98,14 @@ def agents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Snmpsim]:
     for community in BUILDERS:
         recordings[community] = RECORDINGS / f"{community}.snmprec"
     with Snmpsim(tmp_path_factory.mktemp("snmpsim"), recordings) as sim:
+        yield sim
+
+
+@pytest.fixture(scope="module")
+def hostile_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Snmpsim]:
+    """snmpsim serving the hostile recordings of ``powerplane.lab.hostile``."""
+    require_snmpsim()
+    with Snmpsim(tmp_path_factory.mktemp("hostile"), {"hostile-pdu": hostile_pdu()}) as sim:
         yield sim
 
 

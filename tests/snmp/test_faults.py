@@ -122,3 +122,30 @@ async def test_concurrent_probes_of_one_target_are_coalesced(
     assert [status for status, _text in results] == [200] * 5
     own = parse((await served.get("/metrics"))[1])
     assert sum(own.get("powerplane_probes_coalesced_total", {}).values()) >= 1
+
+
+async def test_hostile_outlet_names_never_break_the_exposition(
+    tmp_path: Path, hostile_agent: Snmpsim, serve: Serve
+) -> None:
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
+
+    served = await serve(make_server(snmp_config(tmp_path, ["hostile-pdu"])))
+    query = f"target=127.0.0.1:{hostile_agent.port}&module=apc_rpdu2"
+    status, text = await probe(served, query)
+    assert status == 200
+    _status, om = await served.get(f"/probe?{query}", headers={"Accept": "application/openmetrics-text"})
+    families = list(parse_openmetrics(om))  # raises on a broken exposition
+    names = sorted(dict(k)["outlet_name"] for k in parse(text)["powerplane_pdu_outlet_power_watts"])
+    assert names == [
+        "N" * 127 + "…",
+        "node-01  # TYPE evil counter",
+        "node-02[31m",
+        "node-04",
+        "\ufffd\ufffd\ufffd not UTF-8",
+    ]
+    assert all(
+        len(n) <= 128 and n.isprintable() for f in families for s in f.samples for n in s.labels.values()
+    )
+    own = parse((await served.get("/metrics"))[1])
+    assert value(own, "powerplane_device_strings_sanitised_total", reason="truncated") == 2.0
+    assert value(own, "powerplane_device_strings_sanitised_total", reason="invalid") == 8.0
