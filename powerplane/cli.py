@@ -6,9 +6,11 @@ Redfish or GPU code, and a broken optional dependency breaks only its own subcom
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
 
 import click
 import yaml
@@ -34,9 +36,30 @@ class _LazyGroup(click.Group):
         return super().get_command(ctx, cmd_name)
 
 
-@click.group(
-    cls=_LazyGroup, lazy=components.commands, context_settings={"help_option_names": ["-h", "--help"]}
-)
+class _Root(_LazyGroup):
+    """The ``powerplane`` command: no user input ends in a traceback.
+
+    Commands report what they expect (click errors, config errors); anything else is shown as one
+    line naming the error, scrubbed of secrets.  ``POWERPLANE_DEBUG=1`` shows the traceback.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            if os.environ.get("POWERPLANE_DEBUG"):
+                raise
+            from powerplane.exporters.runtime.logs import scrub
+
+            what = str(exc) or type(exc).__name__
+            raise click.ClickException(
+                scrub(f"{what} ({type(exc).__name__}; POWERPLANE_DEBUG=1 shows where)")
+            ) from None
+
+
+@click.group(cls=_Root, lazy=components.commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="powerplane")
 def main() -> None:
     """Power and heat of HPC and GPU data centres: exporters, rules, dashboards, power caps."""
@@ -49,31 +72,69 @@ def exporter() -> None:
 
 @main.command("check-config")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
-@click.option("--kind", metavar="KIND", help="Kind of config (guessed when omitted); see --list-kinds.")
-def check_config(path: str, kind: str | None) -> None:
-    """Validate a config file and print it with every secret redacted."""
-    from powerplane.exporters.runtime.config import ConfigError, redacted
+@click.option("--kind", metavar="KIND", help="Kind of config (told from the file when omitted).")
+@click.option(
+    "--no-secrets", is_flag=True, help="Check the structure only; do not read the secrets it names."
+)
+def check_config(path: str, kind: str | None, no_secrets: bool) -> None:
+    """Validate a config file and print it with every secret redacted.
 
-    known = components.config_kinds()
+    The kind comes from --kind, or from the file: a document whose top-level keys fit exactly
+    one kind is that kind, else a kind named in the file's name (``redfish.yml``). Secrets that
+    cannot be read are listed apart from the config's errors; both exit with status 1.
+    """
+    from powerplane.exporters.runtime.config import ConfigError, collecting_unresolved, parse_yaml, redacted
+
+    known = {name: components.resolve(ref) for name, ref in components.config_kinds().items()}
     if kind is not None and kind not in known:
         raise click.BadParameter(f"{kind!r} is not one of {', '.join(sorted(known))}", param_hint="--kind")
-    kinds = [kind] if kind else sorted(known)
-    failures: list[tuple[str, ConfigError]] = []
-    for name in kinds:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        name = kind or _kind_of(parse_yaml(text, path), Path(path), known)
+    except (ConfigError, UnicodeDecodeError, OSError) as exc:
+        label = f"invalid {kind} config" if kind else "invalid config"
+        _fail(path, label, exc.errors if isinstance(exc, ConfigError) else [str(exc)])
+    with collecting_unresolved() as unresolved:
         try:
-            config = components.resolve(known[name]).load(path)
+            config = known[name].load_text(text, path)
         except ConfigError as exc:
-            failures.append((name, exc))
-            continue
-        click.echo(f"# {path}: valid {name} config")
-        click.echo(yaml.safe_dump(redacted(config), sort_keys=False), nl=False)
-        return
-    # Report against the kind the file most resembles: the one with the fewest errors.
-    name, error = min(failures, key=lambda f: len(f[1].errors))
-    label = f"{name} config" if kind or len(kinds) == 1 else f"config (closest kind: {name})"
-    click.echo(f"{path}: invalid {label}:", err=True)
-    for line in error.errors:
-        click.echo(f"  {line}", err=True)
+            secrets = [f"unreadable secret: {line}" for line in unresolved if not no_secrets]
+            _fail(path, f"invalid {name} config", [*exc.errors, *secrets])
+    if unresolved and not no_secrets:
+        _fail(path, f"valid {name} config, but its secrets cannot be read (or pass --no-secrets)", unresolved)
+    click.echo(f"# {path}: valid {name} config")
+    click.echo(yaml.safe_dump(redacted(config), sort_keys=False), nl=False)
+
+
+def _kind_of(document: Any, path: Path, known: dict[str, Any]) -> str:
+    """The config kind a document is: told by its top-level keys, else by the file's name."""
+    from powerplane.exporters.runtime.config import ConfigError
+
+    fits = sorted(name for name, k in known.items() if _fits(document, k.schema))
+    if len(fits) == 1:
+        return fits[0]
+    named = sorted(name for name in (fits or known) if name in path.name.lower())
+    if len(named) == 1:
+        return named[0]
+    candidates = ", ".join(fits or sorted(known))
+    keys = sorted(document) if isinstance(document, dict) else []
+    shown = f"top-level keys {', '.join(map(repr, keys))}" if keys else "no top-level keys"
+    raise ConfigError([f"cannot tell the kind of config ({shown}); pass --kind, one of: {candidates}"])
+
+
+def _fits(document: Any, schema: Any) -> bool:
+    """Whether the document's top level is what ``schema`` expects (deeper errors aside)."""
+    from powerplane.exporters.runtime.config import validate
+
+    if not isinstance(document, dict) or not document:
+        return False
+    return not any(error.startswith("(top level):") for error in validate(document, schema))
+
+
+def _fail(path: str, label: str, lines: list[str]) -> NoReturn:
+    click.echo(f"{path}: {label}:", err=True)
+    for line in lines:
+        click.echo(f"  {line.removeprefix(path + ': ')}", err=True)
     sys.exit(1)
 
 

@@ -12,6 +12,7 @@ import logging
 import sys
 import threading
 import time
+import urllib.parse
 from typing import Any
 
 _SECRET_VALUES: set[str] = set()
@@ -20,11 +21,31 @@ REDACTED = "<redacted>"
 
 
 def register_secret(value: str) -> None:
-    """Remember a secret value so that it is scrubbed from any log line that contains it."""
+    """Remember a secret value so that it is scrubbed from any log line that contains it.
+
+    A line holds a value in whatever form its format escaped it to, so every form a log line can
+    take is remembered: as is, JSON-escaped (ASCII-only and not), Python-repr-escaped (exception
+    texts) and percent-encoded (URLs).
+    """
     # Very short values would scrub innocent text (and reveal the secret's length by doing so).
     if len(value) >= 4:
         with _SECRET_LOCK:
-            _SECRET_VALUES.add(value)
+            _SECRET_VALUES.update(v for v in _encodings(value) if len(v) >= 4)
+
+
+def _encodings(value: str) -> set[str]:
+    forms = {
+        value,
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+        repr(value)[1:-1],
+        ascii(value)[1:-1],
+        urllib.parse.quote(value, safe=""),
+        urllib.parse.quote_plus(value, safe=""),
+    }
+    # A JSON line escapes what the logfmt quoting already escaped, so escaped forms nest.
+    forms |= {json.dumps(form)[1:-1] for form in list(forms)}
+    return forms
 
 
 def scrub(text: str) -> str:
@@ -87,7 +108,7 @@ class FailureLog:
     """Logs a failure once per condition, not once per scrape.
 
     A key (exporter, target, collector) is logged when it starts failing or its cause changes,
-    and once more when it recovers.  Missing hardware is logged once at debug level.
+    and once more when it recovers.  Missing hardware is logged once at info level.
     """
 
     def __init__(self, logger: logging.Logger) -> None:
@@ -107,7 +128,8 @@ class FailureLog:
             if self._state.get(key) == "absent:" + cause:
                 return
             self._state[key] = "absent:" + cause
-        log(self._logger, logging.DEBUG, "no data (hardware absent)", **_key_fields(key), cause=cause)
+        # Once, at info: an operator who finds no series must find out why without debug logs.
+        log(self._logger, logging.INFO, "no data (hardware absent)", **_key_fields(key), cause=cause)
 
     def success(self, key: tuple[str, ...]) -> None:
         with self._lock:

@@ -115,10 +115,10 @@ def _build(doc: Mapping[str, Any]) -> WebConfig:
         "RequireAndVerifyClientCert",
     ) and ("client_ca_file" not in tls):
         errors.append("tls_server_config.client_ca_file: required to verify client certificates")
+    users = doc.get("basic_auth_users") or {}
     if errors:
         raise ConfigError(errors)
-    users = doc.get("basic_auth_users") or {}
-    return WebConfig(
+    config = WebConfig(
         cert_file=Path(tls["cert_file"]) if tls else None,
         key_file=Path(tls["key_file"]) if tls else None,
         client_auth_type=tls.get("client_auth_type", "NoClientCert"),
@@ -128,9 +128,21 @@ def _build(doc: Mapping[str, Any]) -> WebConfig:
         headers=tuple(sorted(((doc.get("http_server_config") or {}).get("headers") or {}).items())),
         basic_auth_users=tuple(sorted((u, h.encode()) for u, h in users.items())),
     )
+    # Load the certificate now: swapped or unreadable files are a config error, not a traceback
+    # when the server starts.
+    try:
+        config.ssl_context()
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
+        raise ConfigError(
+            [f"tls_server_config: cert_file and key_file are not a certificate and its key ({reason})"]
+        ) from None
+    return config
 
 
 KIND: ConfigKind[WebConfig] = ConfigKind("web", SCHEMA, _build)
+
+BCRYPT_MAX_BYTES = 72
 
 # A hash to check unknown users against, so their answer takes as long as a wrong password.
 _DUMMY_HASH = bcrypt.hashpw(b"powerplane", bcrypt.gensalt(rounds=10))
@@ -146,6 +158,10 @@ class BasicAuth:
         self._good: set[tuple[str, bytes]] = set()
 
     def _check(self, user: str, password: str) -> bool:
+        # bcrypt reads at most 72 bytes (and the library refuses more): a longer password cannot
+        # match any hash honestly, so it is a wrong password, not a server error.
+        if len(password.encode()) > BCRYPT_MAX_BYTES:
+            return False
         digest = hashlib.sha256(password.encode()).digest()
         if (user, digest) in self._good:
             return True
