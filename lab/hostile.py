@@ -38,8 +38,9 @@ CREDENTIAL_HEADERS = ("authorization", "x-auth-token")
 class HostileBMC(SimulatedBMC):
     """A simulated BMC with hostile documents and a hostile session service."""
 
-    #: (path, document) → the document served instead (applied to every resource, expansions too).
-    mutate: Callable[[str, Json], Json] | None = None
+    #: (path, document or None) → the document served instead, or None for 404 (applied to every
+    #: resource, expansions too; it may serve paths the simulated BMC does not have).
+    mutate: Callable[[str, Json | None], Json | None] | None = None
     #: The ``Location`` (and ``@odata.id``) of a session it creates, instead of its own path.
     login_location: str | None = None
     #: A logout (``DELETE`` of a session) is answered with a 307 to this URL.
@@ -53,9 +54,7 @@ class HostileBMC(SimulatedBMC):
 
     def resource(self, path: str) -> Json | None:
         doc = super().resource(path)
-        if doc is not None and self.mutate is not None:
-            doc = self.mutate(path, doc)
-        return doc
+        return self.mutate(path, doc) if self.mutate is not None else doc
 
     async def intercept(self, request: web.Request) -> web.StreamResponse | None:
         """An answer of its own for the requests it misbehaves on; None to answer as usual."""

@@ -103,8 +103,11 @@ class ProbeContext:
     async def get(self, path: str) -> dict[str, Any]:
         return await self.once(path, lambda: self.client.get(self.target, path, self.deadline, self.module))
 
-    async def members(self, path: str, levels: int = 1) -> list[dict[str, Any]]:
-        """A collection's members, expanded in one request where the service allows it."""
+    async def members(self, path: str, errors: list[str], levels: int = 1) -> list[dict[str, Any]]:
+        """A collection's members, expanded in one request where the service allows it.
+
+        At most the module's ``max_members`` are read (the rest are dropped, counted and
+        reported); a member that cannot be read is reported and the others are kept."""
         doc: dict[str, Any] | None = None
         levels = min(levels, self.discovery.expand_levels)
         if levels and not self.target.expand_refused:
@@ -119,6 +122,11 @@ class ProbeContext:
         members = doc.get("Members")
         if not isinstance(members, list):
             raise RedfishError(f"{path}: Members: missing or not an array")
+        cap = self.module.max_members
+        if len(members) > cap:
+            self.client.stats["members_dropped"] += len(members) - cap
+            errors.append(f"{path}: {len(members)} members, the first {cap} read (max_members)")
+            members = members[:cap]
         out: list[dict[str, Any] | None] = []
         pending: dict[int, str] = {}
         for i, member in enumerate(members):
@@ -127,9 +135,12 @@ class ProbeContext:
             elif isinstance(member, dict) and isinstance(member.get("@odata.id"), str):
                 pending[i] = member["@odata.id"]
                 out.append(None)
-        fetched = await asyncio.gather(*(self.get(p) for p in pending.values()))
+        fetched = await asyncio.gather(*(self.get(p) for p in pending.values()), return_exceptions=True)
         for i, member_doc in zip(pending, fetched, strict=True):
-            out[i] = member_doc
+            if isinstance(member_doc, BaseException):
+                errors.append(str(member_doc))
+            else:
+                out[i] = member_doc
         return [m for m in out if m is not None]
 
     def use_new(self, link: str | None) -> bool:
@@ -151,7 +162,7 @@ class ProbeContext:
             link = collection.text("@odata.id") if collection is not None else None
             if link is None:
                 return [], errors
-            items = await self.members(link, levels=2)
+            items = await self.members(link, errors, levels=2)
             psus: list[PSU] = []
             for i, item in enumerate(items):
                 doc = self.doc(item, f"PowerSupplies[{i}]", errors)
@@ -193,7 +204,7 @@ class ProbeContext:
 
             results: tuple[Any, Any] = await asyncio.gather(
                 self.get(metrics_link) if metrics_link else nothing(),
-                self.members(fans_link) if fans_link else nothing(),
+                self.members(fans_link, errors) if fans_link else nothing(),
                 return_exceptions=True,
             )
             metrics_doc, fan_docs = results

@@ -31,6 +31,8 @@ class Module:
     max_response_bytes: int = 4 * 1024 * 1024
     max_concurrent_requests: int = 4
     discovery_ttl: float = 3600.0
+    #: Members read from one collection at most (PSUs, fans); the rest are dropped and counted.
+    max_members: int = 256
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,9 @@ MODULE_SCHEMA = strict_object(
             {"type": "integer", "minimum": 1, "maximum": 64}, DEFAULT_MODULE.max_concurrent_requests
         ),
         "discovery_ttl": _default({"type": "number", "minimum": 0}, DEFAULT_MODULE.discovery_ttl),
+        "max_members": _default(
+            {"type": "integer", "minimum": 1, "maximum": 65536}, DEFAULT_MODULE.max_members
+        ),
     }
 )
 AUTH_SCHEMA = strict_object(

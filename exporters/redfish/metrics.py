@@ -98,8 +98,29 @@ SESSIONS_CREATED = MetricSpec(
 LOGIN_FAILURES = MetricSpec(
     "powerplane_redfish_login_failures_total",
     "counter",
-    "Failed logins, by reason (session_limit: the BMC's sessions were used up, RAC0218).",
+    "Failed logins, by reason (session_limit: the BMC's sessions were used up, RAC0218; "
+    "session_rejected: the BMC answered 401 to a session it had just created; other).",
     ("reason",),
+)
+LOGIN_BACKOFF = MetricSpec(
+    "powerplane_redfish_login_backoff_targets",
+    "gauge",
+    "BMCs (per auth) whose next login is deferred after failed logins (1 s, doubling to 5 min).",
+)
+LOGINS_DEFERRED = MetricSpec(
+    "powerplane_redfish_logins_deferred_total",
+    "counter",
+    "Logins not attempted because the BMC's logins are backing off.",
+)
+LINKS_REFUSED = MetricSpec(
+    "powerplane_redfish_links_refused_total",
+    "counter",
+    "Links from BMC documents and headers refused: not a path on the BMC's own origin.",
+)
+MEMBERS_DROPPED = MetricSpec(
+    "powerplane_redfish_members_dropped_total",
+    "counter",
+    "Collection members not read because the collection has more than the module's max_members.",
 )
 REQUESTS = MetricSpec("powerplane_redfish_requests_total", "counter", "HTTP requests made to BMCs.")
 
@@ -127,6 +148,10 @@ METRICS = (
     SESSIONS,
     SESSIONS_CREATED,
     LOGIN_FAILURES,
+    LOGIN_BACKOFF,
+    LOGINS_DEFERRED,
+    LINKS_REFUSED,
+    MEMBERS_DROPPED,
     REQUESTS,
 )
 HEALTH_STATES = ("ok", "warning", "critical")

@@ -16,7 +16,16 @@ from ..runtime.state import Clock
 from .client import RedfishClient
 from .collectors import COLLECTORS, ProbeContext
 from .config import RedfishConfig
-from .metrics import LOGIN_FAILURES, REQUESTS, SESSIONS, SESSIONS_CREATED
+from .metrics import (
+    LINKS_REFUSED,
+    LOGIN_BACKOFF,
+    LOGIN_FAILURES,
+    LOGINS_DEFERRED,
+    MEMBERS_DROPPED,
+    REQUESTS,
+    SESSIONS,
+    SESSIONS_CREATED,
+)
 
 
 class RedfishProber(Prober):
@@ -60,7 +69,17 @@ class RedfishProber(Prober):
         created.add_metric([], stats["sessions_created"])
         failures = LOGIN_FAILURES.family()
         failures.add_metric(["session_limit"], stats["login_session_limit"])
+        failures.add_metric(["session_rejected"], stats["login_session_rejected"])
         failures.add_metric(["other"], stats["login_failed"])
-        requests = REQUESTS.family()
-        requests.add_metric([], stats["requests"])
-        yield from (sessions, created, failures, requests)
+        backoff = LOGIN_BACKOFF.family()
+        backoff.add_metric([], float(self.client.backing_off()))
+        yield from (sessions, created, failures, backoff)
+        for spec, stat in (
+            (LOGINS_DEFERRED, "logins_deferred"),
+            (LINKS_REFUSED, "links_refused"),
+            (MEMBERS_DROPPED, "members_dropped"),
+            (REQUESTS, "requests"),
+        ):
+            family = spec.family()
+            family.add_metric([], stats[stat])
+            yield family

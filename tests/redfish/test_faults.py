@@ -109,4 +109,4 @@ async def test_huge_payload_is_refused(lab: RedfishLab, exporter: Served, caplog
     with caplog.at_level(logging.WARNING):
         samples = await probe_with_healthy_neighbour(lab, probe, device, module="small")
     assert success(samples, "power") == 0.0 and success(samples, "thermal") == 1.0
-    assert "exceeds 65536" in logged(caplog)
+    assert "exceeds the limit of 64 KiB" in logged(caplog)

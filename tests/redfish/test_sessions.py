@@ -47,7 +47,8 @@ async def test_session_limit_is_reported_as_rac0218(lab: RedfishLab, exporter: S
     assert "RAC0218: the BMC's maximum number of sessions is reached" in logged(caplog)
     own = parse((await exporter.get("/metrics"))[1])
     assert value(own, "powerplane_redfish_login_failures_total", reason="session_limit") == 1.0
-    device.sessions.clear()  # the other sessions end: the next probe logs in
+    device.sessions.clear()  # the other sessions end: the next probe after the backoff logs in
+    await asyncio.sleep(1.1)
     assert value(parse((await probe(device.address))[1]), "powerplane_target_up") == 1.0
 
 
