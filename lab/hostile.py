@@ -10,7 +10,8 @@ carried credentials: a test asserts that nothing the exporter was told by a devi
 a BMC's credentials there.
 
 ``hostile_pdu`` writes an snmpsim recording of an APC PDU whose outlet names are hostile
-strings (control characters, invalid UTF-8, thousands of characters).
+strings (control characters, invalid UTF-8, thousands of characters); ``HostileAgent`` is an
+SNMP v2c agent whose answers are larger than 4 KB, or ``tooBig``.
 
     lab = HostileLab()
     bmc = lab.add(HostileBMC("evil", IDRAC_XE9680, refuse_logins=True))
@@ -19,6 +20,7 @@ strings (control characters, invalid UTF-8, thousands of characters).
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Callable
@@ -26,6 +28,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from powerplane.exporters.snmp.ber import (
+    END,
+    GET_BULK,
+    GET_NEXT,
+    RESPONSE,
+    TOO_BIG,
+    BerError,
+    EndOfMibView,
+    Message,
+    Value,
+    decode_message,
+    encode_message,
+)
 
 from .redfish import SESSIONS, RedfishLab, SimulatedBMC, _error
 from .snmp import INTEGER, OCTETS, Row, snmprec_text
@@ -174,3 +190,61 @@ def hostile_pdu(names: tuple[bytes, ...] = HOSTILE_NAMES) -> str:
             Row(f"{APC}.9.4.3.1.7.{i}", INTEGER, 10 * i),
         ]
     return snmprec_text(rows)
+
+
+class HostileAgent(asyncio.DatagramProtocol):
+    """An SNMP v2c agent on 127.0.0.1 serving ``values``, hostile in the size of its answers.
+
+    Answers larger than ``max_size`` bytes are refused with ``tooBig`` (as agents with a small
+    message size do, instead of sending fewer rows); below that, answers are as large as the
+    request allows, well past the 4096 bytes some managers read.  Requests are counted by their
+    max-repetitions, so a test can see a manager ask for fewer after a ``tooBig``.
+    """
+
+    def __init__(self, values: dict[str, Value], community: bytes = b"public", max_size: int = 65000) -> None:
+        self.values = dict(sorted(values.items(), key=lambda kv: tuple(map(int, kv[0].split(".")))))
+        self.order = list(self.values)
+        self.community = community
+        self.max_size = max_size
+        self.repetitions: list[int] = []
+        self.transport: asyncio.DatagramTransport | None = None
+        self.port = 0
+
+    async def start(self) -> HostileAgent:
+        loop = asyncio.get_running_loop()
+        transport, _protocol = await loop.create_datagram_endpoint(lambda: self, local_addr=("127.0.0.1", 0))
+        self.transport = transport
+        self.port = int(transport.get_extra_info("sockname")[1])
+        return self
+
+    def stop(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def _after(self, oid: str, count: int) -> list[tuple[str, Value | EndOfMibView]]:
+        key = tuple(map(int, oid.split(".")))
+        later = [o for o in self.order if tuple(map(int, o.split("."))) > key][:count]
+        return [(o, self.values[o]) for o in later] + ([(oid, END)] if len(later) < count else [])
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        try:
+            request = decode_message(data)
+        except BerError:
+            return
+        if request.community != self.community or self.transport is None:
+            return
+        if request.pdu == GET_BULK:
+            self.repetitions.append(request.error_index)
+            binds = [
+                b for name, _v in request.varbinds for b in self._after(name, max(1, request.error_index))
+            ]
+        elif request.pdu == GET_NEXT:
+            binds = [b for name, _v in request.varbinds for b in self._after(name, 1)]
+        else:
+            binds = [(name, self.values.get(name)) for name, _v in request.varbinds]
+        answer = Message(1, self.community, RESPONSE, request.request_id, varbinds=binds)
+        encoded = encode_message(answer)
+        if len(encoded) > self.max_size:
+            # tooBig, with no variables (RFC 3416, 4.2.1), as agents that do not cut GETBULK answer.
+            encoded = encode_message(Message(1, self.community, RESPONSE, request.request_id, TOO_BIG, 0))
+        self.transport.sendto(encoded, addr)

@@ -14,17 +14,35 @@ instead of a hang; every request is bounded by the probe's deadline.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..runtime import Deadline
+from . import ber
 
 Value = int | float | str | bytes | None
 
 
+#: gufo-snmp 0.13 receives into a 4096-byte buffer: a larger datagram arrives cut (measured: a
+#: 4,000-byte value decodes, 4,050 bytes fail with "incomplete").
+ENGINE_RECEIVE_LIMIT = 4096
+
+
 class SnmpEngineError(Exception):
     """A request failed: timeout, authentication, decoding or an agent error (message concise)."""
+
+
+class _Decoded(list[tuple[str, "Value"] | None]):
+    """Rows decoded here (gufo's walk context did not see them)."""
+
+
+@dataclass(frozen=True)
+class _Refused:
+    """An answer that carries no rows: ``tooBig``, or too large to read (v3)."""
+
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -84,6 +102,7 @@ class GufoSession:
         )
         self._v3 = credentials.version == 3
         self._opened = False
+        self._buffer = bytearray(65536)  # any UDP datagram fits
         self._max_repetitions = max_repetitions
         self._fd = self._session._fd
         # gufo's socket-level GETBULK (send/recv of one response); v1 has no GETBULK, and a
@@ -159,18 +178,35 @@ class GufoSession:
         """GETBULK straight on gufo's socket, checking one response (a list of rows) at a time.
 
         gufo's async iterator costs a coroutine step per row and a ``wait_for`` per request.
-        The socket ends a response with ``None`` once the agent leaves the column."""
+        The socket ends a response with ``None`` once the agent leaves the column.  An answer
+        the engine cannot read (over 4096 bytes) is decoded here instead (v1/v2c); a ``tooBig``
+        answer, or one too large for v3, makes the walk ask again for half as many rows."""
         assert self._bulk is not None
         sock, get_iter = self._bulk
-        ctx = get_iter(column, max_repetitions)
+        repetitions = max_repetitions
+        ctx = get_iter(column, repetitions)
         prefix = column + "."
         cut = len(prefix)
         last: tuple[int, ...] = ()
+        after = column  # the OID the next request starts from
         while True:
-            batch = await self._exchange(sock, ctx)
-            if not batch:
-                return
-            for item in batch:
+            reply = await self._exchange(sock, ctx)
+            if reply is None:
+                # gufo ends a walk this way at the end of the agent's MIB and on an answer without
+                # variables, which is what a tooBig is (under v1/v2c ``_receive_whole`` sees those
+                # first; under v3 the error status is encrypted): for v3, fewer rows before the end.
+                if not self._v3 or repetitions == 1:
+                    return
+                reply = _Refused("no rows in the answer")
+            if isinstance(reply, _Refused) or not reply or (reply[0] is not None and reply[0][0] == after):
+                # An answer that repeats the request's OID is a refusal too.
+                if repetitions == 1:
+                    reason = reply.reason if isinstance(reply, _Refused) else "the agent refused the request"
+                    raise SnmpEngineError(f"walk {column}: {reason}, even for one row")
+                repetitions = max(1, repetitions // 2)
+                ctx = get_iter(after, repetitions)
+                continue
+            for item in reply:
                 if item is None:
                     return
                 oid = item[0]
@@ -180,11 +216,15 @@ class GufoSession:
                 if key <= last:
                     raise SnmpEngineError(f"walk {column}: agent returned OIDs out of order ({oid})")
                 last = key
+                after = oid
                 rows.append(item)
                 if len(rows) >= max_rows:
                     raise SnmpEngineError(f"walk {column}: more than {max_rows} rows, table cut off")
+            if isinstance(reply, _Decoded):
+                ctx = get_iter(after, repetitions)  # gufo did not see this answer: start anew
 
-    async def _exchange(self, sock: Any, ctx: Any) -> list[tuple[str, Value] | None]:
+    async def _exchange(self, sock: Any, ctx: Any) -> list[tuple[str, Value] | None] | _Refused | None:
+        """One GETBULK exchange: the rows, a refusal, or None when the agent left the column."""
         try:
             sock.send_get_bulk(ctx)
         except BlockingIOError:  # send buffer full: let gufo wait for the socket
@@ -198,13 +238,47 @@ class GufoSession:
                 await ready
             finally:
                 loop.remove_reader(fd)
+            own = self._receive_whole()
+            if own is not None:
+                return own
             try:
                 batch: list[tuple[str, Value] | None] = sock.recv_get_bulk(ctx)
             except BlockingIOError:  # not (yet) our answer
                 continue
             except StopAsyncIteration:  # the agent answered past the column: the walk is over
-                return []
+                return None
             return batch
+
+    def _receive_whole(self) -> _Decoded | _Refused | None:
+        """Read the waiting datagram here when gufo could not: over its buffer, or ``tooBig``.
+
+        None leaves the datagram to gufo.  Linux reports a datagram's whole length to a
+        ``MSG_PEEK`` into a buffer large enough for any UDP datagram."""
+        buffer = self._buffer
+        sock = socket.socket(fileno=self._fd)
+        try:
+            size = sock.recv_into(buffer, len(buffer), socket.MSG_PEEK)
+            large = size > ENGINE_RECEIVE_LIMIT
+            if not large and (self._v3 or ber.peek_status(buffer[:size]) != ber.TOO_BIG):
+                return None
+            size = sock.recv_into(buffer, len(buffer))  # take it from the socket
+        except (BlockingIOError, InterruptedError):
+            return None
+        finally:
+            sock.detach()
+        if self._v3:
+            return _Refused(
+                f"an answer of {size} bytes, more than {ENGINE_RECEIVE_LIMIT} that SNMPv3 can read"
+            )
+        try:
+            message = ber.decode_message(bytes(buffer[:size]))
+        except ber.BerError as exc:
+            raise SnmpEngineError(f"undecodable answer of {size} bytes: {exc}") from None
+        if message.error_status == ber.TOO_BIG:
+            return _Refused("the agent answered tooBig")
+        if message.error_status != ber.NO_ERROR:
+            raise SnmpEngineError(f"the agent answered error status {message.error_status}")
+        return _Decoded(None if isinstance(v, ber.EndOfMibView) else (oid, v) for oid, v in message.varbinds)
 
     async def _walk_iter(self, column: str, max_rows: int, rows: list[tuple[str, Value]]) -> None:
         prefix = column + "."
