@@ -23,6 +23,16 @@ def parse(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
     return samples
 
 
+class FakeClock:
+    """A monotonic clock that moves only when a test says so (``clock.now += 601``)."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def logged(caplog: Any) -> str:
     """Every captured log line with its structured fields, as the logfmt output would show them."""
     return "\n".join(f"{r.getMessage()} {getattr(r, 'fields', '')}" for r in caplog.records)

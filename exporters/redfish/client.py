@@ -118,11 +118,19 @@ class Target:
     discovery_task: asyncio.Task[Discovery] | None = None
     expand_refused: bool = False
     requests: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(4))
-    #: The BMC's energy meter as a counter that survives meter resets.
-    energy: ResettableCounter = field(default_factory=ResettableCounter)
+    #: The BMC's energy meter as a counter that survives meter resets (made on first reading).
+    energy_meter: ResettableCounter | None = None
 
-    def __post_init__(self) -> None:
-        self.origin = URL(self.base)
+    @property
+    def origin(self) -> URL:
+        # Parsed when used rather than kept: a scan of many targets keeps less per target.
+        return URL(self.base)
+
+    @property
+    def energy(self) -> ResettableCounter:
+        if self.energy_meter is None:
+            self.energy_meter = ResettableCounter()
+        return self.energy_meter
 
 
 def _link(doc: Any, *path: str | int) -> str | None:
@@ -160,6 +168,19 @@ def describe_failure(status: int, body: bytes) -> tuple[str, str]:
     message_id = str(info.get("MessageId") or error.get("code") or "")
     text = str(info.get("Message") or error.get("message") or "")
     return _clean(message_id, 80), _clean(text)
+
+
+async def _joined(target: Target, attribute: str) -> Any:
+    """Await the target's task under ``attribute`` (shielded), then forget it once done.
+
+    A finished task holds its exception and with it the frames of the failed requests (some
+    20 KB a target): kept, every BMC that ever failed would cost that until it is evicted."""
+    task: asyncio.Task[Any] = getattr(target, attribute)
+    try:
+        return await asyncio.shield(task)
+    finally:
+        if task.done() and getattr(target, attribute) is task:
+            setattr(target, attribute, None)
 
 
 def _http_error(where: str, status: int, body: bytes) -> RedfishError:
@@ -400,7 +421,7 @@ class RedfishClient:
                     f"session budget of {target.auth.max_sessions} for this BMC is used up; not logging in"
                 )
             target.login_task = self._spawn(self._login(target, max(deadline.remaining(), LOGIN_TIMEOUT)))
-        await asyncio.shield(target.login_task)
+        await _joined(target, "login_task")
 
     async def _login(self, target: Target, seconds: float) -> None:
         auth = target.auth
@@ -480,9 +501,9 @@ class RedfishClient:
             return found
         if target.discovery_task is None or target.discovery_task.done():
             target.discovery_task = self._spawn(self._discover(target, deadline, module))
-        found = await asyncio.shield(target.discovery_task)
-        target.discovery = found
-        return found
+        discovered: Discovery = await _joined(target, "discovery_task")
+        target.discovery = discovered
+        return discovered
 
     async def _discover(self, target: Target, deadline: Deadline, module: Module) -> Discovery:
         _s, root, _h = await self.request(

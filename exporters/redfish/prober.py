@@ -54,6 +54,9 @@ class RedfishProber(Prober):
             connect=ctx.connect,
         )
 
+    def state_size(self) -> int:
+        return len(self.client.targets)
+
     def sweep(self) -> int:
         return self.client.targets.sweep()
 

@@ -45,6 +45,13 @@ DEVICE_STRINGS = MetricSpec(
     "or stripped of control characters and invalid UTF-8 (invalid).",
     ("exporter", "reason"),
 )
+PROBE_STATE = MetricSpec(
+    "powerplane_probe_state_entries",
+    "gauge",
+    "Entries of per-target state held now (sessions and paths, counters, detected modules, failure "
+    "logs); each is evicted state_ttl after its target's last probe.",
+    ("exporter",),
+)
 PROBES_IN_FLIGHT = MetricSpec(
     "powerplane_probes_in_flight", "gauge", "Probes being fetched now.", ("exporter",)
 )
@@ -61,6 +68,7 @@ METRICS = (
     PROBES_COALESCED,
     PROBES_NOT_STARTED,
     DEVICE_STRINGS,
+    PROBE_STATE,
     PROBES_IN_FLIGHT,
     BUILD_INFO,
 )

@@ -41,6 +41,7 @@ from prometheus_client.core import Metric
 from .builtin import (
     DEVICE_STRINGS,
     PROBE_DURATION,
+    PROBE_STATE,
     PROBES,
     PROBES_COALESCED,
     PROBES_IN_FLIGHT,
@@ -50,7 +51,7 @@ from .builtin import (
 from .collector import Collector, Deadline, DeviceText, Outcome, Scrape, describe_error, run_collectors
 from .logs import FailureLog
 from .metrics import MetricSpec
-from .state import DEFAULT_STATE_TTL, Clock, ExpiringMap
+from .state import DEFAULT_STATE_TTL, RELEASE_AFTER, Clock, ExpiringMap, release_memory
 
 #: Seconds the whole probe may outlast its deadline, so per-collector timeouts win the race.
 COLLECTOR_GRACE = 0.1
@@ -100,6 +101,10 @@ class Prober(ABC):
     @abstractmethod
     def resolve(self, params: Mapping[str, str]) -> ProbeJob:
         """Validate the request's parameters; raise ``ProbeRequestError`` to refuse it."""
+
+    def state_size(self) -> int:
+        """Entries of per-target state the prober holds now."""
+        return 0
 
     def sweep(self) -> int:
         """Evict the state of targets unused for ``state_ttl``; the number evicted.
@@ -178,22 +183,26 @@ class ProbeRunner:
         registry.register(self)
 
     def collect(self) -> Iterator[Metric]:
-        """The prober's count of device strings it had to change (on ``/metrics``)."""
+        """The device strings the prober changed, and the per-target state held (``/metrics``)."""
+        exporter = self.prober.exporter
         family = DEVICE_STRINGS.family()
         text = self.prober.text
-        family.add_metric([self.prober.exporter, "truncated"], text.truncated)
-        family.add_metric([self.prober.exporter, "invalid"], text.invalid)
-        yield family
+        family.add_metric([exporter, "truncated"], text.truncated)
+        family.add_metric([exporter, "invalid"], text.invalid)
+        state = PROBE_STATE.family()
+        state.add_metric([exporter], float(len(self.failures) + self.prober.state_size()))
+        yield from (family, state)
 
     def sweep(self) -> int:
         """Evict what expired, here and in the prober; the number of entries evicted."""
         return self.failures.sweep() + self.prober.sweep()
 
     async def sweep_forever(self) -> None:
-        """``sweep`` four times per TTL, until cancelled."""
+        """``sweep`` four times per TTL, until cancelled; a large eviction releases its memory."""
         while True:
             await asyncio.sleep(max(1.0, self.prober.state_ttl / 4))
-            self.sweep()
+            if self.sweep() >= RELEASE_AFTER:
+                release_memory()
 
     async def probe(self, job: ProbeJob, deadline: Deadline) -> Scrape:
         key = job.coalesce_key()

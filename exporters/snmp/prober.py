@@ -80,6 +80,9 @@ class SnmpProber(Prober):
             connect=connect,
         )
 
+    def state_size(self) -> int:
+        return len(self.devices)
+
     def sweep(self) -> int:
         return self.devices.sweep()
 

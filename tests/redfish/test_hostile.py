@@ -15,7 +15,7 @@ from powerplane.exporters.redfish.exporter import make_server
 from powerplane.lab.hostile import Canary, HostileBMC, HostileLab, replace_links
 from powerplane.lab.redfish import CHASSIS, IDRAC_XE9680
 from tests.conftest import Serve, Served
-from tests.helpers import parse, value
+from tests.helpers import FakeClock, parse, value
 
 from .conftest import PASSWORD, constant
 
@@ -162,16 +162,8 @@ async def test_sessions_end_on_the_bmc_whatever_it_answers(
 # --- logins: coalesced, within the budget, backed off (issue 14, item 7) ---------------------------
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 async def test_refused_logins_back_off(hostile_lab: HostileLab, config: Any, serve: Serve) -> None:
-    clock = Clock()
+    clock = FakeClock()
     device = await hostile(hostile_lab, name="refuses", refuse_logins=True)
     served = await serve(make_server(config, clock=clock))
     modules = ("default", "quick", "legacy", "small")  # four fetches, one (BMC, auth)
@@ -193,7 +185,7 @@ async def test_refused_logins_back_off(hostile_lab: HostileLab, config: Any, ser
 async def test_a_bmc_that_rejects_its_sessions_keeps_none(
     hostile_lab: HostileLab, config: Any, serve: Serve
 ) -> None:
-    clock = Clock()
+    clock = FakeClock()
     device = await hostile(hostile_lab, name="rejects", reject_sessions=True, max_sessions=8)
     served = await serve(make_server(config, clock=clock))
     for _ in range(10):

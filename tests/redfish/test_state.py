@@ -9,17 +9,9 @@ from powerplane.exporters.redfish.exporter import make_server
 from powerplane.exporters.redfish.prober import RedfishProber
 from powerplane.lab.redfish import IDRAC9_R640, IDRAC9_R760, RedfishLab
 from tests.conftest import Serve
-from tests.helpers import parse, value
+from tests.helpers import FakeClock, parse, value
 
 from .conftest import bmc
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 5000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def state_sizes(server: Any) -> dict[str, int]:
@@ -39,7 +31,7 @@ def state_sizes(server: Any) -> dict[str, int]:
 
 
 async def test_thousands_of_targets_once_then_the_ttl(lab: RedfishLab, config: Any, serve: Serve) -> None:
-    clock = Clock()
+    clock = FakeClock()
     served = await serve(make_server(config, clock=clock))
     baseline = state_sizes(served.server)
     assert set(baseline.values()) == {0}
@@ -65,6 +57,7 @@ async def test_thousands_of_targets_once_then_the_ttl(lab: RedfishLab, config: A
     assert served.server.runner.sweep() == 2 * len(targets)
     await asyncio.wait(list(served.server.prober.client._retiring), timeout=10)
     assert state_sizes(served.server) == baseline
+    assert value(parse((await served.get("/metrics"))[1]), "powerplane_probe_state_entries") == 0.0
     # Evicted sessions were deleted on the BMCs, not left to time out there.
     assert [b.open_sessions() for b in bmcs] == [0] * len(bmcs)
     assert sum(b.sessions_deleted for b in bmcs) == len(bmcs)

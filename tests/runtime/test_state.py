@@ -8,21 +8,13 @@ from collections.abc import Mapping
 from powerplane.exporters.runtime import CollectorError, Deadline, ExporterServer, ProbeJob, Prober
 from powerplane.exporters.runtime.state import ExpiringMap
 from tests.conftest import Serve
-from tests.helpers import parse, value
+from tests.helpers import FakeClock, parse, value
 
 from .conftest import Fixed
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_entries_expire_after_the_ttl_oldest_first() -> None:
-    clock = Clock()
+    clock = FakeClock()
     evicted: list[tuple[str, int]] = []
     states: ExpiringMap[str, int] = ExpiringMap(
         10.0, clock=clock, on_evict=lambda k, v: evicted.append((k, v))
@@ -43,7 +35,7 @@ def test_entries_expire_after_the_ttl_oldest_first() -> None:
 
 
 def test_touch_keeps_an_entry_alive_and_drain_takes_all_without_evicting() -> None:
-    clock = Clock()
+    clock = FakeClock()
     evicted: list[str] = []
     states: ExpiringMap[str, int] = ExpiringMap(10.0, clock=clock, on_evict=lambda k, _v: evicted.append(k))
     states.get("a", lambda: 1)
@@ -73,7 +65,7 @@ class Scanned(Prober):
 
 
 async def test_a_scan_of_thousands_of_targets_leaves_nothing_behind(serve: Serve) -> None:
-    clock = Clock()
+    clock = FakeClock()
     prober = Scanned(state_ttl=600.0, clock=clock)
     served = await serve(ExporterServer("toy", prober=prober, max_concurrency=64))
     runner = served.server.runner
@@ -92,3 +84,5 @@ async def test_a_scan_of_thousands_of_targets_leaves_nothing_behind(serve: Serve
     status, text = await served.probe("10.99.0.0")  # any probe evicts what expired
     assert status == 200 and value(parse(text), "powerplane_target_up") == 1.0
     assert (len(runner.failures) - 1, len(runner._inflight), len(runner._devices._sems)) == baseline
+    own = parse((await served.get("/metrics"))[1])
+    assert value(own, "powerplane_probe_state_entries") == 1.0  # the last probe's target only

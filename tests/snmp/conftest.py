@@ -16,6 +16,7 @@ from powerplane.lab.snmp import (
     INTEGER,
     OCTETS,
     RECORDINGS,
+    V3_USER,
     Row,
     Snmpd,
     Snmpsim,
@@ -114,6 +115,17 @@ def snmpd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Snmpd]:
     require_binary("snmpd")
     with Snmpd(tmp_path_factory.mktemp("snmpd")) as agent:
         yield agent
+
+
+#: The lab snmpd's SNMPv3 user (SHA/AES), its passwords read from T_AUTH and T_PRIV.
+V3_AUTH_SPEC = {
+    "version": 3,
+    "username": V3_USER,
+    "auth_protocol": "SHA",
+    "auth_password": {"env": "T_AUTH"},
+    "priv_protocol": "AES",
+    "priv_password": {"env": "T_PRIV"},
+}
 
 
 def snmp_config(tmp_path: Path, communities: list[str], extra: str = "") -> SnmpConfig:

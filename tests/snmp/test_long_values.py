@@ -13,11 +13,11 @@ import yaml
 from powerplane.exporters.snmp.config import KIND
 from powerplane.exporters.snmp.exporter import make_server
 from powerplane.lab.hostile import HostileAgent
-from powerplane.lab.snmp import V3_AUTH, V3_PRIV, V3_USER, Snmpd
+from powerplane.lab.snmp import V3_AUTH, V3_PRIV, Snmpd
 from tests.conftest import Serve, require_binary
 from tests.helpers import parse, value
 
-from .conftest import probe
+from .conftest import V3_AUTH_SPEC, probe
 
 EXTEND = "1.3.6.1.4.1.8072.1.3.2.3.1"  # NET-SNMP-EXTEND-MIB nsExtendOutputEntry
 LETTERS = [chr(ord("a") + i) for i in range(24)]
@@ -68,16 +68,8 @@ def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> object:
     monkeypatch.setenv("T_COMMUNITY", "public")
     monkeypatch.setenv("T_AUTH", V3_AUTH)
     monkeypatch.setenv("T_PRIV", V3_PRIV)
-    v3 = {
-        "version": 3,
-        "username": V3_USER,
-        "auth_protocol": "SHA",
-        "auth_password": {"env": "T_AUTH"},
-        "priv_protocol": "AES",
-        "priv_password": {"env": "T_PRIV"},
-    }
     doc = {
-        "auths": {"v2c": {"version": 2, "community": {"env": "T_COMMUNITY"}}, "v3": v3},
+        "auths": {"v2c": {"version": 2, "community": {"env": "T_COMMUNITY"}}, "v3": V3_AUTH_SPEC},
         "defaults": {"auth": "v2c", "module": "long_values"},
         "allow": ["127.0.0.1/32:*"],
         "timeout": 5,

@@ -10,17 +10,9 @@ from powerplane.exporters.snmp.exporter import make_server
 from powerplane.exporters.snmp.prober import SnmpProber
 from powerplane.lab.snmp import BUILDERS, Snmpsim
 from tests.conftest import Serve
-from tests.helpers import parse, value
+from tests.helpers import FakeClock, parse, value
 
 from .conftest import probe, snmp_config
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 5000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def state_sizes(server: Any) -> dict[str, int]:
@@ -39,7 +31,7 @@ def state_sizes(server: Any) -> dict[str, int]:
 
 
 async def test_thousands_of_targets_once_then_the_ttl(tmp_path: Path, agents: Snmpsim, serve: Serve) -> None:
-    clock = Clock()
+    clock = FakeClock()
     communities = ["apc-8641", *BUILDERS]
     config = snmp_config(tmp_path, communities)
     served = await serve(make_server(config, clock=clock))

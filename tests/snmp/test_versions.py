@@ -9,11 +9,11 @@ import yaml
 
 from powerplane.exporters.snmp.config import KIND
 from powerplane.exporters.snmp.exporter import make_server
-from powerplane.lab.snmp import V3_AUTH, V3_PRIV, V3_USER, Snmpd
+from powerplane.lab.snmp import V3_AUTH, V3_PRIV, Snmpd
 from tests.conftest import Serve
 from tests.helpers import parse, value
 
-from .conftest import probe
+from .conftest import V3_AUTH_SPEC, probe
 
 
 @pytest.mark.parametrize("auth", ["v1", "v2c", "v3", "v3-wrong"])
@@ -50,22 +50,8 @@ async def test_versions_against_snmpd(
                 "auths": {
                     "v1": {"version": 1, "community": {"env": "T_COMMUNITY"}},
                     "v2c": {"version": 2, "community": {"env": "T_COMMUNITY"}},
-                    "v3": {
-                        "version": 3,
-                        "username": V3_USER,
-                        "auth_protocol": "SHA",
-                        "auth_password": {"env": "T_AUTH"},
-                        "priv_protocol": "AES",
-                        "priv_password": {"env": "T_PRIV"},
-                    },
-                    "v3-wrong": {
-                        "version": 3,
-                        "username": V3_USER,
-                        "auth_protocol": "SHA",
-                        "auth_password": {"env": "T_AUTH"},
-                        "priv_protocol": "AES",
-                        "priv_password": {"env": "T_PRIV"},
-                    },
+                    "v3": V3_AUTH_SPEC,
+                    "v3-wrong": V3_AUTH_SPEC,
                 },
                 "default_auth": "v2c",
                 "allow": ["127.0.0.1/32:*"],
