@@ -8,7 +8,8 @@ would lose their unit and thresholds on the way.  ``grafana11()`` turns the outp
 current dashboard model (``SCHEMA_VERSION``), so Grafana loads it as it is; the test suite
 validates the result against a JSON Schema of that model (``schema.json``).
 
-    powerplane dashboards build [--out DIR]    # writes DIR/<uid>.json (default: dashboards/json)
+    powerplane dashboards build [--out DIR] [--rules-config site-rules.yaml]
+                                               # writes DIR/<uid>.json (default: dashboards/json)
     powerplane dashboards check                # exits 1 when the committed JSON is stale
     powerplane dashboards preview --out DIR    # PNG previews from the lab (see preview.py)
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import importlib
 import json
 import sys
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +27,18 @@ import click
 import grafanalib.core as g
 from grafanalib._gen import DashboardEncoder
 
+from powerplane.rulegen.config import KIND as RULES_KIND
+from powerplane.rulegen.config import RulesConfig
+
+from .common import for_rules
+
 #: The dashboard modules; each has ``UID`` and ``build() -> grafanalib.core.Dashboard``.
 MODULES = ("fleet", "gpu", "node", "rack", "market", "jobs", "status")
 #: Grafana 11.0's dashboard schema version; Grafana 11.x and 12 load it without migrating panels.
 SCHEMA_VERSION = 39
-JSON_DIR = Path(__file__).resolve().parent / "json"
-SCHEMA_PATH = Path(__file__).resolve().parent / "schema.json"
+#: The shipped JSON (package data): what `check` compares and the chart copies.
+JSON_DIR = Path(str(resources.files("powerplane.dashboards").joinpath("json")))
+SCHEMA_PATH = Path(str(resources.files("powerplane.dashboards").joinpath("schema.json")))
 
 _LEGACY_DASHBOARD_KEYS = ("rows", "style", "hideControls", "sharedCrosshair", "gnetId", "__inputs", "id")
 _LEGACY_PANEL_KEYS = (
@@ -158,10 +166,12 @@ def dashboards() -> dict[str, g.Dashboard]:
     return out
 
 
-def render() -> dict[str, str]:
-    """File name → the JSON text Grafana loads."""
+def render(rules: RulesConfig | None = None) -> dict[str, str]:
+    """File name → the JSON text Grafana loads; thresholds from ``rules`` (default: the shipped rules)."""
     files = {}
-    for uid, dash in dashboards().items():
+    with for_rules(rules or RulesConfig()):
+        built = dashboards()
+    for uid, dash in built.items():
         raw = json.loads(json.dumps(dash.to_json_data(), cls=DashboardEncoder))
         text = json.dumps(grafana11(raw), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
         files[f"{uid}.json"] = text
@@ -185,14 +195,25 @@ def command() -> None:
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
-    default=JSON_DIR,
-    show_default="dashboards/json",
-    help="Directory to write <uid>.json into.",
+    default=None,
+    help="Directory to write <uid>.json into (default: dashboards/json of the checkout; required for "
+    "an installed package).",
 )
-def build_command(out: Path) -> None:
+@click.option(
+    "--rules-config",
+    "rules_config",
+    type=click.Path(exists=True, dir_okay=False),
+    help="The site's rules overrides (as for `powerplane rules build`): the panels' thresholds.",
+)
+def build_command(out: Path | None, rules_config: str | None) -> None:
     """Write every dashboard's JSON (the files Grafana imports or provisions)."""
+    from powerplane.exporters.runtime.cli import load_or_exit
+    from powerplane.resources import output_dir
+
+    out = output_dir(out, "dashboards/json", "dashboards build")
+    rules = load_or_exit(RULES_KIND, rules_config) if rules_config else None
     out.mkdir(parents=True, exist_ok=True)
-    files = render()
+    files = render(rules)
     for stale_file in set(p.name for p in out.glob("powerplane-*.json")) - set(files):
         (out / stale_file).unlink()
     for name, text in files.items():

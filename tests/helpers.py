@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
@@ -36,6 +37,18 @@ class FakeClock:
 def logged(caplog: Any) -> str:
     """Every captured log line with its structured fields, as the logfmt output would show them."""
     return "\n".join(f"{r.getMessage()} {getattr(r, 'fields', '')}" for r in caplog.records)
+
+
+def without_runtime_noise(text: str) -> str:
+    """``/metrics`` without the machine-dependent ``process_``/``python_`` families and with the
+    version in ``powerplane_build_info`` as ``VERSION``: what a golden file can hold."""
+    lines = [
+        line
+        for line in text.splitlines()
+        if not line.removeprefix("# HELP ").removeprefix("# TYPE ").startswith(("process_", "python_"))
+    ]
+    joined = "\n".join(lines) + "\n"
+    return re.sub(r'(powerplane_build_info\{[^}]*version=")[^"]*"', r'\1VERSION"', joined)
 
 
 def value(samples: dict[str, dict[tuple[tuple[str, str], ...], float]], name: str, **labels: str) -> float:
