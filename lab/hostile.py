@@ -198,7 +198,8 @@ class HostileAgent(asyncio.DatagramProtocol):
     Answers larger than ``max_size`` bytes are refused with ``tooBig`` (as agents with a small
     message size do, instead of sending fewer rows); below that, answers are as large as the
     request allows, well past the 4096 bytes some managers read.  Requests are counted by their
-    max-repetitions, so a test can see a manager ask for fewer after a ``tooBig``.
+    max-repetitions (``repetitions``, and in ``refused`` whether each was answered ``tooBig``),
+    so a test can see a manager ask for fewer after a ``tooBig``.
     """
 
     def __init__(self, values: dict[str, Value], community: bytes = b"public", max_size: int = 65000) -> None:
@@ -207,6 +208,7 @@ class HostileAgent(asyncio.DatagramProtocol):
         self.community = community
         self.max_size = max_size
         self.repetitions: list[int] = []
+        self.refused: list[bool] = []
         self.transport: asyncio.DatagramTransport | None = None
         self.port = 0
 
@@ -235,15 +237,18 @@ class HostileAgent(asyncio.DatagramProtocol):
             return
         if request.pdu == GET_BULK:
             self.repetitions.append(request.error_index)
-            binds = [
-                b for name, _v in request.varbinds for b in self._after(name, max(1, request.error_index))
-            ]
+            count = max(1, request.error_index)
+            # Row by row, as RFC 3416 4.2.3 orders them: each variable's next, then the ones after.
+            columns = [self._after(name, count) for name, _v in request.varbinds]
+            binds = [column[row] for row in range(count) for column in columns if row < len(column)]
         elif request.pdu == GET_NEXT:
             binds = [b for name, _v in request.varbinds for b in self._after(name, 1)]
         else:
             binds = [(name, self.values.get(name)) for name, _v in request.varbinds]
         answer = Message(1, self.community, RESPONSE, request.request_id, varbinds=binds)
         encoded = encode_message(answer)
+        if request.pdu == GET_BULK:
+            self.refused.append(len(encoded) > self.max_size)
         if len(encoded) > self.max_size:
             # tooBig, with no variables (RFC 3416, 4.2.1), as agents that do not cut GETBULK answer.
             encoded = encode_message(Message(1, self.community, RESPONSE, request.request_id, TOO_BIG, 0))

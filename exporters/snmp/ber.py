@@ -13,6 +13,7 @@ builds no structure deeper than a message, so hostile input cannot exhaust the s
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 Value = int | str | bytes | None
@@ -79,6 +80,12 @@ def _unsigned(tag: int, value: int) -> bytes:
 
 
 def _oid(text: str) -> bytes:
+    return _tlv(OID, oid_contents(text))
+
+
+@functools.lru_cache(maxsize=4096)  # the columns of the profiles, encoded for every walk
+def oid_contents(text: str) -> bytes:
+    """The contents octets of an OID's encoding: a descendant's start with its ancestor's."""
     arcs = [int(a) for a in text.strip(".").split(".")]
     if len(arcs) < 2:
         raise BerError(f"OID {text!r} has fewer than two arcs")
@@ -90,7 +97,7 @@ def _oid(text: str) -> bytes:
             chunk.append(0x80 | (arc & 0x7F))
             arc >>= 7
         out += bytes(reversed(chunk))
-    return _tlv(OID, bytes(out))
+    return bytes(out)
 
 
 def _value(value: Value | EndOfMibView, tag: int | None) -> bytes:
@@ -103,6 +110,20 @@ def _value(value: Value | EndOfMibView, tag: int | None) -> bytes:
     if isinstance(value, str):
         return _oid(value)
     return _unsigned(tag, value) if tag in UNSIGNED else _integer(INTEGER, value)
+
+
+def get_bulk_request(
+    version: int, community: bytes, request_id: int, max_repetitions: int, names: list[bytes]
+) -> bytes:
+    """A GetBulkRequest (no non-repeaters) for OIDs given as ``oid_contents``."""
+    binds = b"".join(_tlv(SEQUENCE, _tlv(OID, name) + b"\x05\x00") for name in names)
+    pdu = (
+        _integer(INTEGER, request_id)
+        + _integer(INTEGER, 0)
+        + _integer(INTEGER, max_repetitions)
+        + _tlv(SEQUENCE, binds)
+    )
+    return _tlv(SEQUENCE, _integer(INTEGER, version) + _tlv(OCTET_STRING, community) + _tlv(GET_BULK, pdu))
 
 
 def encode_message(message: Message, tags: dict[str, int] | None = None) -> bytes:
@@ -177,6 +198,26 @@ def _decode_oid(raw: bytes) -> str:
     return ".".join(map(str, arcs))
 
 
+def arcs(raw: bytes) -> tuple[int, ...]:
+    """The arcs of OID contents after the first octet (a row index below its column)."""
+    if raw.isascii():  # every arc below 128: one octet each
+        return tuple(raw)
+    if raw[-1] & 0x80:
+        raise BerError("bad OID (last arc unfinished)")
+    found = []
+    arc = 0
+    fresh = True
+    for byte in raw:
+        if fresh and byte == 0x80:
+            raise BerError("bad OID (arc with a leading zero octet)")
+        arc = (arc << 7) | (byte & 0x7F)
+        fresh = not byte & 0x80
+        if fresh:
+            found.append(arc)
+            arc = 0
+    return tuple(found)
+
+
 def _decode_value(tag: int, raw: bytes) -> Value | EndOfMibView:
     if tag in (OCTET_STRING, OPAQUE):
         return raw
@@ -199,33 +240,113 @@ def _decode_value(tag: int, raw: bytes) -> Value | EndOfMibView:
 
 def decode_message(data: bytes) -> Message:
     """An SNMP v1/v2c message; ``BerError`` for anything else."""
-    outer = _Reader(data)
-    start, end = outer.expect(SEQUENCE)
-    if not outer.done():
-        raise BerError("trailing bytes after the message")
-    message = _Reader(data, start, end)
-    version = message.integer()
-    if version not in (0, 1):
-        raise BerError(f"SNMP version {version} is not v1 or v2c")
-    community_start, community_end = message.expect(OCTET_STRING)
-    pdu_tag, pdu_start, pdu_end = message.tlv()
-    if pdu_tag not in (GET, GET_NEXT, RESPONSE, GET_BULK) or not message.done():
-        raise BerError(f"unexpected PDU 0x{pdu_tag:02x}")
-    pdu = _Reader(data, pdu_start, pdu_end)
-    request_id, status, index = pdu.integer(), pdu.integer(), pdu.integer()
-    list_start, list_end = pdu.expect(SEQUENCE)
-    binds = _Reader(data, list_start, list_end)
-    varbinds = []
-    while not binds.done():
-        bind_start, bind_end = binds.expect(SEQUENCE)
-        bind = _Reader(data, bind_start, bind_end)
-        name_start, name_end = bind.expect(OID)
-        value_tag, value_start, value_end = bind.tlv()
-        if not bind.done():
+    version, community, pdu_tag, request_id, status, index, binds = _decode(data)
+    varbinds = [(_decode_oid(name), value) for name, value in binds]
+    return Message(version, community, pdu_tag, request_id, status, index, varbinds)
+
+
+def decode_response(data: bytes) -> tuple[int, int, list[tuple[bytes, Value | EndOfMibView]]]:
+    """(request-id, error-status, variables) of a v1/v2c GetResponse, names as ``oid_contents``.
+
+    A walk compares names with its columns' encodings, so none is turned into text here."""
+    _version, _community, pdu_tag, request_id, status, _index, binds = _decode(data)
+    if pdu_tag != RESPONSE:
+        raise BerError(f"expected a GetResponse, found PDU 0x{pdu_tag:02x}")
+    return request_id, status, binds
+
+
+def _decode(data: bytes) -> tuple[int, bytes, int, int, int, int, list[tuple[bytes, Value | EndOfMibView]]]:
+    try:
+        outer = _Reader(data)
+        start, end = outer.expect(SEQUENCE)
+        if not outer.done():
+            raise BerError("trailing bytes after the message")
+        message = _Reader(data, start, end)
+        version = message.integer()
+        if version not in (0, 1):
+            raise BerError(f"SNMP version {version} is not v1 or v2c")
+        community_start, community_end = message.expect(OCTET_STRING)
+        pdu_tag, pdu_start, pdu_end = message.tlv()
+        if pdu_tag not in (GET, GET_NEXT, RESPONSE, GET_BULK) or not message.done():
+            raise BerError(f"unexpected PDU 0x{pdu_tag:02x}")
+        pdu = _Reader(data, pdu_start, pdu_end)
+        request_id, status, index = pdu.integer(), pdu.integer(), pdu.integer()
+        list_start, list_end = pdu.expect(SEQUENCE)
+        if list_end != pdu_end:
+            raise BerError("trailing bytes in the PDU")
+        binds = _varbinds(data, list_start, list_end)
+    except IndexError:  # a read past the end of the data that no length check caught
+        raise BerError("truncated message") from None
+    return version, data[community_start:community_end], pdu_tag, request_id, status, index, binds
+
+
+def _span(data: bytes, pos: int, limit: int) -> tuple[int, int]:
+    """(start, end) of the contents whose length octets begin at ``pos``, ending by ``limit``."""
+    first = data[pos]
+    if first < 0x80:
+        start = pos + 1
+        end = start + first
+    else:
+        count = first & 0x7F
+        if count == 0 or count > 4:
+            raise BerError("bad length")
+        start = pos + 1 + count
+        end = start + int.from_bytes(data[pos + 1 : start], "big")
+    if end > limit:
+        raise BerError("element runs past its container")
+    return start, end
+
+
+def _varbinds(data: bytes, pos: int, end: int) -> list[tuple[bytes, Value | EndOfMibView]]:
+    """The variable bindings between ``pos`` and ``end``, names as contents octets.
+
+    The hot loop of every walk: short lengths (under 128, nearly all) are read inline, the
+    others through ``_span``, and integers converted in place."""
+    out: list[tuple[bytes, Value | EndOfMibView]] = []
+    append = out.append
+    from_bytes = int.from_bytes
+    while pos < end:
+        if data[pos] != SEQUENCE:
+            raise BerError(f"expected a variable binding, found tag 0x{data[pos]:02x}")
+        size = data[pos + 1]
+        if size < 0x80:
+            pos += 2
+            bind_end = pos + size
+            if bind_end > end:
+                raise BerError("element runs past its container")
+        else:
+            pos, bind_end = _span(data, pos + 1, end)
+        if data[pos] != OID:
+            raise BerError(f"expected an OID, found tag 0x{data[pos]:02x}")
+        size = data[pos + 1]
+        if size < 0x80:
+            name_start = pos + 2
+            name_end = name_start + size
+        else:
+            name_start, name_end = _span(data, pos + 1, bind_end)
+        if name_end + 2 > bind_end:
+            raise BerError("a variable binding without a value")
+        tag = data[name_end]
+        size = data[name_end + 1]
+        if size < 0x80:
+            value_start = name_end + 2
+            value_end = value_start + size
+        else:
+            value_start, value_end = _span(data, name_end + 1, bind_end)
+        if value_end != bind_end:
             raise BerError("trailing bytes in a variable binding")
-        name = _decode_oid(data[name_start:name_end])
-        varbinds.append((name, _decode_value(value_tag, data[value_start:value_end])))
-    return Message(version, data[community_start:community_end], pdu_tag, request_id, status, index, varbinds)
+        value: Value | EndOfMibView
+        if tag == INTEGER:
+            value = from_bytes(data[value_start:value_end], "big", signed=True)
+        elif tag == OCTET_STRING:
+            value = data[value_start:value_end]
+        elif tag in UNSIGNED:
+            value = from_bytes(data[value_start:value_end], "big")
+        else:
+            value = _decode_value(tag, data[value_start:value_end])
+        append((data[name_start:name_end], value))
+        pos = bind_end
+    return out
 
 
 def peek_status(data: bytes | bytearray) -> int | None:

@@ -17,7 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from ..runtime import Collector, CollectorError, Deadline, Partial, ResettableCounter
 from ..runtime.collector import DeviceText
-from .engine import Credentials, Session, SnmpEngineError, Value
+from .engine import Credentials, Session, Value
 from .metrics import CATALOGUE
 from .profiles import MetricRule, Profile, Table
 
@@ -69,8 +69,10 @@ async def _resolve(host: str, deadline: Deadline) -> str:
 
 @dataclass(frozen=True)
 class TableSnapshot:
-    # column name → {index: value}
+    # column name → {index: value}, rows in index order (walks return them so)
     columns: Mapping[str, Mapping[str, Value]]
+    # label column name → {index: label value}: device text sanitised once, as it arrives
+    texts: Mapping[str, Mapping[str, str]]
 
 
 def _number(value: Value, where: str) -> float:
@@ -105,6 +107,9 @@ class TableCollector(Collector[TableSnapshot]):
         self.connection = connection
         self.counters = counters
         self.max_rows = max_rows
+        self.label_columns = sorted(
+            {source.column for rule in table.rules for _n, source in rule.labels if source.column}
+        )
 
     async def fetch(self, deadline: Deadline) -> TableSnapshot | Partial[TableSnapshot]:
         deadline = inner_deadline(deadline)
@@ -112,24 +117,25 @@ class TableCollector(Collector[TableSnapshot]):
         errors: list[str] = []
         async with self.connection.lock:
             session = await self.connection.session(deadline)
-            for name, oid in self.table.columns:
-                try:
-                    rows = await session.walk(oid, deadline, self.max_rows, self.profile.max_repetitions)
-                except SnmpEngineError as exc:
-                    if deadline.expired() or "timeout" in str(exc):
-                        # Nothing more will come in time: name what is missing and stop.
-                        errors.append(f"{self.table.name}.{name}: {exc}")
-                        break
-                    errors.append(f"{self.table.name}.{name}: {exc}")
-                    continue
-                cut = len(oid) + 1
-                columns[name] = {row_oid[cut:]: value for row_oid, value in rows}
+            oids = [oid for _name, oid in self.table.columns]
+            walk = await session.walk_table(oids, deadline, self.max_rows, self.profile.max_repetitions)
+        for name, oid in self.table.columns:
+            if oid in walk.errors:
+                errors.append(f"{self.table.name}.{name}: {walk.errors[oid]}")
+            elif oid in walk.columns:
+                columns[name] = walk.columns[oid]
         if not any(columns.values()):
             if errors:
                 raise CollectorError("; ".join(errors))
             raise CollectorError(f"{self.table.name}: the device has none of the table's columns")
         errors.extend(self._type_errors(columns))
-        snapshot = TableSnapshot(columns)
+        text = self.text
+        texts = {
+            name: {index: text(cell) for index, cell in columns[name].items() if cell is not None}
+            for name in self.label_columns
+            if name in columns
+        }
+        snapshot = TableSnapshot(columns, texts)
         return Partial(snapshot, errors) if errors else snapshot
 
     def _type_errors(self, columns: Mapping[str, Mapping[str, Value]]) -> list[str]:
@@ -177,11 +183,16 @@ class TableCollector(Collector[TableSnapshot]):
         parts_of: dict[str, list[str]],
     ) -> list[tuple[list[str], float]]:
         columns = snapshot.columns
+        texts = snapshot.texts
         primary = [columns.get(c, {}) for c in rule.columns]
         order = orders.get(rule.columns)
         if order is None:
-            indexes: set[str] = set().union(*(set(p) for p in primary))
-            order = orders[rule.columns] = sorted(indexes, key=_index_key)
+            if len(primary) == 1:
+                order = list(primary[0])  # already in index order
+            else:
+                indexes: set[str] = set().union(*(set(p) for p in primary))
+                order = sorted(indexes, key=_index_key)
+            orders[rule.columns] = order
         sources = dict(rule.labels)
         label_sources = [sources[n] for n in label_names]
         sentinels = self.profile.sentinels
@@ -234,8 +245,7 @@ class TableCollector(Collector[TableSnapshot]):
                     labels.append(parts[source.index] if -len(parts) <= source.index < len(parts) else "")
                 else:
                     key = ".".join(parts[: source.parts]) if source.parts else index
-                    cell = columns.get(source.column or "", {}).get(key)
-                    labels.append("" if cell is None else self.text(cell))
+                    labels.append(texts.get(source.column or "", {}).get(key, ""))
             if rule.resettable:
                 value = self.counters.update((rule.metric, index), value)
             samples.append((labels, value))

@@ -64,8 +64,13 @@ def slow_device() -> str:
         Row(f"{APC}.4.3.1.9.1", INTEGER, 19516),
         Row(f"{APC}.9.4.3.1.3.1", "4:delay", "value=x,wait=3000"),
     ]
-    # Keep the delayed cell out of the device table's bulk responses (they read ahead 25 OIDs).
-    rows += [Row(f"{APC}.4.3.1.20.{i}", INTEGER, 0) for i in range(1, 40)]
+    # Keep the delayed cell out of the bulk responses of the tables before it (they read ahead
+    # up to 25 OIDs for each column; snmpsim delays every variable that names the cell).
+    rows += [
+        Row(f"{APC}.{table}.20.{i}", INTEGER, 0)
+        for table in ("4.3.1", "6.3.1", "8.3.1")
+        for i in range(1, 40)
+    ]
     return snmprec_text(rows)
 
 

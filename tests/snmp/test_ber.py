@@ -1,4 +1,4 @@
-"""The BER codec for answers the engine cannot receive: round trips, and hostile bytes refused."""
+"""The BER codec of v2c walks: round trips, GETBULK requests, and hostile bytes refused."""
 
 from __future__ import annotations
 
@@ -13,8 +13,12 @@ from powerplane.exporters.snmp.ber import (
     TOO_BIG,
     BerError,
     Message,
+    arcs,
     decode_message,
+    decode_response,
     encode_message,
+    get_bulk_request,
+    oid_contents,
     peek_status,
 )
 
@@ -77,10 +81,11 @@ def test_malformed_messages_are_refused(data: bytes) -> None:
 @settings(max_examples=500, deadline=None)
 @given(st.binary(max_size=200))
 def test_hostile_bytes_never_raise_anything_else(data: bytes) -> None:
-    try:
-        decode_message(data)
-    except BerError:
-        pass
+    for decode in (decode_message, decode_response):
+        try:
+            decode(data)
+        except BerError:
+            pass
     peek_status(data)
 
 
@@ -91,3 +96,45 @@ def test_cut_messages_are_refused(binds: list, data: st.DataObject) -> None:
     cut = data.draw(st.integers(0, len(encoded) - 1))
     with pytest.raises(BerError):
         decode_message(encoded[:cut])
+    with pytest.raises(BerError):
+        decode_response(encoded[:cut])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.lists(st.tuples(oids, values), max_size=30))
+def test_a_response_decodes_with_names_as_contents(request_id: int, binds: list) -> None:
+    data = encode_message(Message(1, b"public", RESPONSE, request_id, varbinds=binds))
+    found_id, status, found = decode_response(data)
+    assert (found_id, status) == (request_id, 0)
+    assert found == [(oid_contents(name), value) for name, value in binds]
+    for name, _value in binds:
+        # Below "1.3" every arc is one of the contents' arcs: a column's row index is read this way.
+        assert arcs(oid_contents(name)[1:]) == tuple(int(a) for a in name.split(".")[2:])
+
+
+def test_a_get_bulk_request_names_every_column() -> None:
+    columns = ["1.3.6.1.2.1.2.2.1.2", "1.3.6.1.2.1.2.2.1.10", "1.3.6.1.2.1.2.2.1.200000"]
+    data = get_bulk_request(1, b"public", 42, 8, [oid_contents(c) for c in columns])
+    request = decode_message(data)
+    assert (request.pdu, request.request_id, request.error_status, request.error_index) == (
+        GET_BULK,
+        42,
+        0,
+        8,
+    )
+    assert request.varbinds == [(c, None) for c in columns]
+    with pytest.raises(BerError, match="GetResponse"):
+        decode_response(data)  # a request is not an answer
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"\x81",  # the last arc never ends
+        b"\x05\x80\x01",  # an arc padded with a leading zero octet
+        b"\x05\xff",
+    ],
+)
+def test_bad_row_indexes_are_refused(raw: bytes) -> None:
+    with pytest.raises(BerError):
+        arcs(raw)

@@ -10,6 +10,7 @@ import yaml
 
 from powerplane.exporters.runtime import ConfigError
 from powerplane.exporters.snmp.config import KIND
+from powerplane.exporters.snmp.engine import TableWalk
 from powerplane.exporters.snmp.exporter import make_server
 from powerplane.exporters.snmp.metrics import CATALOGUE
 from powerplane.exporters.snmp.profiles import PROFILE_SCHEMA, profile_kind
@@ -98,8 +99,13 @@ async def test_profile_max_repetitions_reach_every_walk(tmp_path: Path) -> None:
         async def walk(
             self, column: str, deadline: object, max_rows: int, max_repetitions: int | None = None
         ) -> list:
+            raise AssertionError("tables are walked with walk_table")
+
+        async def walk_table(
+            self, columns: list[str], deadline: object, max_rows: int, max_repetitions: int | None = None
+        ) -> TableWalk:
             sizes.append(max_repetitions)
-            return []
+            return TableWalk()
 
         async def close(self) -> None:
             pass
