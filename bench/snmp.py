@@ -8,10 +8,11 @@ Both exporters run as processes on 127.0.0.1 and walk the same columns:
 - snmpsim serving the real APC AP8641 recording: the ``apc_rpdu2`` profile's columns, and the
   same columns in snmp.yml.
 
-For each it reports the median probe time, the exporter's CPU per OID (from /proc over all
-probes) and the wall time of 20 concurrent probes (distinct auths, so powerplane cannot merge
-them).  ``--runs N`` repeats the whole side-by-side measurement N times with the same processes
-and prints each run's ratios (powerplane / snmp_exporter, lower is better); the last line is
+For each it reports the median probe time, the exporter's CPU per OID (from /proc around each
+probe) and the wall time of 20 concurrent probes (distinct auths, so powerplane cannot merge
+them); the two exporters' probes alternate, so a busy machine slows both alike.  ``--runs N``
+repeats the whole side-by-side measurement N times with the same processes and prints each
+run's ratios (powerplane / snmp_exporter, lower is better); the last line is
 ``RESULT snmp_walk_snmpd=... snmp_cpu_snmpd=... snmp_walk_snmpsim=... snmp_cpu_snmpsim=... ...``
 with the median of each ratio and, over several runs, its spread (``_spread=min-max``).
 
@@ -109,19 +110,37 @@ async def fetch(client: aiohttp.ClientSession, url: str) -> tuple[float, bytes]:
     return time.perf_counter() - start, body
 
 
-async def measure(pid: int, urls: list[str], rounds: int) -> dict[str, float]:
+async def measure(
+    ours: tuple[int, list[str]], theirs: tuple[int, list[str]], rounds: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Both exporters' probe time, CPU per probe and 20 concurrent probes, interleaved.
+
+    The probes alternate (ours, theirs, theirs, ours, ...), so a change in the machine's load
+    falls on both alike; each probe's CPU is read from /proc around it."""
+    sides = {"ours": ours, "theirs": theirs}
+    walls: dict[str, list[float]] = {"ours": [], "theirs": []}
+    cpu = {"ours": 0.0, "theirs": 0.0}
+    concurrent = {"ours": 0.0, "theirs": 0.0}
     async with aiohttp.ClientSession() as client:
-        await fetch(client, urls[0])  # warm up (v3 discovery, module detection, imports)
-        walls = []
-        cpu0 = cpu_seconds(pid)
-        for _ in range(rounds):
-            wall, _body = await fetch(client, urls[0])
-            walls.append(wall)
-        cpu = cpu_seconds(pid) - cpu0
-        start = time.perf_counter()
-        await asyncio.gather(*(fetch(client, url) for url in urls[:20]))
-        concurrent = time.perf_counter() - start
-    return {"wall": statistics.median(walls), "cpu": cpu / rounds, "concurrent20": concurrent}
+        for _pid, urls in sides.values():
+            await fetch(client, urls[0])  # warm up (v3 discovery, module detection, imports)
+        for i in range(rounds):
+            for name in ("ours", "theirs") if i % 2 == 0 else ("theirs", "ours"):
+                pid, urls = sides[name]
+                before = cpu_seconds(pid)
+                wall, _body = await fetch(client, urls[0])
+                cpu[name] += cpu_seconds(pid) - before
+                walls[name].append(wall)
+        for name in ("ours", "theirs") if rounds % 2 == 0 else ("theirs", "ours"):
+            urls = sides[name][1]
+            start = time.perf_counter()
+            await asyncio.gather(*(fetch(client, url) for url in urls[:20]))
+            concurrent[name] = time.perf_counter() - start
+    a, b = (
+        {"wall": statistics.median(walls[n]), "cpu": cpu[n] / rounds, "concurrent20": concurrent[n]}
+        for n in ("ours", "theirs")
+    )
+    return a, b
 
 
 def count_oids(port: int, community: str, columns: list[str]) -> int:
@@ -241,8 +260,7 @@ def run_once(ours: int, theirs: int, agents: list[Agent], rounds: int) -> dict[s
     ratios: dict[str, float] = {}
     for agent, port, community, columns, ours_urls, theirs_urls in agents:
         oids = count_oids(port, community, list(columns.values()))
-        a = asyncio.run(measure(ours, ours_urls, rounds))
-        b = asyncio.run(measure(theirs, theirs_urls, rounds))
+        a, b = asyncio.run(measure((ours, ours_urls), (theirs, theirs_urls), rounds))
         print(f"\n{agent}: {len(columns)} columns, {oids} OIDs per probe, {rounds} probes")
         print(f"  {'':<14}{'walk ms':>10}{'CPU ms':>10}{'CPU us/OID':>12}{'20 concurrent ms':>18}")
         for label, r in (("powerplane", a), ("snmp_exporter", b)):

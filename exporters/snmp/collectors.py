@@ -13,10 +13,13 @@ import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
+from prometheus_client.samples import Sample
 
 from ..runtime import Collector, CollectorError, Deadline, Partial, ResettableCounter
 from ..runtime.collector import DeviceText
+from ..runtime.exposition import format_value
+from ..runtime.metrics import MetricSpec
 from .engine import Credentials, Session, Value
 from .metrics import CATALOGUE
 from .profiles import MetricRule, Profile, Table
@@ -107,6 +110,8 @@ class TableCollector(Collector[TableSnapshot]):
         self.connection = connection
         self.counters = counters
         self.max_rows = max_rows
+        #: the start of each series' line (name and escaped labels) in the latest render.
+        self._heads: dict[tuple[str, tuple[str, ...]], str] = {}
         self.label_columns = sorted(
             {source.column for rule in table.rules for _n, source in rule.labels if source.column}
         )
@@ -157,21 +162,22 @@ class TableCollector(Collector[TableSnapshot]):
         return found
 
     def render(self, snapshot: TableSnapshot) -> Iterable[Metric]:
-        families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
+        families: dict[str, list[tuple[list[str], float]]] = {}
         errors: list[str] = []
         # Shared by the rules of one render: rows in index order and split indexes.
         orders: dict[tuple[str, ...], list[str]] = {}
         parts_of: dict[str, list[str]] = {}
         for rule in self.table.rules:
-            family = families.get(rule.metric)
             spec = CATALOGUE[rule.metric]
-            if family is None:
-                family = families[rule.metric] = spec.family()
-            add = family.add_metric
-            for labels, value in self._samples(rule, spec.labels, snapshot, errors, orders, parts_of):
-                add(labels, value)
+            found = self._samples(rule, spec.labels, snapshot, errors, orders, parts_of)
+            families.setdefault(rule.metric, []).extend(found)
         # Wrongly typed cells were reported by fetch (Partial); here they are only skipped.
-        return [f for f in families.values() if f.samples]
+        previous, self._heads = self._heads, {}
+        return [
+            TableSeries(CATALOGUE[name], series, previous, self._heads)
+            for name, series in families.items()
+            if series
+        ]
 
     def _samples(
         self,
@@ -250,6 +256,58 @@ class TableCollector(Collector[TableSnapshot]):
                 value = self.counters.update((rule.metric, index), value)
             samples.append((labels, value))
         return samples
+
+
+class TableSeries(Metric):
+    """A table's series of one metric, written once as text lines (``text_chunks``).
+
+    The runtime's text renderer writes the lines as they are; ``samples`` are built from the
+    same series only where something asks for them (OpenMetrics, a family that two tables
+    emit).  Each line's start is kept from the collector's previous render (``previous``), as
+    the same series come back at every probe, and only the latest render's are kept."""
+
+    def __init__(
+        self,
+        spec: MetricSpec,
+        series: list[tuple[list[str], float]],
+        previous: dict[tuple[str, tuple[str, ...]], str],
+        heads: dict[tuple[str, tuple[str, ...]], str],
+    ) -> None:
+        counter = spec.kind == "counter"
+        super().__init__(
+            spec.name.removesuffix("_total") if counter else spec.name, spec.help, spec.family().type
+        )
+        self.spec = spec
+        self.series = series
+        lines = []
+        for labels, value in series:
+            key = (spec.name, labels_key := tuple(labels))
+            head = heads.get(key) or previous.get(key)
+            if head is None:
+                inner = ",".join(
+                    f'{n}="{v.translate(_ESCAPE_LABEL)}"'
+                    for n, v in zip(spec.labels, labels_key, strict=True)
+                )
+                head = f"{spec.name}{{{inner}}} " if inner else f"{spec.name} "
+            heads[key] = head
+            lines.append(f"{head}{format_value(value)}\n")
+        self.text_chunks = ["".join(lines)]
+
+    @property
+    def samples(self) -> list[Sample]:
+        names = self.spec.labels
+        return [
+            Sample(self.spec.name, dict(zip(names, labels, strict=True)), value)
+            for labels, value in self.series
+        ]
+
+    @samples.setter
+    def samples(self, value: list[Sample]) -> None:
+        if value:  # Metric.__init__ sets it empty; the series are given to __init__
+            raise AttributeError("TableSeries are built from a table's series")
+
+
+_ESCAPE_LABEL = str.maketrans({"\\": "\\\\", "\n": "\\n", '"': '\\"'})
 
 
 def inner_deadline(deadline: Deadline) -> Deadline:
