@@ -199,6 +199,34 @@ def _render(
     return Outcome(collector.name, True, duration, metrics)
 
 
+class _Lines(Metric):
+    """A family merged from parts that are all given as text lines (``text_chunks``): the
+    lines are joined, and samples are read from the parts only where something asks for them."""
+
+    def __init__(self, parts: Sequence[Metric]) -> None:
+        first = parts[0]
+        super().__init__(first.name, first.documentation, first.type, first.unit)
+        self.parts = list(parts)
+        self.text_chunks = [chunk for part in parts for chunk in part.text_chunks]  # type: ignore[attr-defined]
+
+    @property
+    def samples(self) -> list[Any]:
+        return [s for part in self.parts for s in part.samples]
+
+    @samples.setter
+    def samples(self, value: list[Any]) -> None:
+        if value:  # Metric.__init__ sets it empty; the parts give the rest
+            raise AttributeError("merged text families read their samples from their parts")
+
+
+def _merged(parts: Sequence[Metric]) -> Metric:
+    if all(getattr(part, "text_chunks", None) is not None for part in parts):
+        return _Lines(parts)
+    merged = Metric(parts[0].name, parts[0].documentation, parts[0].type, parts[0].unit)
+    merged.samples = [s for part in parts for s in part.samples]
+    return merged
+
+
 class Scrape:
     """A one-shot registry: the metrics of one scrape or probe, ready for exposition."""
 
@@ -221,9 +249,7 @@ class Scrape:
                 yield parts[0]
                 continue
             # Several collectors (one per GPU, say) may emit the same family: expose it once.
-            merged = Metric(parts[0].name, parts[0].documentation, parts[0].type, parts[0].unit)
-            merged.samples = [s for part in parts for s in part.samples]
-            yield merged
+            yield _merged(parts)
         yield from self.extra
         success = COLLECTOR_SUCCESS.family()
         duration = COLLECTOR_DURATION.family()

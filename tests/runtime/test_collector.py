@@ -19,6 +19,7 @@ from powerplane.exporters.runtime import (
     Outcome,
     Partial,
     Scrape,
+    exposition,
     run_collectors,
 )
 from powerplane.exporters.runtime.collector import DeviceText
@@ -97,6 +98,42 @@ def test_same_family_from_two_collectors_is_exposed_once() -> None:
     text = generate_latest(Scrape("t", [Outcome("a", True, 0.0, [a]), Outcome("b", True, 0.0, [b])])).decode()  # type: ignore[arg-type]
     assert text.count("# TYPE x gauge") == 1
     assert parse(text)["x"] == {(("gpu", "0"),): 1.0, (("gpu", "1"),): 2.0}
+
+
+class TextFamily(Metric):
+    """A gauge given as text lines, as exporters with many series write theirs."""
+
+    def __init__(self, line: str, sample: Any) -> None:
+        super().__init__("x", "X.", "gauge")
+        self.text_chunks = [line]
+        self.one = sample
+
+    @property
+    def samples(self) -> list[Any]:
+        return [self.one]
+
+    @samples.setter
+    def samples(self, value: list[Any]) -> None:
+        pass
+
+
+def test_families_given_as_text_stay_text_when_merged() -> None:
+    from prometheus_client.samples import Sample
+
+    parts = [TextFamily(f'x{{gpu="{i}"}} {i}.0\n', Sample("x", {"gpu": str(i)}, float(i))) for i in (0, 1)]
+    scrape = Scrape("t", [Outcome(f"c{i}", True, 0.0, [part]) for i, part in enumerate(parts)])
+    (merged,) = [m for m in scrape.collect() if m.name == "x"]
+    assert merged.text_chunks == ['x{gpu="0"} 0.0\n', 'x{gpu="1"} 1.0\n']  # type: ignore[attr-defined]
+    assert [s.labels for s in merged.samples] == [{"gpu": "0"}, {"gpu": "1"}]
+    body = exposition.render(scrape.collect()).decode()
+    assert parse(body)["x"] == {(("gpu", "0"),): 0.0, (("gpu", "1"),): 1.0}
+    # A text part merged with a sample part: the samples of both.
+    plain = GaugeMetricFamily("x", "X.", labels=["gpu"])
+    plain.add_metric(["2"], 2.0)
+    mixed = Scrape("t", [Outcome("a", True, 0.0, [parts[0]]), Outcome("b", True, 0.0, [plain])])
+    (merged,) = [m for m in mixed.collect() if m.name == "x"]
+    assert not hasattr(merged, "text_chunks")
+    assert [s.labels for s in merged.samples] == [{"gpu": "0"}, {"gpu": "2"}]
 
 
 async def test_every_fetch_finishes_before_any_render() -> None:
