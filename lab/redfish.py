@@ -107,11 +107,6 @@ def uniform_latency(low: float, high: float) -> Callable[[], float]:
     return lambda: random.uniform(low, high)
 
 
-def lognormal_latency(median: float, sigma: float = 0.5, cap: float = 30.0) -> Callable[[], float]:
-    """Long-tailed latency around ``median`` seconds, as BMCs under load answer."""
-    return lambda: min(cap, median * math.exp(random.gauss(0.0, sigma)))
-
-
 @dataclass
 class Faults:
     """Injectable misbehaviour; change the fields of a running BMC's ``faults`` at any time."""
@@ -833,8 +828,8 @@ def rapl_node_power(lab: PowercapLab, overhead_watts: float = 90.0, factor: floa
 
 async def redfish_component(ctx: DemoContext) -> None:
     """One simulated iDRAC per demo node (its power follows the node's RAPL lab) and an exporter."""
-    from powerplane.exporters.redfish import make_server
     from powerplane.exporters.redfish.config import KIND
+    from powerplane.exporters.redfish.exporter import make_server
 
     password_file = ctx.workdir / "redfish-password"
     password_file.write_text(secrets.token_urlsafe(16) + "\n")

@@ -80,13 +80,17 @@ def _wait_snmp(port: int, community: str, proc: procs.Process, timeout: float) -
 class Snmpd:
     """The net-snmp agent on 127.0.0.1 with a generated configuration."""
 
-    def __init__(self, workdir: Path, community: str = "public", port: int | None = None) -> None:
+    def __init__(
+        self, workdir: Path, community: str = "public", port: int | None = None, extra_config: str = ""
+    ) -> None:
         self.binary = procs.find_binary("snmpd")
         if self.binary is None:
             raise FileNotFoundError("snmpd is not installed (Debian package 'snmpd')")
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.community = community
+        #: Lines added to the generated snmpd.conf (e.g. ``extend`` commands serving long values).
+        self.extra_config = extra_config
         self.port = port or procs.free_port()
         self.process: procs.Process | None = None
 
@@ -98,7 +102,7 @@ class Snmpd:
             f"rocommunity {self.community} 127.0.0.1\n"
             f'createUser {V3_USER} SHA "{V3_AUTH}" AES "{V3_PRIV}"\n'
             f"rouser {V3_USER} priv\n"
-            "sysLocation powerplane lab\nsysContact lab@example.invalid\nsysServices 72\n"
+            "sysLocation powerplane lab\nsysContact lab@example.invalid\nsysServices 72\n" + self.extra_config
         )
         assert self.binary is not None
         self.process = procs.Process(
@@ -522,7 +526,8 @@ async def snmp_component(ctx: Any) -> None:
     import logging
 
     from powerplane.exporters.runtime import log
-    from powerplane.exporters.snmp.exporter import KIND, make_server
+    from powerplane.exporters.snmp.config import KIND
+    from powerplane.exporters.snmp.exporter import make_server
 
     recordings: dict[str, Path | str] = {name: build(moving=True) for name, build in BUILDERS.items()}
     apc = apc_recording()
@@ -542,7 +547,7 @@ async def snmp_component(ctx: Any) -> None:
         (secrets / community).write_text(community)
         auths[community] = {"version": 2, "community": {"file": str(secrets / community)}}
     config = KIND.load_text(
-        __import__("yaml").safe_dump({"auths": auths, "allow": ["127.0.0.1/32"], "timeout": 10})
+        __import__("yaml").safe_dump({"auths": auths, "allow": ["127.0.0.1/32:*"], "timeout": 10})
     )
     address = await ctx.serve(make_server(config), "SNMP exporter (rack PDUs, InRow cooler)")
     agent = f"127.0.0.1:{sim.port}"

@@ -3,8 +3,10 @@
 Every reader takes what it can and reports what it cannot: a reading of the wrong type is an
 error naming the resource and the field (``Power: PowerControl[0].PowerConsumedWatts: expected
 a number, got str``); a reading that is null or absent on a sensor that is not enabled is not
-an error (Redfish uses null for sensors without a value).  Values from the device are never
-echoed into errors beyond their type.
+an error (Redfish uses null for sensors without a value); a number no float can hold (``1e400``,
+a 400-digit integer) is dropped with an error, and the rest of the document is still read.
+Values from the device are never echoed into errors beyond their type.  Every string read
+passes through the probe's ``DeviceText`` (valid UTF-8, no control characters, a length cap).
 """
 
 from __future__ import annotations
@@ -14,7 +16,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..runtime.collector import DeviceText
+
 Path = tuple[str | int, ...]
+#: For parsers used outside a probe (tests, tools); a probe passes its exporter's own.
+DEFAULT_TEXT = DeviceText()
 
 
 def _dotted(path: Path) -> str:
@@ -27,11 +33,14 @@ def _dotted(path: Path) -> str:
 class Doc:
     """A view of part of a JSON document that records type errors into a shared list."""
 
-    def __init__(self, data: Any, where: str, errors: list[str], path: Path = ()) -> None:
+    def __init__(
+        self, data: Any, where: str, errors: list[str], path: Path = (), clean: DeviceText = DEFAULT_TEXT
+    ) -> None:
         self.data = data
         self.where = where
         self.errors = errors
         self.path = path
+        self.clean = clean
 
     def _get(self, keys: Path) -> tuple[Any, Path]:
         node = self.data
@@ -59,10 +68,14 @@ class Doc:
         if isinstance(value, bool) or not isinstance(value, int | float):
             self.error(path, f"expected a number, got {type(value).__name__}")
             return None
-        if not math.isfinite(value):
+        try:
+            number = float(value)  # a huge JSON integer is an int no float can hold
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
             self.error(path, "not a finite number")
             return None
-        return float(value)
+        return number
 
     def text(self, *keys: str | int) -> str | None:
         value, path = self._get(keys)
@@ -71,7 +84,7 @@ class Doc:
         if not isinstance(value, str | int | float) or isinstance(value, bool):
             self.error(path, f"expected a string, got {type(value).__name__}")
             return None
-        return "".join(c for c in str(value) if c.isprintable())[:128]
+        return self.clean(value)
 
     def obj(self, *keys: str | int) -> Doc | None:
         value, path = self._get(keys)
@@ -80,7 +93,7 @@ class Doc:
         if not isinstance(value, dict):
             self.error(path, f"expected an object, got {type(value).__name__}")
             return None
-        return Doc(value, self.where, self.errors, path)
+        return Doc(value, self.where, self.errors, path, self.clean)
 
     def items(self, *keys: str | int, required: bool = False) -> Iterator[Doc]:
         value, path = self._get(keys)
@@ -93,7 +106,7 @@ class Doc:
             return
         for i, item in enumerate(value):
             if isinstance(item, dict):
-                yield Doc(item, self.where, self.errors, (*path, i))
+                yield Doc(item, self.where, self.errors, (*path, i), self.clean)
             else:
                 self.error((*path, i), f"expected an object, got {type(item).__name__}")
 
@@ -123,6 +136,11 @@ class PowerSnapshot:
     capacity_watts: float | None = None
     energy_joules: float | None = None
 
+    def has_readings(self) -> bool:
+        """Whether anything besides node power was read."""
+        scalars = (self.interval_seconds, self.limit_watts, self.capacity_watts, self.energy_joules)
+        return bool(self.stats) or any(v is not None for v in scalars)
+
 
 def environment_power(doc: Doc, snap: PowerSnapshot) -> None:
     """EnvironmentMetrics: PowerWatts.Reading, EnergykWh.Reading, PowerLimitWatts.SetPoint."""
@@ -138,13 +156,16 @@ def environment_power(doc: Doc, snap: PowerSnapshot) -> None:
 
 
 def legacy_power(doc: Doc, snap: PowerSnapshot) -> None:
-    """Power.PowerControl[]: the first control with a consumed reading is the node's input."""
+    """Power.PowerControl[]: the first control with a consumed reading is the node's input.
+
+    A reading that is there but unusable (a string, 10^400) is dropped with an error; that
+    control's limit, capacity and statistics are still read."""
     controls = list(doc.items("PowerControl", required=True))
     for control in controls:
-        watts = control.number("PowerConsumedWatts")
-        if watts is None:
+        if not control.has("PowerConsumedWatts"):
             continue
-        if snap.watts is None:
+        watts = control.number("PowerConsumedWatts")
+        if snap.watts is None and watts is not None:
             snap.watts, snap.source = watts, "power_control"
         metrics = control.obj("PowerMetrics")
         if metrics is not None and not snap.stats:
@@ -166,9 +187,7 @@ def legacy_power(doc: Doc, snap: PowerSnapshot) -> None:
     else:
         if controls:
             # No control carries a reading: report the field that should have had it.
-            controls[0].number("PowerConsumedWatts")
-            if not controls[0].has("PowerConsumedWatts"):
-                controls[0].error((*controls[0].path, "PowerConsumedWatts"), "missing")
+            controls[0].error((*controls[0].path, "PowerConsumedWatts"), "missing")
 
 
 # --- PSUs ------------------------------------------------------------------------------------
@@ -299,7 +318,7 @@ def new_thermal_metrics(doc: Doc, snap: ThermalSnapshot) -> None:
         for context in summary.data:
             value = summary.number(context, "Reading")
             if value is not None:
-                snap.summary[context.lower()] = value
+                snap.summary[summary.clean(context).lower()] = value
 
 
 def new_fan(item: Doc, fallback: str) -> Fan:

@@ -9,6 +9,7 @@ timeout (the module's, for probes), so an answer always arrives before Prometheu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import logging
 import signal
@@ -106,6 +107,7 @@ class ExporterServer:
         self._extra_routes = list(routes)
         self._on_shutdown = list(on_shutdown)
         self._app_runner: web.AppRunner | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         self.ready = True
 
     # --- handlers -----------------------------------------------------------------------
@@ -192,14 +194,23 @@ class ExporterServer:
         app.router.add_get("/-/ready", self.handle_ready)
         if self.prober is not None:
             max_total, per_device = self._probe_concurrency
-            self.runner = ProbeRunner(self.prober, self.failures, self.registry, max_total, per_device)
+            self.runner = ProbeRunner(self.prober, self.registry, max_total, per_device)
             app.router.add_get("/probe", self.handle_probe)
+            app.on_startup.append(self._start_sweeper)
         for method, path, handler in self._extra_routes:
             app.router.add_route(method, path, handler)
         app.on_cleanup.append(self._cleanup)
         return app
 
+    async def _start_sweeper(self, _app: web.Application) -> None:
+        assert self.runner is not None
+        self._sweeper = asyncio.ensure_future(self.runner.sweep_forever())
+
     async def _cleanup(self, _app: web.Application) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
         for hook in self._on_shutdown:
             await hook()
         if self.prober is not None:

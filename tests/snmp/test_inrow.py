@@ -64,7 +64,10 @@ def agents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Snmpsim]:
 def _config(tmp_path: Path, community: str) -> object:
     secret = tmp_path / f"community-{community}"
     secret.write_text(community + "\n")
-    doc = {"auths": {community: {"version": 2, "community": {"file": str(secret)}}}, "allow": ["127.0.0.0/8"]}
+    doc = {
+        "auths": {community: {"version": 2, "community": {"file": str(secret)}}},
+        "allow": ["127.0.0.0/8:*"],
+    }
     return KIND.load_text(yaml.safe_dump({**doc, "timeout": 5}))
 
 
@@ -85,7 +88,7 @@ class Prober:
     def probe(self, module: str = "") -> tuple[dict[str, dict[tuple[tuple[str, str], ...], float]], str]:
         query = f"target=127.0.0.1:{self.port}" + (f"&module={module}" if module else "")
         status, body = procs.http_get(f"http://{self.host}:{self.http_port}/probe?{query}", timeout=30)
-        assert status == 200
+        assert status == 200, body.decode(errors="replace")
         text = body.decode()
         return parse(text), text
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from powerplane.exporters.redfish import make_server
 from powerplane.exporters.redfish.config import KIND
+from powerplane.exporters.redfish.exporter import make_server
 from powerplane.lab.redfish import IDRAC9_R640, IDRAC9_R760, IDRAC_XE9680, RedfishLab, SimulatedBMC
 
 PASSWORD = "e2e-bmc-password"
@@ -45,7 +45,7 @@ def test_prometheus_stores_the_simulated_node_power(
     background_loop.run(lab.start())
     config = KIND.load_text(
         "auths: {idrac: {username: root, password: {env: RF_PW}}}\n"
-        "defaults: {scheme: http}\nallow: ['127.0.0.0/8']\n"
+        "defaults: {scheme: http}\nallow: ['127.0.0.0/8:*']\n"
     )
     server = make_server(config)
     host, port = background_loop.run(server.start())

@@ -9,11 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
-from powerplane.exporters.redfish import make_server
 from powerplane.exporters.redfish.config import KIND
+from powerplane.exporters.redfish.exporter import make_server
 from powerplane.exporters.redfish.parse import (
     Doc,
     PowerSnapshot,
@@ -23,7 +22,7 @@ from powerplane.exporters.redfish.parse import (
     system_info,
 )
 from powerplane.lab import procs
-from tests.conftest import IN_CI
+from tests.conftest import IN_CI, Serve
 from tests.helpers import parse, undocumented, value
 
 
@@ -140,7 +139,7 @@ def sushy_static(samples: Path, tmp_path: Path) -> Iterator[tuple[str, dict[str,
 
 
 async def test_probe_against_sushy_static(
-    sushy_static: tuple[str, dict[str, dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+    sushy_static: tuple[str, dict[str, dict[str, Any]]], monkeypatch: pytest.MonkeyPatch, serve: Serve
 ) -> None:
     address, docs = sushy_static
     monkeypatch.setenv("RF_PW", "unused-by-sushy-static")
@@ -150,17 +149,9 @@ auths: {{static: {{method: basic, username: admin, password: {{env: RF_PW}}}}}}
 targets: {{"http://{address}": {{}}}}
 """
     )
-    server = make_server(config)
-    host, port = await server.start()
-    try:
-        async with (
-            aiohttp.ClientSession() as http,
-            http.get(f"http://{host}:{port}/probe", params={"target": address}) as response,
-        ):
-            assert response.status == 200
-            text = await response.text()
-    finally:
-        await server.stop()
+    served = await serve(make_server(config))
+    status, text = await served.probe(address)
+    assert status == 200
     assert undocumented(text) == set()
     samples = parse(text)
     assert value(samples, "powerplane_target_up") == 1.0

@@ -1,0 +1,494 @@
+"""The Redfish collectors and the per-probe request memo they share.
+
+One probe of one BMC builds a ``ProbeContext`` and one collector per enabled part (power, PSUs,
+thermal, health, system, telemetry).  The collectors' fetches run concurrently; a request two
+collectors need (the PSU collection, the thermal subsystem) is made once per probe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+from prometheus_client.core import Metric
+
+from ..runtime import Collector, CollectorError, Deadline, NoData, Partial
+from ..runtime.collector import DeviceText
+from ..runtime.metrics import MetricSpec
+from .client import Discovery, RedfishClient, RedfishError, Target
+from .config import Module
+from .metrics import (
+    ENERGY,
+    FAN_RATIO,
+    FAN_RPM,
+    HEALTH,
+    HEALTH_STATES,
+    POWER,
+    POWER_CAPACITY,
+    POWER_INTERVAL,
+    POWER_INTERVAL_SECONDS,
+    POWER_LIMIT,
+    POWER_SOURCE,
+    POWERED_ON,
+    PSU_CAPACITY,
+    PSU_EFFICIENCY,
+    PSU_INPUT,
+    PSU_OUTPUT,
+    PSU_VOLTAGE,
+    SYSTEM_INFO,
+    TELEMETRY,
+    TEMPERATURE,
+    TEMPERATURE_SUMMARY,
+)
+from .parse import (
+    PSU,
+    Doc,
+    Fan,
+    PowerSnapshot,
+    SystemSnapshot,
+    ThermalSnapshot,
+    environment_power,
+    legacy_power,
+    legacy_psus,
+    legacy_thermal,
+    new_fan,
+    new_psu,
+    new_thermal_metrics,
+    newest_samples,
+    summarise,
+    system_info,
+)
+
+T = TypeVar("T")
+EXPAND_REFUSED = (400, 403, 404, 405, 406, 501)
+
+
+class ProbeContext:
+    """One probe of one target: requests shared between its collectors, made at most once."""
+
+    def __init__(self, client: RedfishClient, target: Target, module: Module, text: DeviceText) -> None:
+        self.client = client
+        self.target = target
+        self.module = module
+        self.text = text
+        self.deadline = Deadline.after(module.timeout)
+        self._discovery: Discovery | None = None
+        self._memo: dict[str, asyncio.Future[Any]] = {}
+
+    async def connect(self, deadline: Deadline) -> None:
+        self.deadline = deadline
+        self._discovery = await self.client.discover(self.target, deadline, self.module)
+
+    @property
+    def discovery(self) -> Discovery:
+        if self._discovery is None:
+            raise CollectorError("not connected")
+        return self._discovery
+
+    def once(self, key: str, factory: Callable[[], Awaitable[T]]) -> Awaitable[T]:
+        future = self._memo.get(key)
+        if future is None:
+            future = asyncio.ensure_future(factory())
+            # Retrieve the result of a fetch whose collectors all gave up, so it is not logged.
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())
+            self._memo[key] = future
+        # shield: one collector giving up must not cancel a request another collector awaits.
+        return asyncio.shield(future)
+
+    def doc(self, data: Any, where: str, errors: list[str]) -> Doc:
+        """A view of a document whose strings pass through the exporter's ``DeviceText``."""
+        return Doc(data, where, errors, clean=self.text)
+
+    async def get(self, path: str) -> dict[str, Any]:
+        return await self.once(path, lambda: self.client.get(self.target, path, self.deadline, self.module))
+
+    async def members(self, path: str, errors: list[str], levels: int = 1) -> list[dict[str, Any]]:
+        """A collection's members, expanded in one request where the service allows it.
+
+        At most the module's ``max_members`` are read (the rest are dropped, counted and
+        reported); a member that cannot be read is reported and the others are kept."""
+        doc: dict[str, Any] | None = None
+        levels = min(levels, self.discovery.expand_levels)
+        if levels and not self.target.expand_refused:
+            try:
+                doc = await self.get(f"{path}?$expand=.($levels={levels})")
+            except RedfishError as exc:
+                if exc.status not in EXPAND_REFUSED:
+                    raise
+                self.target.expand_refused = True  # remembered per target: fall back from now on
+        if doc is None:
+            doc = await self.get(path)
+        members = doc.get("Members")
+        if not isinstance(members, list):
+            raise RedfishError(f"{path}: Members: missing or not an array")
+        cap = self.module.max_members
+        if len(members) > cap:
+            self.client.stats["members_dropped"] += len(members) - cap
+            errors.append(f"{path}: {len(members)} members, the first {cap} read (max_members)")
+            members = members[:cap]
+        out: list[dict[str, Any] | None] = []
+        pending: dict[int, str] = {}
+        for i, member in enumerate(members):
+            if isinstance(member, dict) and set(member) - {"@odata.id"}:
+                out.append(member)
+            elif isinstance(member, dict) and isinstance(member.get("@odata.id"), str):
+                pending[i] = member["@odata.id"]
+                out.append(None)
+        fetched = await asyncio.gather(*(self.get(p) for p in pending.values()), return_exceptions=True)
+        for i, member_doc in zip(pending, fetched, strict=True):
+            if isinstance(member_doc, BaseException):
+                errors.append(str(member_doc))
+            else:
+                out[i] = member_doc
+        return [m for m in out if m is not None]
+
+    def use_new(self, link: str | None) -> bool:
+        return link is not None and self.module.schema != "legacy"
+
+    def use_legacy(self, link: str | None) -> bool:
+        return link is not None and self.module.schema != "new"
+
+    async def psus(self) -> tuple[list[PSU], list[str]]:
+        return await self.once("#psus", self._psus)
+
+    async def _psus(self) -> tuple[list[PSU], list[str]]:
+        d = self.discovery
+        errors: list[str] = []
+        if self.use_new(d.power_subsystem):
+            assert d.power_subsystem is not None
+            subsystem = await self.get(d.power_subsystem)
+            collection = self.doc(subsystem, "PowerSubsystem", errors).obj("PowerSupplies")
+            link = collection.text("@odata.id") if collection is not None else None
+            if link is None:
+                return [], errors
+            items = await self.members(link, errors, levels=2)
+            psus: list[PSU] = []
+            for i, item in enumerate(items):
+                doc = self.doc(item, f"PowerSupplies[{i}]", errors)
+                if doc.absent():
+                    continue
+                metrics = doc.obj("Metrics")
+                if metrics is not None and set(metrics.data) == {"@odata.id"}:
+                    try:
+                        metrics = self.doc(
+                            await self.get(metrics.data["@odata.id"]),
+                            f"{name_of_item(doc, i)}/Metrics",
+                            errors,
+                        )
+                    except RedfishError as exc:
+                        errors.append(str(exc))
+                        metrics = None
+                psus.append(new_psu(doc, metrics, f"psu{i}"))
+            return psus, errors
+        if self.use_legacy(d.power):
+            assert d.power is not None
+            return legacy_psus(self.doc(await self.get(d.power), "Power", errors)), errors
+        raise NoData("the chassis links neither PowerSubsystem nor Power")
+
+    async def thermal(self) -> tuple[ThermalSnapshot, list[str]]:
+        return await self.once("#thermal", self._thermal)
+
+    async def _thermal(self) -> tuple[ThermalSnapshot, list[str]]:
+        d = self.discovery
+        errors: list[str] = []
+        if self.use_new(d.thermal_subsystem):
+            assert d.thermal_subsystem is not None
+            subsystem = self.doc(await self.get(d.thermal_subsystem), "ThermalSubsystem", errors)
+            snap = ThermalSnapshot()
+            metrics_link = subsystem.text("ThermalMetrics", "@odata.id")
+            fans_link = subsystem.text("Fans", "@odata.id")
+
+            async def nothing() -> Any:
+                return None
+
+            results: tuple[Any, Any] = await asyncio.gather(
+                self.get(metrics_link) if metrics_link else nothing(),
+                self.members(fans_link, errors) if fans_link else nothing(),
+                return_exceptions=True,
+            )
+            metrics_doc, fan_docs = results
+            if isinstance(metrics_doc, BaseException):
+                errors.append(str(metrics_doc))
+            elif metrics_doc is not None:
+                new_thermal_metrics(self.doc(metrics_doc, "ThermalMetrics", errors), snap)
+            if isinstance(fan_docs, BaseException):
+                errors.append(str(fan_docs))
+            elif fan_docs is not None:
+                for i, fan in enumerate(fan_docs):
+                    doc = self.doc(fan, f"Fans[{i}]", errors)
+                    if not doc.absent():
+                        snap.fans.append(new_fan(doc, f"fan{i}"))
+            summarise(snap)
+            if not snap.temperatures and not snap.fans and errors:
+                raise CollectorError("; ".join(errors))
+            return snap, errors
+        if self.use_legacy(d.thermal):
+            assert d.thermal is not None
+            return legacy_thermal(self.doc(await self.get(d.thermal), "Thermal", errors)), errors
+        raise NoData("the chassis links neither ThermalSubsystem nor Thermal")
+
+
+def name_of_item(doc: Doc, i: int) -> str:
+    return doc.text("Id") or doc.text("MemberId") or f"PowerSupplies[{i}]"
+
+
+def _partial(snapshot: T, errors: list[str]) -> T | Partial[T]:
+    return Partial(snapshot, errors) if errors else snapshot
+
+
+class PowerCollector(Collector[PowerSnapshot]):
+    name = "power"
+
+    def __init__(self, ctx: ProbeContext) -> None:
+        self.ctx = ctx
+
+    async def fetch(self, deadline: Deadline) -> PowerSnapshot | Partial[PowerSnapshot]:
+        ctx = self.ctx
+        d = ctx.discovery
+        snap = PowerSnapshot()
+        errors: list[str] = []
+        new = ctx.use_new(d.environment_metrics)
+        if new:
+            assert d.environment_metrics is not None
+            try:
+                environment_power(
+                    ctx.doc(await ctx.get(d.environment_metrics), "EnvironmentMetrics", errors), snap
+                )
+            except RedfishError as exc:
+                errors.append(str(exc))
+            if d.power_subsystem:
+                try:
+                    subsystem = ctx.doc(await ctx.get(d.power_subsystem), "PowerSubsystem", errors)
+                    snap.capacity_watts = subsystem.number("CapacityWatts")
+                except RedfishError as exc:
+                    errors.append(str(exc))
+        if ctx.use_legacy(d.power) and (snap.watts is None or not new):
+            assert d.power is not None
+            try:
+                legacy_power(ctx.doc(await ctx.get(d.power), "Power", errors), snap)
+            except RedfishError as exc:
+                errors.append(str(exc))
+        if snap.watts is None and d.reports:
+            try:
+                samples = newest_samples(
+                    ctx.doc(await ctx.get(f"{d.reports}/PowerMetrics"), "PowerMetrics", errors)
+                )
+                watts = [v for (metric, _c), v in samples.items() if metric == "SystemInputPower"]
+                if watts:
+                    snap.watts, snap.source = watts[0], "telemetry"
+            except RedfishError as exc:
+                errors.append(str(exc))
+        if snap.watts is None:
+            if not errors and not (d.environment_metrics or d.power):
+                raise NoData("the chassis links neither EnvironmentMetrics nor Power")
+            missing = "no node power reading: " + ("; ".join(errors) or "no source has a value")
+            if not snap.has_readings():
+                raise CollectorError(missing)
+            errors = [missing]  # what else was read (limit, capacity, energy) is still exported
+        if snap.energy_joules is not None:
+            snap.energy_joules = ctx.target.energy.update("node", snap.energy_joules)
+        return _partial(snap, errors)
+
+    def render(self, snapshot: PowerSnapshot) -> Iterable[Metric]:
+        if snapshot.watts is not None:
+            power = POWER.family()
+            power.add_metric([], snapshot.watts)
+            source = POWER_SOURCE.family()
+            source.add_metric([snapshot.source], 1.0)
+            yield power
+            yield source
+        if snapshot.stats:
+            stats = POWER_INTERVAL.family()
+            for stat, value in snapshot.stats.items():
+                stats.add_metric([stat], value)
+            yield stats
+        scalars: list[tuple[MetricSpec, float | None]] = [
+            (POWER_INTERVAL_SECONDS, snapshot.interval_seconds),
+            (POWER_LIMIT, snapshot.limit_watts),
+            (POWER_CAPACITY, snapshot.capacity_watts),
+            (ENERGY, snapshot.energy_joules),
+        ]
+        for spec, reading in scalars:
+            if reading is not None:
+                family = spec.family()
+                family.add_metric([], reading)
+                yield family
+
+
+class PSUCollector(Collector[list[PSU]]):
+    name = "psu"
+
+    def __init__(self, ctx: ProbeContext) -> None:
+        self.ctx = ctx
+
+    async def fetch(self, deadline: Deadline) -> list[PSU] | Partial[list[PSU]]:
+        psus, errors = await self.ctx.psus()
+        return _partial(psus, errors)
+
+    def render(self, snapshot: list[PSU]) -> Iterable[Metric]:
+        fields = (
+            (PSU_INPUT, "input_watts"),
+            (PSU_OUTPUT, "output_watts"),
+            (PSU_CAPACITY, "capacity_watts"),
+            (PSU_EFFICIENCY, "efficiency_ratio"),
+            (PSU_VOLTAGE, "input_volts"),
+        )
+        for spec, attr in fields:
+            family = spec.family()
+            for psu in snapshot:
+                value = getattr(psu, attr)
+                if value is not None:
+                    family.add_metric([psu.id], value)
+            yield family
+
+
+class ThermalCollector(Collector[ThermalSnapshot]):
+    name = "thermal"
+
+    def __init__(self, ctx: ProbeContext) -> None:
+        self.ctx = ctx
+
+    async def fetch(self, deadline: Deadline) -> ThermalSnapshot | Partial[ThermalSnapshot]:
+        snap, errors = await self.ctx.thermal()
+        return _partial(snap, errors)
+
+    def render(self, snapshot: ThermalSnapshot) -> Iterable[Metric]:
+        temps = TEMPERATURE.family()
+        for t in _unique(snapshot.temperatures, lambda t: (t.sensor, t.context)):
+            temps.add_metric([t.sensor, t.context], t.celsius)
+        summary = TEMPERATURE_SUMMARY.family()
+        for context, value in snapshot.summary.items():
+            summary.add_metric([context], value)
+        rpm = FAN_RPM.family()
+        ratio = FAN_RATIO.family()
+        for fan in _unique(snapshot.fans, lambda f: f.id):
+            if fan.rpm is not None:
+                rpm.add_metric([fan.id], fan.rpm)
+            if fan.ratio is not None:
+                ratio.add_metric([fan.id], fan.ratio)
+        return [temps, summary, rpm, ratio]
+
+
+def _unique(items: Iterable[T], key: Callable[[T], Any]) -> Iterator[T]:
+    # Duplicate label sets make the whole exposition invalid; keep the first of each.
+    seen: set[Any] = set()
+    for item in items:
+        k = key(item)
+        if k not in seen:
+            seen.add(k)
+            yield item
+
+
+HealthSnapshot = list[tuple[str, str | None]]
+
+
+class HealthCollector(Collector[HealthSnapshot]):
+    name = "health"
+
+    def __init__(self, ctx: ProbeContext) -> None:
+        self.ctx = ctx
+
+    async def fetch(self, deadline: Deadline) -> HealthSnapshot | Partial[HealthSnapshot]:
+        ctx = self.ctx
+        d = ctx.discovery
+        errors: list[str] = []
+        out: HealthSnapshot = []
+        for resource, path in (("system", d.system), ("chassis", d.chassis)):
+            try:
+                doc = ctx.doc(await ctx.get(path), resource, errors)
+                out.append((resource, doc.text("Status", "HealthRollup") or doc.text("Status", "Health")))
+            except RedfishError as exc:
+                errors.append(str(exc))
+        parts: list[Awaitable[Any]] = [ctx.psus(), ctx.thermal()]
+        psus, thermal = await asyncio.gather(*parts, return_exceptions=True)
+        if isinstance(psus, tuple):
+            out += [(f"psu/{p.id}", p.health) for p in psus[0]]
+        elif not isinstance(psus, NoData):
+            errors.append(f"PSUs: {psus}")
+        if isinstance(thermal, tuple):
+            fans: list[Fan] = thermal[0].fans
+            out += [(f"fan/{f.id}", f.health) for f in fans]
+        elif not isinstance(thermal, NoData):
+            errors.append(f"fans: {thermal}")
+        if not out:
+            raise CollectorError("; ".join(errors) or "no health reported")
+        return _partial(out, errors)
+
+    def render(self, snapshot: HealthSnapshot) -> Iterable[Metric]:
+        family = HEALTH.family()
+        for resource, health in _unique(snapshot, lambda r: r[0]):
+            current = (health or "").lower()
+            for state in HEALTH_STATES:
+                family.add_metric([resource, state], 1.0 if state == current else 0.0)
+        yield family
+
+
+class SystemCollector(Collector[SystemSnapshot]):
+    name = "system"
+
+    def __init__(self, ctx: ProbeContext) -> None:
+        self.ctx = ctx
+
+    async def fetch(self, deadline: Deadline) -> SystemSnapshot | Partial[SystemSnapshot]:
+        d = self.ctx.discovery
+        errors: list[str] = []
+        system = self.ctx.doc(await self.ctx.get(d.system), "System", errors)
+        snap = system_info(system, self.ctx.text(d.bmc_firmware), self.ctx.text(d.bmc_model))
+        return _partial(snap, errors)
+
+    def render(self, snapshot: SystemSnapshot) -> Iterable[Metric]:
+        info = SYSTEM_INFO.family()
+        info.add_metric([snapshot.labels[label] for label in SYSTEM_INFO.labels], 1.0)
+        yield info
+        if snapshot.powered_on is not None:
+            on = POWERED_ON.family()
+            on.add_metric([], snapshot.powered_on)
+            yield on
+
+
+TelemetrySnapshot = list[tuple[str, str, str, float]]
+REPORTS = ("PowerMetrics", "ThermalSensor")
+
+
+class TelemetryCollector(Collector[TelemetrySnapshot]):
+    name = "telemetry"
+
+    def __init__(self, ctx: ProbeContext) -> None:
+        self.ctx = ctx
+
+    async def fetch(self, deadline: Deadline) -> TelemetrySnapshot | Partial[TelemetrySnapshot]:
+        reports = self.ctx.discovery.reports
+        if not reports:
+            raise NoData("the BMC has no telemetry service")
+        errors: list[str] = []
+        out: TelemetrySnapshot = []
+        docs = await asyncio.gather(
+            *(self.ctx.get(f"{reports}/{r}") for r in REPORTS), return_exceptions=True
+        )
+        for report, doc in zip(REPORTS, docs, strict=True):
+            if isinstance(doc, BaseException):
+                errors.append(str(doc))
+                continue
+            for (metric, context), value in newest_samples(self.ctx.doc(doc, report, errors)).items():
+                out.append((report, metric, context, value))
+        if not out and errors:
+            raise CollectorError("; ".join(errors))
+        return _partial(out, errors)
+
+    def render(self, snapshot: TelemetrySnapshot) -> Iterable[Metric]:
+        family = TELEMETRY.family()
+        for report, metric, context, value in snapshot:
+            family.add_metric([report, metric, context], value)
+        yield family
+
+
+#: The collectors a module can switch on, by name.
+COLLECTORS: dict[str, Callable[[ProbeContext], Collector[Any]]] = {
+    "power": PowerCollector,
+    "psu": PSUCollector,
+    "thermal": ThermalCollector,
+    "health": HealthCollector,
+    "system": SystemCollector,
+    "telemetry": TelemetryCollector,
+}
