@@ -179,13 +179,15 @@ class RangeChunk:
 # --- steps and chunks ----------------------------------------------------------------------------
 
 
-def choose_step(start: float, end: float, target_points: int = 3000) -> float:
-    """The shortest of ``NICE_STEPS`` giving at most ``target_points`` points over [start, end]."""
+def choose_step(
+    start: float, end: float, target_points: int = 3000, candidates: Sequence[float] = NICE_STEPS
+) -> float:
+    """The shortest of ``candidates`` giving at most ``target_points`` points over [start, end]."""
     span = max(end - start, 0.0)
-    for step in NICE_STEPS:
+    for step in candidates:
         if span / step <= target_points:
             return step
-    return NICE_STEPS[-1]
+    return candidates[-1]
 
 
 def chunk_bounds(
@@ -330,6 +332,8 @@ class PrometheusClient:
         if at is not None:
             form["time"] = _ts(at)
         data = await self._post("query", expr, form)
+        if not isinstance(data, dict):
+            raise QueryError(expr, "the answer has no 'data' object")
         kind = data.get("resultType")
         result = data.get("result")
         if kind == "scalar" and isinstance(result, list):
@@ -341,6 +345,13 @@ class PrometheusClient:
             labels = _labels(expr, item)
             samples.append(Sample(labels, *_point(expr, item.get("value"))))
         return samples
+
+    async def series(self, match: str, start: float, end: float) -> list[dict[str, str]]:
+        """The label sets of the series matching ``match`` with samples in [start, end] (no points)."""
+        data = await self._post("series", match, {"match[]": match, "start": _ts(start), "end": _ts(end)})
+        if not isinstance(data, list):
+            raise QueryError(match, "expected a list of label sets")
+        return [_labels(match, {"metric": item}) for item in data]
 
     async def range_chunks(
         self, expr: str, start: float, end: float, step: float
@@ -380,6 +391,8 @@ class PrometheusClient:
     async def _range(self, expr: str, start: float, end: float, step: float) -> tuple[Series, ...]:
         form = {"query": expr, "start": _ts(start), "end": _ts(end), "step": _ts(step)}
         data = await self._post("query_range", expr, form)
+        if not isinstance(data, dict):
+            raise QueryError(expr, "the answer has no 'data' object")
         if data.get("resultType") != "matrix" or not isinstance(data.get("result"), list):
             raise QueryError(expr, f"expected a matrix, got resultType {data.get('resultType')!r}")
         return tuple(_series(expr, item) for item in data["result"])
@@ -410,7 +423,7 @@ def _error_text(body: bytes) -> str:
     return str(doc)[:200]
 
 
-def _data(query: str, status: int, body: bytes, url: str) -> Mapping[str, Any]:
+def _data(query: str, status: int, body: bytes, url: str) -> Any:
     if status != 200:
         raise QueryError(query, f"Prometheus refused it (HTTP {status}): {_error_text(body)}")
     try:
@@ -426,7 +439,7 @@ def _data(query: str, status: int, body: bytes, url: str) -> Mapping[str, Any]:
     for warning in doc.get("warnings") or ():
         logger.warning("Prometheus warns about %s: %s", query[:120], str(warning)[:200])
     data = doc.get("data")
-    if not isinstance(data, dict):
+    if not isinstance(data, dict | list):
         raise QueryError(query, "the answer has no 'data' object")
     return data
 
