@@ -29,17 +29,19 @@ h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { margin-top: 1.6em; border-bo
 table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0; }
 th, td { border: 1px solid #ddd; padding: 0.25em 0.5em; text-align: right; }
 th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
-.charts img { max-width: 100%; } .muted { color: #666; font-size: 0.85em; }
+.charts { display: flex; flex-wrap: wrap; gap: 0 2em; } .charts figure { margin: 0.5em 0; }
+.charts figcaption { font-weight: bold; margin-bottom: 0.3em; } .charts img { max-width: 100%; }
+.muted { color: #666; font-size: 0.85em; }
 """
 
 
-def _figure() -> tuple[Any, Any]:
+def _figure(width: float = 10, height: float = 3.4) -> tuple[Any, Any]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(10, 3.6), dpi=90)
+    fig, ax = plt.subplots(figsize=(width, height), dpi=90)
     return fig, ax
 
 
@@ -53,44 +55,58 @@ def _png(fig: Any) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _times(report: Report) -> list[Any]:
+def _edges(report: Report) -> list[Any]:
+    """Each period's start and the range's end: a step drawn over them shows the last period too."""
     import datetime as dt
     from zoneinfo import ZoneInfo
 
     zone = ZoneInfo(report.timezone)
-    return [dt.datetime.fromtimestamp(p.start, zone) for p in report.periods]
+    return [dt.datetime.fromtimestamp(t, zone) for t in (*(p.start for p in report.periods), report.end)]
+
+
+def charted_grouping(report: Report) -> str | None:
+    """The grouping the charts show: the first one with more than one group, else the first."""
+    for grouping in report.groupings:
+        if len(report.rows.get(grouping, ())) > 1:
+            return grouping
+    return report.groupings[0] if report.groupings else None
 
 
 def charts(report: Report) -> list[tuple[str, str]]:
     """(title, data URL) of each chart."""
     out: list[tuple[str, str]] = []
-    times = _times(report)
-    if report.groupings:
-        first = report.groupings[0]
+    edges = _edges(report)
+    grouping = charted_grouping(report)
+    if grouping is not None:
         fig, ax = _figure()
-        for group, watts in report.power_by_period.get(first, {}).items():
-            ax.step(times, [w / 1000 for w in watts], where="post", label=group, linewidth=1.2)
+        for group, watts in report.power_by_period.get(grouping, {}).items():
+            ax.step(edges, [w / 1000 for w in (*watts, watts[-1])], where="post", label=group, linewidth=1.2)
         ax.set_ylabel("kW (15-min average)")
-        ax.legend(fontsize=7, ncol=3, loc="upper left")
-        out.append((f"Power over time by {first}", _png(fig)))
-        rows = report.rows.get(first, ())
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize=7, ncol=4, loc="lower left")
+        out.append((f"Power over time by {grouping}", _png(fig)))
+        rows = report.rows.get(grouping, ())
         for title, key, unit in (("energy", "energy_kwh", "kWh"), ("cost", "cost_eur", "EUR")):
             top = sorted((r for r in rows if getattr(r, key)), key=lambda r: -(getattr(r, key) or 0))[:15]
             if not top:
                 continue
-            fig, ax = _figure()
+            fig, ax = _figure(5, 0.8 + 0.28 * len(top))
             ax.barh(
                 [r.group for r in reversed(top)], [getattr(r, key) for r in reversed(top)], color="#4c72b0"
             )
             ax.set_xlabel(unit)
-            out.append((f"Top {len(top)} {first} groups by {title}", _png(fig)))
+            out.append((f"Top {len(top)} by {title} ({grouping})", _png(fig)))
     prices = [next(iter(p.price_eur_per_mwh.values()), float("nan")) for p in report.periods]
     fig, ax = _figure()
-    ax.bar(times, [p.energy_kwh for p in report.periods], width=1 / 96 * 0.9, align="edge", color="#9ecae1")
+    ax.bar(
+        edges[:-1], [p.energy_kwh for p in report.periods], width=1 / 96 * 0.9, align="edge", color="#9ecae1"
+    )
     ax.set_ylabel("energy per period (kWh)")
     price_axis = ax.twinx()
-    price_axis.step(times, prices, where="post", color="#d62728", linewidth=1.4)
+    if prices:
+        price_axis.step(edges, [*prices, prices[-1]], where="post", color="#d62728", linewidth=1.4)
     price_axis.set_ylabel("price (EUR/MWh)", color="#d62728")
+    price_axis.set_ylim(bottom=0)
     out.append(("Day-ahead price and the energy drawn under it", _png(fig)))
     return out
 
@@ -130,7 +146,10 @@ def to_html(report: Report) -> str:
         )
         + "</div>",
         "<div class='charts'>"
-        + "".join(f"<h3>{e(title)}</h3><img alt='{e(title)}' src='{src}'>" for title, src in charts(report))
+        + "".join(
+            f"<figure><figcaption>{e(title)}</figcaption><img alt='{e(title)}' src='{src}'></figure>"
+            for title, src in charts(report)
+        )
         + "</div>",
     ]
     for grouping, rows in report.rows.items():
