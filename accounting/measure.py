@@ -222,7 +222,11 @@ def run(
 @click.option("--market", metavar="URL", help="Market exporter (its /api/v1/curve) for cost and CO2.")
 @click.option("--area", help="Market area when the exporter has several.")
 @click.option(
-    "--sysfs", type=click.Path(file_okay=False, path_type=Path), default=Path("/sys"), show_default=True
+    "--sysfs",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("/sys"),
+    show_default=True,
+    help="Where sysfs is mounted (its class/powercap is read).",
 )
 @click.option("--no-gpu", is_flag=True, help="Do not read NVML GPUs.")
 @click.option(

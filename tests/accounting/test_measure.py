@@ -313,3 +313,18 @@ def test_bad_arguments(tmp_path: Path) -> None:
         f["x"] = [1, 2]
     result = measure("--summary", str(other))
     assert result.returncode == 1 and "not a powerplane measure trace" in result.stderr
+
+
+def test_the_docs_example_reads_a_trace(lab: PowercapLab, tmp_path: Path) -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "reports.md").read_text()
+    example = re.search(r"```python\n(import h5py.*?)```", text, re.S)
+    assert example, "docs/reports.md has no Python example reading run.h5"
+    result = measure(
+        "--sysfs", str(lab.root), "--no-gpu", "--out", str(tmp_path / "run.h5"), "--", "sleep", "1"
+    )
+    assert result.returncode == 0, result.stderr
+    ran = subprocess.run(
+        [sys.executable, "-c", example.group(1)], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert "power_w" in ran.stdout and '["sleep", "1"]' in ran.stdout

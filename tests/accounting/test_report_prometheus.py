@@ -350,3 +350,15 @@ def test_progress_draws_only_on_a_terminal() -> None:
     bar.advance(2)
     bar.close()
     assert "2/4" in tty.getvalue() and tty.getvalue().endswith("\n")
+
+
+def test_the_docs_settings_example_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    import re
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "reports.md").read_text()
+    example = re.search(r"```yaml\n(url: .*?)```", text, re.S)
+    assert example, "docs/reports.md has no settings example"
+    monkeypatch.setenv("PROM_PASSWORD", "pw-docs-example")
+    settings = KIND.load_text(example.group(1), "docs/reports.md")
+    assert settings.basic_auth is not None and settings.basic_auth.username == "report"
+    assert settings.headers == {"X-Scope-OrgID": "tenant-a"} and not settings.tls.insecure_skip_verify
