@@ -326,12 +326,20 @@ class PrometheusClient:
                 raise QueryError(query, f"HTTP {status} from {public_url(url)}: {_error_text(body)}")
             return _data(query, status, body, public_url(url))
 
+    async def _whole(self, path: str, query: str, form: Mapping[str, str]) -> Any:
+        """An answer that cannot be asked in parts: past the body cap it fails, naming the query."""
+        try:
+            return await self._post(path, query, form)
+        except BodyTooLarge:
+            limit = self.settings.max_body_bytes
+            raise QueryError(query, f"the answer exceeds {limit} bytes (raise max_body_bytes)") from None
+
     async def query(self, expr: str, at: float | None = None) -> list[Sample]:
         """An instant query: the vector (a scalar answer becomes one sample without labels)."""
         form = {"query": expr}
         if at is not None:
             form["time"] = _ts(at)
-        data = await self._post("query", expr, form)
+        data = await self._whole("query", expr, form)
         if not isinstance(data, dict):
             raise QueryError(expr, "the answer has no 'data' object")
         kind = data.get("resultType")
@@ -348,7 +356,7 @@ class PrometheusClient:
 
     async def series(self, match: str, start: float, end: float) -> list[dict[str, str]]:
         """The label sets of the series matching ``match`` with samples in [start, end] (no points)."""
-        data = await self._post("series", match, {"match[]": match, "start": _ts(start), "end": _ts(end)})
+        data = await self._whole("series", match, {"match[]": match, "start": _ts(start), "end": _ts(end)})
         if not isinstance(data, list):
             raise QueryError(match, "expected a list of label sets")
         return [_labels(match, {"metric": item}) for item in data]

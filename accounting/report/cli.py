@@ -158,7 +158,10 @@ def command(
         report = asyncio.run(_run(settings, options, Progress(label="report")))
     except (QueryError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from None
-    write(report, kind, out)
+    try:
+        write(report, kind, out)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {out}: {exc.strerror or exc}") from None
     if out != "-":
         click.echo(f"report: wrote {out}", err=True)
 

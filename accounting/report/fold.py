@@ -242,7 +242,7 @@ class EntityFold:
     def _periods(self, best: Matrix, k0: int, n: int) -> None:
         per = self.window.steps_per_period
         p0 = k0 // per
-        shaped = best.reshape(n, -1, per)
+        shaped = best.reshape(n, best.shape[1] // per, per)
         sums = np.nansum(shaped, axis=2)
         counts = (~np.isnan(shaped)).sum(axis=2)
         sums[counts == 0] = np.nan

@@ -83,7 +83,8 @@ def charts(report: Report) -> list[tuple[str, str]]:
             ax.step(edges, [w / 1000 for w in (*watts, watts[-1])], where="post", label=group, linewidth=1.2)
         ax.set_ylabel("kW (15-min average)")
         ax.set_ylim(bottom=0)
-        ax.legend(fontsize=7, ncol=4, loc="lower left")
+        if ax.get_lines():
+            ax.legend(fontsize=7, ncol=4, loc="lower left")
         out.append((f"Power over time by {grouping}", _png(fig)))
         rows = report.rows.get(grouping, ())
         for title, key, unit in (("energy", "energy_kwh", "kWh"), ("cost", "cost_eur", "EUR")):

@@ -83,11 +83,11 @@ def to_markdown(report: Report) -> str:
         f"# Energy report {when(report, report.start)} to {when(report, report.end)}",
         "",
         f"- Energy: **{t.energy_kwh:.3f} kWh** ({t.method}; best source {t.sources_text})",
-        f"- Cost: **{_money(t.cost_eur)} EUR**"
+        f"- Cost: **{_money(t.cost_eur)}**"
         + (f" ({t.unpriced_kwh:.3f} kWh without a price)" if t.unpriced_kwh > 0.0005 else ""),
-        f"- CO2: **{'' if t.co2_kg is None else f'{t.co2_kg:.2f}'} kg**",
-        f"- Peak power: {_num(t.peak_power_w)} W at {when(report, t.peak_at)};"
-        f" average {_num(t.avg_power_w)} W",
+        f"- CO2: **{'no carbon intensity' if t.co2_kg is None else f'{t.co2_kg:.2f} kg'}**",
+        f"- Peak power: {_num(t.peak_power_w)} at {when(report, t.peak_at) or '-'};"
+        f" average {_num(t.avg_power_w)}",
         f"- Coverage: {'' if t.coverage is None else f'{t.coverage:.1%}'};"
         f" alerts fired: {len(report.alerts)}",
         f"- Step {report.step:g} s; data from {report.prometheus}",
@@ -105,8 +105,8 @@ def to_markdown(report: Report) -> str:
 
 
 def _money(value: float | None) -> str:
-    return "" if value is None else f"{value:.2f}"
+    return "no price" if value is None else f"{value:.2f} EUR"
 
 
 def _num(value: float | None) -> str:
-    return "" if value is None else f"{value:.0f}"
+    return "-" if value is None else f"{value:.0f} W"

@@ -451,3 +451,27 @@ def test_unreachable_prometheus_and_bad_arguments(tmp_path: Path) -> None:
     swapped = [POWERPLANE, "report", "--from", "2026-03-03", "--to", "2026-03-02", "--out", "x.json"]
     result = subprocess.run(swapped, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 2 and "not after" in result.stderr
+
+
+def test_a_range_without_data_still_gives_every_format(prom: BackfilledPrometheus, tmp_path: Path) -> None:
+    for fmt in ("json", "csv", "xlsx", "html", "md"):
+        out = tmp_path / f"empty.{fmt}"
+        argv = [
+            POWERPLANE,
+            "report",
+            "--prometheus",
+            prom.url,
+            "--from",
+            "2025-01-01",
+            "--to",
+            "2025-01-01T06:00Z",
+        ]
+        result = subprocess.run(
+            [*argv, "--by", "rack", "--by", "job", "--out", str(out)], capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr
+        assert out.stat().st_size > 0
+    doc = json.loads((tmp_path / "empty.json").read_text())
+    assert doc["total"]["energy_kwh"] == 0 and doc["total"]["cost_eur"] is None
+    assert doc["rows"] == {"rack": [], "job": []} and len(doc["periods"]) == 24
+    assert "- Cost: **no price**" in (tmp_path / "empty.md").read_text()
