@@ -33,6 +33,8 @@ TOP_LEVEL: tuple[str, ...] = (
     "powerplane.dashboards",
     "powerplane.chart",
     "powerplane.lab",
+    "powerplane.statuspage",
+    "powerplane.doctor",
 )
 
 
