@@ -48,7 +48,8 @@ class Inventory:
     node: dict[str, dict[str, str]] = field(default_factory=dict)
     partitions: dict[str, set[str]] = field(default_factory=dict)
     area: dict[str, str] = field(default_factory=dict)
-    job: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: (cluster, job id) → user, account, partition; job ids repeat across clusters.
+    job: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
 
     def node_area(self, node: str, areas: Sequence[str]) -> str | None:
         cluster = self.node.get(node, {}).get("cluster")
@@ -81,7 +82,8 @@ async def load_inventory(client: PrometheusClient, window: Window) -> Inventory:
             inv.area[labels["cluster"]] = labels["area"]
     for labels in jobs:
         if labels.get("job_id"):
-            inv.job[labels["job_id"]] = {k: labels.get(k, "") for k in ("user", "account", "partition")}
+            owner = {k: labels.get(k, "") for k in ("user", "account", "partition")}
+            inv.job[(labels.get("cluster", ""), labels["job_id"])] = owner
     return inv
 
 
@@ -205,7 +207,8 @@ class Builder:
             value = self.inv.node.get(node, {}).get(g.label, "")
             return [value or q.UNPLACED_GROUP]
         labels = dict(zip(g.entity_labels, key, strict=True))  # type: ignore[call-overload]
-        value = labels.get(g.label) or self.inv.job.get(labels.get("hpc_job", ""), {}).get(g.label, "")
+        job = (labels.get("cluster", ""), labels.get("hpc_job", ""))
+        value = labels.get(g.label) or self.inv.job.get(job, {}).get(g.label, "")
         return [value or f"(no {g.label})"]
 
     def membership(self, entity_set: _Set, grouping: str) -> list[tuple[int, str]]:

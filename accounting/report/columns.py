@@ -32,6 +32,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("members", "members", lambda r: r.members),
     Column("energy_kwh", "energy (kWh)", lambda r: r.energy_kwh, 3),
     *(Column(f"{s}_kwh", f"{s} (kWh)", _source(s), 3) for s in SOURCES),
+    Column("facility_kwh", "facility (kWh)", lambda r: r.facility_kwh, 3),
     Column("best_sources", "best source", lambda r: r.sources_text),
     Column("method", "method", lambda r: r.method),
     Column("cost_eur", "cost (EUR)", lambda r: r.cost_eur, 2),

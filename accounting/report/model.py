@@ -52,6 +52,8 @@ class Row:
     avg_power_w: float | None
     peak_power_w: float | None
     peak_at: float | None
+    #: Facility overhead energy (kWh) where the accounting rules record it; not part of energy_kwh.
+    facility_kwh: float | None
     gpu_utilisation: float | None
     max_gpu_temperature_c: float | None
     gpu_temperature_above_s: float | None

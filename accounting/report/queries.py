@@ -104,6 +104,9 @@ def gauges(rules: RulesConfig) -> tuple[Gauge, ...]:
         Gauge(
             "gpu_utilisation", "avg by (node) (avg_over_time(powerplane_gpu_utilization_ratio[$s]))", "mean"
         ),
+        # Facility overhead (cooling, distribution losses) where the accounting rules record it:
+        # energy per step, kept apart from IT energy.
+        Gauge("facility", f"sum by (node) (avg_over_time({FACILITY}[$s])) * $seconds", "sum"),
     )
 
 
@@ -122,6 +125,8 @@ class Grouping:
 
 
 _JOB = "hpc_job:powerplane_power_watts:attributed"
+#: The node's facility overhead power recorded by the accounting rules (absent where not measured).
+FACILITY = "node:powerplane_facility_power_watts:overhead"
 _POD = "pod:powerplane_power_watts:attributed"
 UNATTRIBUTED = "node:powerplane_power_watts:unattributed"
 #: The group holding the power nobody holds (owners + unattributed = metered node power).
@@ -137,11 +142,11 @@ GROUPINGS: dict[str, Grouping] = {
         Grouping("rack", "node", "rack"),
         Grouping("node", "node", "node"),
         Grouping("partition", "node", "partition"),
-        Grouping("job", "owner", "hpc_job", _JOB, ("hpc_job", "node")),
-        Grouping("user", "owner", "user", _JOB, ("hpc_job", "node")),
-        Grouping("account", "owner", "account", _JOB, ("hpc_job", "node")),
-        Grouping("pod", "owner", "pod", _POD, ("namespace", "pod", "node")),
-        Grouping("namespace", "owner", "namespace", _POD, ("namespace", "pod", "node")),
+        Grouping("job", "owner", "hpc_job", _JOB, ("cluster", "hpc_job", "node")),
+        Grouping("user", "owner", "user", _JOB, ("cluster", "hpc_job", "node")),
+        Grouping("account", "owner", "account", _JOB, ("cluster", "hpc_job", "node")),
+        Grouping("pod", "owner", "pod", _POD, ("cluster", "namespace", "pod", "node")),
+        Grouping("namespace", "owner", "namespace", _POD, ("cluster", "namespace", "pod", "node")),
     )
 }
 

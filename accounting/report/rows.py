@@ -150,6 +150,7 @@ def _row(builder: Builder, grouping: str, group: str, acc: _Acc, alerts: int) ->
         return peaks.gauge_above_steps.get((group, name), 0) * w.step
 
     util_count = acc.gauge_count.get("gpu_utilisation", 0.0)
+    facility_steps = acc.gauge_count.get("facility", 0.0)
     has_best = acc.best_steps > 0
     total_levels = sum(acc.levels.values())
     return Row(
@@ -166,6 +167,7 @@ def _row(builder: Builder, grouping: str, group: str, acc: _Acc, alerts: int) ->
         avg_power_w=acc.energy_j / (steps_with_data * w.step) if steps_with_data else None,
         peak_power_w=peaks.peak_w.get(group) if peaks else None,
         peak_at=peaks.peak_at.get(group) if peaks else None,
+        facility_kwh=acc.gauge_sum["facility"] / J_PER_KWH if facility_steps else None,
         gpu_utilisation=acc.gauge_sum["gpu_utilisation"] / util_count if util_count else None,
         max_gpu_temperature_c=gauge_max("gpu_temperature"),
         gpu_temperature_above_s=above("gpu_temperature"),

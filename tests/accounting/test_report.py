@@ -76,6 +76,7 @@ EXPECTED: dict[tuple[str, str], dict[str, Any]] = {
         "gpu_temperature_above_s": 1200,
         "alerts": 1,
         "coverage": 1.0,
+        "facility_kwh": 0.12,  # 60 W of recorded overhead, not in the IT energy
     },
     # No BMC meter: its 350 W gauge is integrated; the GPU counter (200 W) is not the best source.
     ("node", "node-04"): {
@@ -98,6 +99,7 @@ EXPECTED: dict[tuple[str, str], dict[str, Any]] = {
         "method": "no data",
         "coverage": 0.0,
         "gaps": 1,
+        "facility_kwh": None,
     },
     # node-01 + node-02: the peak 500 + 250 W first occurs once node-02 is back at 01:10.
     ("rack", "rack-a"): {
@@ -120,6 +122,7 @@ EXPECTED: dict[tuple[str, str], dict[str, Any]] = {
         "method": "counter 50% / integrated 50%",
         "alerts": 1,
         "gpu_utilisation": 0.375,
+        "facility_kwh": 0.12,
     },
     ("cluster", "c1"): {
         "members": 5,
@@ -198,7 +201,7 @@ def test_json_figures_match_the_hand_computed_values(outputs: dict[str, Path]) -
     for (grouping, group), figures in EXPECTED.items():
         row = rows[(grouping, group)]
         for key, expected in figures.items():
-            if key.endswith("_kwh") and key != "energy_kwh" and key != "unpriced_kwh":
+            if key.endswith("_kwh") and key not in ("energy_kwh", "unpriced_kwh", "facility_kwh"):
                 actual = row["source_kwh"].get(key.removesuffix("_kwh"))
             elif key == "best_sources":
                 actual = ", ".join(f"{k} {v:.0%}" for k, v in row["best_sources"].items() if v > 0)
@@ -294,6 +297,7 @@ def test_xlsx_sheets_and_cells(outputs: dict[str, Path]) -> None:
         "gpu_kwh": "gpu (kWh)",
     }
     headers |= {"avg_power_w": "avg power (W)", "alerts": "alerts", "max_gpu_temperature_c": "max GPU (°C)"}
+    headers |= {"facility_kwh": "facility (kWh)"}
     for grouping in GROUPINGS:
         sheet = list(book[f"by {grouping}"].iter_rows(values_only=True))
         index = {h: i for i, h in enumerate(sheet[0])}
@@ -401,6 +405,8 @@ def _check_text_tables(tables: dict[str, list[list[str]]], what: str) -> None:
     keys |= {"peak_power_w": "peak power (W)", "avg_power_w": "avg power (W)", "method": "method"}
     keys |= {"bmc_kwh": "bmc (kWh)", "pdu_kwh": "pdu (kWh)", "rapl_kwh": "rapl (kWh)", "gpu_kwh": "gpu (kWh)"}
     keys |= {"best_sources": "best source", "gpu_utilisation": "GPU util", "peak_at": "peak at"}
+    keys |= {"facility_kwh": "facility (kWh)"}
+    digits["facility (kWh)"] = 3
     for grouping in GROUPINGS:
         table = tables[grouping]
         index = {h: i for i, h in enumerate(table[0])}

@@ -16,7 +16,8 @@ Exactly known (see the expectations in test_report.py, computed by hand from wha
 - jobs 101 (alice/physics, node-03, 500 W, 00:00-01:00), 102 (bob/chem, node-03, 400 W,
   01:00-02:00), 103 (alice/physics, node-01, 200 W, 00:30-01:30); pod ml/train-0 on node-04,
   150 W; unattributed power is each node's power less its owners';
-- PowerplaneGpuTemperatureHigh firing for node-03 from 00:30 to 00:45.
+- PowerplaneGpuTemperatureHigh firing for node-03 from 00:30 to 00:45;
+- facility overhead recorded for node-03 only: 60 W; another cluster (c2) has a job 101 too.
 
 Counters and the BMC gauge are sampled on the 30 s grid; gauges that go through avg/max_over_time
 (temperatures, utilisation, attributed power, ALERTS) 15 s off it, as real scrapes are.
@@ -85,6 +86,8 @@ def lines() -> Iterator[str]:
         ("powerplane_slurm_job_info", 'job_id="101",user="alice",account="physics",partition="gpu"'),
         ("powerplane_slurm_job_info", 'job_id="102",user="bob",account="chem",partition="gpu"'),
         ("powerplane_slurm_job_info", 'job_id="103",user="alice",account="physics",partition="cpu"'),
+        # Another cluster's job 101: job ids repeat across clusters and must not mix.
+        ("powerplane_slurm_job_info", 'cluster="c2",job_id="101",user="mallory",account="x",partition="p"'),
     ]
     for name, labels in info:
         add(_series(name, labels, lambda _t: 1.0))
@@ -113,6 +116,7 @@ def lines() -> Iterator[str]:
         )
     )
     add(_series("powerplane_gpu_utilization_ratio", 'node="node-03",gpu="0"', lambda _t: 0.5, 15))
+    add(_series("node:powerplane_facility_power_watts:overhead", 'node="node-03"', lambda _t: 60.0, 15))
     add(_series("powerplane_redfish_power_watts", 'node="node-04"', lambda _t: 350.0))
     add(
         _series("powerplane_gpu_energy_joules_total", 'node="node-04",gpu="0"', lambda t: 200.0 * (t - START))
