@@ -7,10 +7,10 @@ ours (128 + N when a signal N ended it).  Signals sent to ``powerplane measure``
 
     powerplane measure: python train.py
       duration 12.031 s, exit status 0, 121 samples every 0.1 s on node-01
-      domain           energy (J)    avg (W)   peak (W)
-      package-0            2215.4      184.1      201.9
-      gpu0 (NVIDIA H100 80GB HBM3)  4632.0  385.0  385.0
-      total                6847.4      569.1   (package + dram zones and GPUs)
+      domain                         energy (J)    avg (W)   peak (W)
+      package-0                          2215.4      184.1      201.9
+      gpu0 (NVIDIA H100 80GB HBM3)       4632.0      385.0      385.0
+      total                              6847.4      569.1   (package + dram zones and GPUs)
       energy 0.001902 kWh; cost 0.000234 EUR at the day-ahead price of 1 period(s); CO2 0.571 g
 """
 

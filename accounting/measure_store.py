@@ -221,17 +221,19 @@ def summary(
         f"  duration {duration:.3f} s, exit status {attrs['exit_status']},"
         f" {attrs.get('samples', '?')} samples"
         f" every {float(attrs.get('interval', 0)):g} s on {attrs.get('host', '?')}",
-        f"  {'domain':<14} {'energy (J)':>12} {'avg (W)':>10} {'peak (W)':>10}",
     ]
     models = attrs.get("gpu_models") or {}
+    labels = {name: f"{name} ({models[name]})" if name in models else name for name in totals.order}
+    # GPU model names are long: the first column is as wide as its longest label.
+    w = max([14, *map(len, labels.values())])
+    lines.append(f"  {'domain':<{w}} {'energy (J)':>12} {'avg (W)':>10} {'peak (W)':>10}")
     for name in totals.order:
         d = totals.domains[name]
         avg = d.energy_j / d.span if d.span > 0 else float("nan")
-        label = f"{name} ({models[name]})" if name in models else name
-        lines.append(f"  {label:<14} {d.energy_j:>12.1f} {avg:>10.1f} {d.peak_w:>10.1f}")
+        lines.append(f"  {labels[name]:<{w}} {d.energy_j:>12.1f} {avg:>10.1f} {d.peak_w:>10.1f}")
     total = totals.total_j
     lines.append(
-        f"  {'total':<14} {total:>12.1f} {total / duration if duration > 0 else float('nan'):>10.1f}"
+        f"  {'total':<{w}} {total:>12.1f} {total / duration if duration > 0 else float('nan'):>10.1f}"
         f"   ({' + '.join(TOTAL_ZONES)} zones and GPUs)"
     )
     if not totals.domains:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ import numpy as np
 from powerplane.exporters.runtime.http import public_url
 from powerplane.rulegen.config import RulesConfig
 
-from ..prometheus import MAX_POINTS, PrometheusClient, Series
+from ..prometheus import MAX_POINTS, PrometheusClient, QueryError, Series
 from . import queries as q
 from .fold import EntityFold, GroupPeaks, Matrix, Window, dense, fold_groups
 from .model import AlertEpisode, Report
@@ -21,8 +22,13 @@ from .rows import assemble
 
 T = TypeVar("T")
 
+logger = logging.getLogger("powerplane.accounting.report")
+
 #: Points one query of one chunk may return (entities x steps): bounds what a chunk holds.
 POINT_BUDGET = 1_000_000
+#: Bytes of JSON per point of a range answer (``[1772323260,"123456.789"],`` and a share of the
+#: labels): chunks are sized to fit the body cap rather than be refused and asked again in halves.
+BYTES_PER_POINT = 32
 #: Alert episodes listed; more are counted.
 MAX_ALERTS = 1000
 #: The implicit grouping of everything (the report's total).
@@ -103,6 +109,15 @@ async def load_market(client: PrometheusClient, window: Window, metric: str) -> 
     return result
 
 
+async def metric_names(client: PrometheusClient, window: Window) -> frozenset[str] | None:
+    """The metrics with series in the range, from the index; None when the API cannot say."""
+    try:
+        return frozenset(await client.label_values("__name__", window.start, window.end))
+    except QueryError as exc:
+        logger.warning("asking every query: %s", exc)
+        return None
+
+
 class _Limited:
     def __init__(self, limit: int) -> None:
         self.semaphore = asyncio.Semaphore(limit)
@@ -136,16 +151,35 @@ class _Set:
 class Builder:
     """Runs the queries of one report and folds them."""
 
-    def __init__(self, client: PrometheusClient, options: Options, inventory: Inventory) -> None:
+    def __init__(
+        self,
+        client: PrometheusClient,
+        options: Options,
+        inventory: Inventory,
+        present: frozenset[str] | None = None,
+    ) -> None:
         self.client = client
         self.options = options
         self.window = options.window
         self.inv = inventory
+        #: Metric names with series in the range (None: unknown, every query is asked).
+        self.present = present
         self.limit = _Limited(4)
         self.sources = q.sources(options.rules)
         self.gauges = q.gauges(options.rules)
         self.peaks: dict[str, GroupPeaks] = {}
         self.sets = self._sets()
+
+    def _asked(self, expr: str) -> str:
+        """``expr``, or "" (not asked: its answer is empty) when a metric it selects has no series."""
+        if self.present is None or q.selected_metrics(expr) <= self.present:
+            return expr
+        return ""
+
+    def _power_query(self, source: q.Source) -> str:
+        gauge = self._asked(q.at_step(source.power, self.window.step))
+        counter = bool(self._asked(source.counter_query(self.window.step)))
+        return gauge and source.power_query(self.window.step, counter_exists=counter)
 
     def _sets(self) -> dict[str, _Set]:
         w = self.window
@@ -154,9 +188,9 @@ class Builder:
         nodes = _Set(
             "nodes",
             EntityFold(w, names, q.PRECEDENCE, gauge_reduce),
-            {s.name: s.counter_query(w.step) for s in self.sources},
-            {s.name: s.power_query(w.step) for s in self.sources if s.power},
-            {g.name: q.at_step(g.query, w.step) for g in self.gauges},
+            {s.name: self._asked(s.counter_query(w.step)) for s in self.sources},
+            {s.name: self._power_query(s) for s in self.sources if s.power},
+            {g.name: self._asked(q.at_step(g.query, w.step)) for g in self.gauges},
             _node_key,
             [TOTAL],
         )
@@ -173,7 +207,11 @@ class Builder:
                     grouping.series,
                     EntityFold(w, ["attributed"], [("attributed",)], {}),
                     {},
-                    {"attributed": q.owner_query(grouping.series, grouping.entity_labels, w.step)},
+                    {
+                        "attributed": self._asked(
+                            q.owner_query(grouping.series, grouping.entity_labels, w.step)
+                        )
+                    },
                     {},
                     _entity_key(grouping.entity_labels),
                 )
@@ -183,7 +221,7 @@ class Builder:
                     "unattributed",
                     EntityFold(w, ["attributed"], [("attributed",)], {}),
                     {},
-                    {"attributed": q.owner_query(q.UNATTRIBUTED, ("node",), w.step)},
+                    {"attributed": self._asked(q.owner_query(q.UNATTRIBUTED, ("node",), w.step))},
                     {},
                     _node_key,
                 )
@@ -222,7 +260,8 @@ class Builder:
 
     async def run(self) -> None:
         entities = max(len(self.inv.node), 1)
-        steps = min(MAX_POINTS, max(1, POINT_BUDGET // entities))
+        budget = min(POINT_BUDGET, self.client.settings.max_body_bytes // BYTES_PER_POINT)
+        steps = min(MAX_POINTS, max(1, budget // entities))
         thresholds = {g.name: g.threshold for g in self.gauges}
         for k0, k1 in self.window.chunks(steps):
             a = self.window.start + (k0 + 1) * self.window.step
@@ -242,13 +281,12 @@ class Builder:
     async def _fetch(
         self, entity_set: _Set, exprs: Mapping[str, str], a: float, b: float, k0: int, k1: int
     ) -> dict[str, dict[Hashable, Matrix]]:
-        names = list(exprs)
+        names = [n for n, expr in exprs.items() if expr]
         answers: list[list[Series]] = await asyncio.gather(
             *(self.limit.run(self.client.query_range(exprs[n], a, b, self.window.step)) for n in names)
         )
-        return {
-            n: dense(ans, entity_set.key, self.window, k0, k1) for n, ans in zip(names, answers, strict=True)
-        }
+        found = dict(zip(names, answers, strict=True))
+        return {n: dense(found.get(n, []), entity_set.key, self.window, k0, k1) for n in exprs}
 
     async def alerts(self) -> tuple[list[AlertEpisode], int]:
         episodes: list[AlertEpisode] = []
@@ -301,7 +339,7 @@ async def build(client: PrometheusClient, options: Options) -> Report:
     prices, carbon = await asyncio.gather(
         load_market(client, window, q.PRICE), load_market(client, window, q.CARBON)
     )
-    builder = Builder(client, options, inventory)
+    builder = Builder(client, options, inventory, await metric_names(client, window))
     await builder.run()
     episodes, more = await builder.alerts()
     return assemble(builder, prices, carbon, episodes, more, time.time(), public_url(client.base))

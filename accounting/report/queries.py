@@ -9,6 +9,7 @@ the sum of its steps and is priced at that period's price.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from powerplane.rulegen.config import RulesConfig
@@ -32,11 +33,26 @@ class Source:
     def counter_query(self, step: float) -> str:
         return at_step(self.counter, step)
 
-    def power_query(self, step: float) -> str:
-        """The integrated gauge where the counter is missing (``unless`` it: never both)."""
+    def power_query(self, step: float, counter_exists: bool = True) -> str:
+        """The integrated gauge where the counter is missing (``unless`` it: never both).
+
+        Prometheus evaluates both sides of ``unless``: when no series of the counter exists in the
+        range the guard is left out rather than paid for.
+        """
         if not self.power:
             return ""
+        if not counter_exists:
+            return at_step(self.power, step)
         return f"({at_step(self.power, step)}) unless on (node) ({at_step(self.counter, step)})"
+
+
+#: A metric name written as a selector in these queries (followed by its matchers or range).
+_SELECTOR = re.compile(r"([A-Za-z_:][A-Za-z0-9_:]*)(?=[{\[])")
+
+
+def selected_metrics(expr: str) -> frozenset[str]:
+    """The metric names a query selects: if any has no series in the range, its answer is empty."""
+    return frozenset(_SELECTOR.findall(expr))
 
 
 def at_step(template: str, step: float) -> str:
