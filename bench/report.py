@@ -13,7 +13,7 @@
    duration is its overhead in % of one core (the process's start-up is printed apart).
 3. XLSX: XlsxWriter (constant memory) against openpyxl's write-only mode, the same five sheets.
 
-Last line: ``RESULT report_s=... report_rss_mib=... anchor_s=... report_over_anchor=...
+Last line: ``RESULT report_s=... report_cpu_s=... report_rss_mib=... anchor_s=... report_over_anchor=...
 backfill_s=... measure_overhead_pct_core=... xlsxwriter_cpu_s=... openpyxl_cpu_s=...``.
 Not a test: on a shared machine label the figures as taken under load.
 """
@@ -75,17 +75,21 @@ def fill(tsdb: Path, days: int, nodes: int, interval: int, racks: int) -> tuple[
     return time.monotonic() - began, written
 
 
-def run_report(url: str, days: int, out: Path) -> tuple[float, float]:
+def run_report(url: str, days: int, out: Path) -> tuple[float, float, float]:
+    """Wall seconds, peak RSS (MiB) and CPU seconds of the report process (Prometheus apart)."""
     argv = [POWERPLANE, "report", "--prometheus", url, "--from", str(D0), "--to", str(D0 + days * DAY)]
     argv += ["--by", "cluster", "--by", "rack", "--by", "node", "--out", str(out)]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     began = time.monotonic()
-    result = subprocess.run(argv, capture_output=True, text=True, check=False)
-    wall = time.monotonic() - began
-    if result.returncode != 0:
-        raise SystemExit(f"report failed: {result.stderr[-2000:]}")
-    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return wall, max(rss, before) / 1024
+    with tempfile.TemporaryFile() as errors:
+        child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=errors)
+        # wait4: the report's own peak RSS (RUSAGE_CHILDREN would include promtool's backfill).
+        _pid, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.monotonic() - began
+        if child.returncode != 0:
+            errors.seek(0)
+            raise SystemExit(f"report failed: {errors.read()[-2000:].decode(errors='replace')}")
+    return wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 async def anchor(url: str, days: int) -> float:
@@ -173,17 +177,22 @@ def main() -> None:
         work = args.workdir or Path(tmp)
         tsdb = work / f"tsdb-{args.days}d-{args.nodes}n-{args.interval}s"
         backfill_s, written = 0.0, 0
+        cost = work / f"{tsdb.name}.backfill.json"
         if not tsdb.exists():
             print(
                 f"backfilling {args.days} days x {args.nodes} nodes every {args.interval} s ...", flush=True
             )
             backfill_s, written = fill(tsdb, args.days, args.nodes, args.interval, args.racks)
-            print(f"  backfill: {backfill_s:.0f} s for {written / 1e9:.1f} GB of OpenMetrics text")
+            cost.write_text(json.dumps({"seconds": backfill_s, "bytes": written}))
+        elif cost.exists():  # a kept TSDB: what its backfill cost when it was made
+            made = json.loads(cost.read_text())
+            backfill_s, written = float(made["seconds"]), int(made["bytes"])
+        print(f"  backfill: {backfill_s:.0f} s for {written / 1e9:.1f} GB of OpenMetrics text")
         with BackfilledPrometheus(work / "prom", tsdb) as prom:
-            report_s, rss = run_report(prom.url, args.days, work / "bench.xlsx")
+            report_s, rss, report_cpu = run_report(prom.url, args.days, work / "bench.xlsx")
             anchor_s = asyncio.run(anchor(prom.url, args.days))
         print(
-            f"report: {report_s:.1f} s wall, peak RSS {rss:.0f} MiB;"
+            f"report: {report_s:.1f} s wall, {report_cpu:.1f} s CPU, peak RSS {rss:.0f} MiB;"
             f" anchor (fetch + decode): {anchor_s:.1f} s"
         )
         overhead, process_cpu = measure_overhead(work, args.measure_seconds, args.gpus)
@@ -194,7 +203,8 @@ def main() -> None:
             f" XlsxWriter {xw:.2f} s CPU, openpyxl {op:.2f} s CPU"
         )
     print(
-        f"RESULT report_s={report_s:.1f} report_rss_mib={rss:.0f} anchor_s={anchor_s:.1f} "
+        f"RESULT report_s={report_s:.1f} report_cpu_s={report_cpu:.1f} report_rss_mib={rss:.0f} "
+        f"anchor_s={anchor_s:.1f} "
         f"report_over_anchor={report_s / anchor_s:.2f} backfill_s={backfill_s:.0f} "
         f"samples={args.days * DAY // args.interval * args.nodes} measure_overhead_pct_core={overhead:.3f} "
         f"measure_process_cpu_s={process_cpu:.2f} xlsxwriter_cpu_s={xw:.2f} openpyxl_cpu_s={op:.2f} "
