@@ -36,6 +36,7 @@ from pathlib import Path
 import h5py
 
 from powerplane.accounting.prometheus import ClientSettings, PrometheusClient
+from powerplane.accounting.report.build import BYTES_PER_POINT
 from powerplane.lab.fakenvml import FakeGpu, FakeNvml
 from powerplane.lab.powercap import PowercapLab, intel_server
 from powerplane.lab.tsdb import BackfilledPrometheus, backfill
@@ -92,10 +93,13 @@ def run_report(url: str, days: int, out: Path) -> tuple[float, float, float]:
     return wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
-async def anchor(url: str, days: int) -> float:
+async def anchor(url: str, days: int, nodes: int) -> float:
     expr = "sum by (node) (increase(powerplane_redfish_energy_joules_total[900s]))"
     began = time.monotonic()
-    async with PrometheusClient(ClientSettings(url=url)) as prom:
+    settings = ClientSettings(url=url)
+    async with PrometheusClient(settings) as prom:
+        # Chunks sized to the body cap as the report sizes them (none refused and asked again).
+        prom.chunk_points = max(1, settings.max_body_bytes // BYTES_PER_POINT // nodes)
         async for _chunk in prom.range_chunks(expr, D0 + 900, D0 + days * DAY, 900):
             pass
     return time.monotonic() - began
@@ -190,7 +194,7 @@ def main() -> None:
         print(f"  backfill: {backfill_s:.0f} s for {written / 1e9:.1f} GB of OpenMetrics text")
         with BackfilledPrometheus(work / "prom", tsdb) as prom:
             report_s, rss, report_cpu = run_report(prom.url, args.days, work / "bench.xlsx")
-            anchor_s = asyncio.run(anchor(prom.url, args.days))
+            anchor_s = asyncio.run(anchor(prom.url, args.days, args.nodes))
         print(
             f"report: {report_s:.1f} s wall, {report_cpu:.1f} s CPU, peak RSS {rss:.0f} MiB;"
             f" anchor (fetch + decode): {anchor_s:.1f} s"
