@@ -9,5 +9,8 @@ from powerplane.components import Component
 COMPONENT = Component(
     name="accounting",
     order=85,
-    commands=(),
+    commands=(
+        ("report", "powerplane.accounting.report.cli:command"),
+        ("measure", "powerplane.accounting.measure:command"),
+    ),
 )
