@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import click
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 
 from powerplane.components import Component
 
@@ -51,6 +51,7 @@ from ..runtime import (
     run,
 )
 from ..runtime.cli import WebOptions, config_option, web_options
+from ..runtime.exposition import Family
 from ..runtime.metrics import MetricSpec
 from .client import Discovery, RedfishClient, RedfishError, Target
 from .config import KIND, Module, RedfishConfig, parse_endpoint
@@ -682,7 +683,7 @@ class RedfishProber(Prober):
         failures.add_metric(["other"], stats["login_failed"])
         requests = REQUESTS.family()
         requests.add_metric([], stats["requests"])
-        families: list[GaugeMetricFamily | CounterMetricFamily] = [sessions, created, failures, requests]
+        families: list[Family] = [sessions, created, failures, requests]
         yield from families
 
 

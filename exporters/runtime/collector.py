@@ -25,6 +25,7 @@ from typing import Any, Generic, TypeVar
 from prometheus_client.core import Metric
 
 from .builtin import COLLECTOR_DURATION, COLLECTOR_SUCCESS
+from .exposition import Family
 from .logs import FailureLog
 
 S = TypeVar("S")
@@ -186,6 +187,10 @@ class Scrape:
                 yield parts[0]
                 continue
             # Several collectors (one per GPU, say) may emit the same family: expose it once.
+            rows = [p for p in parts if isinstance(p, Family)]
+            if len(rows) == len(parts) and all(p.labelnames == rows[0].labelnames for p in rows):
+                yield Family.merged(rows)
+                continue
             merged = Metric(parts[0].name, parts[0].documentation, parts[0].type, parts[0].unit)
             merged.samples = [s for part in parts for s in part.samples]
             yield merged

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 
 from ..runtime import (
     Collector,
@@ -33,6 +33,7 @@ from ..runtime import (
 )
 from ..runtime.cli import WebOptions, config_option, web_options
 from ..runtime.config import SECRET_SCHEMA
+from ..runtime.exposition import Family
 from ..runtime.metrics import MetricSpec
 from .engine import AUTH_PROTOCOLS, PRIV_PROTOCOLS, Credentials, GufoSession, Session, SnmpEngineError, Value
 from .profiles import MetricRule, Profile, Table, load_profiles
@@ -398,7 +399,7 @@ class TableCollector(Collector[TableSnapshot]):
         return found
 
     def render(self, snapshot: TableSnapshot) -> Iterable[Metric]:
-        families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
+        families: dict[str, Family] = {}
         errors: list[str] = []
         # Shared by the rules of one render: rows in index order and split indexes.
         orders: dict[tuple[str, ...], list[str]] = {}
