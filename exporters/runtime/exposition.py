@@ -38,6 +38,9 @@ _ESCAPE_OM_HELP = _ESCAPE_LABEL
 _CACHE_SIZE = 200_000
 
 
+_CHECKED: set[tuple[str, str]] = set()
+
+
 def format_value(value: float) -> str:
     if value - value == 0:  # finite: the common case first
         return repr(float(value))
@@ -59,7 +62,15 @@ class Family(Metric):
 
     def __init__(self, name: str, documentation: str, typ: str, labels: Sequence[str] = ()) -> None:
         self._extra: list[Sample] = []
-        super().__init__(name, documentation, typ)
+        if (name, typ) in _CHECKED:
+            # prometheus_client checks the name with a regular expression on every family: a
+            # scrape builds the same families each time, so each name is checked once.
+            self.name, self.documentation, self.unit, self.type = name, documentation, "", typ
+        else:
+            super().__init__(name, documentation, typ)
+            if len(_CHECKED) >= _CACHE_SIZE:
+                _CHECKED.clear()
+            _CHECKED.add((name, typ))
         self.labelnames = tuple(labels)
         self.sample_name = name + "_total" if typ == "counter" else name
         self.rows: list[tuple[tuple[str, ...], float]] = []
