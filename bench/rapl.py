@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import math
 import os
 import statistics
 import sys
@@ -124,7 +125,8 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="bench-rapl-") as tmp:
             figures = one_run(Path(tmp), node_exporter, args.scrapes, args.sockets)
         (o50, o99, ocpu), (t50, t99, tcpu) = figures["powerplane"], figures["node_exporter"]
-        for key, ratio in (("p50", o50 / t50), ("p99", o99 / t99), ("cpu", ocpu / tcpu if tcpu else 0.0)):
+        cpu_ratio = ocpu / tcpu if tcpu else math.nan  # nan: fewer scrapes than a clock tick
+        for key, ratio in (("p50", o50 / t50), ("p99", o99 / t99), ("cpu", cpu_ratio)):
             ratios[key].append(ratio)
         ours_p50.append(o50)
         print(
