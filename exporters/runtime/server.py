@@ -146,8 +146,8 @@ class ExporterServer:
         # The text format is what Prometheus parses fastest and what we render fastest; it is
         # acceptable to every Prometheus.  OpenMetrics only for a client that accepts nothing else.
         if "openmetrics" in accept and "text/plain" not in accept and "*/*" not in accept:
-            encoder, content_type = choose_encoder(accept)
-            body = encoder(source)
+            _encoder, content_type = choose_encoder(accept)  # the version the client asked for
+            body = exposition.render_openmetrics(source.collect())
         else:
             body, content_type = exposition.render(source.collect()), exposition.CONTENT_TYPE
         headers = {"Content-Type": content_type}

@@ -111,3 +111,40 @@ def test_gauge_chunks_serve_openmetrics_too() -> None:
     )
     (family,) = parse_openmetrics(om)
     assert {s.labels["node"]: s.value for s in family.samples} == {'a"b': 1.0, "c": 0.0}
+
+
+async def test_a_server_answers_openmetrics_from_the_same_families_as_text() -> None:
+    import aiohttp
+
+    from powerplane.exporters.runtime import Collector, Deadline, ExporterServer
+
+    class Meter(Collector[float]):
+        name = "meter"
+        waits = False
+
+        async def fetch(self, deadline: Deadline) -> float:
+            return 12.5
+
+        def render(self, snapshot: float) -> list[Metric]:
+            gauge, counter = GAUGE.family(), COUNTER.family()
+            gauge.add_metric(('n"1', "0"), snapshot)
+            counter.add_metric(('n"1', "0"), snapshot * 3)
+            return [gauge, counter]
+
+    server = ExporterServer("test", collectors=[Meter()])
+    host, port = await server.start("127.0.0.1", 0)
+    try:
+        async with aiohttp.ClientSession() as http:
+            url = f"http://{host}:{port}/metrics"
+            async with http.get(url, headers={"Accept": "application/openmetrics-text; version=1.0.0"}) as r:
+                assert r.headers["Content-Type"].startswith("application/openmetrics-text; version=1.0.0")
+                om = await r.text()
+            async with http.get(url) as r:
+                text = await r.text()
+    finally:
+        await server.stop()
+    volatile = ("process_", "powerplane_scrape_collector_duration")
+    ours = [f for f in parse_openmetrics(om) if not f.name.startswith(volatile)]
+    plain = [f for f in parse_text(text) if not f.name.startswith(volatile)]
+    assert _samples(ours) == _samples(plain)
+    assert ("t_energy_joules_total", (("gpu", "0"), ("node", 'n"1')), "37.5") in _samples(ours)
