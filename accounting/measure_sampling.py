@@ -131,7 +131,7 @@ class Gpus:
 
     def _read(self, nv: Any, collector: Any, name: str) -> tuple[tuple[float | None, ...], list[str]]:
         from powerplane.exporters.gpu.collectors import _Calls
-        from powerplane.exporters.gpu.nvml import FI_POWER_INSTANT, FI_TOTAL_ENERGY, field_value, memory_info
+        from powerplane.exporters.gpu.nvml import FI_POWER_INSTANT, FI_TOTAL_ENERGY, field_values, memory_info
 
         index = collector.index
         handle = self._handles.get(index)
@@ -142,7 +142,7 @@ class Gpus:
         batch = get(
             "field_values", lambda: nv.nvmlDeviceGetFieldValues(handle, [FI_POWER_INSTANT, FI_TOTAL_ENERGY])
         )
-        fv = {int(v.fieldId): field_value(v) for v in batch or () if v.nvmlReturn == 0}
+        fv = field_values(batch) if batch else {}
         mw = fv.get(FI_POWER_INSTANT)
         if mw is None:
             mw = get("power", lambda: nv.nvmlDeviceGetPowerUsage(handle))

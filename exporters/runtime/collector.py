@@ -25,6 +25,7 @@ from typing import Any, Generic, TypeVar
 from prometheus_client.core import Metric
 
 from .builtin import COLLECTOR_DURATION, COLLECTOR_SUCCESS
+from .exposition import Family
 from .logs import FailureLog
 
 S = TypeVar("S")
@@ -113,6 +114,11 @@ class Collector(ABC, Generic[S]):
     """One source of metrics.  ``fetch`` does the I/O; ``render`` must be pure and fast."""
 
     name: str = "collector"
+    #: False for a collector whose ``fetch`` never suspends (it reads local files such as sysfs,
+    #: as node_exporter's collectors do): the scrape then awaits it in place, without a task or
+    #: a timer, which cost more than the reads of a small tree.  A timeout could not interrupt
+    #: such a fetch anyway: it has no await at which to cancel it.
+    waits: bool = True
 
     @abstractmethod
     async def fetch(self, deadline: Deadline) -> S | Partial[S]:
@@ -158,7 +164,10 @@ class _Fetched:
 async def _fetch(collector: Collector[Any], deadline: Deadline) -> _Fetched:
     start = time.perf_counter()
     try:
-        async with asyncio.timeout(deadline.remaining()):
+        if collector.waits:
+            async with asyncio.timeout(deadline.remaining()):
+                snapshot = await collector.fetch(deadline)
+        else:
             snapshot = await collector.fetch(deadline)
     except asyncio.CancelledError:
         raise
@@ -220,6 +229,9 @@ class _Lines(Metric):
 
 
 def _merged(parts: Sequence[Metric]) -> Metric:
+    rows = [p for p in parts if isinstance(p, Family)]
+    if len(rows) == len(parts) and all(p.labelnames == rows[0].labelnames for p in rows):
+        return Family.merged(rows)
     if all(getattr(part, "text_chunks", None) is not None for part in parts):
         return _Lines(parts)
     merged = Metric(parts[0].name, parts[0].documentation, parts[0].type, parts[0].unit)
@@ -274,8 +286,14 @@ async def run_collectors(
     collectors).  One outcome per collector, in order.
     """
     keys = [(exporter, c.name) + ((target,) if target else ()) for c in collectors]
-    if len(collectors) == 1:
-        fetched = [await _fetch(collectors[0], deadline)]
-    else:
-        fetched = list(await asyncio.gather(*(_fetch(c, deadline) for c in collectors)))
+    # Collectors that never wait run first, in place; then the others concurrently.
+    inline = {id(c): await _fetch(c, deadline) for c in collectors if not c.waits}
+    waiting = [c for c in collectors if c.waits]
+    results = []
+    if len(waiting) == 1:
+        results = [await _fetch(waiting[0], deadline)]
+    elif waiting:
+        results = list(await asyncio.gather(*(_fetch(c, deadline) for c in waiting)))
+    concurrent = iter(results)
+    fetched = [next(concurrent) if c.waits else inline[id(c)] for c in collectors]
     return [_render(c, f, failures, k) for c, f, k in zip(collectors, fetched, keys, strict=True)]
