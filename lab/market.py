@@ -473,7 +473,7 @@ async def market_component(ctx: Any) -> None:
     curve = demo_curve(DEMO_AREA, now)
     static = write_static_yaml(workdir / "curve.yaml", curve)
     fake = FakeEntsoe(DEMO_TOKEN, {DEMO_AREA: curve})
-    entsoe_url = await fake.start()
+    entsoe_url = await fake.start(port=ctx.port() if ctx.base_port is not None else 0)
     ctx.stack.push_async_callback(fake.stop)
     ctx.urls.append(("Fake ENTSO-E API", entsoe_url + "/api"))
     token_file = workdir / "entsoe-token"
