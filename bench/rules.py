@@ -18,8 +18,9 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from powerplane import rulegen
 from powerplane.lab import procs
+from powerplane.rulegen import render
+from powerplane.rulegen.config import RulesConfig
 
 
 def exposition(nodes: int, gpus: int, pdus: int, t: float) -> str:
@@ -100,7 +101,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, procs.BackgroundLoop() as loop:
         runner, port, series = loop.run(serve(args.nodes, args.gpus_per_node, args.pdus))
-        rules = rulegen.write(Path(tmp) / "rules", rulegen.RulesConfig(rate_window="1m"))
+        rules = render.write(Path(tmp) / "rules", RulesConfig(rate_window="1m"))
         prom = procs.Prometheus(
             Path(tmp) / "prom",
             [

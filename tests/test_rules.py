@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 import yaml
 
-from powerplane import rulegen
 from powerplane.components import all_specs
 from powerplane.exporters.runtime import ConfigError
+from powerplane.rulegen import render
+from powerplane.rulegen.config import KIND, RulesConfig
+from powerplane.rulegen.model import Alert, Family, Recording
 
 from .conftest import require_binary
 
@@ -68,11 +70,11 @@ def metrics_in(expr: str) -> set[str]:
 
 
 def committed() -> dict[str, Any]:
-    return {name: yaml.safe_load((RULES / name).read_text()) for name in rulegen.render()}
+    return {name: yaml.safe_load((RULES / name).read_text()) for name in render.render()}
 
 
 def test_committed_rules_match_the_generator() -> None:
-    for name, text in rulegen.render_text().items():
+    for name, text in render.render_text().items():
         assert (RULES / name).read_text() == text, f"rules/{name} drifted: run `powerplane rules build`"
 
 
@@ -96,7 +98,7 @@ def test_promtool_unit_tests() -> None:
 
 
 def test_every_alert_is_well_formed_and_unique() -> None:
-    rules = list(rulegen.iter_rules(committed()))
+    rules = list(render.iter_rules(committed()))
     alerts = [r for r in rules if "alert" in r]
     names = [r.get("alert") or r.get("record") for r in rules]
     assert len(names) == len(set(names)), "duplicate rule names"
@@ -118,9 +120,9 @@ def test_every_alert_is_well_formed_and_unique() -> None:
 
 def test_every_metric_a_rule_uses_exists() -> None:
     declared = set(all_specs())
-    recorded = set(rulegen.recorded_names())
+    recorded = set(render.recorded_names())
     used: set[str] = set()
-    for rule in rulegen.iter_rules(committed()):
+    for rule in render.iter_rules(committed()):
         used |= metrics_in(rule["expr"])
     unknown = used - declared - recorded - PENDING - BUILTIN
     assert unknown == set(), f"rules use metrics nobody emits: {sorted(unknown)}"
@@ -138,20 +140,57 @@ def test_metric_extraction() -> None:
     }
 
 
-def test_unit_tests_cover_every_rule() -> None:
+def _tested(path: Path) -> tuple[set[str], set[str], set[str]]:
+    """(alerts with a firing case, alerts with a quiet case, names the PromQL tests read) of a file."""
     firing: set[str] = set()
     quiet: set[str] = set()
     exprs: list[str] = []
-    for path in TESTS:
-        for case in yaml.safe_load(path.read_text())["tests"]:
-            for t in case.get("alert_rule_test", []):
-                (firing if t.get("exp_alerts") else quiet).add(t["alertname"])
-            exprs += [t["expr"] for t in case.get("promql_expr_test", [])]
-    alerts = set(rulegen.alert_names())
-    assert alerts - firing == set(), "alerts without a firing case"
-    assert alerts - quiet == set(), "alerts without a not-firing case"
-    tested = set().union(*(metrics_in(e) for e in exprs))
-    assert set(rulegen.recorded_names()) - tested == set(), "recording rules without a promql_expr_test"
+    for case in yaml.safe_load(path.read_text())["tests"]:
+        for t in case.get("alert_rule_test", []):
+            (firing if t.get("exp_alerts") else quiet).add(t["alertname"])
+        exprs += [t["expr"] for t in case.get("promql_expr_test", [])]
+    return firing, quiet, set().union(*(metrics_in(e) for e in exprs))
+
+
+@pytest.mark.parametrize("family", render.families(), ids=lambda f: f.name)
+def test_each_family_is_covered_by_its_own_unit_tests(family: Family) -> None:
+    config = RulesConfig()
+    firing, quiet, read = _tested(RULES / "tests" / family.tests)
+    alerts = {a.name for a in family.alerts(config)}
+    assert alerts - firing == set(), f"alerts without a firing case in {family.tests}"
+    assert alerts - quiet == set(), f"alerts without a not-firing case in {family.tests}"
+    recorded = {r.record for r in family.recording(config)}
+    assert recorded - read == set(), f"recording rules without a promql_expr_test in {family.tests}"
+    assert alerts or recorded, f"family {family.name} has no rules"
+
+
+def test_every_rule_belongs_to_one_family_and_every_tests_file_to_one_family() -> None:
+    families = render.families()
+    assert sorted(f.tests for f in families) == sorted(p.name for p in TESTS)
+    assert len({f.name for f in families}) == len(families)
+    assert sorted(render.alert_names()) == sorted(a.name for f in families for a in f.alerts(RulesConfig()))
+
+
+def test_a_family_is_one_module_and_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A later component adds its rules by a module declaring FAMILY and its entry in FAMILIES."""
+    monkeypatch.setattr(render, "FAMILIES", (*render.FAMILIES, __name__))
+    names = render.alert_names()
+    assert names[-1] == "PowerplaneToyBroken"
+    docs = render.render()
+    assert {r.get("record") for r in render.iter_rules(docs)} >= {"node:powerplane_toy_widgets:sum"}
+    monkeypatch.setattr(render, "FAMILIES", (*render.FAMILIES, "json"))
+    with pytest.raises(TypeError, match="json declares no FAMILY"):
+        render.families()
+
+
+FAMILY = Family(
+    "toy",
+    tests="alerts-toy.yaml",
+    alerts=lambda c: [Alert("PowerplaneToyBroken", "powerplane_toy_broken > 0", "5m", "info", "s", "d")],
+    recording=lambda c: [
+        Recording("node:powerplane_toy_widgets:sum", "sum by (node) (powerplane_toy_widgets)")
+    ],
+)
 
 
 def test_overrides_change_thresholds_selectors_runbooks_and_for(tmp_path: Path) -> None:
@@ -161,9 +200,9 @@ def test_overrides_change_thresholds_selectors_runbooks_and_for(tmp_path: Path) 
         "runbook_url: 'https://wiki.example/{anchor}'\nfor_overrides: {'*': 30s, PowerplaneTargetDown: 1m}\n"
         "rate_window: 2m\ninterval: 15s\n"
     )
-    config = rulegen.KIND.load(site)
-    docs = rulegen.render(config)
-    rules = {r.get("alert") or r["record"]: r for r in rulegen.iter_rules(docs)}
+    config = KIND.load(site)
+    docs = render.render(config)
+    rules = {r.get("alert") or r["record"]: r for r in render.iter_rules(docs)}
     assert rules["PowerplaneExporterDown"]["expr"] == 'up{job="pp"} == 0'
     assert rules["PowerplaneGpuPowerNearLimit"]["expr"] == "powerplane_gpu_power_watts > 330"
     assert "> 85" in rules["PowerplaneGpuTemperatureHigh"]["expr"]
@@ -175,7 +214,7 @@ def test_overrides_change_thresholds_selectors_runbooks_and_for(tmp_path: Path) 
     assert "[2m]" in rules["node:powerplane_rapl_power_watts:sum"]["expr"]
     assert all(g["interval"] == "15s" for d in docs.values() for g in d["groups"])
     out = tmp_path / "out"
-    rulegen.write(out, config)
+    render.write(out, config)
     promtool = require_binary("promtool")
     result = subprocess.run([promtool, "check", "rules", *map(str, out.glob("*.yaml"))], capture_output=True)
     assert result.returncode == 0, result.stdout
@@ -193,14 +232,14 @@ def test_overrides_change_thresholds_selectors_runbooks_and_for(tmp_path: Path) 
 )
 def test_bad_rules_config_is_rejected(text: str, expected: str) -> None:
     with pytest.raises(ConfigError) as err:
-        rulegen.KIND.load_text(text, "site.yaml")
+        KIND.load_text(text, "site.yaml")
     assert any(expected in e for e in err.value.errors), err.value.errors
 
 
 def test_every_alert_has_a_runbook_section() -> None:
     text = (RULES.parent / "docs" / "rules.md").read_text()
     headings = set(re.findall(r"^### (Powerplane\w+)$", text, re.M))
-    assert set(rulegen.alert_names()) - headings == set()
-    for record in rulegen.recorded_names():
+    assert set(render.alert_names()) - headings == set()
+    for record in render.recorded_names():
         short = record.split(":")[0] + ":"
         assert record in text or short in text, record

@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 import yaml
 
-from powerplane import rulegen
 from powerplane.exporters.inventory.exporter import make_server as inventory_server
 from powerplane.exporters.rapl.exporter import make_server as rapl_server
 from powerplane.exporters.redfish import make_server as redfish_server
@@ -33,6 +32,8 @@ from powerplane.lab.inventory import demo_inventory
 from powerplane.lab.powercap import PowercapLab, intel_server
 from powerplane.lab.redfish import IDRAC9_R760, RedfishLab, SimulatedBMC
 from powerplane.lab.snmp import Snmpsim, apc_inrow
+from powerplane.rulegen import render
+from powerplane.rulegen.config import RulesConfig
 
 from .conftest import require_binary
 from .test_snmp import require_snmpsim
@@ -41,7 +42,7 @@ pytestmark = pytest.mark.e2e
 
 #: Simulated package watts per socket (2 sockets + 20 W dram each): node truth 360, 440, 360 W.
 PACKAGE_WATTS = {"node-01": 160.0, "node-02": 200.0, "node-03": 160.0}
-FAST = rulegen.RulesConfig(rate_window="10s", error_window="30s", for_overrides={"*": "2s"})
+FAST = RulesConfig(rate_window="10s", error_window="30s", for_overrides={"*": "2s"})
 ALERT_TIMEOUT = 45.0
 
 
@@ -79,7 +80,7 @@ def test_alerts_reach_alertmanager_and_resolve(
         inventory_path.write_text(yaml.safe_dump(doc))
         servers["inventory"] = inventory_server(inventory_path)
         inv_host, inv_port = background_loop.run(servers["inventory"].start("127.0.0.1", 0))
-        rules = rulegen.write(tmp_path / "rules", FAST)
+        rules = render.write(tmp_path / "rules", FAST)
         prom = prometheus(
             [
                 {"job_name": "powerplane-rapl", "static_configs": targets},
@@ -270,7 +271,7 @@ def test_device_faults_reach_alertmanager_and_resolve(
         for name, server in servers.items():
             host, port = background_loop.run(server.start("127.0.0.1", 0))
             addresses[name] = f"{host}:{port}"
-        rules = rulegen.write(tmp_path / "rules", FAST)
+        rules = render.write(tmp_path / "rules", FAST)
         prom = prometheus(
             [
                 {
@@ -374,7 +375,7 @@ def test_device_faults_reach_alertmanager_and_resolve(
 
 def check_selectors(prom: procs.Prometheus, psus: int, fans: int) -> None:
     """The shipped rules' selectors pick the series the real exporters emit, and only those."""
-    c = rulegen.RulesConfig()
+    c = RulesConfig()
 
     def count(expr: str) -> float:
         return prom.value(f"count({expr}) or vector(0)") or 0.0

@@ -1,4 +1,4 @@
-"""Day-ahead electricity prices (the SDAC auction, 15-minute periods) for exporters and the controller.
+"""Day-ahead electricity prices (the SDAC auction, 15-minute periods) and grid carbon intensity.
 
 The Python API other parts of powerplane use::
 
@@ -10,28 +10,39 @@ The Python API other parts of powerplane use::
     curve = market.feeds["DE-LU"].curve    # a Curve: UTC periods, EUR/MWh
     curve.price_at(now), curve.next_period(now), curve.cheapest_window(now, timedelta(hours=2))
 
+    carbon = market.carbon["DE-LU"].state()  # with a carbon: section; gCO2eq/kWh per period
+    carbon.current(now)                    # the latest value within the configured maximum age
+
 A single provider can be used directly: ``await provider.fetch(area, start, end) -> Curve``.
-Over HTTP the exporter serves the same curve at ``/api/v1/curve?area=DE-LU``
-(``Curve.from_json`` reads it back).
+Over HTTP the exporter serves the same curves at ``/api/v1/curve?area=DE-LU`` and
+``/api/v1/curve?area=DE-LU&series=carbon`` (``Curve.from_json`` reads either back).
+
+    powerplane_market_price_eur_per_mwh{area="DE-LU"} 87.12
+    powerplane_grid_carbon_intensity_grams_per_kwh{area="DE-LU"} 312.4
 """
 
 from powerplane.components import Component
 
+from .carbon import default_factors, factor_table, intensity
+from .collectors import CarbonCollector, MarketCollector, render_carbon, render_states
 from .config import KIND, AreaConfig, MarketConfig, ProviderConfig
 from .curve import AREA_TIMEZONES, Curve, DayStats, Period, area_timezone, day_bounds, local_day
+from .electricitymaps import ElectricityMapsProvider
 from .energycharts import EnergyChartsProvider
-from .entsoe import AREA_EIC, EntsoeProvider
-from .exporter import (
-    DEFAULT_PORT,
-    METRICS,
-    MarketCollector,
-    build_market,
-    command,
-    make_server,
-    render_states,
+from .entsoe import AREA_EIC, EntsoeCarbonProvider, EntsoeProvider
+from .exporter import DEFAULT_PORT, build_market, command, make_server
+from .feed import (
+    AreaFeed,
+    CarbonFeed,
+    CarbonPolicy,
+    CarbonState,
+    FeedState,
+    Market,
+    RefreshPolicy,
+    system_clock,
 )
-from .feed import AreaFeed, FeedState, Market, RefreshPolicy, system_clock
 from .files import CsvStore, StaticProvider
+from .metrics import METRICS
 from .provider import REASONS, LoadForecast, NotPublished, Provider, ProviderError
 
 __all__ = [
@@ -43,10 +54,16 @@ __all__ = [
     "REASONS",
     "AreaConfig",
     "AreaFeed",
+    "CarbonCollector",
+    "CarbonFeed",
+    "CarbonPolicy",
+    "CarbonState",
     "CsvStore",
     "Curve",
     "DayStats",
+    "ElectricityMapsProvider",
     "EnergyChartsProvider",
+    "EntsoeCarbonProvider",
     "EntsoeProvider",
     "FeedState",
     "LoadForecast",
@@ -64,8 +81,12 @@ __all__ = [
     "build_market",
     "command",
     "day_bounds",
+    "default_factors",
+    "factor_table",
+    "intensity",
     "local_day",
     "make_server",
+    "render_carbon",
     "render_states",
     "system_clock",
 ]
@@ -75,6 +96,6 @@ COMPONENT = Component(
     order=50,
     exporter="powerplane.exporters.market.exporter:command",
     config_kinds=(("market", "powerplane.exporters.market.config:KIND"),),
-    metrics=("powerplane.exporters.market.exporter:METRICS",),
+    metrics=("powerplane.exporters.market.metrics:METRICS",),
     demo="powerplane.lab.market:market_component",
 )

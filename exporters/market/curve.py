@@ -303,23 +303,29 @@ class Curve:
 
     # --- serialisation ------------------------------------------------------------------
 
-    def to_json(self, tz: ZoneInfo | None = None) -> dict[str, Any]:
-        """A JSON-ready document (the exporter's curve endpoint serves this)."""
+    def period_json(self, period: Period, tz: ZoneInfo | None = None) -> dict[str, Any]:
+        """One period as the curve endpoint writes it (``value`` and, for its readers, ``price``)."""
+        return {
+            "start": format_utc(period.start),
+            "end": format_utc(period.end),
+            "seconds": int(period.seconds),
+            "value": period.price,
+            "price": period.price,
+            **({"local_start": period.start.astimezone(tz).isoformat()} if tz else {}),
+        }
+
+    def to_json(self, tz: ZoneInfo | None = None, unit: str = "EUR/MWh") -> dict[str, Any]:
+        """A JSON-ready document (the exporter's curve endpoint serves this).
+
+        Each period's ``value`` is in ``unit``; ``price`` repeats it, so that a reader of price
+        curves (``from_json``, the controller's curve signal) reads any curve unchanged.
+        """
         doc: dict[str, Any] = {
             "area": self.area,
-            "unit": "EUR/MWh",
+            "unit": unit,
             "source": self.source,
             "fetched_at": format_utc(self.fetched_at) if self.fetched_at else None,
-            "periods": [
-                {
-                    "start": format_utc(p.start),
-                    "end": format_utc(p.end),
-                    "seconds": int(p.seconds),
-                    "price": p.price,
-                    **({"local_start": p.start.astimezone(tz).isoformat()} if tz else {}),
-                }
-                for p in self.periods
-            ],
+            "periods": [self.period_json(p, tz) for p in self.periods],
         }
         if tz is not None:
             doc["timezone"] = str(tz)
@@ -331,15 +337,20 @@ class Curve:
         try:
             area = str(doc["area"])
             periods = tuple(
-                Period(parse_instant(p["start"]), parse_instant(p["end"]), float(p["price"]))
+                Period(parse_instant(p["start"]), parse_instant(p["end"]), float(_value(p)))
                 for p in doc["periods"]
             )
             fetched = doc.get("fetched_at")
             return cls(
                 area, periods, str(doc.get("source") or ""), parse_instant(fetched) if fetched else None
             )
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"curve document: missing or mistyped field {exc}") from None
+
+
+def _value(period: Mapping[str, Any]) -> Any:
+    # Documents written before "value" existed carry only "price".
+    return period["price"] if "price" in period else period["value"]
 
 
 @dataclass(frozen=True)

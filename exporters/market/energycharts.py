@@ -11,17 +11,21 @@ gaps.  A 404 or an empty list means nothing is published for the span.
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import aiohttp
+
+from ..runtime.http import read_json
 from .curve import Curve, Period, area_timezone, format_utc
 from .provider import HttpProvider, NotPublished, ProviderError
 
 DEFAULT_URL = "https://api.energy-charts.info/price"
+#: Largest answer read: two days of quarter-hours are ~8 KB, a year ~1.4 MB.
+MAX_BODY_BYTES = 4 * 1024 * 1024
 #: Areas whose Energy-Charts ``bzn`` differs from the bidding-zone code used here.
 DEFAULT_ZONES = {"IT-NORD": "IT-North"}
 #: The steps a day-ahead market uses; anything else between two starts is a gap.
@@ -115,14 +119,14 @@ class EnergyChartsProvider(HttpProvider):
             "start": start.astimezone(UTC).strftime("%Y-%m-%dT%H:%MZ"),
             "end": end.astimezone(UTC).strftime("%Y-%m-%dT%H:%MZ"),
         }
-        status, body, headers = await self.get(params, what)
-        if status == 404:
-            raise NotPublished(f"{what}: not published (HTTP 404)")
-        if status != 200:
-            raise self.status_error(status, headers, what)
-        try:
-            doc = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise ProviderError(f"{what}: answer is not JSON", "malformed") from None
+
+        async def read(response: aiohttp.ClientResponse) -> Any:
+            if response.status == 404:
+                raise NotPublished(f"{what}: not published (HTTP 404)")
+            if response.status != 200:
+                raise self.status_error(response.status, response.headers, what)
+            return await read_json(response, MAX_BODY_BYTES)
+
+        doc = await self.get(params, what, read)
         curve = parse_prices(doc, area, self.timezones.get(area), self.name)
         return Curve(area, curve.slice(start, end).periods, self.name, curve.fetched_at)

@@ -1,4 +1,4 @@
-"""ENTSO-E Transparency Platform: day-ahead prices (A44) and the total load forecast (A65).
+"""ENTSO-E Transparency Platform: day-ahead prices (A44), load forecast (A65), generation (A75).
 
 The REST API answers XML.  Facts this parser relies on:
 
@@ -17,25 +17,35 @@ The REST API answers XML.  Facts this parser relies on:
   next provider is tried) instead of silently using the other auction.
 - No data is answered with an ``Acknowledgement_MarketDocument`` (often HTTP 200 or 400),
   whose ``Reason`` text explains why.
+- Actual generation per production type (A75, processType A16) is a ``GL_MarketDocument``
+  with one ``TimeSeries`` per production type (``MktPSRType/psrType``, B01…B20) and
+  direction: generation carries ``inBiddingZone_Domain``, consumption (pumping, charging)
+  ``outBiddingZone_Domain``; quantities are MW averaged over each period.
 
-XML is parsed with defusedxml with DTDs forbidden: entity expansion ("billion laughs") and
-external entities are refused before anything is expanded.
+Answers are streamed into an incremental, defused parser (``entsoe_xml``) under a byte cap
+(``MAX_DOCUMENT_BYTES``, counted after decompression) and an element cap: no answer, however
+large or deeply compressed, is held whole.  DTDs are forbidden, so entity expansion ("billion
+laughs") and external entities are refused before anything is expanded.
 """
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from xml.etree.ElementTree import Element, ParseError
 
-import defusedxml.ElementTree as SafeET
-from defusedxml import DefusedXmlException
+import aiohttp
 
-from ..runtime import Secret
+from ..runtime import Secret, log
+from ..runtime.http import BodyError, feed_body, read_body
+from .carbon import DEFAULT_MIN_COVERAGE, factor_table, intensity
 from .curve import Curve, Period, format_utc
+from .entsoe_xml import XmlDocument, XmlStream, parse_document
 from .provider import HttpProvider, LoadForecast, NotPublished, ProviderError
+
+logger = logging.getLogger("powerplane.market")
 
 DEFAULT_URL = "https://web-api.tp.entsoe.eu/api"
 
@@ -83,42 +93,12 @@ AREA_EIC: dict[str, str] = {
 
 
 _DURATION = re.compile(r"^PT(?:(\d+)H)?(?:(\d+)M)?$")
-#: Largest document accepted: a year of quarter-hours is ~3 MB; anything far larger is not a price doc.
+#: Largest (decompressed) answer read: two days of generation per production type are ~1 MB.
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+#: Largest error answer read for its acknowledgement reason.
+MAX_ERROR_BYTES = 64 * 1024
 #: Most periods one Period element may span (a year of quarter-hours is 35,136).
 MAX_PERIODS = 40_000
-
-
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
-
-
-def _child(element: Element, name: str) -> Element | None:
-    for child in element:
-        if _local(child.tag) == name:
-            return child
-    return None
-
-
-def _children(element: Element, name: str) -> Iterator[Element]:
-    for child in element:
-        if _local(child.tag) == name:
-            yield child
-
-
-def _text(element: Element, path: str, where: str) -> str:
-    """Text of the descendant at dotted-local-name ``path`` (``timeInterval/start``)."""
-    node: Element | None = element
-    for part in path.split("/"):
-        node = _child(node, part) if node is not None else None
-    if node is None or node.text is None or not node.text.strip():
-        raise ProviderError(f"{where}: missing {path}", "malformed")
-    return node.text.strip()
-
-
-def _optional_text(element: Element, name: str) -> str | None:
-    node = _child(element, name)
-    return node.text.strip() if node is not None and node.text and node.text.strip() else None
 
 
 def parse_resolution(text: str, where: str) -> timedelta:
@@ -146,27 +126,15 @@ def _instant(text: str, where: str) -> datetime:
     return value
 
 
-def parse_xml(body: bytes, what: str) -> Element:
-    """Parse an ENTSO-E answer safely; DTDs (and so entities) are refused outright."""
-    if len(body) > MAX_DOCUMENT_BYTES:
-        raise ProviderError(f"{what}: document of {len(body)} bytes is too large", "malformed")
-    try:
-        root: Element = SafeET.fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
-    except DefusedXmlException as exc:
-        raise ProviderError(f"{what}: refused hostile XML ({type(exc).__name__})", "malformed") from None
-    except ParseError as exc:
-        raise ProviderError(f"{what}: malformed XML: {exc}", "malformed") from None
-    return root
+def _field(fields: dict[str, str], name: str, where: str) -> str:
+    value = fields.get(name)
+    if not value:
+        raise ProviderError(f"{where}: missing {name}", "malformed")
+    return value
 
 
-def acknowledgement_reason(root: Element) -> str:
-    reasons = []
-    for reason in _children(root, "Reason"):
-        code = _optional_text(reason, "code") or ""
-        text = _optional_text(reason, "text") or ""
-        reasons.append(" ".join(part for part in (code, text) if part))
-    # The text is the platform's; keep it short in logs.
-    return "; ".join(reasons)[:300] or "no reason given"
+def _document(body: bytes | XmlDocument, what: str, value_field: str) -> XmlDocument:
+    return body if isinstance(body, XmlDocument) else parse_document(body, what, value_field)
 
 
 @dataclass(frozen=True)
@@ -174,42 +142,41 @@ class _Series:
     sequence: str | None
     curve_type: str
     periods: tuple[tuple[datetime, datetime, timedelta, tuple[tuple[int, float], ...]], ...]
+    #: The production type (A75) and whether the series is consumption (outBiddingZone only).
+    psr_type: str | None = None
+    consumption: bool = False
 
 
-def _series(root: Element, value_field: str, what: str) -> list[_Series]:
+def _series(doc: XmlDocument, value_field: str, what: str) -> list[_Series]:
     out = []
-    for index, ts in enumerate(_children(root, "TimeSeries"), start=1):
+    for index, ts in enumerate(doc.series, start=1):
         where = f"{what}: TimeSeries {index}"
-        currency = _optional_text(ts, "currency_Unit.name")
+        fields = ts.fields
+        currency = fields.get("currency_Unit.name")
         if value_field == "price.amount" and currency not in (None, "EUR"):
             raise ProviderError(f"{where}: currency {currency[:8]!r} is not EUR", "malformed")
-        unit = _optional_text(ts, "price_Measure_Unit.name")
+        unit = fields.get("price_Measure_Unit.name")
         if value_field == "price.amount" and unit not in (None, "MWH"):
             raise ProviderError(f"{where}: price unit {unit[:8]!r} is not MWH", "malformed")
+        quantity_unit = fields.get("quantity_Measure_Unit.name")
+        if value_field == "quantity" and quantity_unit not in (None, "MAW"):
+            raise ProviderError(f"{where}: quantity unit {quantity_unit[:8]!r} is not MAW (MW)", "malformed")
         periods = []
-        for pindex, period in enumerate(_children(ts, "Period"), start=1):
+        for pindex, period in enumerate(ts.periods, start=1):
             pwhere = f"{where} Period {pindex}"
-            start = _instant(_text(period, "timeInterval/start", pwhere), pwhere)
-            end = _instant(_text(period, "timeInterval/end", pwhere), pwhere)
-            step = parse_resolution(_text(period, "resolution", pwhere), pwhere)
+            start = _instant(_field(period.fields, "timeInterval/start", pwhere), pwhere)
+            end = _instant(_field(period.fields, "timeInterval/end", pwhere), pwhere)
+            step = parse_resolution(_field(period.fields, "resolution", pwhere), pwhere)
             if end <= start:
                 raise ProviderError(f"{pwhere}: timeInterval ends before it starts", "malformed")
-            points = []
-            for point in _children(period, "Point"):
-                try:
-                    position = int(_text(point, "position", pwhere))
-                    amount = float(_text(point, value_field, pwhere))
-                except ValueError:
-                    raise ProviderError(f"{pwhere}: Point with a non-numeric field", "malformed") from None
-                if position < 1 or amount != amount or amount in (float("inf"), float("-inf")):
-                    raise ProviderError(f"{pwhere}: Point position {position} out of range", "malformed")
-                points.append((position, amount))
-            periods.append((start, end, step, tuple(sorted(points))))
+            periods.append((start, end, step, tuple(sorted(period.points))))
         out.append(
             _Series(
-                _optional_text(ts, "classificationSequence_AttributeInstanceComponent.position"),
-                _optional_text(ts, "curveType") or "A01",
+                fields.get("classificationSequence_AttributeInstanceComponent.position"),
+                fields.get("curveType") or "A01",
                 tuple(periods),
+                fields.get("psrType"),
+                "outBiddingZone_Domain.mRID" in fields and "inBiddingZone_Domain.mRID" not in fields,
             )
         )
     return out
@@ -245,17 +212,37 @@ def _expand(series: _Series, what: str) -> dict[timedelta, list[Period]]:
     return by_step
 
 
+def _check_kind(doc: XmlDocument, expected: str, what: str) -> None:
+    if doc.kind == "Acknowledgement_MarketDocument":
+        raise NotPublished(f"{what}: no data ({doc.acknowledgement_reason()})")
+    if doc.kind != expected:
+        raise ProviderError(f"{what}: unexpected document {doc.kind!r}", "malformed")
+
+
+def _layers(series: list[_Series], area: str, source: str, what: str) -> Curve:
+    """The series' periods as one curve, A03 gaps filled; the finest resolution wins on overlaps."""
+    by_step: dict[timedelta, list[Period]] = {}
+    for s in series:
+        for step, periods in _expand(s, what).items():
+            by_step.setdefault(step, []).extend(periods)
+    curve = Curve(area, source=source)
+    for step in sorted(by_step):  # finest resolution first: it wins where they overlap
+        layer = Curve(area, tuple(_dedupe(by_step[step])), source)
+        curve = curve.merge(layer) if curve else layer
+    return curve
+
+
 def parse_prices(
-    body: bytes, area: str, sequence: int | None = 1, source: str = "entsoe", what: str = "entsoe A44"
+    body: bytes | XmlDocument,
+    area: str,
+    sequence: int | None = 1,
+    source: str = "entsoe",
+    what: str = "entsoe A44",
 ) -> Curve:
     """An A44 document → a ``Curve``; raises ``NotPublished`` or ``ProviderError``."""
-    root = parse_xml(body, what)
-    kind = _local(root.tag)
-    if kind == "Acknowledgement_MarketDocument":
-        raise NotPublished(f"{what}: no data ({acknowledgement_reason(root)})")
-    if kind != "Publication_MarketDocument":
-        raise ProviderError(f"{what}: unexpected document {kind[:64]!r}", "malformed")
-    series = _series(root, "price.amount", what)
+    doc = _document(body, what, "price.amount")
+    _check_kind(doc, "Publication_MarketDocument", what)
+    series = _series(doc, "price.amount", what)
     if not series:
         raise NotPublished(f"{what}: document without TimeSeries")
     sequenced = [s for s in series if s.sequence is not None]
@@ -265,18 +252,11 @@ def parse_prices(
             present = ", ".join(sorted({s.sequence or "" for s in sequenced}))
             raise ProviderError(
                 f"{what}: {area}: classificationSequence position {sequence} is missing (present: "
-                f"{present}); not substituting another auction's prices",
+                f"{present[:80]}); not substituting another auction's prices",
                 "sequence_missing",
             )
         series = chosen
-    by_step: dict[timedelta, list[Period]] = {}
-    for s in series:
-        for step, periods in _expand(s, what).items():
-            by_step.setdefault(step, []).extend(periods)
-    curve = Curve(area, source=source)
-    for step in sorted(by_step):  # finest resolution first: it wins where they overlap
-        layer = Curve(area, tuple(_dedupe(by_step[step])), source)
-        curve = curve.merge(layer) if curve else layer
+    curve = _layers(series, area, source, what)
     if not curve:
         raise NotPublished(f"{what}: document without points")
     return curve
@@ -290,22 +270,44 @@ def _dedupe(periods: list[Period]) -> list[Period]:
     return list(seen.values())
 
 
-def parse_load(body: bytes, area: str, what: str = "entsoe A65") -> LoadForecast:
+def parse_load(body: bytes | XmlDocument, area: str, what: str = "entsoe A65") -> LoadForecast:
     """An A65 (total load forecast) document → MW per period."""
-    root = parse_xml(body, what)
-    kind = _local(root.tag)
-    if kind == "Acknowledgement_MarketDocument":
-        raise NotPublished(f"{what}: no data ({acknowledgement_reason(root)})")
-    if kind != "GL_MarketDocument":
-        raise ProviderError(f"{what}: unexpected document {kind[:64]!r}", "malformed")
+    doc = _document(body, what, "quantity")
+    _check_kind(doc, "GL_MarketDocument", what)
     points: dict[datetime, tuple[datetime, datetime, float]] = {}
-    for s in _series(root, "quantity", what):
+    for s in _series(doc, "quantity", what):
         for _step, periods in sorted(_expand(s, what).items(), key=lambda item: item[0]):
             for p in periods:
                 points.setdefault(p.start, (p.start, p.end, p.price))
     if not points:
         raise NotPublished(f"{what}: document without points")
     return LoadForecast(area, tuple(points[k] for k in sorted(points)))
+
+
+#: The key of generation without a production type (a TimeSeries lacking MktPSRType).
+UNTYPED = "untyped"
+
+
+def parse_generation(body: bytes | XmlDocument, area: str, what: str = "entsoe A75") -> dict[str, Curve]:
+    """An A75 (actual generation per production type) document → MW per period, by psrType.
+
+    Consumption series (pumped storage pumping, batteries charging: an ``outBiddingZone``
+    without an ``inBiddingZone``) are not generation and are left out.  A series without a
+    production type is kept under ``UNTYPED``: it is generation whose emissions are unknown.
+    Several series of one type (a span split by the platform, two resolutions) are merged, the
+    finest resolution winning where they overlap.
+    """
+    doc = _document(body, what, "quantity")
+    _check_kind(doc, "GL_MarketDocument", what)
+    by_type: dict[str, list[_Series]] = {}
+    for s in _series(doc, "quantity", what):
+        if not s.consumption:
+            by_type.setdefault((s.psr_type or UNTYPED)[:8], []).append(s)
+    generation = {code: _layers(series, area, code, what) for code, series in sorted(by_type.items())}
+    generation = {code: curve for code, curve in generation.items() if curve}
+    if not generation:
+        raise NotPublished(f"{what}: document without generation points")
+    return generation
 
 
 def _stamp(instant: datetime) -> str:
@@ -340,25 +342,36 @@ class EntsoeProvider(HttpProvider):
         except KeyError:
             raise ProviderError(f"{self.name}: no EIC code known for area {area!r}", "other") from None
 
-    async def _query(self, params: dict[str, str], what: str) -> bytes:
+    async def _query(self, params: dict[str, str], what: str, value_field: str) -> XmlDocument:
+        """One API request, its XML streamed into the incremental parser under the byte cap."""
+
+        async def read(response: aiohttp.ClientResponse) -> XmlDocument:
+            if response.status == 200:
+                stream = XmlStream(what, value_field)
+                await feed_body(response, stream.feed, MAX_DOCUMENT_BYTES)
+                return stream.close()
+            raise await self._refusal(response, what)
+
         # The token travels as a query parameter (the API's only way); it never enters a message.
-        status, body, headers = await self.get({**params, "securityToken": self.token.reveal()}, what)
-        if status == 200:
-            return body
+        return await self.get({**params, "securityToken": self.token.reveal()}, what, read)
+
+    async def _refusal(self, response: aiohttp.ClientResponse, what: str) -> ProviderError:
+        """The error for a non-200 answer, with the acknowledgement's reason when it has one."""
         detail = ""
+        try:
+            body = await read_body(response, MAX_ERROR_BYTES)
+        except BodyError:
+            body = b""
         if body.lstrip().startswith(b"<"):
             try:
-                root = parse_xml(body, what)
-                if _local(root.tag) == "Acknowledgement_MarketDocument":
-                    reason = acknowledgement_reason(root)
-                    if status == 400 and "no matching data" in reason.lower():
-                        raise NotPublished(f"{what}: no data ({reason})")
-                    detail = reason
-            except NotPublished:
-                raise
+                doc = parse_document(body, what)
             except ProviderError:
-                pass
-        raise self.status_error(status, headers, what, detail)
+                doc = XmlDocument()
+            if doc.kind == "Acknowledgement_MarketDocument":
+                detail = doc.acknowledgement_reason()
+                if response.status == 400 and "no matching data" in detail.lower():
+                    return NotPublished(f"{what}: no data ({detail})")
+        return self.status_error(response.status, response.headers, what, detail)
 
     async def fetch(self, area: str, start: datetime, end: datetime) -> Curve:
         domain = self._domain(area)
@@ -372,6 +385,7 @@ class EntsoeProvider(HttpProvider):
                 "periodEnd": _stamp(end),
             },
             what,
+            "price.amount",
         )
         curve = parse_prices(body, area, self.sequence, self.name, what)
         return Curve(area, curve.slice(start, end).periods, self.name, datetime.now(UTC))
@@ -388,5 +402,66 @@ class EntsoeProvider(HttpProvider):
                 "periodEnd": _stamp(end),
             },
             what,
+            "quantity",
         )
         return parse_load(body, area, what)
+
+
+class EntsoeCarbonProvider(EntsoeProvider):
+    """Grid carbon intensity from ENTSO-E's actual generation per production type (A75, A16).
+
+    ``fetch`` answers a ``Curve`` of gCO2eq/kWh per period (see ``carbon.intensity``), so it
+    stands in the carbon feed's fallback chain like any other provider.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        token: Secret,
+        url: str = DEFAULT_URL,
+        timeout: float = 30.0,
+        eic: dict[str, str] | None = None,
+        factors: Mapping[str, float] | None = None,
+        min_coverage: float = DEFAULT_MIN_COVERAGE,
+    ) -> None:
+        super().__init__(name, token, url, timeout, None, eic)
+        self.factors = dict(factors) if factors is not None else factor_table()
+        self.min_coverage = min_coverage
+        self._reported: set[tuple[str, str]] = set()
+
+    async def fetch(self, area: str, start: datetime, end: datetime) -> Curve:
+        domain = self._domain(area)
+        what = f"{self.name} A75 {area} {format_utc(start)}..{format_utc(end)}"
+        doc = await self._query(
+            {
+                "documentType": "A75",
+                "processType": "A16",
+                "in_Domain": domain,
+                "periodStart": _stamp(start),
+                "periodEnd": _stamp(end),
+            },
+            what,
+            "quantity",
+        )
+        generation = parse_generation(doc, area, what)
+        try:
+            result = intensity(area, generation, self.factors, start, end, self.min_coverage, self.name)
+        except ProviderError as exc:
+            raise ProviderError(f"{what}: {exc}", exc.reason) from None
+        for code in result.unknown_types:
+            if (area, code) not in self._reported:  # once per area and code, not per fetch
+                self._reported.add((area, code))
+                log(
+                    logger,
+                    logging.WARNING,
+                    "production type without an emission factor",
+                    area=area,
+                    provider=self.name,
+                    psr_type=code,
+                )
+        if not result.curve:
+            raise NotPublished(
+                f"{what}: no period where generation with a known emission factor covers "
+                f"{self.min_coverage:.0%} of the total ({result.gaps} incomplete)"
+            )
+        return Curve(area, result.curve.periods, self.name, datetime.now(UTC))

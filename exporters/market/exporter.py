@@ -1,9 +1,10 @@
-"""Metrics and HTTP endpoints of the market exporter.
+"""The market exporter: its server, the JSON curve endpoint and the command.
 
-Prometheus cannot ingest samples in the future, so the curve is exposed as "now"-relative
-gauges: the current and next period, a fixed set of horizons ahead, day statistics and the
-cheapest windows.  The whole curve is served as JSON at ``/api/v1/curve`` (Grafana Infinity,
-the power-cap controller).  Every value is read from the cached curve: a scrape never calls a
+Prometheus cannot ingest samples in the future, so the curves are exposed as "now"-relative
+gauges (``collectors``): the current and next period, a fixed set of horizons ahead, day
+statistics and the cheapest windows, for prices and, when configured, for the grid carbon
+intensity.  Each whole curve is served as JSON at ``/api/v1/curve`` (Grafana Infinity, the
+power-cap controller).  Every value is read from the cached curves: a scrape never calls a
 provider.
 
     powerplane_market_price_eur_per_mwh{area="DE-LU"} 87.12
@@ -15,299 +16,109 @@ provider.
     powerplane_market_period_seconds{area="DE-LU"} 900
     powerplane_market_tomorrow_published{area="DE-LU"} 1
     powerplane_market_fetch_errors_total{area="DE-LU",provider="entsoe",reason="rate_limited"} 2
+    powerplane_grid_carbon_intensity_grams_per_kwh{area="DE-LU"} 312.4
+    powerplane_grid_carbon_intensity_data_age_seconds{area="DE-LU"} 3240
+    powerplane_grid_carbon_intensity_day_min_grams_per_kwh{area="DE-LU",day="today"} 201.7
+    powerplane_grid_carbon_source_info{area="DE-LU",provider="entsoe"} 1
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 from aiohttp import web
-from prometheus_client.core import Metric
 
-from ..runtime import Collector, Deadline, ExporterServer, Partial, serve_until_signalled
+from ..runtime import Collector, ExporterServer, serve_until_signalled
 from ..runtime.cli import WebOptions, config_option, web_options
-from ..runtime.metrics import MetricSpec
+from .carbon import UNIT as CARBON_UNIT
+from .collectors import CarbonCollector, MarketCollector
 from .config import KIND, MarketConfig
-from .curve import day_bounds, format_utc, local_day
-from .feed import AreaFeed, Clock, FeedState, Market, system_clock
+from .curve import Period, format_utc, local_day
+from .feed import AreaFeed, CarbonFeed, CarbonState, Clock, Market, system_clock
+from .metrics import METRICS
 
 DEFAULT_PORT = 9875
-CACHED = " Cached: refreshed from the provider a few times a day, never per scrape."
-
-#: Horizons ahead of now exposed as separate series (bounded cardinality: 10 per area).
-HORIZONS: tuple[tuple[str, timedelta], ...] = tuple(
-    (label, timedelta(minutes=m))
-    for label, m in (
-        ("15m", 15),
-        ("30m", 30),
-        ("1h", 60),
-        ("2h", 120),
-        ("3h", 180),
-        ("4h", 240),
-        ("6h", 360),
-        ("8h", 480),
-        ("12h", 720),
-        ("24h", 1440),
-    )
-)
-#: Lengths of the cheapest windows searched within the next 24 hours.
-WINDOWS: tuple[tuple[str, timedelta], ...] = tuple(
-    (label, timedelta(hours=h)) for label, h in (("1h", 1), ("2h", 2), ("4h", 4), ("8h", 8))
-)
-WINDOW_HORIZON = timedelta(hours=24)
-
-_A = ("area",)
-PRICE = MetricSpec(
-    "powerplane_market_price_eur_per_mwh",
-    "gauge",
-    "Day-ahead price of the current delivery period." + CACHED,
-    _A,
-)
-NEXT_PRICE = MetricSpec(
-    "powerplane_market_next_price_eur_per_mwh",
-    "gauge",
-    "Day-ahead price of the period after the current one." + CACHED,
-    _A,
-)
-AHEAD_PRICE = MetricSpec(
-    "powerplane_market_price_ahead_eur_per_mwh",
-    "gauge",
-    "Day-ahead price of the period containing now + horizon (15m, 30m, 1h, 2h, 3h, 4h, 6h, 8h, 12h, 24h)."
-    + CACHED,
-    ("area", "horizon"),
-)
-DAY_MIN = MetricSpec(
-    "powerplane_market_day_min_eur_per_mwh",
-    "gauge",
-    "Lowest price of the local delivery day (day=today|tomorrow; tomorrow once published)." + CACHED,
-    ("area", "day"),
-)
-DAY_MAX = MetricSpec(
-    "powerplane_market_day_max_eur_per_mwh",
-    "gauge",
-    "Highest price of the local delivery day (day=today|tomorrow)." + CACHED,
-    ("area", "day"),
-)
-DAY_MEAN = MetricSpec(
-    "powerplane_market_day_mean_eur_per_mwh",
-    "gauge",
-    "Time-weighted mean price of the local delivery day (day=today|tomorrow)." + CACHED,
-    ("area", "day"),
-)
-DAY_PERIODS = MetricSpec(
-    "powerplane_market_day_periods",
-    "gauge",
-    "Delivery periods in the local day (96 quarter-hours; 92 and 100 on DST change days)." + CACHED,
-    ("area", "day"),
-)
-RANK = MetricSpec(
-    "powerplane_market_price_rank_ratio",
-    "gauge",
-    "Share of today's other periods cheaper than the current one: 0 cheapest, 1 dearest." + CACHED,
-    _A,
-)
-CHEAPEST_START = MetricSpec(
-    "powerplane_market_cheapest_window_start_timestamp_seconds",
-    "gauge",
-    "Start of the cheapest window of the given length (1h, 2h, 4h, 8h) starting from the current "
-    "period and ending within 24 h." + CACHED,
-    ("area", "window"),
-)
-CHEAPEST_PRICE = MetricSpec(
-    "powerplane_market_cheapest_window_price_eur_per_mwh",
-    "gauge",
-    "Mean price of that cheapest window." + CACHED,
-    ("area", "window"),
-)
-PERIOD_SECONDS = MetricSpec(
-    "powerplane_market_period_seconds", "gauge", "Length of the current delivery period." + CACHED, _A
-)
-DATA_AGE = MetricSpec(
-    "powerplane_market_data_age_seconds",
-    "gauge",
-    "Seconds since the curve in use was last fetched from a provider (or written to the store).",
-    _A,
-)
-DATA_END = MetricSpec(
-    "powerplane_market_data_end_timestamp_seconds",
-    "gauge",
-    "End of the last period with a known price." + CACHED,
-    _A,
-)
-TOMORROW = MetricSpec(
-    "powerplane_market_tomorrow_published",
-    "gauge",
-    "Whether every period of tomorrow's local delivery day is known (1) or not (0)." + CACHED,
-    _A,
-)
-SOURCE = MetricSpec(
-    "powerplane_market_source_info",
-    "gauge",
-    "The provider the curve in use came from, constant 1.",
-    ("area", "provider"),
-)
-FETCH_ERRORS = MetricSpec(
-    "powerplane_market_fetch_errors_total",
-    "counter",
-    "Failed fetches by provider and reason (auth, rate_limited, unavailable, http, timeout, connection, "
-    "malformed, no_data, sequence_missing, other); no_data counts polls before publication.",
-    ("area", "provider", "reason"),
-)
-LOAD = MetricSpec(
-    "powerplane_market_load_forecast_watts",
-    "gauge",
-    "ENTSO-E day-ahead total load forecast for the current period (when configured)." + CACHED,
-    _A,
-)
-LOAD_RATIO = MetricSpec(
-    "powerplane_market_load_forecast_ratio",
-    "gauge",
-    "Current load forecast over today's peak forecast: a scarcity signal in 0..1." + CACHED,
-    _A,
-)
-METRICS = (
-    PRICE,
-    NEXT_PRICE,
-    AHEAD_PRICE,
-    DAY_MIN,
-    DAY_MAX,
-    DAY_MEAN,
-    DAY_PERIODS,
-    RANK,
-    CHEAPEST_START,
-    CHEAPEST_PRICE,
-    PERIOD_SECONDS,
-    DATA_AGE,
-    DATA_END,
-    TOMORROW,
-    SOURCE,
-    FETCH_ERRORS,
-    LOAD,
-    LOAD_RATIO,
-)
+__all__ = ["DEFAULT_PORT", "METRICS", "MarketApi", "build_market", "command", "make_server"]
+#: The curves the endpoint serves (``series=``).
+SERIES = ("price", "carbon")
+F = TypeVar("F", AreaFeed, CarbonFeed)
 
 
-@dataclass(frozen=True)
-class MarketSnapshot:
-    now: datetime
-    states: tuple[FeedState, ...]
+def _pick(feeds: Mapping[str, F], area: str | None, series: str) -> F:
+    if area is None and len(feeds) == 1:
+        return next(iter(feeds.values()))
+    if area is None:
+        raise web.HTTPBadRequest(text=f"area= is required (several areas have a {series} curve)\n")
+    feed = feeds.get(area)
+    if feed is None:
+        raise web.HTTPBadRequest(text=f"unknown area {area[:40]!r} for series {series}\n")
+    return feed
 
 
-def render_states(now: datetime, states: Sequence[FeedState]) -> list[Metric]:
-    """All market families for ``states`` as of ``now`` (pure: the clock is an argument)."""
-    fam = {spec.name: spec.family() for spec in METRICS}
+def _held(state: CarbonState, now: datetime) -> list[dict[str, Any]]:
+    """Periods from the newest measured one up to now, carrying its value (marked ``held``).
 
-    def add(spec: MetricSpec, labels: list[str], value: float | None) -> None:
-        if value is not None:
-            fam[spec.name].add_metric(labels, value)
-
-    for st in states:
-        area, curve, tz = st.area, st.curve, st.timezone
-        current = curve.period_at(now)
-        add(PRICE, [area], current.price if current else None)
-        nxt = curve.next_period(now)
-        add(NEXT_PRICE, [area], nxt.price if nxt else None)
-        for label, delta in HORIZONS:
-            add(AHEAD_PRICE, [area, label], curve.price_at(now + delta))
-        today = local_day(now, tz)
-        for name, day in (("today", today), ("tomorrow", today + timedelta(days=1))):
-            if not curve.has_day(day, tz):
-                continue
-            stats = curve.day(day, tz).stats()
-            if stats is None:
-                continue
-            add(DAY_MIN, [area, name], stats.min)
-            add(DAY_MAX, [area, name], stats.max)
-            add(DAY_MEAN, [area, name], stats.mean)
-            add(DAY_PERIODS, [area, name], float(stats.count))
-        add(RANK, [area], curve.rank_ratio(now, tz))
-        for label, length in WINDOWS:
-            best = curve.cheapest_window(now, length, WINDOW_HORIZON)
-            if best is not None:
-                add(CHEAPEST_START, [area, label], best[0].timestamp())
-                add(CHEAPEST_PRICE, [area, label], best[1])
-        add(PERIOD_SECONDS, [area], current.seconds if current else None)
-        if st.fetched_at is not None:
-            add(DATA_AGE, [area], max(0.0, (now - st.fetched_at).total_seconds()))
-        add(DATA_END, [area], curve.end.timestamp() if curve.end else None)
-        add(TOMORROW, [area], 1.0 if curve.has_day(today + timedelta(days=1), tz) else 0.0)
-        if curve.source:
-            add(SOURCE, [area, curve.source], 1.0)
-        for (provider, reason), count in sorted(st.errors.items()):
-            fam[FETCH_ERRORS.name].add_metric([area, provider, reason], float(count))
-        if st.load is not None:
-            mw = st.load.at(now)
-            add(LOAD, [area], mw * 1e6 if mw is not None else None)
-            peak = st.load.peak(*day_bounds(today, tz))
-            if mw is not None and peak:
-                add(LOAD_RATIO, [area], mw / peak)
-    return list(fam.values())
-
-
-class MarketCollector(Collector[MarketSnapshot]):
-    """Reads the feeds' cached curves; fails (partially) for an area without a current price."""
-
-    name = "market"
-
-    def __init__(self, market: Market, clock: Clock = system_clock) -> None:
-        self.market = market
-        self.clock = clock
-
-    async def fetch(self, deadline: Deadline) -> MarketSnapshot | Partial[MarketSnapshot]:
-        self.market.ensure_running()
-        now = self.clock()
-        states = tuple(self.market.states())
-        snapshot = MarketSnapshot(now, states)
-        missing = [s.area for s in states if s.curve.period_at(now) is None]
-        if missing:
-            # Still rendered (error counters, data age): the collector is reported failed.
-            return Partial(snapshot, [f"{', '.join(missing)}: no price for the current period"])
-        return snapshot
-
-    def render(self, snapshot: MarketSnapshot) -> Iterable[Metric]:
-        return render_states(snapshot.now, snapshot.states)
+    Measured intensities lag real time; these make the period containing now answer with the
+    same value the metric exports, so readers that look up "the period containing now" (the
+    controller's curve signal) get it.  None once the value is older than the maximum age.
+    """
+    current = state.current(now)
+    if current is None or current.contains(now):
+        return []
+    step, cursor, held = current.end - current.start, current.end, []
+    while cursor <= now:
+        p = Period(cursor, cursor + step, current.price)
+        if not state.curve.between(p.start, p.end):  # never over a period the source gave
+            held.append({**state.curve.period_json(p, state.timezone), "held": True})
+        cursor += step
+    return held
 
 
 class MarketApi:
-    """``/api/v1/curve?area=…`` (the full curve as JSON) and ``/api/v1/areas``."""
+    """``/api/v1/curve?area=…&series=price|carbon`` (a whole curve as JSON) and ``/api/v1/areas``."""
 
     def __init__(self, market: Market, clock: Clock = system_clock) -> None:
         self.market = market
         self.clock = clock
 
-    def _feed(self, request: web.Request) -> AreaFeed:
-        area = request.query.get("area")
-        if area is None and len(self.market.feeds) == 1:
-            return next(iter(self.market.feeds.values()))
-        if area is None:
-            raise web.HTTPBadRequest(text="area= is required (several areas are configured)\n")
-        feed = self.market.feeds.get(area)
-        if feed is None:
-            raise web.HTTPBadRequest(text=f"unknown area {area[:40]!r}\n")
-        return feed
-
-    async def curve(self, request: web.Request) -> web.Response:
-        self.market.ensure_running()
-        feed = self._feed(request)
-        now = self.clock()
-        state = feed.state()
-        today = local_day(now, state.timezone)
-        doc = state.curve.to_json(state.timezone)
-        doc["now"] = format_utc(now)
-        doc["days"] = {
+    def _days(self, feed: AreaFeed | CarbonFeed, now: datetime) -> dict[str, Any]:
+        today = local_day(now, feed.timezone)
+        return {
             day.isoformat(): {
-                "complete": state.curve.has_day(day, state.timezone),
-                "periods": len(state.curve.day(day, state.timezone)),
+                "complete": feed.curve.has_day(day, feed.timezone),
+                "periods": len(feed.curve.day(day, feed.timezone)),
             }
             for day in (today, today + timedelta(days=1))
         }
-        doc["tomorrow_published"] = doc["days"][(today + timedelta(days=1)).isoformat()]["complete"]
+
+    async def curve(self, request: web.Request) -> web.Response:
+        self.market.ensure_running()
+        series = request.query.get("series", "price")
+        if series not in SERIES:
+            raise web.HTTPBadRequest(text=f"series must be one of {', '.join(SERIES)}\n")
+        now = self.clock()
+        area = request.query.get("area")
+        if series == "carbon":
+            carbon = _pick(self.market.carbon, area, series)
+            state = carbon.state()
+            doc = state.curve.to_json(state.timezone, CARBON_UNIT)
+            doc["periods"] = sorted([*doc["periods"], *_held(state, now)], key=lambda p: str(p["start"]))
+            doc["max_age_seconds"] = state.max_age
+            doc["days"] = self._days(carbon, now)
+        else:
+            feed = _pick(self.market.feeds, area, series)
+            doc = feed.curve.to_json(feed.timezone)
+            doc["days"] = self._days(feed, now)
+            doc["tomorrow_published"] = doc["days"][
+                (local_day(now, feed.timezone) + timedelta(days=1)).isoformat()
+            ]["complete"]
+        doc["series"] = series
+        doc["now"] = format_utc(now)
         return web.json_response(doc, dumps=lambda d: json.dumps(d, allow_nan=False))
 
     async def areas(self, _request: web.Request) -> web.Response:
@@ -317,6 +128,11 @@ class MarketApi:
                     "area": feed.area,
                     "timezone": str(feed.timezone),
                     "providers": [p.name for p in feed.providers],
+                    **(
+                        {"carbon_providers": [p.name for p in self.market.carbon[feed.area].providers]}
+                        if feed.area in self.market.carbon
+                        else {}
+                    ),
                 }
                 for feed in self.market.feeds.values()
             ]
@@ -340,7 +156,15 @@ def build_market(config: MarketConfig, clock: Clock = system_clock, tick: float 
         )
         for a in config.areas
     ]
-    return Market(feeds, providers, tick)
+    carbon_providers = config.build_carbon_providers()
+    carbon = []
+    if config.carbon is not None:
+        zones = {a.area: a.zone for a in config.areas}
+        carbon = [
+            CarbonFeed(area, zones[area], carbon_providers, config.carbon.refresh, clock)
+            for area in config.carbon.areas
+        ]
+    return Market(feeds, [*providers, *carbon_providers], tick, carbon)
 
 
 def make_server(
@@ -349,9 +173,12 @@ def make_server(
     """The market exporter for ``config`` and its ``Market`` (start it with ``ensure_running``)."""
     market = market or build_market(config, clock)
     api = MarketApi(market, clock)
+    collectors: list[Collector[Any]] = [MarketCollector(market, clock)]
+    if market.carbon:
+        collectors.append(CarbonCollector(market, clock))
     server = ExporterServer(
         "market",
-        collectors=[MarketCollector(market, clock)],
+        collectors=collectors,
         description="Day-ahead electricity prices for " + ", ".join(a.area for a in config.areas),
         routes=[("GET", "/api/v1/curve", api.curve), ("GET", "/api/v1/areas", api.areas)],
         on_shutdown=[market.stop],
@@ -364,7 +191,7 @@ def make_server(
 @config_option(KIND, help="Market exporter config (YAML).")
 @web_options(DEFAULT_PORT)
 def command(web: WebOptions, config: MarketConfig) -> None:
-    """Day-ahead electricity prices (ENTSO-E, Energy-Charts, static curves)."""
+    """Day-ahead electricity prices and grid carbon intensity (ENTSO-E, Energy-Charts, static curves)."""
     server, market = make_server(config, web_config=web.web_config)
 
     async def main() -> None:

@@ -31,6 +31,9 @@ from .provider import NotPublished, Provider, ProviderError
 
 _AREA = re.compile(r"^[A-Z0-9][A-Z0-9-]{0,31}$")
 STORE_HEADER = ("start", "end", "price_eur_per_mwh", "source")
+#: The names a static file may give its value: a price curve's, and a carbon curve's (gCO2eq/kWh).
+PRICE_KEYS = ("price", "price_eur_per_mwh")
+CARBON_KEYS = ("grams_per_kwh", "value")
 
 
 def _days(start: datetime, end: datetime, tz: ZoneInfo) -> list[date]:
@@ -38,13 +41,17 @@ def _days(start: datetime, end: datetime, tz: ZoneInfo) -> list[date]:
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
-def read_csv_periods(text: str, where: str, default_step: timedelta | None) -> list[Period]:
+def read_csv_periods(
+    text: str, where: str, default_step: timedelta | None, value_keys: tuple[str, ...] = PRICE_KEYS
+) -> list[Period]:
     """Rows ``start,[end,]price`` (a header row names the columns) → periods."""
     reader = csv.DictReader(io.StringIO(text))
     fields = [f.strip() for f in reader.fieldnames or []]
-    price_col = next((f for f in ("price", "price_eur_per_mwh") if f in fields), None)
+    price_col = next((f for f in value_keys if f in fields), None)
     if "start" not in fields or price_col is None:
-        raise ProviderError(f"{where}: CSV needs a header with 'start' and 'price' columns", "malformed")
+        raise ProviderError(
+            f"{where}: CSV needs a header with 'start' and {value_keys[0]!r} columns", "malformed"
+        )
     periods = []
     for line, row in enumerate(reader, start=2):
         row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
@@ -63,7 +70,11 @@ def read_csv_periods(text: str, where: str, default_step: timedelta | None) -> l
 
 
 class StaticProvider(Provider):
-    """Prices from a static YAML or CSV curve file (re-read when the file changes)."""
+    """A static YAML or CSV curve file (re-read when the file changes): prices, or a carbon curve.
+
+    ``value_keys`` names the value's key or column: ``price`` for prices (the default),
+    ``grams_per_kwh`` (or ``value``) for carbon intensity.
+    """
 
     kind = "static"
 
@@ -73,11 +84,13 @@ class StaticProvider(Provider):
         path: Path,
         resolution: timedelta = timedelta(minutes=15),
         timezones: Mapping[str, ZoneInfo] | None = None,
+        value_keys: tuple[str, ...] = PRICE_KEYS,
     ) -> None:
         super().__init__(name)
         self.path = Path(path)
         self.resolution = resolution
         self.timezones = dict(timezones or {})
+        self.value_keys = value_keys
         self._loaded: tuple[float, _StaticCurve] | None = None
 
     def _curve(self) -> _StaticCurve:
@@ -86,7 +99,7 @@ class StaticProvider(Provider):
         except OSError as exc:
             raise ProviderError(f"{self.name}: cannot read {self.path}: {exc.strerror}", "other") from None
         if self._loaded is None or self._loaded[0] != mtime:
-            self._loaded = (mtime, load_static(self.path, self.resolution))
+            self._loaded = (mtime, load_static(self.path, self.resolution, self.value_keys))
         return self._loaded[1]
 
     def supports(self, area: str) -> bool:
@@ -140,7 +153,9 @@ class _StaticCurve:
         return out
 
 
-def load_static(path: Path, default_step: timedelta) -> _StaticCurve:
+def load_static(
+    path: Path, default_step: timedelta, value_keys: tuple[str, ...] = PRICE_KEYS
+) -> _StaticCurve:
     where = str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -149,15 +164,18 @@ def load_static(path: Path, default_step: timedelta) -> _StaticCurve:
     except UnicodeDecodeError:
         raise ProviderError(f"{where}: not UTF-8 text", "malformed") from None
     if path.suffix.lower() == ".csv":
-        return _StaticCurve(read_csv_periods(text, where, default_step), [], default_step, None, frozenset())
+        periods = read_csv_periods(text, where, default_step, value_keys)
+        return _StaticCurve(periods, [], default_step, None, frozenset())
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ProviderError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}", "malformed") from None
-    return parse_static(doc, where, default_step)
+    return parse_static(doc, where, default_step, value_keys)
 
 
-def parse_static(doc: Any, where: str, default_step: timedelta) -> _StaticCurve:
+def parse_static(
+    doc: Any, where: str, default_step: timedelta, value_keys: tuple[str, ...] = PRICE_KEYS
+) -> _StaticCurve:
     if not isinstance(doc, dict):
         raise ProviderError(f"{where}: a static curve is a mapping", "malformed")
     unknown = set(doc) - {"area", "areas", "timezone", "resolution_minutes", "profile", "periods"}
@@ -193,7 +211,8 @@ def parse_static(doc: Any, where: str, default_step: timedelta) -> _StaticCurve:
         try:
             start = parse_instant(str(item["start"]))
             end = parse_instant(str(item["end"])) if "end" in item else start + step
-            periods.append(Period(start, end, float(item["price"])))
+            key = next((k for k in value_keys if k in item), value_keys[0])
+            periods.append(Period(start, end, float(item[key])))
         except (KeyError, TypeError, ValueError) as exc:
             raise ProviderError(f"{where}: periods[{i}]: {exc}", "malformed") from None
     if not profile and not periods:

@@ -9,12 +9,17 @@ may return fewer periods than asked for (tomorrow not yet published); it raises
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 import aiohttp
 
+from ..runtime.http import BodyError, BodyTooLarge
 from .curve import Curve
+
+T = TypeVar("T")
 
 #: Reasons a fetch fails: the ``reason`` label of ``powerplane_market_fetch_errors_total``.
 REASONS = (
@@ -25,6 +30,8 @@ REASONS = (
     "timeout",
     "connection",
     "malformed",
+    "too_large",
+    "stale",
     "no_data",
     "sequence_missing",
     "other",
@@ -107,12 +114,26 @@ class HttpProvider(Provider):
             )
         return self._session
 
-    async def get(self, params: dict[str, str], what: str) -> tuple[int, bytes, dict[str, str]]:
-        """GET ``self.url`` with ``params``; transport failures become ``ProviderError``."""
+    async def get(
+        self,
+        params: Mapping[str, str],
+        what: str,
+        read: Callable[[aiohttp.ClientResponse], Awaitable[T]],
+        path: str = "",
+        headers: Mapping[str, str] | None = None,
+    ) -> T:
+        """GET ``self.url + path`` and hand the response to ``read`` (which reads the body bounded).
+
+        Transport failures, timeouts (the whole exchange, body included, is bounded by the
+        provider's timeout) and refused bodies become ``ProviderError``.
+        """
         try:
-            async with self.session().get(self.url, params=params) as response:
-                body = await response.read()
-                return response.status, body, dict(response.headers)
+            async with self.session().get(self.url + path, params=params, headers=headers) as response:
+                return await read(response)
+        except BodyTooLarge as exc:
+            raise ProviderError(f"{what}: {exc}", "too_large") from None
+        except BodyError as exc:
+            raise ProviderError(f"{what}: {exc}", "malformed") from None
         except TimeoutError:
             raise ProviderError(
                 f"{self.name}: {what}: timed out after {self.timeout:g}s", "timeout"
@@ -122,7 +143,7 @@ class HttpProvider(Provider):
             raise ProviderError(f"{self.name}: {what}: {type(exc).__name__}", "connection") from None
 
     def status_error(
-        self, status: int, headers: dict[str, str], what: str, detail: str = ""
+        self, status: int, headers: Mapping[str, str], what: str, detail: str = ""
     ) -> ProviderError:
         retry_after = _retry_after(headers.get("Retry-After"))
         suffix = f": {detail}" if detail else ""

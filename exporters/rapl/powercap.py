@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import errno
+import logging
 import os
 import re
 import time
@@ -13,6 +13,8 @@ from ..runtime import (
     CollectorError,
     NoData,
 )
+
+logger = logging.getLogger("powerplane.rapl")
 
 _ZONE_DIR = re.compile(r"^intel-rapl:([0-9a-f]+)(?::([0-9a-f]+))?$")
 _SOCKET_SUFFIX = re.compile(r"-\d+$")
@@ -63,6 +65,22 @@ def read_int(path: Path | str, zone: str) -> int:
     except ValueError:
         name = os.path.basename(path)
         raise CollectorError(f"{zone}/{name}: not an integer: {text[:32]!r}") from None
+
+
+def optional_int(path: Path, zone: str) -> int | None:
+    """An optional attribute: absent, empty, unreadable or not a number gives None.
+
+    Firmware leaves some attributes empty (node_exporter's own fixture has an empty
+    ``constraint_0_max_power_uw`` on a core subzone) or answers ENODATA for an unset maximum;
+    that drops this one value, never the zone and its energy.
+    """
+    try:
+        return read_int(path, zone)
+    except (OSError, CollectorError) as exc:
+        logger.debug(
+            "optional powercap attribute unreadable", extra={"fields": {"path": str(path), "err": str(exc)}}
+        )
+        return None
 
 
 class PowercapTree:
@@ -116,20 +134,12 @@ class PowercapTree:
         if not name:
             raise CollectorError(f"{dirname}/name: empty")
         has_energy = (path / "energy_uj").exists()
-        max_range = read_int(path / "max_energy_range_uj", dirname) if has_energy else None
+        max_range = optional_int(path / "max_energy_range_uj", dirname) if has_energy else None
         constraints = []
         number = 0
         while (path / f"constraint_{number}_name").exists():
             cname = read_text(path / f"constraint_{number}_name")
-            max_file = path / f"constraint_{number}_max_power_uw"
-            max_power = None
-            if max_file.exists():
-                try:
-                    max_power = read_int(max_file, dirname)
-                except OSError as exc:
-                    # Some firmware answers ENODATA for an unset maximum: not an error.
-                    if exc.errno not in (errno.ENODATA, errno.EOPNOTSUPP):
-                        raise
+            max_power = optional_int(path / f"constraint_{number}_max_power_uw", dirname)
             constraints.append(
                 Constraint(
                     number,

@@ -8,15 +8,23 @@ false`` in every object schema.
 
 Secrets are never literal values in a config file: a secret field is ``{env: NAME}`` or
 ``{file: /path}`` and becomes a ``Secret`` whose repr and str are redacted.
+
+Defaults are said once.  A field declared with ``setting(default, schema=..., doc=...)`` in a
+frozen dataclass is the one place its default is written: ``settings_schema`` makes the JSON
+Schema from the dataclass (with that ``default`` and ``doc`` as ``description``),
+``from_document`` fills what the document leaves out from the same fields, ``settings_table``
+writes the docs' table and ``option_defaults`` gives a click option its default and help.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import copy
+import dataclasses
 import os
 from collections.abc import Callable, Hashable, Iterator, Mapping
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -224,3 +232,153 @@ def strict_object(properties: Mapping[str, Any], required: tuple[str, ...] = ())
     if required:
         schema["required"] = list(required)
     return schema
+
+
+# --- settings: a default written once feeds the dataclass, the schema and the docs -------------
+
+_SETTING = "powerplane.setting"
+
+
+@dataclass(frozen=True)
+class _Meta:
+    schema: Mapping[str, Any]
+    doc: str
+    of: type | None
+
+
+def setting(
+    default: Any = MISSING,
+    *,
+    schema: Mapping[str, Any] | None = None,
+    doc: str = "",
+    of: type | None = None,
+) -> Any:
+    """A dataclass field that a config document sets; without ``default`` it is required.
+
+    ``schema`` constrains the value (its JSON type is inferred from a ``bool``/``int``/``float``/
+    ``str`` annotation when the schema names none); ``of`` is a dataclass of settings the value is built into
+    (a nested object, its schema from that class).  Mutable defaults are copied per instance.
+    """
+    meta = {_SETTING: _Meta(dict(schema or {}), doc, of)}
+    if default is MISSING:
+        return field(metadata=meta)
+    if isinstance(default, dict | list | set):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _settings(cls: type) -> list[tuple[dataclasses.Field[Any], _Meta]]:
+    return [(f, f.metadata[_SETTING]) for f in fields(cls) if _SETTING in f.metadata]
+
+
+def default_of(f: dataclasses.Field[Any]) -> Any:
+    """A field's default (``MISSING`` for a required one)."""
+    if f.default is not MISSING:
+        return f.default
+    if f.default_factory is not MISSING:
+        return f.default_factory()
+    return MISSING
+
+
+def defaults(cls: type) -> dict[str, Any]:
+    """Every setting of ``cls`` that has a default, by name."""
+    return {f.name: d for f, _m in _settings(cls) if (d := default_of(f)) is not MISSING}
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, tuple | list | frozenset | set):
+        return [_json(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _json(v) for k, v in value.items()}
+    if isinstance(value, Path):
+        return str(value)
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _json(getattr(value, f.name)) for f, _m in _settings(type(value))}
+    return value
+
+
+_JSON_TYPES = {"bool": "boolean", "int": "integer", "float": "number", "str": "string"}
+
+
+def _inferred_type(f: dataclasses.Field[Any]) -> dict[str, Any]:
+    # Annotations are strings under `from __future__ import annotations`; only the plain scalar
+    # types are inferred, anything else says its schema.
+    name = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+    return {"type": _JSON_TYPES[name]} if name in _JSON_TYPES else {}
+
+
+def _property(f: dataclasses.Field[Any], meta: _Meta) -> dict[str, Any]:
+    prop: dict[str, Any] = settings_schema(meta.of) if meta.of is not None else {}
+    prop.update(meta.schema)
+    default = default_of(f)
+    if not {"type", "enum", "const", "oneOf", "anyOf", "$ref"} & prop.keys():
+        prop.update(_inferred_type(f))
+    if meta.doc:
+        prop["description"] = meta.doc
+    if default is not MISSING:
+        prop["default"] = _json(default)
+    return prop
+
+
+def settings_schema(cls: type, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The strict object schema of the settings of ``cls`` (plus ``extra`` properties)."""
+    properties = {f.name: _property(f, meta) for f, meta in _settings(cls)}
+    required = tuple(f.name for f, _m in _settings(cls) if default_of(f) is MISSING)
+    return strict_object({**properties, **(extra or {})}, required)
+
+
+def _value(meta: _Meta, value: Any) -> Any:
+    if meta.of is not None and isinstance(value, Mapping):
+        return from_document(meta.of, value)
+    # Frozen dataclasses hold tuples, not the lists YAML gives.
+    return tuple(value) if isinstance(value, list) else value
+
+
+def from_document(cls: type[T], doc: Mapping[str, Any] | None, **derived: Any) -> T:
+    """``cls`` from a validated document: the settings it sets, their defaults for the rest.
+
+    ``derived`` gives the fields that do not come from the document as they are (or that need a
+    conversion the builder does itself).
+    """
+    doc = doc or {}
+    given = {f.name: _value(meta, doc[f.name]) for f, meta in _settings(cls) if f.name in doc}
+    return cls(**{**given, **derived})
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _shown(value: Any) -> str:
+    if value is MISSING:
+        return "required"
+    if value is None:
+        return "`null`"
+    if isinstance(value, str):
+        return f"`{_cell(value)}`" if value else '`""`'
+    # safe_dump ends a lone scalar with a document end marker.
+    shown = yaml.safe_dump(_json(value), default_flow_style=True, width=10_000).strip().removesuffix("\n...")
+    return f"`{_cell(shown)}`"
+
+
+def _rows(cls: type, prefix: str) -> list[str]:
+    rows = []
+    for f, meta in _settings(cls):
+        rows.append(f"| `{prefix}{f.name}` | {_shown(default_of(f))} | {_cell(meta.doc)} |")
+        if meta.of is not None:
+            rows += _rows(meta.of, f"{prefix}{f.name}.")
+    return rows
+
+
+def settings_table(cls: type) -> str:
+    """A Markdown table of the settings of ``cls``: name, default, meaning (nested ones dotted)."""
+    return "\n".join(["| setting | default | meaning |", "|---|---|---|", *_rows(cls, "")]) + "\n"
+
+
+def option_defaults(cls: type, name: str) -> dict[str, Any]:
+    """``default``, ``show_default`` and ``help`` for the click option of the setting ``name``."""
+    for f, meta in _settings(cls):
+        if f.name == name:
+            default = default_of(f)
+            return {"default": default, "show_default": True, "help": meta.doc}
+    raise KeyError(f"{cls.__name__} has no setting {name!r}")

@@ -108,7 +108,7 @@ class FailureLog:
     """Logs a failure once per condition, not once per scrape.
 
     A key (exporter, target, collector) is logged when it starts failing or its cause changes,
-    and once more when it recovers.  Missing hardware is logged once at debug level.
+    and once more when it recovers.  Missing hardware is logged once at info level.
     """
 
     def __init__(self, logger: logging.Logger) -> None:
@@ -128,7 +128,8 @@ class FailureLog:
             if self._state.get(key) == "absent:" + cause:
                 return
             self._state[key] = "absent:" + cause
-        log(self._logger, logging.DEBUG, "no data (hardware absent)", **_key_fields(key), cause=cause)
+        # Once, at info: an operator who finds no series must find out why without debug logs.
+        log(self._logger, logging.INFO, "no data (hardware absent)", **_key_fields(key), cause=cause)
 
     def success(self, key: tuple[str, ...]) -> None:
         with self._lock:

@@ -84,10 +84,15 @@ def test_json_round_trip() -> None:
         "start": "2025-11-21T10:00:00Z",
         "end": "2025-11-21T10:15:00Z",
         "seconds": 900,
+        "value": 1.5,
         "price": 1.5,
         "local_start": "2025-11-21T11:00:00+01:00",
     }
     assert Curve.from_json(doc) == curve
+    # Either key alone is enough: "price" (documents before "value" existed) or "value".
+    for key in ("value", "price"):
+        alone = {**doc, "periods": [{k: v for k, v in p.items() if k != key} for p in doc["periods"]]}
+        assert Curve.from_json(alone) == curve
     with pytest.raises(ValueError, match="missing or mistyped"):
         Curve.from_json({"area": "AT"})
 
