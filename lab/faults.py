@@ -5,10 +5,11 @@ failure would act on the hardware, and the exporters see it as they would see th
 
 - ``hot-gpu``: the first GPU's fan fails; it reads 97 °C whatever its load.
   PowerplaneGpuTemperatureCritical fires after 1 minute, PowerplaneGpuTemperatureHigh after 5.
-- ``dead-bmc``: the second node's BMC dies (its port closes). PowerplaneTargetDown after 5 minutes;
-  the node's power falls back to its PDU outlets meanwhile.
-- ``rack-over-budget``: every node of the first rack runs at full load.
-  PowerplaneRackOverPowerBudget after 5 minutes.
+- ``dead-bmc``: the second node's BMC dies (its port closes). PowerplaneTargetDown after 5 minutes,
+  PowerplaneCollectorFailing after 15; the node's power falls back to its PDU outlets meanwhile.
+- ``rack-over-budget``: the row's cooling is degraded and the facility cuts the first rack's
+  budget to 40 %, below what it draws even under the controller's hardest price cap.
+  PowerplaneRackOverPowerBudget after 5 minutes (PowerplaneRackNearPowerBudget after 15).
 - ``leak``: the first in-row cooler's leak sensor trips. PowerplaneCoolerLeakDetected at once.
 """
 
@@ -52,10 +53,20 @@ async def dead_bmc(ctx: DemoContext) -> str:
 
 
 async def rack_over_budget(ctx: DemoContext) -> str:
-    model = ctx.cluster()
-    rack = model.layout.racks[0]
-    nodes = model.boost_rack(rack.name)
-    return f"{rack.name} runs {', '.join(nodes)} at full load (budget {rack.budget_w:.0f} W)"
+    import os
+
+    import yaml
+
+    path = ctx.shared.get("inventory_path")
+    if path is None:
+        return "no inventory to change (the inventory part did not start)"
+    doc = yaml.safe_load(path.read_text())
+    rack = doc["racks"][0]
+    rack["power_budget_watts"] = round(0.4 * rack["power_budget_watts"])
+    tmp = path.with_name(f".{path.name}.new")
+    tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
+    os.replace(tmp, path)  # the inventory exporter reloads a changed file
+    return f"{rack['name']}'s budget is cut to {rack['power_budget_watts']} W"
 
 
 async def leak(ctx: DemoContext) -> str:
@@ -69,8 +80,12 @@ FAULTS: dict[str, Fault] = {
     f.name: f
     for f in (
         Fault("hot-gpu", ("PowerplaneGpuTemperatureCritical", "PowerplaneGpuTemperatureHigh"), hot_gpu),
-        Fault("dead-bmc", ("PowerplaneTargetDown",), dead_bmc),
-        Fault("rack-over-budget", ("PowerplaneRackOverPowerBudget",), rack_over_budget),
+        Fault("dead-bmc", ("PowerplaneTargetDown", "PowerplaneCollectorFailing"), dead_bmc),
+        Fault(
+            "rack-over-budget",
+            ("PowerplaneRackOverPowerBudget", "PowerplaneRackNearPowerBudget"),
+            rack_over_budget,
+        ),
         Fault("leak", ("PowerplaneCoolerLeakDetected",), leak),
     )
 }

@@ -31,6 +31,7 @@ import pytest
 
 from powerplane.lab import procs
 from powerplane.lab.demo import DemoContext, run_demo, start_demo
+from powerplane.lab.faults import FAULTS
 from powerplane.lab.model import PDU_ACCURACY, ClusterModel, Truth
 
 from ..conftest import require_binary
@@ -59,7 +60,7 @@ def _status(url: str) -> int:
 
 @pytest.mark.e2e
 def test_demo_as_a_user_runs_it(tmp_path: Path) -> None:
-    """Fixed ports, working URLs on Debian's Prometheus, an injected fault alerting, a clean Ctrl-C."""
+    """Fixed ports, working URLs on Debian's Prometheus, the injected faults alerting, a clean Ctrl-C."""
     require_binary("prometheus")
     require_binary("alertmanager")
     base = _free_base()
@@ -74,7 +75,7 @@ def test_demo_as_a_user_runs_it(tmp_path: Path) -> None:
         str(tmp_path / "demo"),
     ]
     proc = subprocess.Popen(
-        [*argv, "--base-port", str(base), "--inject", "leak"],
+        [*argv, "--base-port", str(base), "--inject", "all"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -99,14 +100,24 @@ def test_demo_as_a_user_runs_it(tmp_path: Path) -> None:
         for name, url in urls.items():
             if not name.startswith("Fake ENTSO-E"):  # an API: it wants query parameters
                 assert _status(url) == 200, name
-        assert any("injected: leak" in line for line in lines), "".join(lines)
+        injected = [line.split("injected: ", 1)[1] for line in lines if "injected: " in line]
+        assert [line.split(":", 1)[0] for line in injected] == list(FAULTS), "".join(lines)
+        # Each fault's alerts, and only those, are pending or firing soon (long `for:`s wait).
+        expected = {alert for fault in FAULTS.values() for alert in fault.alerts}
+
+        def alerting() -> set[str] | None:
+            _, body = procs.http_get(f"http://127.0.0.1:{base}/api/v1/query?query=ALERTS")
+            names = {r["metric"]["alertname"] for r in json.loads(body)["data"]["result"]}
+            return names if names >= expected else None
+
+        assert procs.wait_until(alerting, 120, interval=2.0, what="the injected faults' alerts") == expected
         am = f"http://127.0.0.1:{base + 1}/api/v2/alerts"
 
         def leak_alert() -> bool:
             _, body = procs.http_get(am)
             return any(a["labels"]["alertname"] == "PowerplaneCoolerLeakDetected" for a in json.loads(body))
 
-        procs.wait_until(leak_alert, 120, interval=2.0, what="the injected leak to reach Alertmanager")
+        procs.wait_until(leak_alert, 60, interval=2.0, what="the leak's alert in Alertmanager")
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(60)
