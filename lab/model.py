@@ -517,8 +517,8 @@ class CoolerSpec:
     fan_max_w: float = 900.0
     water_in_c: float = 12.0
     water_flow_kg_s: float = 0.6
-    #: Thermal lag of coil and room: the output follows the load over about a minute.
-    lag_s: float = 60.0
+    #: Thermal lag of coil and room air: the output follows the load within a minute.
+    lag_s: float = 30.0
     humidity: float = 0.45
 
 
