@@ -194,8 +194,12 @@ def _print_urls(ctx: DemoContext, duration: float) -> None:
     width = max(len(name) for name, _ in ctx.urls)
     for name, url in ctx.urls:
         click.echo(f"  {name:<{width}}  {url}")
+    from .faults import standing_alerts
+
     for line in ctx.shared.get("faults", []):
         click.echo(f"  injected: {line}")
+    for alert, why in standing_alerts(ctx).items():
+        click.echo(f"  standing alert: {alert} ({why})")
     click.echo("Press Ctrl-C to stop." if not duration else f"Running for {duration:.0f}s.")
 
 

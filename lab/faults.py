@@ -11,6 +11,9 @@ failure would act on the hardware, and the exporters see it as they would see th
   budget to 40 %, below what it draws even under the controller's hardest price cap.
   PowerplaneRackOverPowerBudget after 5 minutes (PowerplaneRackNearPowerBudget after 15).
 - ``leak``: the first in-row cooler's leak sensor trips. PowerplaneCoolerLeakDetected at once.
+
+Some parts keep a state on purpose so that their dashboards have something to show; the alerts
+that state raises are listed in ``STANDING_ALERTS`` and printed by the demo.
 """
 
 from __future__ import annotations
@@ -74,6 +77,19 @@ async def leak(ctx: DemoContext) -> str:
     cooler = next(iter(model.coolers.values()))
     cooler.leak = True
     return f"the leak sensor of {cooler.spec.name} has tripped"
+
+
+#: Alerts other parts raise on purpose in the steady state: alert → (the ``ctx.shared`` key of the
+#: part, why).
+STANDING_ALERTS: dict[str, tuple[str, str]] = {
+    "PowerplaneSlurmMaintenanceSoon": ("slurm", "the Slurm part books a maintenance reservation 6 h ahead"),
+    "PowerplaneSlurmNodesUnavailable": ("slurm", "the Slurm part drains a node (burn-in after a fan swap)"),
+}
+
+
+def standing_alerts(ctx: DemoContext) -> dict[str, str]:
+    """The standing alerts of the parts this demo runs: alert → why."""
+    return {alert: why for alert, (part, why) in STANDING_ALERTS.items() if ctx.shared.get(part) is not None}
 
 
 FAULTS: dict[str, Fault] = {
