@@ -61,13 +61,14 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def bench(scrapes: int) -> None:
-    from powerplane.exporters.gpu import make_server
+    from powerplane.exporters.gpu.config import GpuOptions
+    from powerplane.exporters.gpu.exporter import make_server
 
     workdir = Path(tempfile.mkdtemp(prefix="powerplane-bench-gpu-"))
     FakeNvml(
         workdir, [FakeGpu("h100-sxm", util_base=0.7, util_amplitude=0.2, phase=i / GPUS) for i in range(GPUS)]
     ).activate()
-    server = make_server(pod_resources_socket=None)
+    server = make_server(GpuOptions(pod_resources_socket="", job_mapping_dir=""))
     host, port = await server.start("127.0.0.1", 0)
     url = f"http://{host}:{port}/metrics"
     latencies: list[float] = []

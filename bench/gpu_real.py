@@ -24,7 +24,8 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from powerplane.exporters.gpu import make_server
+from powerplane.exporters.gpu.config import GpuOptions
+from powerplane.exporters.gpu.exporter import make_server
 from tests.helpers import parse
 
 QUERY = (
@@ -137,7 +138,7 @@ def compare(
 
 
 async def run(scrapes: int, load_seconds: float) -> int:
-    server = make_server(pod_resources_socket=None)
+    server = make_server(GpuOptions(pod_resources_socket="", job_mapping_dir=""))
     host, port = await server.start("127.0.0.1", 0)
     url = f"http://{host}:{port}/metrics"
     latencies: list[float] = []

@@ -60,7 +60,8 @@ def exposition(nodes: int, gpus: int, pdus: int, t: float) -> str:
     for p in range(pdus):
         pdu = f"p{p:04d}"
         lines.append(
-            f'powerplane_pdu_info{{pdu="{pdu}",rack="r{p // 2:04d}",row="row{p % 10}",cluster="c"}} 1'
+            f'powerplane_inventory_pdu_info{{pdu="{pdu}",rack="r{p // 2:04d}",'
+            f'row="row{p % 10}",cluster="c"}} 1'
         )
         lines.append(f'powerplane_pdu_power_watts{{pdu="{pdu}"}} 9000')
         for ph in (1, 2, 3):

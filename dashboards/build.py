@@ -8,7 +8,8 @@ would lose their unit and thresholds on the way.  ``grafana11()`` turns the outp
 current dashboard model (``SCHEMA_VERSION``), so Grafana loads it as it is; the test suite
 validates the result against a JSON Schema of that model (``schema.json``).
 
-    powerplane dashboards build [--out DIR]    # writes DIR/<uid>.json (default: dashboards/json)
+    powerplane dashboards build [--out DIR] [--rules-config site-rules.yaml]
+                                               # writes DIR/<uid>.json (default: dashboards/json)
     powerplane dashboards check                # exits 1 when the committed JSON is stale
     powerplane dashboards preview --out DIR    # PNG previews from the lab (see preview.py)
 """
@@ -24,6 +25,11 @@ from typing import Any
 import click
 import grafanalib.core as g
 from grafanalib._gen import DashboardEncoder
+
+from powerplane.rulegen.config import KIND as RULES_KIND
+from powerplane.rulegen.config import RulesConfig
+
+from .common import for_rules
 
 #: The dashboard modules; each has ``UID`` and ``build() -> grafanalib.core.Dashboard``.
 MODULES = ("fleet", "gpu", "node", "rack", "market", "jobs", "status")
@@ -158,10 +164,12 @@ def dashboards() -> dict[str, g.Dashboard]:
     return out
 
 
-def render() -> dict[str, str]:
-    """File name → the JSON text Grafana loads."""
+def render(rules: RulesConfig | None = None) -> dict[str, str]:
+    """File name → the JSON text Grafana loads; thresholds from ``rules`` (default: the shipped rules)."""
     files = {}
-    for uid, dash in dashboards().items():
+    with for_rules(rules or RulesConfig()):
+        built = dashboards()
+    for uid, dash in built.items():
         raw = json.loads(json.dumps(dash.to_json_data(), cls=DashboardEncoder))
         text = json.dumps(grafana11(raw), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
         files[f"{uid}.json"] = text
@@ -189,10 +197,19 @@ def command() -> None:
     show_default="dashboards/json",
     help="Directory to write <uid>.json into.",
 )
-def build_command(out: Path) -> None:
+@click.option(
+    "--rules-config",
+    "rules_config",
+    type=click.Path(exists=True, dir_okay=False),
+    help="The site's rules overrides (as for `powerplane rules build`): the panels' thresholds.",
+)
+def build_command(out: Path, rules_config: str | None) -> None:
     """Write every dashboard's JSON (the files Grafana imports or provisions)."""
+    from powerplane.exporters.runtime.cli import load_or_exit
+
+    rules = load_or_exit(RULES_KIND, rules_config) if rules_config else None
     out.mkdir(parents=True, exist_ok=True)
-    files = render()
+    files = render(rules)
     for stale_file in set(p.name for p in out.glob("powerplane-*.json")) - set(files):
         (out / stale_file).unlink()
     for name, text in files.items():

@@ -2,53 +2,81 @@
 
 Every panel reads from the ``$datasource`` variable, carries a unit, names its series in the
 legend, and uses ``$__rate_interval`` in rate()/increase() so that it follows the scrape interval.
-Thresholds are the alert rules' thresholds (``THRESHOLDS``), so a panel turns red exactly when
-the matching alert would fire.
+Thresholds are the alert rules' thresholds (``THRESHOLDS``, read from the rules' ``RulesConfig``
+with a site's overrides when there are any), so a panel turns red exactly when the matching alert
+would fire.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 import grafanalib.core as g
 
+from powerplane.rulegen.config import RulesConfig
+
 #: Every query is sent to the data source the ``datasource`` variable names.
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 TAG = "powerplane"
 
-#: Thresholds shared with the alert rules (rules/), so a panel turns orange or red where an alert
-#: fires.  ``ALERTS_FOR`` names the alerts each one mirrors; a test checks their expressions.
-THRESHOLDS: dict[str, tuple[float, ...]] = {
-    "gpu_temperature_celsius": (90.0, 95.0),
-    "gpu_memory_ratio": (0.95,),
-    "gpu_power_over_limit_ratio": (0.95,),
-    # ASHRAE recommended inlet range.
-    "inlet_temperature_celsius": (18.0, 27.0),
-    "rack_budget_ratio": (0.9, 1.0),
-    "pdu_load_ratio": (0.8,),
-    "cooler_supply_celsius": (27.0,),
-    "cooler_return_celsius": (45.0,),
-    "cooler_humidity_ratio": (0.2, 0.8),
-    "market_data_age_seconds": (86400.0,),
-    "controller_reconcile_age_seconds": (2700.0,),
-    # The original status board flagged data older than 10 minutes (no alert: a display rule).
-    "data_age_seconds": (600.0,),
-}
-ALERTS_FOR: dict[str, tuple[str, ...]] = {
-    "gpu_temperature_celsius": ("PowerplaneGpuTemperatureHigh", "PowerplaneGpuTemperatureCritical"),
-    "gpu_memory_ratio": ("PowerplaneGpuMemoryNearlyFull",),
-    "gpu_power_over_limit_ratio": ("PowerplaneGpuPowerNearLimit",),
-    "inlet_temperature_celsius": ("PowerplaneNodeInletTemperatureOutOfRange",),
-    "rack_budget_ratio": ("PowerplaneRackNearPowerBudget", "PowerplaneRackOverPowerBudget"),
-    "pdu_load_ratio": ("PowerplanePduPowerNearRating", "PowerplanePduPhaseNearRating"),
-    "cooler_supply_celsius": ("PowerplaneCoolerSupplyTemperatureHigh",),
-    "cooler_return_celsius": ("PowerplaneCoolerReturnTemperatureHigh",),
-    "cooler_humidity_ratio": ("PowerplaneCoolerHumidityLow", "PowerplaneCoolerHumidityHigh"),
-    "market_data_age_seconds": ("PowerplaneMarketDataStale",),
-    "controller_reconcile_age_seconds": ("PowerplaneControllerStalled",),
-}
+
+def thresholds(c: RulesConfig) -> dict[str, tuple[float, ...]]:
+    """Panel thresholds from the rules' settings, so a panel turns orange or red where an alert fires."""
+    return {
+        "gpu_temperature_celsius": (c.gpu_temperature_warning_celsius, c.gpu_temperature_critical_celsius),
+        "gpu_memory_ratio": (c.gpu_memory_ratio,),
+        "gpu_power_over_limit_ratio": (c.gpu_power_limit_ratio,),
+        "inlet_temperature_celsius": (c.inlet_min_celsius, c.inlet_max_celsius),
+        # PowerplaneRackOverPowerBudget fires over the whole budget.
+        "rack_budget_ratio": (c.rack_budget_warning_ratio, 1.0),
+        "pdu_load_ratio": (c.pdu_load_ratio,),
+        "cooler_supply_celsius": (c.cooler_supply_max_celsius,),
+        "cooler_return_celsius": (c.cooler_return_max_celsius,),
+        "cooler_humidity_ratio": (c.humidity_min_ratio, c.humidity_max_ratio),
+        "market_data_age_seconds": (c.market_data_max_age_seconds,),
+        "controller_reconcile_age_seconds": (c.controller_max_silence_seconds,),
+        # The original status board flagged data older than 10 minutes (no alert: a display rule).
+        "data_age_seconds": (600.0,),
+    }
+
+
+_RULES: ContextVar[RulesConfig | None] = ContextVar("powerplane_dashboards_rules", default=None)
+
+
+def _current() -> dict[str, tuple[float, ...]]:
+    return thresholds(_RULES.get() or RulesConfig())
+
+
+class _Thresholds(Mapping[str, tuple[float, ...]]):
+    """``thresholds()`` of the rules config the dashboards are being built for (``for_rules``)."""
+
+    def __getitem__(self, key: str) -> tuple[float, ...]:
+        return _current()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_current())
+
+    def __len__(self) -> int:
+        return len(_current())
+
+
+#: The panels' thresholds: the shipped rules' defaults, or a site's overrides inside ``for_rules``.
+THRESHOLDS: Mapping[str, tuple[float, ...]] = _Thresholds()
+
+
+@contextmanager
+def for_rules(c: RulesConfig) -> Iterator[None]:
+    """Build dashboards whose thresholds are those of the rules rendered from ``c``."""
+    token = _RULES.set(c)
+    try:
+        yield
+    finally:
+        _RULES.reset(token)
+
 
 #: Dashboard uid → title; uids are stable (links and bookmarks use them), files are named by uid.
 DASHBOARDS: dict[str, str] = {

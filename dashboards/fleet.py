@@ -10,8 +10,7 @@ UID = "powerplane-fleet"
 C = 'cluster=~"$cluster"'
 
 
-def build() -> g.Dashboard:
-    layout = Layout()
+def _now(layout: Layout) -> None:
     layout.row("Now").add(
         stat(
             "Cluster power",
@@ -92,6 +91,9 @@ def build() -> g.Dashboard:
             h=8,
         ),
     )
+
+
+def _who_draws_most(layout: Layout) -> None:
     layout.row("Who draws most").add(
         bargauge(
             "Top racks by share of budget",
@@ -134,6 +136,12 @@ def build() -> g.Dashboard:
             ],
         ),
     )
+
+
+def build() -> g.Dashboard:
+    layout = Layout()
+    _now(layout)
+    _who_draws_most(layout)
     return dashboard(
         UID,
         "Site power and energy cost: now, today, over time, and the racks and nodes that draw most.",

@@ -11,8 +11,7 @@ S = 'node=~"$node", gpu=~"$gpu"'
 NAME = "{{node}} GPU {{gpu}}"
 
 
-def build() -> g.Dashboard:
-    layout = Layout()
+def _power_and_energy(layout: Layout) -> None:
     layout.row("Power and energy").add(
         timeseries(
             "GPU power",
@@ -48,6 +47,9 @@ def build() -> g.Dashboard:
             description="Energy each GPU used over the dashboard's time range.",
         ),
     )
+
+
+def _thermals_and_load(layout: Layout) -> None:
     layout.row("Thermals and load").add(
         timeseries(
             "GPU temperature",
@@ -84,6 +86,9 @@ def build() -> g.Dashboard:
             "hertz",
         ),
     )
+
+
+def _throttling_and_errors(layout: Layout) -> None:
     layout.row("Throttling and errors").add(
         state_timeline(
             "Clock event (throttle) reasons",
@@ -108,6 +113,9 @@ def build() -> g.Dashboard:
             bars=True,
         ),
     )
+
+
+def _inventory(layout: Layout) -> None:
     layout.row("Inventory").add(
         table(
             "GPUs",
@@ -117,6 +125,14 @@ def build() -> g.Dashboard:
             w=24,
         ),
     )
+
+
+def build() -> g.Dashboard:
+    layout = Layout()
+    _power_and_energy(layout)
+    _thermals_and_load(layout)
+    _throttling_and_errors(layout)
+    _inventory(layout)
     return dashboard(
         UID,
         "Per-GPU power, energy, temperatures, utilisation, memory, clocks, throttle reasons and errors.",

@@ -12,8 +12,7 @@ N = 'node=~"$node"'
 PRICE = "suffix: €/MWh"
 
 
-def build() -> g.Dashboard:
-    layout = Layout()
+def _day_ahead_price(layout: Layout) -> None:
     layout.row("Day-ahead price").add(
         stat("Price now", [(f"powerplane_market_price_eur_per_mwh{{{A}}}", "{{area}}")], PRICE),
         stat("Next period", [(f"powerplane_market_next_price_eur_per_mwh{{{A}}}", "{{area}}")], PRICE),
@@ -66,6 +65,9 @@ def build() -> g.Dashboard:
             w=8,
         ),
     )
+
+
+def _power_caps(layout: Layout) -> None:
     layout.row("Power caps").add(
         timeseries(
             "Desired and applied caps",
@@ -86,6 +88,9 @@ def build() -> g.Dashboard:
             w=8,
         ),
     )
+
+
+def _controller_health(layout: Layout) -> None:
     layout.row("Controller health").add(
         timeseries(
             "Reconciles by result",
@@ -107,6 +112,13 @@ def build() -> g.Dashboard:
             description="The controller reconciles every market period (15 min).",
         ),
     )
+
+
+def build() -> g.Dashboard:
+    layout = Layout()
+    _day_ahead_price(layout)
+    _power_caps(layout)
+    _controller_health(layout)
     return dashboard(
         UID,
         "The day-ahead price curve (now, next, today's range) and the caps the controller set from it.",

@@ -20,8 +20,7 @@ UID = "powerplane-node"
 N = 'node=~"$node"'
 
 
-def build() -> g.Dashboard:
-    layout = Layout()
+def _power(layout: Layout) -> None:
     layout.row("Power").add(
         stat(
             "Node status",
@@ -94,6 +93,9 @@ def build() -> g.Dashboard:
             "watt",
         ),
     )
+
+
+def _thermals(layout: Layout) -> None:
     layout.row("Thermals").add(
         timeseries(
             "Inlet and exhaust",
@@ -125,6 +127,12 @@ def build() -> g.Dashboard:
             hide=("Time", "__name__", "instance", "job", "Value"),
         ),
     )
+
+
+def build() -> g.Dashboard:
+    layout = Layout()
+    _power(layout)
+    _thermals(layout)
     return dashboard(
         UID,
         "One node: BMC power with its limit and PSUs, thermals, fans, RAPL, GPUs, and each power source.",

@@ -20,13 +20,12 @@ from .common import (
 UID = "powerplane-rack"
 R = 'rack=~"$rack"'
 #: PDU series carry only ``pdu``: the inventory's PDU info puts them in a rack.
-IN_RACK = f"* on(pdu) group_left(rack) powerplane_pdu_info{{{R}}}"
+IN_RACK = f"* on(pdu) group_left(rack) powerplane_inventory_pdu_info{{{R}}}"
 #: A cooler serves several racks: keep the coolers serving a selected rack.
 COOLS_RACK = f"and on(cooler) powerplane_cooler_rack_info{{{R}}}"
 
 
-def build() -> g.Dashboard:
-    layout = Layout()
+def _rack_power(layout: Layout) -> None:
     layout.row("Rack power").add(
         timeseries(
             "Rack power and budget",
@@ -47,12 +46,15 @@ def build() -> g.Dashboard:
             w=8,
         ),
     )
+
+
+def _pdus(layout: Layout) -> None:
     layout.row("PDUs").add(
         timeseries(
             "PDU power and rating",
             [
                 (f"powerplane_pdu_power_watts {IN_RACK}", "{{pdu}}"),
-                (f"powerplane_pdu_rated_power_watts {IN_RACK}", "{{pdu}} rating"),
+                (f"powerplane_inventory_pdu_rated_power_watts {IN_RACK}", "{{pdu}} rating"),
             ],
             "watt",
         ),
@@ -61,7 +63,7 @@ def build() -> g.Dashboard:
             [
                 (
                     f"powerplane_pdu_phase_current_amperes / on(pdu) group_left() "
-                    f"powerplane_pdu_phase_rated_current_amperes {IN_RACK}",
+                    f"powerplane_inventory_pdu_phase_rated_current_amperes {IN_RACK}",
                     "{{pdu}} phase {{phase}}",
                 ),
             ],
@@ -93,6 +95,9 @@ def build() -> g.Dashboard:
             thresholds=band(*THRESHOLDS["inlet_temperature_celsius"]),
         ),
     )
+
+
+def _cooling(layout: Layout) -> None:
     layout.row("Cooling").add(
         timeseries(
             "Cooler supply and rack inlet",
@@ -170,6 +175,13 @@ def build() -> g.Dashboard:
             h=8,
         ),
     )
+
+
+def build() -> g.Dashboard:
+    layout = Layout()
+    _rack_power(layout)
+    _pdus(layout)
+    _cooling(layout)
     return dashboard(
         UID,
         "Racks against their power budget; PDU, phase and outlet power; the in-row coolers serving them.",

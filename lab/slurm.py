@@ -335,8 +335,29 @@ class SlurmCluster:
     def drain(self, node: str, reason: str) -> None:
         self.run("scontrol", "update", f"nodename={node}", "state=drain", f"reason={reason}")
 
-    def resume(self, node: str) -> None:
+    def resume(self, node: str, timeout: float = 60.0) -> None:
+        """Return a drained node to service and wait until it answers and takes work again."""
         self.run("scontrol", "update", f"nodename={node}", "state=resume")
+        self.wait_settled(timeout)
+
+    def wait_settled(self, timeout: float = 60.0) -> None:
+        """Wait until every node responds and none is draining or drained.
+
+        slurmctld marks a node that misses a ping NOT_RESPONDING until the next one succeeds (on
+        a loaded machine that can outlast a drain and resume): readers that compare two views of
+        the cluster need it settled first.
+        """
+        names = ",".join(n.name for n in self.nodes)
+
+        def settled() -> bool:
+            out = self.run("sinfo", "-h", "-N", "-n", names, "-o", "%N %t", check=False)
+            states = [line.split()[1] for line in out.splitlines() if len(line.split()) == 2]
+            return bool(states) and all(not s.endswith("*") and not s.startswith("dr") for s in states)
+
+        if not settled():
+            # Ask for a ping now instead of waiting for the next one.
+            self.run("scontrol", "reconfigure", check=False)
+            procs.wait_until(settled, timeout, interval=0.5, what="the Slurm nodes to settle")
 
     def reserve(
         self,

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
+from powerplane.exporters.runtime import ExporterServer
 from powerplane.lab import procs
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -60,3 +63,42 @@ def prometheus(tmp_path: Path) -> Iterator[PrometheusFactory]:
     yield start
     for prom in started:
         prom.stop()
+
+
+@dataclass
+class Served:
+    """An exporter serving on 127.0.0.1, and a client session to ask it."""
+
+    server: ExporterServer
+    url: str
+    http: aiohttp.ClientSession
+
+    async def get(
+        self, path: str, params: Mapping[str, str] | None = None, headers: Mapping[str, str] | None = None
+    ) -> tuple[int, str]:
+        async with self.http.get(self.url + path, params=params, headers=headers) as response:
+            return response.status, await response.text()
+
+    async def probe(
+        self, target: str, headers: Mapping[str, str] | None = None, **params: str
+    ) -> tuple[int, str]:
+        return await self.get("/probe", {"target": target, **params}, headers)
+
+
+Serve = Callable[[ExporterServer], Awaitable[Served]]
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Serve]:
+    """``served = await serve(server)``: start it on a free port; it is stopped after the test."""
+    started: list[ExporterServer] = []
+    async with aiohttp.ClientSession() as http:
+
+        async def start(server: ExporterServer) -> Served:
+            host, port = await server.start("127.0.0.1", 0)
+            started.append(server)
+            return Served(server, f"{server.scheme}://{host}:{port}", http)
+
+        yield start
+        for server in reversed(started):
+            await server.stop()

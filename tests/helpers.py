@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
+import os
+import re
+import subprocess
+from collections.abc import Iterable
+from pathlib import Path
+
 from prometheus_client.parser import text_string_to_metric_families
 
 from powerplane.components import all_specs
@@ -14,6 +21,18 @@ def parse(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
         for sample in family.samples:
             samples.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
     return samples
+
+
+def without_runtime_noise(text: str) -> str:
+    """``/metrics`` without the machine-dependent ``process_``/``python_`` families and with the
+    version in ``powerplane_build_info`` as ``VERSION``: what a golden file can hold."""
+    lines = [
+        line
+        for line in text.splitlines()
+        if not line.removeprefix("# HELP ").removeprefix("# TYPE ").startswith(("process_", "python_"))
+    ]
+    joined = "\n".join(lines) + "\n"
+    return re.sub(r'(powerplane_build_info\{[^}]*version=")[^"]*"', r'\1VERSION"', joined)
 
 
 def value(samples: dict[str, dict[tuple[tuple[str, str], ...], float]], name: str, **labels: str) -> float:
@@ -34,3 +53,42 @@ def undocumented(text: str) -> set[str]:
         if exposed not in specs:
             names.add(exposed)
     return names
+
+
+#: ``POWERPLANE_UPDATE_GOLDEN=1 pytest …`` rewrites the golden expositions instead of comparing.
+UPDATE_GOLDEN = os.environ.get("POWERPLANE_UPDATE_GOLDEN", "") not in ("", "0")
+
+
+def normalised(text: str, volatile: Iterable[str]) -> str:
+    """An exposition with the values of ``volatile`` families (durations, moving meters) as NaN."""
+    names = tuple(volatile)
+    lines = []
+    for line in text.splitlines():
+        if not line.startswith("#") and line.split("{", 1)[0].split(" ", 1)[0] in names:
+            line = line.rsplit(" ", 1)[0] + " NaN"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+#: promtool's findings on names that are stable API: renaming them would break the dashboards and
+#: rules that use them, so they are known and accepted rather than fixed (docs/METRICS.md).
+KNOWN_LINT = frozenset(
+    {"powerplane_redfish_temperature_summary_celsius metric name should not include type 'summary'"}
+)
+
+
+def check_golden(text: str, path: Path, promtool: str) -> None:
+    """``text`` passes ``promtool check metrics`` and equals the golden file (or rewrites it)."""
+    lint = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
+    findings = {line.strip() for line in (lint.stdout + lint.stderr).splitlines() if line.strip()}
+    assert lint.returncode == 0 or findings <= KNOWN_LINT, (
+        f"promtool check metrics:\n{lint.stdout}{lint.stderr}"
+    )
+    if UPDATE_GOLDEN or not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        assert UPDATE_GOLDEN, f"{path} was missing and has been written: review and commit it"
+        return
+    expected = path.read_text()
+    diff = "".join(difflib.unified_diff(expected.splitlines(True), text.splitlines(True), str(path), "probe"))
+    assert not diff, f"the exposition changed (POWERPLANE_UPDATE_GOLDEN=1 to accept):\n{diff}"

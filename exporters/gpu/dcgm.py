@@ -23,7 +23,7 @@ from prometheus_client.core import Metric
 from ..runtime.metrics import MetricSpec
 
 if TYPE_CHECKING:
-    from . import GpuReading
+    from .nvml import GpuReading
 
 LABELS = ("gpu", "UUID", "pci_bus_id", "device", "modelName", "Hostname", "DCGM_FI_DRIVER_VERSION")
 MIB = 1 << 20

@@ -2,15 +2,15 @@
 
 Exporters never attach site labels; rules and dashboards join their series on the info
 metrics served here.  One ``inventory.yaml`` drives both the joins (``powerplane exporter
-inventory --file``) and the probe targets (``powerplane inventory sd --file --out DIR``
+inventory --config``) and the probe targets (``powerplane inventory sd --config --out DIR``
 writes Prometheus file_sd JSON for the Redfish and SNMP probes, labelled with the same names).
 
     powerplane_node_info{bmc="10.0.1.1",cluster="demo",node="n01",partition="gpu",rack="r1",row="a"} 1
     powerplane_node_gpus{model="H100-SXM5",node="node-01"} 8
     powerplane_pdu_outlet_info{node="node-01",outlet="1",pdu="pdu-r1-a"} 1
-    powerplane_pdu_info{cluster="demo",pdu="pdu-r1-a",rack="r1",row="a"} 1
-    powerplane_pdu_rated_power_watts{pdu="pdu-r1-a"} 17300
-    powerplane_pdu_phase_rated_current_amperes{pdu="pdu-r1-a"} 32
+    powerplane_inventory_pdu_info{cluster="demo",pdu="pdu-r1-a",rack="r1",row="a"} 1
+    powerplane_inventory_pdu_rated_power_watts{pdu="pdu-r1-a"} 17300
+    powerplane_inventory_pdu_phase_rated_current_amperes{pdu="pdu-r1-a"} 32
     powerplane_rack_power_budget_watts{cluster="demo",rack="r1",row="a"} 12000
     powerplane_cooler_rack_info{cooler="irc-1",rack="r1"} 1
     powerplane_cluster_info{area="DE-LU",cluster="demo"} 1

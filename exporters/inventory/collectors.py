@@ -32,8 +32,8 @@ def render(inv: Inventory) -> list[Metric]:
         node_info.add_metric(
             [n.name, rack.name, rack.row, rack.cluster, n.bmc.address if n.bmc else "", n.partition], 1.0
         )
-        if n.gpu_count:
-            gpus.add_metric([n.name, n.gpu_model], float(n.gpu_count))
+        if n.gpus is not None and n.gpus.count:
+            gpus.add_metric([n.name, n.gpus.model], float(n.gpus.count))
         for pdu, number in n.pdu_outlets:
             outlet.add_metric([pdu, number, n.name], 1.0)
     for p in inv.pdus:

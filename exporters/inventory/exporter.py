@@ -29,15 +29,13 @@ def make_server(path: Path, inventory: Inventory | None = None, **kwargs: Any) -
     )
 
 
-# --- file_sd ------------------------------------------------------------------------------------
-
-
 _FILE = click.option(
+    "--config",
     "--file",
     "file",
     required=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="The inventory (YAML).",
+    help="The inventory (YAML); --file is the former spelling.",
 )
 
 

@@ -61,6 +61,3 @@ def write_file_sd(inv: Inventory, out: Path) -> list[Path]:
         os.replace(tmp, path)  # Prometheus must never read half a file
         written.append(path)
     return written
-
-
-# --- command line -------------------------------------------------------------------------------

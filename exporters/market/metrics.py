@@ -122,7 +122,7 @@ TOMORROW = MetricSpec(
 )
 SOURCE = MetricSpec(
     "powerplane_market_source_info",
-    "gauge",
+    "info",
     "The provider the curve in use came from, constant 1.",
     ("area", "provider"),
 )
@@ -237,7 +237,7 @@ CLEANEST_VALUE = MetricSpec(
 )
 CARBON_SOURCE = MetricSpec(
     "powerplane_grid_carbon_source_info",
-    "gauge",
+    "info",
     "The provider the carbon intensity in use came from, constant 1.",
     ("area", "provider"),
 )

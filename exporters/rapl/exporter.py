@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -11,10 +12,16 @@ from ..runtime import (
     run,
 )
 from ..runtime.cli import WebOptions, web_options
+from ..runtime.config import option_defaults, setting
 from .collectors import RaplEnergyCollector, RaplLimitsCollector
 from .powercap import PowercapTree
 
 DEFAULT_PORT = 9871
+
+
+@dataclass(frozen=True)
+class RaplOptions:
+    sysfs: str = setting("/sys", doc="sysfs mount point (the host's /sys when running in a container).")
 
 
 def make_server(sysfs: Path, **kwargs: object) -> ExporterServer:
@@ -32,10 +39,8 @@ def make_server(sysfs: Path, **kwargs: object) -> ExporterServer:
 @click.option(
     "--path.sysfs",
     "sysfs",
-    default="/sys",
-    show_default=True,
     type=click.Path(file_okay=False),
-    help="sysfs mount point (the host's /sys when running in a container).",
+    **option_defaults(RaplOptions, "sysfs"),
 )
 @web_options(DEFAULT_PORT)
 def command(web: WebOptions, sysfs: str) -> None:

@@ -35,7 +35,7 @@ PROBES_IN_FLIGHT = MetricSpec(
     "powerplane_probes_in_flight", "gauge", "Probes being fetched now.", ("exporter",)
 )
 BUILD_INFO = MetricSpec(
-    "powerplane_build_info", "gauge", "Version of powerplane, constant 1.", ("exporter", "version")
+    "powerplane_build_info", "info", "Version of powerplane, constant 1.", ("exporter", "version")
 )
 
 METRICS = (

@@ -9,8 +9,8 @@ family an exporter emits is declared.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -20,18 +20,31 @@ Kind = Literal["gauge", "counter", "info"]
 
 @dataclass(frozen=True)
 class MetricSpec:
-    """A metric's name (as exposed, counters ending in ``_total``), type, labels and help."""
+    """A metric's name (as exposed, counters ending in ``_total``), type, labels and help.
+
+    ``values`` lists every value an enumerated label takes (e.g. ``{"kind": ("current", …)}``), so
+    that rule and dashboard selectors can be checked against them; labels not listed are open
+    (names, IDs).  ``source`` says where the value comes from when that is not simply the
+    component that emits it (docs/METRICS.md's "source" column).
+    """
 
     name: str
     kind: Kind
     help: str
     labels: tuple[str, ...] = ()
+    values: Mapping[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
+    source: str = ""
 
     def __post_init__(self) -> None:
         if self.kind == "counter" and not self.name.endswith("_total"):
             raise ValueError(f"counter {self.name} must end in _total")
         if self.kind == "info" and not self.name.endswith("_info"):
             raise ValueError(f"info metric {self.name} must end in _info")
+        unknown = set(self.values) - set(self.labels)
+        if unknown:
+            raise ValueError(f"{self.name}: values for labels it does not have: {sorted(unknown)}")
+        if any(not v for v in self.values.values()):
+            raise ValueError(f"{self.name}: an enumerated label needs at least one value")
 
     def family(self, labels: Sequence[str] | None = None) -> GaugeMetricFamily | CounterMetricFamily:
         """An empty family for this metric (``labels`` narrows or reorders the label names)."""
@@ -51,13 +64,26 @@ def render_markdown(sections: Iterable[tuple[str, Sequence[MetricSpec]]]) -> str
         "Generated from the `METRICS` declarations in the code by",
         "`powerplane docs metrics > docs/METRICS.md`; a test keeps it current.",
         "Every name here is stable API: rules and dashboards depend on it.",
+        "Labels with a closed set of values list them; the rules and dashboards select only those.",
+        "The source column says where a value comes from: a device or service the exporter reads,",
+        "the inventory (declared facts, not measurements), a recording rule, or powerplane itself.",
         "",
     ]
     for section, specs in sections:
-        lines += [f"## {section}", "", "| metric | type | labels | meaning |", "|---|---|---|---|"]
+        lines += [
+            f"## {section}",
+            "",
+            "| metric | type | labels | source | meaning |",
+            "|---|---|---|---|---|",
+        ]
         for spec in specs:
-            labels = ", ".join(f"`{label}`" for label in spec.labels) or "—"
+            labels = ", ".join(_label(spec, label) for label in spec.labels) or "—"
             meaning = spec.help.replace("|", "\\|")
-            lines.append(f"| `{spec.name}` | {spec.kind} | {labels} | {meaning} |")
+            lines.append(f"| `{spec.name}` | {spec.kind} | {labels} | {spec.source or section} | {meaning} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _label(spec: MetricSpec, label: str) -> str:
+    values = spec.values.get(label)
+    return f"`{label}` ({', '.join(values)})" if values else f"`{label}`"

@@ -21,4 +21,5 @@ COMPONENT = Component(
     order=90,
     commands=(("rules", "powerplane.rulegen.cli:group"),),
     config_kinds=(("rules", "powerplane.rulegen.config:KIND"),),
+    metrics=("powerplane.rulegen.render:RECORDED",),
 )

@@ -106,7 +106,7 @@ class RulesConfig:
         86400.0, schema=_POSITIVE, doc="PowerplaneMarketDataStale when the data is older."
     )
     controller_failure_selector: str = setting(
-        'result=~"error|failure|failed"', doc="Controller reconcile results that count as failures."
+        'result="failure"', doc="Controller reconcile results that count as failures."
     )
     controller_max_silence_seconds: float = setting(
         2700.0,

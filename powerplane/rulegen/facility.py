@@ -15,7 +15,7 @@ def _pdu(c: RulesConfig) -> list[Alert]:
         Alert(
             "PowerplanePduPowerNearRating",
             "powerplane_pdu_power_watts\n"
-            "/ on (pdu) group_left () max by (pdu) (powerplane_pdu_rated_power_watts)\n"
+            "/ on (pdu) group_left () max by (pdu) (powerplane_inventory_pdu_rated_power_watts)\n"
             f"> {fmt(c.pdu_load_ratio)}",
             "15m",
             "warning",
@@ -24,7 +24,8 @@ def _pdu(c: RulesConfig) -> list[Alert]:
         ),
         Alert(
             "PowerplanePduPhaseNearRating",
-            f"{_PHASE}\n/ on (pdu) group_left () max by (pdu) (powerplane_pdu_phase_rated_current_amperes)\n"
+            f"{_PHASE}\n/ on (pdu) group_left ()"
+            " max by (pdu) (powerplane_inventory_pdu_phase_rated_current_amperes)\n"
             f"> {fmt(c.pdu_load_ratio)}",
             "15m",
             "warning",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -12,6 +12,11 @@ from .config import RulesConfig
 class Recording(NamedTuple):
     record: str
     expr: str
+    #: The labels it keeps, and what it means (docs/METRICS.md, section rules).
+    labels: tuple[str, ...] = ()
+    help: str = ""
+    #: The values of its enumerated labels (as ``MetricSpec.values``).
+    values: Mapping[str, tuple[str, ...]] = {}
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ _BEST = (
     "  unless on (node) node:powerplane_pdu_power_watts:sum,\n"
     '  "source", "rapl_gpu", "", ""\n)'
 )
+_NODE = ("node",)
 
 
 def _node_power(c: RulesConfig) -> list[Recording]:
@@ -36,15 +37,31 @@ def _node_power(c: RulesConfig) -> list[Recording]:
             "node:powerplane_rapl_power_watts:sum",
             "sum by (node) (rate(powerplane_rapl_energy_joules_total"
             f"{sel(c.rapl_zone_selector)}[{c.rate_window}]))",
+            _NODE,
+            "CPU package and DRAM power of the node from RAPL energy counters (rate over rate_window).",
         ),
-        Recording("node:powerplane_gpu_power_watts:sum", "sum by (node) (powerplane_gpu_power_watts)"),
+        Recording(
+            "node:powerplane_gpu_power_watts:sum",
+            "sum by (node) (powerplane_gpu_power_watts)",
+            _NODE,
+            "Sum of the node's GPU power.",
+        ),
         Recording(
             "node:powerplane_pdu_power_watts:sum",
             "sum by (node) (\n  powerplane_pdu_outlet_power_watts\n"
             "  * on (pdu, outlet) group_left (node)"
             " max by (pdu, outlet, node) (powerplane_pdu_outlet_info)\n)",
+            _NODE,
+            "Sum of the PDU outlets feeding the node (through powerplane_pdu_outlet_info).",
         ),
-        Recording("node:powerplane_power_watts:best", _BEST),
+        Recording(
+            "node:powerplane_power_watts:best",
+            _BEST,
+            ("node", "source"),
+            "Node input power from the best source: bmc (Redfish), else pdu (its outlets), else "
+            "rapl_gpu (RAPL + GPU, which misses fans, disks, NICs and PSU losses).",
+            {"source": ("bmc", "pdu", "rapl_gpu")},
+        ),
     ]
 
 
@@ -54,15 +71,27 @@ def _site_power(_c: RulesConfig) -> list[Recording]:
             "rack:powerplane_power_watts:sum",
             "sum by (rack, row, cluster) (\n  node:powerplane_power_watts:best\n"
             f"  * on (node) group_left (rack, row, cluster) {NODE_INFO}\n)",
+            ("rack", "row", "cluster"),
+            "Sum of the best power of the rack's nodes.",
         ),
         Recording(
-            "row:powerplane_power_watts:sum", "sum by (row, cluster) (rack:powerplane_power_watts:sum)"
+            "row:powerplane_power_watts:sum",
+            "sum by (row, cluster) (rack:powerplane_power_watts:sum)",
+            ("row", "cluster"),
+            "Sum of the row's racks.",
         ),
-        Recording("cluster:powerplane_power_watts:sum", "sum by (cluster) (row:powerplane_power_watts:sum)"),
+        Recording(
+            "cluster:powerplane_power_watts:sum",
+            "sum by (cluster) (row:powerplane_power_watts:sum)",
+            ("cluster",),
+            "Sum of the cluster's rows.",
+        ),
         Recording(
             "rack:powerplane_pdu_power_watts:sum",
             "sum by (rack) (\n  powerplane_pdu_power_watts\n"
-            "  * on (pdu) group_left (rack) max by (pdu, rack) (powerplane_pdu_info)\n)",
+            "  * on (pdu) group_left (rack) max by (pdu, rack) (powerplane_inventory_pdu_info)\n)",
+            ("rack",),
+            "Sum of the input power of the rack's PDUs.",
         ),
         Recording(
             "rack:powerplane_power_budget_ratio",
@@ -70,6 +99,8 @@ def _site_power(_c: RulesConfig) -> list[Recording]:
             "(\n  rack:powerplane_pdu_power_watts:sum\n"
             "  or on (rack) sum by (rack) (rack:powerplane_power_watts:sum)\n)\n"
             "/ on (rack) (max by (rack) (powerplane_rack_power_budget_watts) > 0)",
+            ("rack",),
+            "Rack power (its PDUs, else its nodes' sum) over the inventory's budget.",
         ),
     ]
 
@@ -86,40 +117,54 @@ def _cost_and_use(c: RulesConfig) -> list[Recording]:
             "sum by (node) (\n  node:powerplane_power_watts:best\n"
             f"  * on (node) group_left (area) {price_by_node}\n"
             "  * on (area) group_left () max by (area) (powerplane_market_price_eur_per_mwh)\n) / 1e6",
+            _NODE,
+            "Best node power at the current price of its cluster's market area, in EUR per hour.",
         ),
         Recording(
             "cluster:powerplane_energy_cost_eur_per_hour:sum",
             "sum by (cluster) (\n  node:powerplane_energy_cost_eur_per_hour:sum\n"
             "  * on (node) group_left (cluster) max by (node, cluster) (powerplane_node_info)\n)",
+            ("cluster",),
+            "Energy cost of the cluster's nodes, in EUR per hour.",
         ),
         Recording(
             "cluster:powerplane_gpu_utilization_ratio:avg",
             f"avg by (cluster) (\n  {util}\n"
             "  * on (node) group_left (cluster) max by (node, cluster) (powerplane_node_info)\n)",
+            ("cluster",),
+            "Mean GPU utilisation of the cluster.",
         ),
         Recording(
             "cooler:powerplane_cooling_output_over_it_power:ratio",
             "max by (cooler) (powerplane_cooling_output_watts)\n/ on (cooler) (\n"
             "  sum by (cooler) (\n    max by (cooler, rack) (powerplane_cooler_rack_info)\n"
             "    * on (rack) group_left () sum by (rack) (rack:powerplane_power_watts:sum)\n  ) > 0\n)",
+            ("cooler",),
+            "Cooling output over the IT power of the racks the cooler serves (a rack served by two "
+            "coolers counts for both).",
         ),
     ]
 
 
-def _attribution(level: str, labels: str, info: str) -> list[Recording]:
+def _attribution(level: str, labels: tuple[str, ...], info: str) -> list[Recording]:
     # A GPU shared by several pods or jobs counts fully for each of them.
-    owners = f"max by (node, gpu, {labels}) ({info})"
+    by = ", ".join(labels)
+    owners = f"max by (node, gpu, {by}) ({info})"
     return [
         Recording(
             f"{level}:powerplane_gpu_power_watts:sum",
-            f"sum by ({labels}) (\n  {owners}\n"
+            f"sum by ({by}) (\n  {owners}\n"
             "  * on (node, gpu) group_left () max by (node, gpu) (powerplane_gpu_power_watts)\n)",
+            labels,
+            f"GPU power attributed through {info} (a shared GPU counts fully for each owner).",
         ),
         Recording(
             f"{level}:powerplane_gpu_energy_joules:increase1h",
-            f"sum by ({labels}) (\n  {owners}\n"
+            f"sum by ({by}) (\n  {owners}\n"
             "  * on (node, gpu) group_left ()"
             " sum by (node, gpu) (increase(powerplane_gpu_energy_joules_total[1h]))\n)",
+            labels,
+            f"GPU energy over the last hour, attributed through {info}.",
         ),
     ]
 
@@ -134,6 +179,9 @@ _STATUS = Recording(
     '  and on (node) ALERTS{alertstate="firing", severity=~"warning|critical", node!=""}\n'
     "or\n(max by (node) (powerplane_node_info)"
     " or max by (node) (node:powerplane_power_watts:best)) * 0",
+    _NODE,
+    "2 offline (in the inventory, no power from any source), 1 degraded (a firing warning or "
+    "critical alert names the node), 0 healthy.",
 )
 
 
@@ -142,8 +190,8 @@ def recording_rules(c: RulesConfig) -> list[Recording]:
         *_node_power(c),
         *_site_power(c),
         *_cost_and_use(c),
-        *_attribution("pod", "namespace, pod", "powerplane_gpu_pod_info"),
-        *_attribution("hpc_job", "hpc_job", "powerplane_gpu_job_info"),
+        *_attribution("pod", ("namespace", "pod"), "powerplane_gpu_pod_info"),
+        *_attribution("hpc_job", ("hpc_job",), "powerplane_gpu_job_info"),
         _STATUS,
     ]
 

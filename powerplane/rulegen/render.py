@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from powerplane.exporters.runtime.metrics import MetricSpec
+
 from .config import RulesConfig
 from .model import Alert, Family, Recording
 
@@ -113,6 +115,14 @@ def alert_names(c: RulesConfig | None = None) -> list[str]:
     return [a.name for a in alerts(c or RulesConfig())]
 
 
+def recorded_specs() -> tuple[MetricSpec, ...]:
+    """The series the shipped recording rules record, for docs/METRICS.md."""
+    return tuple(
+        MetricSpec(r.record, "gauge", r.help, r.labels, dict(r.values), source="recording rule")
+        for r in recording_rules(RulesConfig())
+    )
+
+
 def iter_rules(docs: Mapping[str, Mapping[str, Any]]) -> Iterable[Mapping[str, Any]]:
     for doc in docs.values():
         for group_doc in doc["groups"]:
@@ -121,3 +131,7 @@ def iter_rules(docs: Mapping[str, Mapping[str, Any]]) -> Iterable[Mapping[str, A
 
 def default_rules_dir() -> Path:
     return Path(__file__).resolve().parent.parent.parent / "rules"
+
+
+#: The recorded series as metric declarations (the rules component's section of docs/METRICS.md).
+RECORDED = recorded_specs()

@@ -54,6 +54,7 @@ def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         pending = lab.sbatch("-p", "cpu", "-n", "64", "-J", "toolarge")
         lab.wait_job(gpu)
         lab.wait_job(wide)
+        lab.wait_settled()
         yield Cluster(lab, gpu, wide, pending)
 
 

@@ -34,9 +34,8 @@ from powerplane.lab.redfish import IDRAC9_R760, RedfishLab, SimulatedBMC
 from powerplane.lab.snmp import Snmpsim, apc_inrow
 from powerplane.rulegen import render
 from powerplane.rulegen.config import RulesConfig
-
-from .conftest import require_binary
-from .test_snmp import require_snmpsim
+from tests.conftest import require_binary
+from tests.test_snmp import require_snmpsim
 
 pytestmark = pytest.mark.e2e
 

@@ -26,11 +26,11 @@ import yaml
 from powerplane import chart as chart_tool
 from powerplane import helm
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 CHART = ROOT / "charts" / "powerplane"
 RULE_FILES = sorted((CHART / "files" / "rules").glob("*.yaml"))
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
-SCHEMAS = Path(__file__).parent / "schemas"
+SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 #: The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest schema known.
 KUBE_VERSIONS = ("1.25.0", kubernetes_validate.latest_version())
 NODE_AGENT_ROOT = {"rapl", "gpu", "controller"}

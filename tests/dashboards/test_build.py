@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -18,10 +19,10 @@ from jsonschema import Draft202012Validator
 from powerplane.cli import main
 from powerplane.components import all_specs
 from powerplane.dashboards import build, common, queries
+from powerplane.rulegen.config import RulesConfig
+from tests.conftest import require_binary
 
-from .conftest import require_binary
-
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 RULES_DIR = ROOT / "rules"
 
 #: Names the dashboards use that are not declared on main yet (an exporter, rule or the controller
@@ -378,25 +379,53 @@ def test_provisioning_example_points_at_the_dashboards() -> None:
     assert datasource["datasources"][0]["type"] == "prometheus"
 
 
-def alert_rules() -> dict[str, str]:
-    alerts = {}
-    for path in sorted(RULES_DIR.glob("*.y*ml")) if RULES_DIR.is_dir() else []:
-        doc = yaml.safe_load(path.read_text()) or {}
-        for group in doc.get("groups") or [] if isinstance(doc, dict) else []:
-            alerts.update({r["alert"]: r["expr"] for r in group.get("rules") or [] if "alert" in r})
-    return alerts
+def _panel_steps(rendered: dict[str, str]) -> dict[tuple[str, str], tuple[float, ...]]:
+    """(dashboard uid, panel title) → the panel's threshold levels above its base."""
+    out = {}
+    for text in rendered.values():
+        doc = json.loads(text)
+        for panel in all_panels(doc):
+            steps = panel.get("fieldConfig", {}).get("defaults", {}).get("thresholds", {}).get("steps", [])
+            out[(doc["uid"], panel["title"])] = tuple(s["value"] for s in steps[1:])
+    return out
 
 
-def test_panel_thresholds_are_the_alert_rules_thresholds() -> None:
-    alerts = alert_rules()
-    if not alerts:
-        pytest.skip("PENDING: no alert rules in rules/ on this branch yet")
-    for key, names in common.ALERTS_FOR.items():
-        numbers: set[float] = set()
-        for name in names:
-            assert name in alerts, f"{key}: alert {name} not found in rules/"
-            numbers |= {float(n) for n in re.findall(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.])", alerts[name])}
-        assert set(common.THRESHOLDS[key]) <= numbers, f"{key}: {common.THRESHOLDS[key]} vs alerts {numbers}"
+def test_panel_thresholds_follow_the_rules_config(tmp_path: Path) -> None:
+    """A site's rules overrides move the panels' thresholds with the alerts': none is restated."""
+    shipped = RulesConfig()
+    numeric = {
+        f.name: getattr(shipped, f.name) * 0.5
+        for f in fields(RulesConfig)
+        if isinstance(getattr(shipped, f.name), float)
+    }
+    site = RulesConfig(**numeric)
+    before, after = common.thresholds(shipped), common.thresholds(site)
+    fixed = {"data_age_seconds"}  # a display rule, no alert behind it
+    for key in set(before) - fixed:
+        assert before[key] != after[key], f"{key} does not follow RulesConfig"
+    default_panels, site_panels = _panel_steps(build.render()), _panel_steps(build.render(site))
+    used = set()
+    for where, levels in default_panels.items():
+        if site_panels[where] == levels:
+            continue  # a display rule of its own (availability, data age, ...)
+        keys = {k for k in set(before) - fixed if (before[k], after[k]) == (levels, site_panels[where])}
+        assert keys, f"{where}: thresholds {levels} moved to {site_panels[where]}, not as any rule setting"
+        used |= keys
+    assert used == set(before) - fixed, f"thresholds no panel shows: {set(before) - fixed - used}"
+    # The command line takes the same site file as `powerplane rules build`.
+    path = tmp_path / "site-rules.yaml"
+    path.write_text(
+        yaml.safe_dump({"gpu_temperature_warning_celsius": 80, "gpu_temperature_critical_celsius": 88})
+    )
+    result = CliRunner().invoke(
+        main, ["dashboards", "build", "--out", str(tmp_path / "out"), "--rules-config", str(path)]
+    )
+    assert result.exit_code == 0, result.output
+    built = _panel_steps({"gpu": (tmp_path / "out" / "powerplane-gpu.json").read_text()})
+    assert built[("powerplane-gpu", "GPU temperature")] == (80.0, 88.0)
+    assert common.THRESHOLDS["gpu_temperature_celsius"] == (90.0, 95.0), (
+        "the override leaked out of the build"
+    )
 
 
 def test_bind_variables_chains_like_grafana_all() -> None:

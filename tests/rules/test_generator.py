@@ -15,10 +15,9 @@ from powerplane.exporters.runtime import ConfigError
 from powerplane.rulegen import render
 from powerplane.rulegen.config import KIND, RulesConfig
 from powerplane.rulegen.model import Alert, Family, Recording
+from tests.conftest import require_binary
 
-from .conftest import require_binary
-
-RULES = Path(__file__).resolve().parent.parent / "rules"
+RULES = Path(__file__).resolve().parent.parent.parent / "rules"
 TESTS = sorted((RULES / "tests").glob("*.yaml"))
 
 #: Metrics the rules use whose exporters are not on main yet (their names follow DESIGN.md).

@@ -21,7 +21,7 @@ from powerplane.dashboards.preview import scrape_interval
 from powerplane.lab import procs
 from powerplane.lab.demo import DemoContext, start_parts
 
-from .test_dashboards import PENDING, RULES_DIR
+from .test_build import PENDING, RULES_DIR
 
 #: Declared metrics the demo lab does not produce (yet), and why: their panels cannot be checked
 #: here.  A test fails when one of them appears, so the set only shrinks.

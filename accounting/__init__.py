@@ -1,0 +1,13 @@
+"""Accounting: energy, cost and emissions per job, pod, user, node, rack and cluster.
+
+The attribution model (shared by the rules generator and the commands), ``powerplane job``,
+``powerplane report`` and ``powerplane measure``.
+"""
+
+from powerplane.components import Component
+
+COMPONENT = Component(
+    name="accounting",
+    order=85,
+    commands=(),
+)
