@@ -54,6 +54,8 @@ ROW_IN = 0.42  # one grid row (Grafana's 30 px plus its margin)
 
 
 def _duration(seconds: float) -> str:
+    if abs(seconds) < 0.5:
+        return "0 s"
     for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
         if abs(seconds) >= size:
             return f"{seconds / size:.1f} {unit}"
@@ -77,6 +79,19 @@ def _fmt(value: float, unit: str, decimals: int | None = None) -> str:
 
 
 _COLORS = {"green": "#73bf69", "orange": "#ff9830", "red": "#f2495c", "blue": "#5794f2"}
+
+
+def _ticks(axis: Any, unit: str) -> Any:
+    """A tick formatter with the unit and as many decimals as the axis's span needs."""
+    import matplotlib.ticker
+
+    def label(value: float, _pos: int | None) -> str:
+        low, high = axis.get_view_interval()
+        span = abs(high - low) / _UNITS.get(unit, (1.0, ""))[0]
+        decimals = max(0, min(3, -math.floor(math.log10(span / 4)))) if span > 0 else 0
+        return _fmt(value, unit, decimals if span < 40 else None)
+
+    return matplotlib.ticker.FuncFormatter(label)
 
 
 def _color(panel: dict[str, Any], value: float) -> str:
@@ -130,26 +145,39 @@ async def _start_lab(workdir: Path, stack: contextlib.AsyncExitStack, nodes: int
 
 
 def spike_start(curve_url: str, after: float) -> float | None:
-    """When the first price above ``SPIKE_PRICE`` after ``after`` starts, from the market's curve."""
+    """When the first run of prices above ``SPIKE_PRICE`` starting after ``after`` begins."""
     status, body = procs.http_get(curve_url, timeout=10)
     if status != 200:
         return None
-    doc = json.loads(body)
-    for period in doc.get("periods", []):
+    previous = 0.0
+    for period in json.loads(body).get("periods", []):
         start = datetime.fromisoformat(str(period["start"]).replace("Z", "+00:00")).timestamp()
-        if float(period["price"]) > SPIKE_PRICE and start > after:
+        price = float(period["price"])
+        if price > SPIKE_PRICE >= previous and start > after:
             return start
+        previous = price
     return None
 
 
-def _window(ctx: Any, seconds: float, around_spike: bool) -> tuple[float, float]:
-    """The (start, end) to draw: around the price spike, or the ``seconds`` from now."""
-    now = time.time()
+def _window(ctx: Any, seconds: float, around_spike: bool, warmup: float) -> tuple[float, float]:
+    """The (start, end) to draw: around the price spike's start, or the ``seconds`` from now."""
+    first = time.time() + warmup
     market = ctx.shared.get("market") or {}
-    spike = spike_start(market["url"], now + seconds / 2) if around_spike and market.get("url") else None
-    if spike is None:
-        return now, now + seconds
-    return spike - seconds / 2, spike + seconds / 2
+    spike = spike_start(market["url"], first) if around_spike and market.get("url") else None
+    start = first if spike is None else max(first, spike - seconds / 2)
+    return start, start + seconds
+
+
+def _wait_for_a_quarter(log: Any) -> None:
+    """Start the lab early in a quarter hour: the demo's spike then starts 15 minutes later.
+
+    (The demo's market prices the quarter hour holding "start + 15 minutes" and the next three at
+    the spike's price; started late in a quarter, the spike would begin within minutes.)
+    """
+    into = time.time() % 900
+    if into > 390:
+        log(f"waiting {_duration(900 - into)} for the next quarter hour, so the spike comes mid-window")
+        time.sleep(900 - into + 2)  # a clock time, not a condition
 
 
 def _panel_series(
@@ -180,6 +208,8 @@ def collect(
     rules = Path(__file__).resolve().parent.parent / "rules"
     rule_files = sorted(rules.glob("*.yaml")) if rules.is_dir() else []
     out: dict[str, Any] = {}
+    if around_spike:
+        _wait_for_a_quarter(log)
     with procs.BackgroundLoop() as loop:
         stack = contextlib.AsyncExitStack()
         ctx = loop.run(_start_lab(workdir / "lab", stack, nodes), timeout=300)
@@ -190,8 +220,7 @@ def collect(
         try:
             prom.start()
             # Rates need a few scrapes of history before the window opens.
-            start, end = _window(ctx, seconds, around_spike)
-            start = max(start, time.time() + 4 * interval + 8)
+            start, end = _window(ctx, seconds, around_spike, 4 * interval + 8)
             left = _duration(end - time.time())
             log(f"drawing {_clock(start)}-{_clock(end)} UTC; the lab runs until then ({left})")
             time.sleep(max(0.0, end - time.time()))  # a stretch of history to draw, not a condition
@@ -237,16 +266,18 @@ def _date(stamp: float) -> datetime:
 
 
 def _timeseries(ax: Any, panel: dict[str, Any], series: list[Any], data: dict[str, Any]) -> None:
-    import matplotlib.ticker
 
     unit = panel["fieldConfig"]["defaults"].get("unit", "")
     shown = series[:12]
     for label, pts in shown:
         ax.plot([_date(t) for t, _ in pts], [v for _, v in pts], label=label, lw=1.4)
     _time_axis(ax, data)
-    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _p, u=unit: _fmt(v, u)))
+    ax.yaxis.set_major_formatter(_ticks(ax.yaxis, unit))
     ax.grid(color="#2c3235", lw=0.6)
-    columns = max(1, min(len(shown), 4 if len(shown) > 4 else len(shown)))
+    # As many columns as the panel's width holds for the longest label (10 pt text, its line).
+    width_pt = ax.get_position().width * ax.figure.get_figwidth() * 72
+    longest = max(len(label) for label, _ in shown)
+    columns = max(1, min(len(shown), int(width_pt // (longest * 10 * 0.6 + 40))))
     ax.legend(fontsize=10, loc="upper left", bbox_to_anchor=(0.0, -0.14), ncol=columns, frameon=False)
 
 
@@ -281,7 +312,6 @@ def _state_timeline(ax: Any, panel: dict[str, Any], series: list[Any], data: dic
 
 
 def _bargauge(ax: Any, panel: dict[str, Any], series: list[Any]) -> None:
-    import matplotlib.ticker
 
     unit = panel["fieldConfig"]["defaults"].get("unit", "")
     shown = series[:10]
@@ -297,7 +327,7 @@ def _bargauge(ax: Any, panel: dict[str, Any], series: list[Any]) -> None:
             fontsize=9,
         )
     ax.set_yticks([])
-    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _p, u=unit: _fmt(v, u)))
+    ax.xaxis.set_major_formatter(_ticks(ax.xaxis, unit))
     ax.invert_yaxis()
 
 
