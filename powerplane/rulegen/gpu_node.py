@@ -9,11 +9,9 @@ from .model import Alert, Family, fmt, new_errors, sel
 _GPU = "GPU {{ $labels.gpu }} on {{ $labels.node }}"
 
 
-#: GPUs powerplane's controller holds at a cap: its desired cap of domain ``gpu-N`` as ``gpu="N"``
-#: (the packages' caps get no ``gpu`` label and match no GPU).
-CONTROLLER_GPU_CAPS = (
-    'label_replace(powerplane_controller_cap_desired_watts, "gpu", "$1", "domain", "gpu-([0-9]+)")'
-)
+#: GPUs powerplane's controller holds at a cap: its desired caps carry the GPU exporter's ``gpu``
+#: label (empty for the CPU packages' caps, which match no GPU).
+CONTROLLER_GPU_CAPS = "powerplane_controller_cap_desired_watts"
 
 
 def _gpu_power(c: RulesConfig) -> Alert:
