@@ -370,7 +370,7 @@ def draw(name: str, data: dict[str, Any], path: Path) -> None:
             continue
         # Room for tick labels on the left and, for time series, the time axis and the legend below.
         bottom = 0.34 if panel["type"] == "timeseries" else 0.06
-        inner = (x0 + 0.042, y0 + h * bottom, w - 0.05, h * (1 - bottom) - 0.3 / fig_h)
+        inner = (x0 + 0.052, y0 + h * bottom, w - 0.06, h * (1 - bottom) - 0.3 / fig_h)
         ax = fig.add_axes(inner)
         ax.set_title(panel["title"], fontsize=13, loc="left")
         ax.tick_params(labelsize=10)
