@@ -2,7 +2,7 @@
 
 Grafana is not needed: the demo lab runs (every part of ``powerplane demo``: the physical model
 every meter reads, the exporters, the controller following the market's curve), a real
-Prometheus scrapes it with the rules from rules/, and every panel's queries run against it
+Prometheus scrapes it with the shipped rules, and every panel's queries run against it
 (variables bound as Grafana binds "All").  By default the window is the 15 minutes around the
 start of the demo's price spike, so the caps the controller sets then show in the power,
 cost and cap panels; the lab runs until that window is over (the spike starts 15 to 30
@@ -205,8 +205,9 @@ def collect(
     workdir: Path, seconds: float, nodes: int = 4, around_spike: bool = True, log: Any = print
 ) -> dict[str, Any]:
     """Run the lab and Prometheus through the window; return every panel's data, keyed by dashboard."""
-    rules = Path(__file__).resolve().parent.parent / "rules"
-    rule_files = sorted(rules.glob("*.yaml")) if rules.is_dir() else []
+    from powerplane.lab.demo import rule_files_on_disk
+
+    rule_files = rule_files_on_disk(workdir / "rules")
     out: dict[str, Any] = {}
     if around_spike:
         _wait_for_a_quarter(log)

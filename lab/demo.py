@@ -7,9 +7,10 @@ declares its part of the demo (``Component.demo``, see ``powerplane.components``
 function that starts its simulated hardware and exporters through the ``DemoContext``, registers
 their cleanup on the context's exit stack and adds the Prometheus scrape jobs that read them.
 Everything listens on 127.0.0.1, on ephemeral ports or, with ``--base-port``, on fixed ones.
-When the Debian ``prometheus`` binary is present a real Prometheus scrapes it all with the rules
-from ``rules/`` and sends alerts to a real Alertmanager (``prometheus-alertmanager``);
-``--inject`` adds the lab's faults; Ctrl-C (or ``--duration``) stops everything cleanly.
+When the Debian ``prometheus`` binary is present a real Prometheus scrapes it all with the
+shipped rules (``powerplane.resources.rule_files()``, written to the work directory) and sends
+alerts to a real Alertmanager (``prometheus-alertmanager``); ``--inject`` adds the lab's
+faults; Ctrl-C (or ``--duration``) stops everything cleanly.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 
 import click
 
-from powerplane import components
+from powerplane import components, resources
 from powerplane.exporters.runtime import ExporterServer, log, setup_logging
 
 from . import procs
@@ -117,10 +118,19 @@ async def start_parts(ctx: DemoContext) -> None:
         await part(ctx)
 
 
-def _rules_dir() -> Path | None:
-    # Rules ship in the source tree (rules/) next to the package's directories.
-    candidate = Path(__file__).resolve().parent.parent / "rules"
-    return candidate if candidate.is_dir() else None
+def rule_files_on_disk(folder: Path) -> list[Path]:
+    """The shipped rule files written to ``folder``, for a Prometheus to load.
+
+    Written out rather than referenced: a wheel's resources need not be files on disk (a zip
+    import), and the copy keeps the run's rules fixed while the checkout changes underneath.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for rule_file in resources.rule_files():
+        target = folder / rule_file.name
+        target.write_bytes(rule_file.read_bytes())
+        written.append(target)
+    return written
 
 
 async def _start_alerting(ctx: DemoContext, scrape_interval: str) -> None:
@@ -138,8 +148,7 @@ async def _start_alerting(ctx: DemoContext, scrape_interval: str) -> None:
             logging.WARNING,
             "alertmanager not found; install 'prometheus-alertmanager' to route alerts",
         )
-    rules = _rules_dir()
-    rule_files = list(ctx.rule_files) or (sorted(rules.glob("*.yaml")) if rules else [])
+    rule_files = list(ctx.rule_files) or rule_files_on_disk(ctx.workdir / "rules")
     prom = procs.Prometheus(
         ctx.workdir / "prometheus",
         ctx.scrape_configs,

@@ -32,8 +32,11 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from powerplane.resources import output_dir, resource
 
 from . import procs
 from .model import ClusterModel, CoolerReading, OutletReading, PduReading, PduSpec, PhaseReading
@@ -41,8 +44,8 @@ from .model import ClusterModel, CoolerReading, OutletReading, PduReading, PduSp
 if TYPE_CHECKING:
     from .demo import DemoContext
 
-#: Recordings written for this project, shipped beside this module.
-RECORDINGS = Path(__file__).resolve().parent / "snmprec"
+#: Recordings written for this project, shipped as package data (a wheel has them too).
+RECORDINGS: Traversable = resource("powerplane.lab", "snmprec")
 
 V3_USER = "powerplane"
 V3_AUTH = "powerplane-auth-pass"
@@ -238,10 +241,10 @@ class Snmpsim:
     def __init__(
         self,
         workdir: Path,
-        recordings: Mapping[str, Path | str],
+        recordings: Mapping[str, Traversable | str],
         port: int | None = None,
     ) -> None:
-        """``recordings`` maps community → .snmprec file (or its text)."""
+        """``recordings`` maps community → .snmprec file (a path or a shipped resource) or its text."""
         self.workdir = Path(workdir)
         self.port = port or procs.free_port()
         self.recordings = dict(recordings)
@@ -259,10 +262,10 @@ class Snmpsim:
         cache.mkdir()
         for community, source in self.recordings.items():
             target = data / f"{community}.snmprec"
-            if isinstance(source, Path):
-                shutil.copyfile(source, target)
-            else:
+            if isinstance(source, str):
                 target.write_text(source)
+            else:
+                target.write_bytes(source.read_bytes())
         # The responder drops to nobody before it reads the data and writes its index.
         for path in (base, data):
             os.chmod(path, 0o755)
@@ -541,8 +544,12 @@ BUILDERS: dict[str, Callable[..., str]] = {
 }
 
 
-def write_recordings(folder: Path = RECORDINGS) -> list[Path]:
-    """(Re)write the committed static recordings (``python -m powerplane.lab.snmp``)."""
+def write_recordings(folder: Path | None = None) -> list[Path]:
+    """(Re)write the committed static recordings (``python -m powerplane.lab.snmp``).
+
+    Into ``folder``, else into the checkout's lab/snmprec/; never into an installed package.
+    """
+    folder = output_dir(folder, "lab/snmprec", "writing the lab's SNMP recordings")
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for community, build in BUILDERS.items():

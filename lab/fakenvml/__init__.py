@@ -48,12 +48,15 @@ import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-SOURCE = Path(__file__).with_name("fakenvml.c")
+from powerplane.resources import on_disk, resource
+
+SOURCE: Traversable = resource("powerplane.lab.fakenvml", "fakenvml.c")
 LIBRARY_NAME = "libnvidia-ml.so.1"
 CONFIG_ENV = "FAKENVML_CONFIG"
 
@@ -203,11 +206,12 @@ def build(directory: Path | None = None, cc: str | None = None) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=".fakenvml-", suffix=".so", dir=directory)
     os.close(fd)
     try:
-        subprocess.run(
-            [compiler, "-O2", "-Wall", "-shared", "-fPIC", "-fvisibility=hidden",
-             f"-Wl,-soname,{LIBRARY_NAME}", "-o", tmp, str(SOURCE), "-lm", "-lpthread"],
-            check=True, capture_output=True, text=True,
-        )  # fmt: skip
+        with on_disk(SOURCE) as source:  # the compiler needs a file, a wheel may be a zip
+            subprocess.run(
+                [compiler, "-O2", "-Wall", "-shared", "-fPIC", "-fvisibility=hidden",
+                 f"-Wl,-soname,{LIBRARY_NAME}", "-o", tmp, str(source), "-lm", "-lpthread"],
+                check=True, capture_output=True, text=True,
+            )  # fmt: skip
     except subprocess.CalledProcessError as exc:
         os.unlink(tmp)
         raise RuntimeError(f"building the fake NVML library failed:\n{exc.stderr}") from None
