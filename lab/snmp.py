@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 #: Recordings written for this project, shipped as package data (a wheel has them too).
 RECORDINGS: Traversable = resource("powerplane.lab", "snmprec")
 
+#: The recording a ``Snmpsim`` with a v3 user serves to SNMPv3 requests without a context name.
+V3_RECORDING = "self"
 V3_USER = "powerplane"
 V3_AUTH = "powerplane-auth-pass"
 V3_PRIV = "powerplane-priv-pass"
@@ -189,7 +191,8 @@ def snmpsim_runtime() -> tuple[str, dict[str, str]]:
         importlib.metadata.distribution("snmpsim")
     except importlib.metadata.PackageNotFoundError:
         raise FileNotFoundError("snmpsim is not installed (pip install snmpsim)") from None
-    dists = _distribution_closure(["snmpsim", "pysmi"])
+    # cryptography: pysnmp's SNMPv3 privacy, an optional dependency of it (without, v3 fails).
+    dists = _distribution_closure(["snmpsim", "pysmi", "cryptography"])
     site_dirs = {str(Path(str(d.locate_file(""))).resolve()) for d in dists}
     interpreter_readable = _readable_by_others(Path(sys.executable)) and _readable_by_others(
         Path(sys.base_prefix) / "lib"
@@ -243,10 +246,20 @@ class Snmpsim:
         workdir: Path,
         recordings: Mapping[str, Traversable | str],
         port: int | None = None,
+        v3_user: tuple[str, str, str] | None = None,
     ) -> None:
-        """``recordings`` maps community → .snmprec file (a path or a shipped resource) or its text."""
+        """``recordings`` maps community → .snmprec file (a path or a shipped resource) or its text.
+
+        ``v3_user`` (user name, SHA auth password, AES priv password) also answers SNMPv3
+        authPriv: a request without a context name, as a PDU's agent gets them, reads the
+        recording ``V3_RECORDING`` (snmpsim picks a v3 request's data by context name, and an
+        empty one by its own engine's label).
+        """
         self.workdir = Path(workdir)
         self.port = port or procs.free_port()
+        self.v3_user = v3_user
+        if v3_user is not None and V3_RECORDING not in recordings:
+            raise ValueError(f"SNMPv3 is served from the recording {V3_RECORDING!r}; give one")
         self.recordings = dict(recordings)
         if not self.recordings:
             raise ValueError("snmpsim needs at least one recording")
@@ -279,6 +292,8 @@ class Snmpsim:
                 interpreter,
                 "-c",
                 "import sys; from snmpsim.commands.responder import main; sys.exit(main())",
+                # An engine's options (--v3-engine-id first) precede its data and endpoint.
+                *self._v3_arguments(),
                 f"--data-dir={data}",
                 f"--cache-dir={cache}",
                 f"--agent-udpv4-endpoint=127.0.0.1:{self.port}",
@@ -289,8 +304,23 @@ class Snmpsim:
             cwd=base,
             env=env,
         )
-        _wait_snmp(self.port, next(iter(self.recordings)), self.process, timeout)
+        # snmpsim serves the recording named for its own engine under the empty community.
+        first = next(iter(self.recordings))
+        _wait_snmp(self.port, "" if first == V3_RECORDING else first, self.process, timeout)
         return self
+
+    def _v3_arguments(self) -> list[str]:
+        if self.v3_user is None:
+            return []
+        user, auth_key, priv_key = self.v3_user
+        return [
+            "--v3-engine-id=auto",
+            f"--v3-user={user}",
+            f"--v3-auth-key={auth_key}",
+            "--v3-auth-proto=SHA",
+            f"--v3-priv-key={priv_key}",
+            "--v3-priv-proto=AES",
+        ]
 
     def replace(self, community: str, text: str) -> None:
         """Serve new readings for ``community`` while running (a device that heats up, say).

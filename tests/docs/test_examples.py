@@ -17,6 +17,7 @@ import os
 import re
 import subprocess
 import sys
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from click.testing import CliRunner
 
 from powerplane.cli import main
 from powerplane.lab.redfish import RedfishLab, SimulatedBMC
+from powerplane.lab.snmp import BUILDERS, V3_RECORDING, Snmpsim, apc_recording
 from tests.conftest import require_binary
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -161,12 +163,41 @@ def test_the_policy_decides_on_the_example_curve() -> None:
     assert 6000 <= decision["watts"] < 6800
 
 
+def _probe_job(name: str, sd: Path, exporter: str) -> dict[str, Any]:
+    """The example's probe job, reading the generated file_sd and probing through ``exporter``."""
+    (job,) = [j for j in load("prometheus.yml")["scrape_configs"] if j["job_name"] == name]
+    job["file_sd_configs"] = [{"files": [str(sd / Path(f).name) for f in job["file_sd_configs"][0]["files"]]}]
+    job["relabel_configs"][-1]["replacement"] = exporter
+    # Room for an SNMPv3 walk on a loaded machine; the example's 30 s would make the test slow.
+    job.update(scrape_interval="5s", scrape_timeout="5s")
+    return job
+
+
+def _snmp_devices(inventory: dict[str, Any], workdir: Path) -> dict[str, Snmpsim]:
+    """One SNMPv3 agent per PDU and cooler, speaking the example's user, serving its module's data."""
+    apc = apc_recording()
+    if apc is None:
+        pytest.fail("REAL COMPONENT MISSING: snmpsim-data is not installed (run scripts/setup)")
+    data: dict[str, Traversable | str] = {"apc_rpdu2": apc, "apc_inrow": BUILDERS["apc-inrow"]()}
+    user = (
+        load("snmp.yml")["auths"]["site_v3"]["username"],
+        SECRETS["SNMP_AUTH_PASSWORD"],
+        SECRETS["SNMP_PRIV_PASSWORD"],
+    )
+    return {
+        d["name"]: Snmpsim(workdir / d["name"], {V3_RECORDING: data[d["module"]]}, v3_user=user)
+        for d in [*inventory["pdus"], *inventory["coolers"]]
+    }
+
+
 @pytest.mark.e2e
 def test_prometheus_probes_the_lab_through_the_generated_file_sd(
     tmp_path: Path, prometheus: Any, background_loop: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from powerplane.exporters.redfish import make_server
-    from powerplane.exporters.redfish.config import KIND
+    from powerplane.exporters.redfish import make_server as redfish_server
+    from powerplane.exporters.redfish.config import KIND as REDFISH
+    from powerplane.exporters.snmp.exporter import KIND as SNMP
+    from powerplane.exporters.snmp.exporter import make_server as snmp_server
 
     for key, secret in SECRETS.items():
         monkeypatch.setenv(key, secret)
@@ -181,40 +212,69 @@ def test_prometheus_probes_the_lab_through_the_generated_file_sd(
         for n in inventory["nodes"]
     }
     background_loop.run(lab.start())
-    # The site as the lab plays it: the same inventory and exporter config, at the lab's addresses.
-    for node in inventory["nodes"]:
-        node["bmc"]["address"] = f"{lab.scheme}://{bmcs[node['name']].address}"
-    lab_inventory = tmp_path / "inventory.yaml"
-    lab_inventory.write_text(yaml.safe_dump(inventory))
-    sd = tmp_path / "sd"
-    result = CliRunner().invoke(main, ["inventory", "sd", "--config", str(lab_inventory), "--out", str(sd)])
-    assert result.exit_code == 0, result.output
-    redfish = load("redfish.yml")
-    # The lab's BMCs listen on loopback and speak plain HTTP: the only changes to the example.
-    redfish["allow"] = [*redfish["allow"], "127.0.0.0/8"]
-    redfish["defaults"]["scheme"] = "http"
-    server = make_server(KIND.load_text(yaml.safe_dump(redfish), "redfish.yml at the lab"))
-    host, port = background_loop.run(server.start("127.0.0.1", 0))
+    devices = _snmp_devices(inventory, tmp_path / "snmp")
+    servers = []
     try:
-        (job,) = [
-            j for j in load("prometheus.yml")["scrape_configs"] if j["job_name"] == "powerplane-redfish-probe"
+        for device in devices.values():
+            device.start()
+        # The site as the lab plays it: the same inventory and configs, at the lab's addresses.
+        for node in inventory["nodes"]:
+            node["bmc"]["address"] = f"{lab.scheme}://{bmcs[node['name']].address}"
+        for device in [*inventory["pdus"], *inventory["coolers"]]:
+            device["address"] = f"127.0.0.1:{devices[device['name']].port}"
+        lab_inventory = tmp_path / "inventory.yaml"
+        lab_inventory.write_text(yaml.safe_dump(inventory))
+        sd = tmp_path / "sd"
+        result = CliRunner().invoke(
+            main, ["inventory", "sd", "--config", str(lab_inventory), "--out", str(sd)]
+        )
+        assert result.exit_code == 0, result.output
+        # The lab listens on loopback and its BMCs speak plain HTTP: the only changes to the examples.
+        redfish, snmp = load("redfish.yml"), load("snmp.yml")
+        redfish["allow"] = [*redfish["allow"], "127.0.0.0/8"]
+        redfish["defaults"]["scheme"] = "http"
+        snmp["allow"] = [*snmp["allow"], "127.0.0.0/8"]
+        addresses = {}
+        for name, server in (
+            ("redfish", redfish_server(REDFISH.load_text(yaml.safe_dump(redfish), "redfish.yml at the lab"))),
+            ("snmp", snmp_server(SNMP.load_text(yaml.safe_dump(snmp), "snmp.yml at the lab"))),
+        ):
+            host, port = background_loop.run(server.start("127.0.0.1", 0))
+            servers.append(server)
+            addresses[name] = f"{host}:{port}"
+        jobs = [
+            _probe_job("powerplane-redfish-probe", sd, addresses["redfish"]),
+            _probe_job("powerplane-snmp-pdu", sd, addresses["snmp"]),
+            _probe_job("powerplane-snmp-cooler", sd, addresses["snmp"]),
         ]
-        job["file_sd_configs"] = [{"files": [str(sd / "redfish.json")]}]
-        job["relabel_configs"][-1]["replacement"] = f"{host}:{port}"
-        job.update(scrape_interval="2s", scrape_timeout="2s")
-        prom = prometheus([job])
-        prom.wait_targets_up(len(bmcs))
+        prom = prometheus(jobs)
+        prom.wait_targets_up(len(bmcs) + len(devices), timeout=90)
         for node, bmc in bmcs.items():
             watts = prom.wait_value(
                 f'powerplane_redfish_power_watts{{job="powerplane-redfish-probe",node="{node}"}}'
             )
             assert watts > 0
-            assert prom.value(f'powerplane_target_up{{node="{node}"}}') == 1.0
             assert bmc.open_sessions() == 1
-        failing = prom.query('powerplane_scrape_collector_success{job="powerplane-redfish-probe"} == 0')
-        assert failing == []
+        for pdu in inventory["pdus"]:
+            assert (
+                prom.wait_value(f'powerplane_pdu_power_watts{{pdu="{pdu["name"]}",rack="{pdu["rack"]}"}}') > 0
+            )
+        for cooler in inventory["coolers"]:
+            assert prom.wait_value(f'powerplane_cooling_output_watts{{cooler="{cooler["name"]}"}}') > 0
+        assert prom.query("powerplane_target_up == 0") == []
+        failing = prom.query("powerplane_scrape_collector_success == 0")
+        assert failing == [], [
+            (
+                f["metric"],
+                prom.query(f'powerplane_scrape_collector_success{{instance="{f["metric"]["instance"]}"}}'),
+            )
+            for f in failing
+        ]
     finally:
-        background_loop.run(server.stop())
+        for server in servers:
+            background_loop.run(server.stop())
+        for device in devices.values():
+            device.stop()
         background_loop.run(lab.stop())
 
 
