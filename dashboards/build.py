@@ -236,10 +236,15 @@ def check_command(directory: Path) -> None:
 @click.option(
     "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("docs/img"), show_default=True
 )
-@click.option("--seconds", type=click.FloatRange(10, 3600), default=90.0, show_default=True)
-def preview_command(out: Path, seconds: float) -> None:
+@click.option(
+    "--seconds", type=click.FloatRange(10, 3600), default=900.0, show_default=True, help="The window drawn."
+)
+@click.option(
+    "--spike/--no-spike", default=True, show_default=True, help="Center it on the demo's price spike."
+)
+def preview_command(out: Path, seconds: float, spike: bool) -> None:
     """Render PNG previews from a real Prometheus scraping the lab (needs the docs extra)."""
     from .preview import write_previews
 
-    for path in write_previews(out, seconds):
+    for path in write_previews(out, seconds, around_spike=spike):
         click.echo(f"wrote {path}")

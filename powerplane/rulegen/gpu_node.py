@@ -9,15 +9,23 @@ from .model import Alert, Family, fmt, new_errors, sel
 _GPU = "GPU {{ $labels.gpu }} on {{ $labels.node }}"
 
 
+#: GPUs powerplane's controller holds at a cap: its desired caps carry the GPU exporter's ``gpu``
+#: label (empty for the CPU packages' caps, which match no GPU).
+CONTROLLER_GPU_CAPS = "powerplane_controller_cap_desired_watts"
+
+
 def _gpu_power(c: RulesConfig) -> Alert:
     if c.gpu_power_watts is not None:
         expr = f"powerplane_gpu_power_watts > {fmt(c.gpu_power_watts)}"
         text = f"above {fmt(c.gpu_power_watts)} W"
     else:
+        # A GPU held at a cap powerplane's controller set is doing what it was told: that is not
+        # an alert.  One at a limit someone else lowered, or at its own limit, still alerts.
         expr = (
             "powerplane_gpu_power_watts\n>= on (node, gpu) group_left ()\n"
             f"  {fmt(c.gpu_power_limit_ratio)} * max by (node, gpu) "
-            f"(powerplane_gpu_power_limit_watts{sel(c.gpu_power_limit_selector)})"
+            f"(powerplane_gpu_power_limit_watts{sel(c.gpu_power_limit_selector)})\n"
+            f"unless on (node, gpu) {CONTROLLER_GPU_CAPS}"
         )
         text = f"at {fmt(c.gpu_power_limit_ratio * 100)} % or more of its power limit"
     return Alert(

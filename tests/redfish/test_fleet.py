@@ -151,15 +151,14 @@ async def test_refused_probe_requests_are_400(exporter: Served, params: dict[str
 # --- demo ----------------------------------------------------------------------------------------------
 
 
-async def test_demo_component_follows_the_nodes_rapl(tmp_path: Path) -> None:
+async def test_demo_component_follows_the_nodes_model(tmp_path: Path) -> None:
     import contextlib
 
-    from powerplane.lab.demo import DemoContext, rapl_component
-    from powerplane.lab.redfish import rapl_node_power, redfish_component
+    from powerplane.lab.demo import DemoContext
+    from powerplane.lab.redfish import redfish_component
 
     async with contextlib.AsyncExitStack() as stack:
         ctx = DemoContext(tmp_path, ["node-01", "node-02"], stack)
-        await rapl_component(ctx)
         await redfish_component(ctx)
         job = next(c for c in ctx.scrape_configs if c["job_name"] == "powerplane-redfish-probe")
         exporter = job["relabel_configs"][-1]["replacement"]
@@ -171,7 +170,7 @@ async def test_demo_component_follows_the_nodes_rapl(tmp_path: Path) -> None:
                 ) as response:
                     samples = parse(await response.text())
                 assert value(samples, "powerplane_target_up") == 1.0
-                rapl = rapl_node_power(ctx.shared["powercap"][node])
-                # the BMC's reading follows the node's RAPL power (which moves between reads)
-                assert value(samples, "powerplane_redfish_power_watts") == pytest.approx(rapl, rel=0.05)
+                truth = ctx.cluster().snapshot.nodes[node].input_w
+                # the BMC reads the node's physical model (which moves between reads)
+                assert value(samples, "powerplane_redfish_power_watts") == pytest.approx(truth, rel=0.05)
         assert (tmp_path / "redfish-password").stat().st_mode & 0o077 == 0

@@ -10,7 +10,7 @@ from pathlib import Path
 import pynvml
 import pytest
 
-from powerplane.lab.fakenvml import FakeGpu, FakeNvml, MigDevice, call_count
+from powerplane.lab.fakenvml import FakeGpu, FakeNvml, MigDevice, SharedReading, SharedState, call_count
 
 
 @pytest.fixture
@@ -163,3 +163,121 @@ def test_spec_validation(tmp_path: Path) -> None:
         FakeNvml(tmp_path, [FakeGpu(serial="1\ngpu")]).render()
     machine = FakeNvml.from_spec({"gpus": [{"profile": "l40s", "mig": []}]}, tmp_path)
     assert "name NVIDIA L40S" in machine.render()
+
+
+# --- shared state: a model in another process drives the GPUs ----------------------------------
+
+
+@pytest.fixture
+def shared_nvml(tmp_path: Path):
+    """A machine whose GPUs a model drives; returns (machine, its shared state)."""
+
+    machines: list[FakeNvml] = []
+
+    def make(gpus: list[FakeGpu]) -> tuple[FakeNvml, SharedState]:
+        machine = FakeNvml(tmp_path, gpus, shared=True).activate()
+        machines.append(machine)
+        pynvml.nvmlInit()
+        assert machine.shared is not None
+        return machine, machine.shared
+
+    yield make
+    try:
+        pynvml.nvmlShutdown()
+    except pynvml.NVMLError:
+        pass
+    for machine in machines:
+        machine.close()
+
+
+def test_published_readings_are_what_nvml_serves(shared_nvml) -> None:
+    machine, shared = shared_nvml([FakeGpu("h100-sxm", util_base=0.1), FakeGpu("l40s")])
+    assert machine.render().count(f"shared_state {machine.shared_path}") == 1
+    h100 = pynvml.nvmlDeviceGetHandleByIndex(0)
+    # Nothing published yet: the library's own model serves (70 W idle + 10 % of 630 W).
+    assert pynvml.nvmlDeviceGetPowerUsage(h100) == pytest.approx(133_000, abs=1)
+    shared.publish([SharedReading(650_000, 450_000, 5e9, 0.93), SharedReading(100_000, 100_000, 7e8, 0.2)])
+    assert pynvml.nvmlDeviceGetPowerUsage(h100) == 450_000
+    assert pynvml.nvmlDeviceGetTotalEnergyConsumption(h100) == 5_000_000_000
+    assert pynvml.nvmlDeviceGetUtilizationRates(h100).gpu == 93
+    # Temperature follows the published power: 28 °C + 0.055 °C/W.
+    assert pynvml.nvmlDeviceGetTemperature(h100, 0) == round(28 + 0.055 * 450)
+    # Demand above the limit in force: power-capped clocks and the SW power cap reason.
+    machine.set_power_limit_mw(0, 450_000)
+    assert pynvml.nvmlDeviceGetCurrentClocksEventReasons(h100) & pynvml.nvmlClocksEventReasonSwPowerCap
+    assert pynvml.nvmlDeviceGetClockInfo(h100, pynvml.NVML_CLOCK_SM) < 1980
+    energy = pynvml.nvmlDeviceGetFieldValues(h100, [pynvml.NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION])[0]
+    assert energy.value.ullVal == 5_000_000_000
+    l40s = pynvml.nvmlDeviceGetHandleByIndex(1)
+    assert pynvml.nvmlDeviceGetPowerUsage(l40s) == 100_000
+
+
+def test_hostile_published_values_are_never_negative_or_nan(shared_nvml) -> None:
+    _machine, shared = shared_nvml([FakeGpu("h100-sxm")])
+    shared.publish([SharedReading(float("nan"), -5.0, float("inf"), 7.0)])
+    h100 = pynvml.nvmlDeviceGetHandleByIndex(0)
+    assert pynvml.nvmlDeviceGetPowerUsage(h100) == 0
+    assert pynvml.nvmlDeviceGetTotalEnergyConsumption(h100) == 0
+    assert pynvml.nvmlDeviceGetUtilizationRates(h100).gpu == 100  # clamped to 1
+
+
+def test_a_writer_stuck_mid_update_does_not_hang_the_library(shared_nvml) -> None:
+    import struct
+
+    _machine, shared = shared_nvml([FakeGpu("h100-sxm", util_base=0.0)])
+    shared.publish([SharedReading(1e5, 1e5, 1e9, 0.5)])
+    struct.pack_into("<Q", shared._map, 8, 7)  # odd: an update that never finishes
+    # Bounded retries, then the library's own model (idle: 70 W).
+    assert pynvml.nvmlDeviceGetPowerUsage(pynvml.nvmlDeviceGetHandleByIndex(0)) == 70_000
+
+
+@pytest.mark.parametrize("damage", ["truncated", "foreign", "missing"])
+def test_a_bad_shared_file_falls_back_to_the_built_in_model(tmp_path: Path, damage: str) -> None:
+    driver = FakeNvml(tmp_path / "driver", [FakeGpu("h100-sxm")], shared=True)
+    driver.write()
+    assert driver.shared is not None and driver.shared_path is not None
+    driver.shared.publish([SharedReading(5e5, 5e5, 1e9, 0.9)])
+    driver.shared.close()
+    if damage == "truncated":
+        driver.shared_path.write_bytes(driver.shared_path.read_bytes()[:100])
+    elif damage == "foreign":
+        driver.shared_path.write_bytes(b"\xff" * SharedState.SIZE)
+    else:
+        driver.shared_path.unlink()
+    # A machine whose config names that file (and nothing that would recreate it).
+    machine = FakeNvml(tmp_path / "served", [FakeGpu("h100-sxm", util_base=0.0)]).activate()
+    with machine.config_path.open("a") as config:
+        config.write(f"shared_state {driver.shared_path}\n")
+    pynvml.nvmlInit()
+    try:
+        assert pynvml.nvmlDeviceGetPowerUsage(pynvml.nvmlDeviceGetHandleByIndex(0)) == 70_000
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def test_shared_state_checks_what_it_is_given(tmp_path: Path) -> None:
+    state = SharedState(tmp_path / "s", 2)
+    with pytest.raises(ValueError, match="1 readings for 2 GPUs"):
+        state.publish([SharedReading(0, 0, 0, 0)])
+    with pytest.raises(ValueError, match="at most 64"):
+        SharedState(tmp_path / "t", 65)
+    assert (tmp_path / "s").stat().st_size == SharedState.SIZE
+    state.close()
+
+
+def test_set_power_limit_mw_is_what_the_library_enforces(shared_nvml) -> None:
+    machine, _shared = shared_nvml([FakeGpu("h100-sxm"), FakeGpu("a100-sxm")])
+    with pytest.raises(ValueError, match=r"GPU 0: 100000 mW is outside 200000\.\.700000 mW"):
+        machine.set_power_limit_mw(0, 100_000)
+    machine.set_power_limit_mw(1, 150_000)
+    assert pynvml.nvmlDeviceGetPowerManagementLimit(pynvml.nvmlDeviceGetHandleByIndex(1)) == 150_000
+    machine.set_power_limit_mw(1, 400_000)  # the default: no entry, as the library writes it
+    assert machine.power_limits_mw() == {}
+
+
+def test_a_garbled_state_file_reads_up_to_the_damage(tmp_path: Path) -> None:
+    machine = FakeNvml(tmp_path, [FakeGpu("h100-sxm")] * 3)
+    machine.state_path.write_text("limit 0 300000\nlimit 1 banana\nlimit 2 250000\n")
+    assert machine.power_limits_mw() == {0: 300000}
+    machine.state_path.write_bytes(b"\x00\xff limit")
+    assert machine.power_limits_mw() == {}

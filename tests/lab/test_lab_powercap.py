@@ -55,3 +55,20 @@ def test_power_follows_a_written_long_term_limit(tmp_path: Path) -> None:
     # a disabled zone does not limit
     (lab.zone_dir("intel-rapl:0") / "enabled").write_text("0\n")
     assert lab.power("intel-rapl:0") == pytest.approx(200.0)
+
+
+def test_a_source_decides_the_power_and_reads_the_limits(tmp_path: Path) -> None:
+    """What the lab's node model does: it gives each zone's power and honours the written limit."""
+    watts = {"intel-rapl:0": 180.0, "intel-rapl:0:0": 126.0, "intel-rapl:0:1": 15.0}
+    lab = PowercapLab(tmp_path, intel_server(sockets=1), source=watts.__getitem__).create()
+    assert lab.limit_w("intel-rapl:0", "long_term") == pytest.approx(250.0)
+    assert lab.limit_w("intel-rapl:0", "no_such_constraint") is None
+    lab.advance(2.0)
+    assert lab.true_joules("intel-rapl:0") == pytest.approx(360.0)
+    assert lab.true_joules("intel-rapl:0:1") == pytest.approx(30.0)
+    assert int((lab.zone_dir("intel-rapl:0") / "energy_uj").read_text()) == 360_000_000
+    # A limit file the controller left half-written, or a zone whose files vanished: no limit.
+    (lab.zone_dir("intel-rapl:0") / "constraint_0_power_limit_uw").write_text("15O000000\n")
+    assert lab.limit_w("intel-rapl:0", "long_term") is None
+    (lab.zone_dir("intel-rapl:0") / "enabled").unlink()
+    assert lab.limit_w("intel-rapl:0", "long_term") is None
