@@ -194,9 +194,9 @@ def _snmp_devices(inventory: dict[str, Any], workdir: Path) -> dict[str, Snmpsim
 def test_prometheus_probes_the_lab_through_the_generated_file_sd(
     tmp_path: Path, prometheus: Any, background_loop: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from powerplane.exporters.redfish import make_server as redfish_server
     from powerplane.exporters.redfish.config import KIND as REDFISH
-    from powerplane.exporters.snmp.exporter import KIND as SNMP
+    from powerplane.exporters.redfish.exporter import make_server as redfish_server
+    from powerplane.exporters.snmp.config import KIND as SNMP
     from powerplane.exporters.snmp.exporter import make_server as snmp_server
 
     for key, secret in SECRETS.items():
@@ -231,9 +231,9 @@ def test_prometheus_probes_the_lab_through_the_generated_file_sd(
         assert result.exit_code == 0, result.output
         # The lab listens on loopback and its BMCs speak plain HTTP: the only changes to the examples.
         redfish, snmp = load("redfish.yml"), load("snmp.yml")
-        redfish["allow"] = [*redfish["allow"], "127.0.0.0/8"]
+        redfish["allow"] = [*redfish["allow"], "127.0.0.0/8:*"]
         redfish["defaults"]["scheme"] = "http"
-        snmp["allow"] = [*snmp["allow"], "127.0.0.0/8"]
+        snmp["allow"] = [*snmp["allow"], "127.0.0.0/8:*"]
         addresses = {}
         for name, server in (
             ("redfish", redfish_server(REDFISH.load_text(yaml.safe_dump(redfish), "redfish.yml at the lab"))),

@@ -63,7 +63,8 @@ def _require_snmpsim() -> None:
 def test_snmpsim_serves_each_rewrite(
     tmp_path: Path, model: ClusterModel, background_loop: procs.BackgroundLoop
 ) -> None:
-    from powerplane.exporters.snmp.exporter import KIND, make_server
+    from powerplane.exporters.snmp.config import KIND
+    from powerplane.exporters.snmp.exporter import make_server
 
     _require_snmpsim()
     build = live_recordings(model)["pdu-rack-01-b"]  # a Sentry4: power in whole watts
@@ -72,7 +73,7 @@ def test_snmpsim_serves_each_rewrite(
         yaml.safe_dump(
             {
                 "auths": {"b": {"version": 2, "community": {"file": str(tmp_path / "community")}}},
-                "allow": ["127.0.0.1/32"],
+                "allow": ["127.0.0.1/32:*"],
             }
         )
     )

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from powerplane.exporters.snmp.exporter import KIND, make_server
+from powerplane.exporters.snmp.config import KIND
+from powerplane.exporters.snmp.exporter import make_server
 from powerplane.lab import procs
 from powerplane.lab.snmp import Snmpsim, snmpsim_runtime
 
