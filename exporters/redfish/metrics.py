@@ -26,7 +26,33 @@ POWER_INTERVAL_SECONDS = MetricSpec(
     "powerplane_redfish_power_interval_seconds", "gauge", "Length of the BMC's power statistics interval."
 )
 POWER_LIMIT = MetricSpec(
-    "powerplane_redfish_power_limit_watts", "gauge", "Active node power cap (absent when none is set)."
+    "powerplane_redfish_power_limit_watts",
+    "gauge",
+    "Node power cap the BMC enforces (absent when none is set or the cap is disabled).",
+)
+POWER_LIMIT_CONFIGURED = MetricSpec(
+    "powerplane_redfish_power_limit_configured_watts",
+    "gauge",
+    "Node power cap configured on the BMC, enforced or not.",
+)
+POWER_LIMIT_ENFORCED = MetricSpec(
+    "powerplane_redfish_power_limit_enforced",
+    "gauge",
+    "Whether the configured cap is enforced (1) or not (0: Dell PowerCapEnabledState Disabled, "
+    "ControlMode Disabled, LimitException NoAction or LogEventOnly); absent without a cap.",
+)
+POWER_BUDGET = MetricSpec(
+    "powerplane_redfish_power_budget_watts",
+    "gauge",
+    "Power budget of the node: allocated, requested and available watts (PowerControl's "
+    "Power{Allocated,Requested,Available}Watts; PowerSubsystem.Allocation; PowerLimitWatts.AllocatedWatts).",
+    ("kind",),
+)
+VOLTAGE = MetricSpec(
+    "powerplane_redfish_voltage_volts",
+    "gauge",
+    "Voltage sensor reading (legacy Power.Voltages).",
+    ("sensor",),
 )
 POWER_CAPACITY = MetricSpec(
     "powerplane_redfish_power_capacity_watts", "gauge", "Power the node's supplies can deliver."
@@ -50,6 +76,18 @@ PSU_EFFICIENCY = MetricSpec(
 PSU_VOLTAGE = MetricSpec(
     "powerplane_redfish_psu_input_voltage_volts", "gauge", "PSU line input voltage.", ("psu",)
 )
+PSU_ENERGY = MetricSpec(
+    "powerplane_redfish_psu_energy_joules_total",
+    "counter",
+    "PSU energy from the supply's meter (PSU Metrics EnergykWh), reset-safe.",
+    ("psu",),
+)
+PSU_TEMPERATURE = MetricSpec(
+    "powerplane_redfish_psu_temperature_celsius",
+    "gauge",
+    "PSU temperature (PSU Metrics TemperatureCelsius).",
+    ("psu",),
+)
 TEMPERATURE = MetricSpec(
     "powerplane_redfish_temperature_celsius",
     "gauge",
@@ -61,6 +99,11 @@ TEMPERATURE_SUMMARY = MetricSpec(
     "gauge",
     "Chassis intake/exhaust temperature (the BMC's summary, else coolest intake / hottest exhaust).",
     ("context",),
+)
+CHASSIS_TEMPERATURE = MetricSpec(
+    "powerplane_redfish_chassis_temperature_celsius",
+    "gauge",
+    "The chassis temperature the BMC reports (EnvironmentMetrics.TemperatureCelsius).",
 )
 FAN_RPM = MetricSpec(
     "powerplane_redfish_fan_speed_rpm", "gauge", "Fan speed in revolutions per minute.", ("fan",)
@@ -130,15 +173,22 @@ METRICS = (
     POWER_INTERVAL,
     POWER_INTERVAL_SECONDS,
     POWER_LIMIT,
+    POWER_LIMIT_CONFIGURED,
+    POWER_LIMIT_ENFORCED,
+    POWER_BUDGET,
     POWER_CAPACITY,
     ENERGY,
+    VOLTAGE,
     PSU_INPUT,
     PSU_OUTPUT,
     PSU_CAPACITY,
     PSU_EFFICIENCY,
     PSU_VOLTAGE,
+    PSU_ENERGY,
+    PSU_TEMPERATURE,
     TEMPERATURE,
     TEMPERATURE_SUMMARY,
+    CHASSIS_TEMPERATURE,
     FAN_RPM,
     FAN_RATIO,
     HEALTH,
