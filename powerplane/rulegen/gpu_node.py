@@ -1,5 +1,5 @@
 """Alerts on GPUs (temperature, power, memory, XID and ECC errors) and on nodes as their BMC sees
-them (inlet air, power limit, power supplies, fans)."""
+them (inlet air, power limit, node power reading, power supplies, fans)."""
 
 from __future__ import annotations
 
@@ -98,9 +98,22 @@ def _node(c: RulesConfig) -> list[Alert]:
             "  (max by (instance) (powerplane_redfish_power_limit_watts) > 0)",
             "10m",
             "warning",
-            "{{ $labels.node }} draws more than its BMC power limit",
-            "{{ $labels.node }} draws {{ $value | humanize }}W, above the power limit set in its BMC, "
+            "{{ $labels.node }} draws more than its BMC's enforced power cap",
+            "{{ $labels.node }} draws {{ $value | humanize }}W, above the power cap its BMC enforces, "
             "for 10 minutes.",
+        ),
+        Alert(
+            # A BMC still answering but without node power (firmware update, a chassis that lost
+            # its power resource): the probe is up, so no target-down alert says it.
+            "PowerplaneBmcPowerReadingLost",
+            "max by (instance, node) (max_over_time(powerplane_redfish_power_watts[1d]))\n"
+            "unless on (instance) powerplane_redfish_power_watts\n"
+            "and on (instance) powerplane_target_up == 1",
+            "15m",
+            "warning",
+            "The BMC of {{ $labels.node }} no longer reports node power",
+            "The BMC {{ $labels.instance }} of {{ $labels.node }} answers probes but has reported no node "
+            "power for 15 minutes, after reporting it in the last day; its power collector fails.",
         ),
         Alert(
             "PowerplanePsuUnhealthy",
