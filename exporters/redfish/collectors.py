@@ -40,6 +40,7 @@ from .metrics import (
     PSU_ENERGY,
     PSU_INPUT,
     PSU_OUTPUT,
+    PSU_REDUNDANCY,
     PSU_TEMPERATURE,
     PSU_VOLTAGE,
     SYSTEM_INFO,
@@ -53,6 +54,7 @@ from .parse import (
     Doc,
     Fan,
     PowerSnapshot,
+    Redundancy,
     SystemSnapshot,
     Temperature,
     ThermalSnapshot,
@@ -66,6 +68,7 @@ from .parse import (
     new_psu,
     new_thermal_metrics,
     newest_samples,
+    psu_redundancy,
     sensor_temperature,
     summarise,
     system_info,
@@ -87,6 +90,8 @@ class ProbeContext:
         self.deadline = Deadline.after(module.timeout)
         self._discovery: Discovery | None = None
         self._memo: dict[str, asyncio.Future[Any]] = {}
+        #: PSU redundancy groups, read with the PSUs (``psus``).
+        self.redundancy: list[Redundancy] = []
 
     async def connect(self, deadline: Deadline) -> None:
         self.deadline = deadline
@@ -184,8 +189,9 @@ class ProbeContext:
         errors: list[str] = []
         if self.use_new(d.power_subsystem):
             assert d.power_subsystem is not None
-            subsystem = await self.get(d.power_subsystem)
-            collection = self.doc(subsystem, "PowerSubsystem", errors).obj("PowerSupplies")
+            subsystem = self.doc(await self.get(d.power_subsystem), "PowerSubsystem", errors)
+            self.redundancy = psu_redundancy(subsystem, "PowerSupplyRedundancy")
+            collection = subsystem.obj("PowerSupplies")
             link = collection.text("@odata.id") if collection is not None else None
             if link is None:
                 return [], errors
@@ -211,7 +217,9 @@ class ProbeContext:
             return psus, errors
         if self.use_legacy(d.power):
             assert d.power is not None
-            return legacy_psus(self.doc(await self.get(d.power), "Power", errors)), errors
+            power = self.doc(await self.get(d.power), "Power", errors)
+            self.redundancy = psu_redundancy(power, "Redundancy")
+            return legacy_psus(power), errors
         raise NoData("the chassis links neither PowerSubsystem nor Power")
 
     async def thermal(self) -> tuple[ThermalSnapshot, list[str]]:
@@ -449,17 +457,26 @@ def _legacy(doc: Doc, snap: PowerSnapshot) -> None:
     snap.voltages = voltages(doc)
 
 
-class PSUCollector(Collector[list[PSU]]):
+PSUSnapshot = tuple[list[PSU], list[Redundancy]]
+
+
+class PSUCollector(Collector[PSUSnapshot]):
     name = "psu"
 
     def __init__(self, ctx: ProbeContext) -> None:
         self.ctx = ctx
 
-    async def fetch(self, deadline: Deadline) -> list[PSU] | Partial[list[PSU]]:
+    async def fetch(self, deadline: Deadline) -> PSUSnapshot | Partial[PSUSnapshot]:
         psus, errors = await self.ctx.psus()
-        return _partial(psus, errors)
+        return _partial((psus, self.ctx.redundancy), errors)
 
-    def render(self, snapshot: list[PSU]) -> Iterable[Metric]:
+    def render(self, snapshot: PSUSnapshot) -> Iterable[Metric]:
+        psus, groups = snapshot
+        if groups:
+            redundancy = PSU_REDUNDANCY.family()
+            for group in _unique(groups, lambda g: g.group):
+                redundancy.add_metric([group.group, group.mode], float(group.redundant))
+            yield redundancy
         fields = (
             (PSU_INPUT, "input_watts"),
             (PSU_OUTPUT, "output_watts"),
@@ -471,7 +488,7 @@ class PSUCollector(Collector[list[PSU]]):
         )
         for spec, attr in fields:
             family = spec.family()
-            for psu in snapshot:
+            for psu in psus:
                 value = getattr(psu, attr)
                 if value is not None:
                     family.add_metric([psu.id], value)

@@ -76,6 +76,13 @@ PSU_EFFICIENCY = MetricSpec(
 PSU_VOLTAGE = MetricSpec(
     "powerplane_redfish_psu_input_voltage_volts", "gauge", "PSU line input voltage.", ("psu",)
 )
+PSU_REDUNDANCY = MetricSpec(
+    "powerplane_redfish_psu_redundancy",
+    "gauge",
+    "Whether a PSU redundancy group is redundant (1) or has lost redundancy (0), from legacy "
+    "Power.Redundancy or PowerSubsystem.PowerSupplyRedundancy; groups that are Disabled are absent.",
+    ("group", "mode"),
+)
 PSU_ENERGY = MetricSpec(
     "powerplane_redfish_psu_energy_joules_total",
     "counter",
@@ -184,6 +191,7 @@ METRICS = (
     PSU_CAPACITY,
     PSU_EFFICIENCY,
     PSU_VOLTAGE,
+    PSU_REDUNDANCY,
     PSU_ENERGY,
     PSU_TEMPERATURE,
     TEMPERATURE,

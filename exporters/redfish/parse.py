@@ -308,6 +308,35 @@ def new_psu(item: Doc, metrics: Doc | None, fallback: str) -> PSU:
     return psu
 
 
+@dataclass
+class Redundancy:
+    group: str
+    mode: str
+    redundant: bool
+
+
+def psu_redundancy(doc: Doc, key: str) -> list[Redundancy]:
+    """PSU redundancy groups: ``Power.Redundancy[]`` or ``PowerSubsystem.PowerSupplyRedundancy[]``.
+
+    A group is redundant while its Status is Enabled (or absent) and its Health OK (or absent);
+    ``UnavailableOffline``, ``StandbyOffline`` or a Warning/Critical health mean redundancy is
+    lost.  A group that is ``Disabled`` or ``Absent`` (a non-redundant configuration) is skipped."""
+    out = []
+    for i, item in enumerate(doc.items(key)):
+        state = item.text("Status", "State")
+        if state in ("Disabled", "Absent"):
+            continue
+        health = item.text("Status", "Health")
+        out.append(
+            Redundancy(
+                name_of(item, str(i)),
+                item.text("Mode") or item.text("RedundancyType") or "",
+                state in (None, "Enabled") and health in (None, "OK"),
+            )
+        )
+    return out
+
+
 # --- thermal ---------------------------------------------------------------------------------
 
 

@@ -1,5 +1,5 @@
 """Alerts on GPUs (temperature, power, memory, XID and ECC errors) and on nodes as their BMC sees
-them (inlet air, power limit, node power reading, power supplies, fans)."""
+them (inlet air, power limit, node power reading, power supplies and their redundancy, fans)."""
 
 from __future__ import annotations
 
@@ -123,6 +123,16 @@ def _node(c: RulesConfig) -> list[Alert]:
             "Power supply {{ $labels.resource }} of {{ $labels.node }} is {{ $labels.state }}",
             "The BMC of {{ $labels.node }} reports {{ $labels.resource }} as {{ $labels.state }}; "
             "the node may have lost power redundancy.",
+        ),
+        Alert(
+            "PowerplanePsuRedundancyLost",
+            "powerplane_redfish_psu_redundancy == 0",
+            "5m",
+            "warning",
+            "{{ $labels.node }} has lost power supply redundancy",
+            "The BMC of {{ $labels.node }} reports its PSU redundancy group {{ $labels.group }} "
+            "({{ $labels.mode }}) without redundancy for 5 minutes: one more PSU or feed failure "
+            "powers the node off.",
         ),
         Alert(
             "PowerplaneFanUnhealthy",

@@ -28,6 +28,7 @@ from powerplane.exporters.redfish.parse import (
     legacy_psus,
     legacy_thermal,
     newest_samples,
+    psu_redundancy,
     voltages,
 )
 from tests.conftest import Serve, Served
@@ -178,6 +179,22 @@ def test_metric_reports_without_metric_id_get_short_names() -> None:
     assert errors == []
 
 
+def test_psu_redundancy_from_both_schemas() -> None:
+    errors: list[str] = []
+    r640 = psu_redundancy(doc(device("idrac9-r640"), f"{R640}/Power", "Power", errors), "Redundancy")
+    assert [(g.group, g.mode, g.redundant) for g in r640] == [("System.Embedded.1", "N+m", True)]
+    ilo4 = psu_redundancy(doc(device("ilo4-dl360-gen9"), f"{ILO}Power/", "Power", errors), "Redundancy")
+    assert [(g.group, g.redundant) for g in ilo4] == [("0", False)]  # Health Critical
+    rack = device("dmtf-rackmount")
+    new = psu_redundancy(doc(rack, f"{RACK}/PowerSubsystem", "P", errors), "PowerSupplyRedundancy")
+    legacy = psu_redundancy(doc(rack, f"{RACK}/Power", "Power", errors), "Redundancy")
+    assert [(g.group, g.mode, g.redundant) for g in new] == [("0", "Failover", False)]  # UnavailableOffline
+    assert [(g.group, g.mode, g.redundant) for g in legacy] == [("0", "Failover", False)]
+    disabled = {"Redundancy": [{"MemberId": "0", "Mode": "N+m", "Status": {"State": "Disabled"}}]}
+    assert psu_redundancy(Doc(disabled, "Power", errors), "Redundancy") == []
+    assert errors == []
+
+
 # --- probes of the devices, served by sushy-static ----------------------------------------------
 
 
@@ -226,6 +243,7 @@ async def test_probe_idrac9_r640(start: Start) -> None:
     assert value(samples, "powerplane_redfish_psu_efficiency_ratio", psu="PSU.Slot.1") == pytest.approx(0.91)
     assert value(samples, "powerplane_redfish_power_budget_watts", kind="allocated") == 1288.0
     assert value(samples, "powerplane_redfish_voltage_volts", sensor="PS2 Voltage 2") == 230.0
+    assert value(samples, "powerplane_redfish_psu_redundancy", group="System.Embedded.1", mode="N+m") == 1.0
     assert all(v == 1.0 for v in samples["powerplane_scrape_collector_success"].values())
 
 
@@ -255,6 +273,7 @@ async def test_new_schema_values(start: Start) -> None:
     assert value(samples, "powerplane_redfish_psu_energy_joules_total", psu="Bay1") == 325675 * 3.6e6
     assert value(samples, "powerplane_redfish_psu_temperature_celsius", psu="Bay1") == 43.9
     assert value(samples, "powerplane_redfish_chassis_temperature_celsius") == 39.0
+    assert value(samples, "powerplane_redfish_psu_redundancy", group="0", mode="Failover") == 0.0
     assert value(samples, "powerplane_redfish_fan_speed_rpm", fan="BaseBoard System Fan") == 2100.0
     # Bay2's Metrics link dangles: that PSU has no readings, and the collector still succeeds.
     assert ("psu", "Bay2") in {k[0] for k in samples["powerplane_redfish_psu_capacity_watts"]}
