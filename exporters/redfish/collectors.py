@@ -25,6 +25,7 @@ from .metrics import (
     FAN_RPM,
     HEALTH,
     HEALTH_STATES,
+    LEAK,
     POWER,
     POWER_BUDGET,
     POWER_CAPACITY,
@@ -61,6 +62,7 @@ from .parse import (
     dell_power_cap,
     environment_power,
     environment_thermal,
+    leak_detectors,
     legacy_power,
     legacy_psus,
     legacy_thermal,
@@ -280,10 +282,30 @@ class ProbeContext:
                 doc = self.doc(fan, f"Fans[{i}]", errors)
                 if not doc.absent():
                     snap.fans.append(new_fan(doc, f"fan{i}"))
+        leak_link = subsystem.text("LeakDetection", "@odata.id")
+        if leak_link:
+            snap.leaks = await self._leaks(leak_link, errors)
         summarise(snap)
         if not snap.temperatures and not snap.fans and errors:
             raise CollectorError("; ".join(errors))
         return snap
+
+    async def _leaks(self, link: str, errors: list[str]) -> list[tuple[str, bool]]:
+        """Leak detectors: the LeakDetection's groups in one request, else its LeakDetectors."""
+        try:
+            found = await self.leaf(link)
+            if found is None:
+                return []
+            detection = self.doc(found, "LeakDetection", errors)
+            leaks = leak_detectors(detection)
+            collection = detection.text("LeakDetectors", "@odata.id")
+            if not leaks and collection:
+                for i, member in enumerate(await self.members(collection, errors)):
+                    leaks += leak_detectors(self.doc(member, f"LeakDetectors[{i}]", errors))
+            return leaks
+        except RedfishError as exc:
+            errors.append(str(exc))
+            return []
 
     async def _sensor_temperatures(self, errors: list[str]) -> list[Temperature]:
         """Every temperature Sensor of the chassis, with its Name and PhysicalContext.
@@ -521,6 +543,11 @@ class ThermalCollector(Collector[ThermalSnapshot]):
             if fan.ratio is not None:
                 ratio.add_metric([fan.id], fan.ratio)
         families = [temps, summary, rpm, ratio]
+        if snapshot.leaks:
+            leaks = LEAK.family()
+            for name, leaking in _unique(snapshot.leaks, lambda leak: leak[0]):
+                leaks.add_metric([name], float(leaking))
+            families.append(leaks)
         if snapshot.chassis_celsius is not None:
             chassis = CHASSIS_TEMPERATURE.family()
             chassis.add_metric([], snapshot.chassis_celsius)

@@ -112,6 +112,13 @@ CHASSIS_TEMPERATURE = MetricSpec(
     "gauge",
     "The chassis temperature the BMC reports (EnvironmentMetrics.TemperatureCelsius).",
 )
+LEAK = MetricSpec(
+    "powerplane_redfish_leak_detected",
+    "gauge",
+    "Whether a leak detector of the chassis (ThermalSubsystem.LeakDetection) reports a leak (1: "
+    "DetectorState Warning or Critical) or not (0).",
+    ("detector",),
+)
 FAN_RPM = MetricSpec(
     "powerplane_redfish_fan_speed_rpm", "gauge", "Fan speed in revolutions per minute.", ("fan",)
 )
@@ -197,6 +204,7 @@ METRICS = (
     TEMPERATURE,
     TEMPERATURE_SUMMARY,
     CHASSIS_TEMPERATURE,
+    LEAK,
     FAN_RPM,
     FAN_RATIO,
     HEALTH,

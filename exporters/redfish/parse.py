@@ -364,6 +364,8 @@ class ThermalSnapshot:
     fans: list[Fan] = field(default_factory=list)
     #: EnvironmentMetrics.TemperatureCelsius: the chassis' own temperature.
     chassis_celsius: float | None = None
+    #: Leak detectors of ThermalSubsystem.LeakDetection: (name, leak detected).
+    leaks: list[tuple[str, bool]] = field(default_factory=list)
 
 
 def legacy_thermal(doc: Doc) -> ThermalSnapshot:
@@ -452,6 +454,23 @@ def sensor_temperature(doc: Doc) -> Temperature | None:
         celsius,
         uri if isinstance(uri, str) else "",
     )
+
+
+def leak_detectors(doc: Doc) -> list[tuple[str, bool]]:
+    """LeakDetection: (detector, leaking) from ``LeakDetectorGroups[].Detectors[]`` excerpts, or
+    from a LeakDetector resource itself; ``DetectorState`` other than ``OK`` is a leak."""
+    if doc.has("DetectorState"):
+        state = doc.text("DetectorState")
+        return [(doc.text("Name") or name_of(doc, "detector"), state != "OK")] if state is not None else []
+    out = []
+    for group in doc.items("LeakDetectorGroups"):
+        for i, item in enumerate(group.items("Detectors")):
+            state = item.text("DetectorState")
+            if state is None:
+                continue
+            fallback = (item.text("DataSourceUri") or f"detector{i}").rstrip("/").rsplit("/", 1)[-1]
+            out.append((item.text("DeviceName") or fallback, state != "OK"))
+    return out
 
 
 def environment_thermal(doc: Doc, snap: ThermalSnapshot) -> None:

@@ -116,6 +116,15 @@ def _cooler(c: RulesConfig) -> list[Alert]:
             "Cooler {{ $labels.cooler }} detects a leak",
             "The leak sensor of cooler {{ $labels.cooler }} has tripped.",
         ),
+        Alert(
+            # The same incident seen by a server's BMC (liquid-cooled chassis), next to the coolers'.
+            "PowerplaneNodeLeakDetected",
+            "powerplane_redfish_leak_detected > 0",
+            "0s",
+            "critical",
+            "{{ $labels.node }} detects a leak",
+            "Leak detector {{ $labels.detector }} of {{ $labels.node }} reports a leak (BMC LeakDetection).",
+        ),
     ]
 
 

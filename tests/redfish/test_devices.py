@@ -24,6 +24,7 @@ from powerplane.exporters.redfish.parse import (
     PowerSnapshot,
     dell_power_cap,
     environment_power,
+    leak_detectors,
     legacy_power,
     legacy_psus,
     legacy_thermal,
@@ -195,6 +196,27 @@ def test_psu_redundancy_from_both_schemas() -> None:
     assert errors == []
 
 
+def test_leak_detectors_from_groups_or_detectors() -> None:
+    errors: list[str] = []
+    rack = device("dmtf-rackmount")
+    leaks = [("Moisture-type Leak Detector", False), ("Float Switch Leak Detector", True)]
+    assert leak_detectors(doc(rack, f"{RACK}/ThermalSubsystem/LeakDetection", "L", errors)) == leaks
+    detectors = f"{RACK}/ThermalSubsystem/LeakDetection/LeakDetectors"
+    from_members = [
+        d
+        for uri in ("Moisture", "FloatSwitch")
+        for d in leak_detectors(doc(rack, f"{detectors}/{uri}", "D", errors))
+    ]
+    assert from_members == leaks
+    groups = [{"Detectors": [{"DetectorState": ["Critical"]}, "x"]}]
+    hostile = {"LeakDetectorGroups": groups, "DetectorState": None}
+    assert leak_detectors(Doc(hostile, "L", errors)) == []
+    assert errors == [
+        "L: LeakDetectorGroups[0].Detectors[0].DetectorState: expected a string, got list",
+        "L: LeakDetectorGroups[0].Detectors[1]: expected an object, got str",
+    ]
+
+
 # --- probes of the devices, served by sushy-static ----------------------------------------------
 
 
@@ -274,6 +296,8 @@ async def test_new_schema_values(start: Start) -> None:
     assert value(samples, "powerplane_redfish_psu_temperature_celsius", psu="Bay1") == 43.9
     assert value(samples, "powerplane_redfish_chassis_temperature_celsius") == 39.0
     assert value(samples, "powerplane_redfish_psu_redundancy", group="0", mode="Failover") == 0.0
+    assert value(samples, "powerplane_redfish_leak_detected", detector="Float Switch Leak Detector") == 1.0
+    assert value(samples, "powerplane_redfish_leak_detected", detector="Moisture-type Leak Detector") == 0.0
     assert value(samples, "powerplane_redfish_fan_speed_rpm", fan="BaseBoard System Fan") == 2100.0
     # Bay2's Metrics link dangles: that PSU has no readings, and the collector still succeeds.
     assert ("psu", "Bay2") in {k[0] for k in samples["powerplane_redfish_psu_capacity_watts"]}
