@@ -26,6 +26,9 @@ from .metrics import (
     HEALTH,
     HEALTH_STATES,
     LEAK,
+    LOG_ENTRIES,
+    LOG_ENTRIES_READ,
+    LOG_NEWEST,
     POWER,
     POWER_BUDGET,
     POWER_CAPACITY,
@@ -54,6 +57,7 @@ from .parse import (
     PSU,
     Doc,
     Fan,
+    LogSnapshot,
     PowerSnapshot,
     Redundancy,
     SystemSnapshot,
@@ -66,6 +70,7 @@ from .parse import (
     legacy_power,
     legacy_psus,
     legacy_thermal,
+    log_entries,
     new_fan,
     new_psu,
     new_thermal_metrics,
@@ -673,6 +678,69 @@ class TelemetryCollector(Collector[TelemetrySnapshot]):
         yield family
 
 
+class EventLogCollector(Collector[list[LogSnapshot]]):
+    """The BMC's event logs (SEL, iDRAC Lifecycle log, iLO IML) through ``LogServices``.
+
+    Entries are counted, never exported one by one: per log the number of entries, and of the
+    page read (the BMC's first page, at most ``max_members`` entries) the count and the newest
+    ``Created`` per severity."""
+
+    name = "eventlog"
+
+    def __init__(self, ctx: ProbeContext) -> None:
+        self.ctx = ctx
+
+    async def fetch(self, deadline: Deadline) -> list[LogSnapshot] | Partial[list[LogSnapshot]]:
+        ctx = self.ctx
+        errors: list[str] = []
+        logs: list[LogSnapshot] = []
+        owners = [("system", ctx.discovery.system), ("manager", ctx.discovery.manager)]
+        for owner, path in owners:
+            if path is None:
+                continue
+            try:
+                services = _link_of(await ctx.get(path), "LogServices")
+                for service in await ctx.members(services, errors) if services else []:
+                    logs += await self._log(owner, service, errors)
+            except RedfishError as exc:
+                errors.append(str(exc))
+        if not logs and not errors:
+            raise NoData("the BMC has no log services")
+        if not logs:
+            raise CollectorError("; ".join(errors))
+        return _partial(logs, errors)
+
+    async def _log(self, owner: str, service: dict[str, Any], errors: list[str]) -> list[LogSnapshot]:
+        doc = self.ctx.doc(service, "LogService", errors)
+        entries = _link_of(service, "Entries")
+        if entries is None or doc.text("Status", "State") in ("Disabled", "Absent"):
+            return []
+        name = f"{owner}/{doc.text('Id') or entries.rstrip('/').rsplit('/', 2)[-2]}"
+        page = await self.ctx.leaf(entries)
+        if page is None:
+            return []
+        members = page.get("Members")
+        if isinstance(members, list) and len(members) > self.ctx.module.max_members:
+            page = {**page, "Members": members[: self.ctx.module.max_members]}
+        return [log_entries(self.ctx.doc(page, f"{name} Entries", errors), name)]
+
+    def render(self, snapshot: list[LogSnapshot]) -> Iterable[Metric]:
+        entries, read, newest = LOG_ENTRIES.family(), LOG_ENTRIES_READ.family(), LOG_NEWEST.family()
+        for log in _unique(snapshot, lambda s: s.log):
+            entries.add_metric([log.log], float(log.entries))
+            for severity, count in log.by_severity.items():
+                read.add_metric([log.log, severity], float(count))
+            for severity, stamp in log.newest.items():
+                newest.add_metric([log.log, severity], stamp)
+        return [entries, read, newest]
+
+
+def _link_of(doc: Any, key: str) -> str | None:
+    node = doc.get(key) if isinstance(doc, dict) else None
+    link = node.get("@odata.id") if isinstance(node, dict) else None
+    return link if isinstance(link, str) else None
+
+
 #: The collectors a module can switch on, by name.
 COLLECTORS: dict[str, Callable[[ProbeContext], Collector[Any]]] = {
     "power": PowerCollector,
@@ -681,4 +749,5 @@ COLLECTORS: dict[str, Callable[[ProbeContext], Collector[Any]]] = {
     "health": HealthCollector,
     "system": SystemCollector,
     "telemetry": TelemetryCollector,
+    "eventlog": EventLogCollector,
 }

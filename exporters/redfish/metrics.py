@@ -146,6 +146,28 @@ TELEMETRY = MetricSpec(
     "Newest sample of a telemetry MetricReport metric (units as the BMC defines them).",
     ("report", "metric", "context"),
 )
+#: Log entry severities as label values: Redfish's three, and ``other`` for anything else.
+LOG_SEVERITIES = ("ok", "warning", "critical", "other")
+LOG_ENTRIES = MetricSpec(
+    "powerplane_redfish_log_entries",
+    "gauge",
+    "Entries in a BMC event log (SEL, Lifecycle log, IML; log is owner/LogService Id).",
+    ("log",),
+)
+LOG_ENTRIES_READ = MetricSpec(
+    "powerplane_redfish_log_entries_read",
+    "gauge",
+    "Entries of the log's first page read (at most max_members), by Severity (ok, warning, critical, other).",
+    ("log", "severity"),
+    values={"severity": LOG_SEVERITIES},
+)
+LOG_NEWEST = MetricSpec(
+    "powerplane_redfish_log_newest_entry_timestamp_seconds",
+    "gauge",
+    "Created time of the newest entry of each severity in the page read (the BMC's clock).",
+    ("log", "severity"),
+    values={"severity": LOG_SEVERITIES},
+)
 SESSIONS = MetricSpec(
     "powerplane_redfish_sessions", "gauge", "Redfish sessions this exporter holds, over all BMCs."
 )
@@ -211,6 +233,9 @@ METRICS = (
     SYSTEM_INFO,
     POWERED_ON,
     TELEMETRY,
+    LOG_ENTRIES,
+    LOG_ENTRIES_READ,
+    LOG_NEWEST,
     SESSIONS,
     SESSIONS_CREATED,
     LOGIN_FAILURES,

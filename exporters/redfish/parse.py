@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from ..runtime.collector import DeviceText
@@ -525,6 +526,54 @@ def system_info(doc: Doc, bmc_firmware: str, bmc_model: str) -> SystemSnapshot:
     }
     state = doc.text("PowerState")
     return SystemSnapshot(labels, None if state is None else float(state == "On"))
+
+
+# --- event logs ------------------------------------------------------------------------------
+
+#: Redfish ``Severity`` of a log entry, as the label value (anything else is ``other``).
+SEVERITIES = {"ok": "ok", "warning": "warning", "critical": "critical"}
+
+
+@dataclass
+class LogSnapshot:
+    """One log service (SEL, iDRAC Lifecycle log, iLO IML): entries by severity, the newest."""
+
+    log: str
+    entries: int = 0  # all entries, from Members@odata.count where given
+    by_severity: dict[str, int] = field(default_factory=dict)  # of the entries read
+    newest: dict[str, float] = field(default_factory=dict)  # severity → newest Created (Unix s)
+
+
+def log_entries(doc: Doc, log: str) -> LogSnapshot:
+    """A LogEntry collection: counts by ``Severity`` and the newest ``Created`` per severity.
+
+    Only the entries of the page read are counted (the collector caps it at ``max_members``);
+    an entry with an unknown severity counts as ``other``, never as a label of its own."""
+    snap = LogSnapshot(log)
+    members = list(doc.items("Members"))
+    total = doc.number("Members@odata.count")
+    snap.entries = int(total) if total is not None and total >= 0 else len(members)
+    for item in members:
+        severity = SEVERITIES.get((item.text("Severity") or "").lower(), "other")
+        snap.by_severity[severity] = snap.by_severity.get(severity, 0) + 1
+        created = _timestamp(item, "Created")
+        if created is not None and created > snap.newest.get(severity, -math.inf):
+            snap.newest[severity] = created
+    return snap
+
+
+def _timestamp(item: Doc, key: str) -> float | None:
+    text = item.text(key)
+    if text is None:
+        return None
+    try:
+        stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        item.error((*item.path, key), "not an ISO 8601 time")
+        return None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=UTC)  # Redfish requires an offset; some firmware omits it
+    return stamp.timestamp()
 
 
 # --- telemetry -------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from .config import RulesConfig
 from .model import Alert, Family, fmt, new_errors, sel
 
 _GPU = "GPU {{ $labels.gpu }} on {{ $labels.node }}"
+_CRITICAL = 'powerplane_redfish_log_newest_entry_timestamp_seconds{severity="critical"}'
 
 
 def _gpu_power(c: RulesConfig) -> Alert:
@@ -114,6 +115,17 @@ def _node(c: RulesConfig) -> list[Alert]:
             "The BMC of {{ $labels.node }} no longer reports node power",
             "The BMC {{ $labels.instance }} of {{ $labels.node }} answers probes but has reported no node "
             "power for 15 minutes, after reporting it in the last day; its power collector fails.",
+        ),
+        Alert(
+            # A new newest critical entry; a log seen for the first time alerts only on an entry
+            # under an hour old, so starting the exporter does not replay a BMC's history.
+            "PowerplaneBmcCriticalLogEntry",
+            f"changes({_CRITICAL}[15m]) > 0\nor\n({_CRITICAL} unless {_CRITICAL} offset 15m) > time() - 3600",
+            "0s",
+            "warning",
+            "The BMC of {{ $labels.node }} logged a critical event",
+            "The BMC {{ $labels.instance }} of {{ $labels.node }} has a new critical entry in its "
+            "{{ $labels.log }} log; read it on the BMC.",
         ),
         Alert(
             "PowerplanePsuUnhealthy",

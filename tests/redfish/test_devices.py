@@ -28,6 +28,7 @@ from powerplane.exporters.redfish.parse import (
     legacy_power,
     legacy_psus,
     legacy_thermal,
+    log_entries,
     newest_samples,
     psu_redundancy,
     voltages,
@@ -45,6 +46,7 @@ auths: {{static: {{method: basic, username: admin, password: {{env: RF_PW}}}}}}
 modules:
   default: {{collectors: {{telemetry: true}}}}
   legacy: {{schema: legacy}}
+  logs: {{collectors: [eventlog]}}
   new: {{schema: new, collectors: {{telemetry: true}}}}
 targets: {{"http://{address}": {{}}}}
 """
@@ -217,6 +219,22 @@ def test_leak_detectors_from_groups_or_detectors() -> None:
     ]
 
 
+def test_event_log_counts_by_severity_never_per_message() -> None:
+    errors: list[str] = []
+    lclog = "/redfish/v1/Managers/iDRAC.Embedded.1/LogServices/Lclog/Entries"
+    snap = log_entries(doc(device("idrac9-r640"), lclog, "Lclog", errors), "manager/Lclog")
+    assert snap.entries == 5210  # the whole log; the page read holds three
+    assert snap.by_severity == {"ok": 1, "critical": 1, "other": 1}
+    assert snap.newest["critical"] == 1796051561.0  # 2026-11-30T09:12:41-06:00
+    bad = {"Members": [{"Severity": "Critical", "Created": "yesterday"}, {"Severity": ["x"]}]}
+    hostile = log_entries(Doc(bad, "Sel", errors), "manager/Sel")
+    assert hostile.by_severity == {"critical": 1, "other": 1} and hostile.newest == {}
+    assert errors == [
+        "Sel: Members[0].Created: not an ISO 8601 time",
+        "Sel: Members[1].Severity: expected a string, got list",
+    ]
+
+
 # --- probes of the devices, served by sushy-static ----------------------------------------------
 
 
@@ -267,6 +285,16 @@ async def test_probe_idrac9_r640(start: Start) -> None:
     assert value(samples, "powerplane_redfish_voltage_volts", sensor="PS2 Voltage 2") == 230.0
     assert value(samples, "powerplane_redfish_psu_redundancy", group="System.Embedded.1", mode="N+m") == 1.0
     assert all(v == 1.0 for v in samples["powerplane_scrape_collector_success"].values())
+
+
+async def test_probe_idrac9_event_logs(start: Start) -> None:
+    samples = await (await start(device("idrac9-r640"))).probe("logs")
+    assert value(samples, "powerplane_redfish_log_entries", log="manager/Lclog") == 5210
+    assert value(samples, "powerplane_redfish_log_entries_read", log="manager/Sel", severity="warning") == 1
+    newest = "powerplane_redfish_log_newest_entry_timestamp_seconds"
+    assert value(samples, newest, log="manager/Sel", severity="critical") == 1796051561.0
+    assert len(samples[newest]) == 6  # (log, severity) pairs, never one series per message
+    assert success(samples, "eventlog") == 1.0
 
 
 async def test_probe_ilo4_fans(start: Start) -> None:
