@@ -20,7 +20,7 @@ from powerplane.lab.redfish import IDRAC9_R760, RedfishLab, SimulatedBMC
 from tests.conftest import IN_CI, Serve, Served
 from tests.helpers import parse, undocumented, value
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "redfish"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 PASSWORD = "calvin-not-in-logs"
 
 #: The simulated BMCs listen on random ports of 127.0.0.1: the allow rule names every port.
@@ -46,7 +46,7 @@ def fixture(name: str) -> dict[str, Any]:
 
 
 def device(name: str) -> dict[str, dict[str, Any]]:
-    """A device fixture: every resource of one BMC by its URI (``fixtures/redfish/devices``)."""
+    """A device fixture: every resource of one BMC by its URI (``fixtures/devices``)."""
     docs: dict[str, dict[str, Any]] = json.loads((FIXTURES / "devices" / f"{name}.json").read_text())
     return docs
 

@@ -1,6 +1,6 @@
 """Facts of real BMCs, pinned by device fixtures written in the shape of their payloads.
 
-Each fixture under ``fixtures/redfish/devices/`` is one BMC's resources by URI: an iDRAC9 on a
+Each fixture under ``fixtures/devices/`` is one BMC's resources by URI: an iDRAC9 on a
 PowerEdge R640 (legacy schema, firmware 6), iLO 4 on a DL360 Gen9 (Redfish 1.0 property names),
 iLO 5 on a DL360 Gen10, and a rackmount server in the shape of DMTF's public mockup with both
 schemas, telemetry and a dangling PSU ``Metrics`` link.  The parsers are checked on the
