@@ -18,7 +18,11 @@ attempts per minute at first and one per five minutes after, not one per probe (
 lockout on real BMCs).
 
 Discovery reads the service root (unauthenticated), the first system, its chassis and manager,
-and remembers the paths per target for ``discovery_ttl`` seconds (or until one answers 404).
+and remembers the paths per target for ``discovery_ttl`` seconds, or until one of those paths
+answers 404 (the tree changed, e.g. after a firmware update).  A 404 on any other path (a
+dangling link to one PSU's ``Metrics``, which real firmware has) is a leaf: the collector that
+follows it records it as dangling (logged once), skips it until the next discovery, and nothing
+else is discovered again.
 
 What the client remembers per (BMC, auth) — session, paths, the energy meter's counter — is
 evicted ``state_ttl`` seconds after the target's last probe (``ExpiringMap``); an evicted
@@ -93,9 +97,30 @@ class Discovery:
     thermal_subsystem: str | None = None
     environment_metrics: str | None = None
     reports: str | None = None
+    sensors: str | None = None
     bmc_firmware: str = ""
     bmc_model: str = ""
     at: float = field(default_factory=time.monotonic)
+
+    def paths(self) -> set[str]:
+        """The discovered paths: a 404 on one of them means the tree changed."""
+        found = (
+            self.system,
+            self.chassis,
+            self.manager,
+            self.power,
+            self.thermal,
+            self.power_subsystem,
+            self.thermal_subsystem,
+            self.environment_metrics,
+            self.reports,
+            self.sensors,
+        )
+        return {p for p in found if p}
+
+
+#: Dangling links remembered per target at most (each is skipped until the next discovery).
+MAX_DANGLING = 64
 
 
 @dataclass
@@ -117,6 +142,10 @@ class Target:
     discovery: Discovery | None = None
     discovery_task: asyncio.Task[Discovery] | None = None
     expand_refused: bool = False
+    #: Leaf paths that answered 404 since the last discovery: not requested again until then.
+    dangling: set[str] = field(default_factory=set)
+    #: The chassis' temperature Sensors, learned from its Sensors collection (None: not yet).
+    temperature_sensors: list[str] | None = None
     requests: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(4))
     #: The BMC's energy meter as a counter that survives meter resets (made on first reading).
     energy_meter: ResettableCounter | None = None
@@ -347,7 +376,8 @@ class RedfishClient:
                 target, "GET", path, deadline, module.max_response_bytes
             )
         except RedfishError as exc:
-            if exc.status == 404 and target.discovery is not None and "?" not in path:
+            found = target.discovery
+            if exc.status == 404 and found is not None and path in found.paths():
                 target.discovery = None  # the tree changed (firmware update?): discover again
             if exc.status != 401 or not session:
                 raise
@@ -502,8 +532,24 @@ class RedfishClient:
         if target.discovery_task is None or target.discovery_task.done():
             target.discovery_task = self._spawn(self._discover(target, deadline, module))
         discovered: Discovery = await _joined(target, "discovery_task")
+        if target.discovery is not discovered:
+            target.dangling.clear()  # a new tree: its links are tried afresh
+            target.temperature_sensors = None
         target.discovery = discovered
         return discovered
+
+    def dangling(self, target: Target, path: str) -> None:
+        """Remember a leaf that answered 404; logged the first time, skipped until rediscovery."""
+        if path in target.dangling or len(target.dangling) >= MAX_DANGLING:
+            return
+        target.dangling.add(path)
+        log(
+            logger,
+            logging.INFO,
+            "dangling link skipped until the next discovery",
+            target=target.base,
+            path=_clean(path, 120),
+        )
 
     async def _discover(self, target: Target, deadline: Deadline, module: Module) -> Discovery:
         _s, root, _h = await self.request(
@@ -550,6 +596,7 @@ class RedfishClient:
             power_subsystem=_link(chassis, "PowerSubsystem"),
             thermal_subsystem=_link(chassis, "ThermalSubsystem"),
             environment_metrics=_link(chassis, "EnvironmentMetrics"),
+            sensors=_link(chassis, "Sensors"),
         )
         if found.manager:
             # Firmware and model are facts for the info metric, not worth failing discovery over.

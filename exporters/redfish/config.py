@@ -15,8 +15,10 @@ from typing import Any
 from ..runtime.config import SECRET_SCHEMA, ConfigError, ConfigKind, Secret, resolve_secret, strict_object
 from ..runtime.targets import Protocol, TargetPolicy, build_policy, schema_properties
 
-COLLECTORS = ("power", "psu", "thermal", "health", "system", "telemetry")
-DEFAULT_COLLECTORS = {name: name != "telemetry" for name in COLLECTORS}
+COLLECTORS = ("power", "psu", "thermal", "health", "system", "telemetry", "eventlog")
+#: Off unless a module switches them on: each costs requests that not every site wants.
+OPTIONAL = ("telemetry", "eventlog")
+DEFAULT_COLLECTORS = {name: name not in OPTIONAL for name in COLLECTORS}
 #: Redfish is HTTPS unless a target or the defaults say HTTP.
 PROTOCOL = Protocol({"https": 443, "http": 80}, default_scheme="https")
 

@@ -26,7 +26,33 @@ POWER_INTERVAL_SECONDS = MetricSpec(
     "powerplane_redfish_power_interval_seconds", "gauge", "Length of the BMC's power statistics interval."
 )
 POWER_LIMIT = MetricSpec(
-    "powerplane_redfish_power_limit_watts", "gauge", "Active node power cap (absent when none is set)."
+    "powerplane_redfish_power_limit_watts",
+    "gauge",
+    "Node power cap the BMC enforces (absent when none is set or the cap is disabled).",
+)
+POWER_LIMIT_CONFIGURED = MetricSpec(
+    "powerplane_redfish_power_limit_configured_watts",
+    "gauge",
+    "Node power cap configured on the BMC, enforced or not.",
+)
+POWER_LIMIT_ENFORCED = MetricSpec(
+    "powerplane_redfish_power_limit_enforced",
+    "gauge",
+    "Whether the configured cap is enforced (1) or not (0: Dell PowerCapEnabledState Disabled, "
+    "ControlMode Disabled, LimitException NoAction or LogEventOnly); absent without a cap.",
+)
+POWER_BUDGET = MetricSpec(
+    "powerplane_redfish_power_budget_watts",
+    "gauge",
+    "Power budget of the node: allocated, requested and available watts (PowerControl's "
+    "Power{Allocated,Requested,Available}Watts; PowerSubsystem.Allocation; PowerLimitWatts.AllocatedWatts).",
+    ("kind",),
+)
+VOLTAGE = MetricSpec(
+    "powerplane_redfish_voltage_volts",
+    "gauge",
+    "Voltage sensor reading (legacy Power.Voltages).",
+    ("sensor",),
 )
 POWER_CAPACITY = MetricSpec(
     "powerplane_redfish_power_capacity_watts", "gauge", "Power the node's supplies can deliver."
@@ -50,6 +76,25 @@ PSU_EFFICIENCY = MetricSpec(
 PSU_VOLTAGE = MetricSpec(
     "powerplane_redfish_psu_input_voltage_volts", "gauge", "PSU line input voltage.", ("psu",)
 )
+PSU_REDUNDANCY = MetricSpec(
+    "powerplane_redfish_psu_redundancy",
+    "gauge",
+    "Whether a PSU redundancy group is redundant (1) or has lost redundancy (0), from legacy "
+    "Power.Redundancy or PowerSubsystem.PowerSupplyRedundancy; groups that are Disabled are absent.",
+    ("group", "mode"),
+)
+PSU_ENERGY = MetricSpec(
+    "powerplane_redfish_psu_energy_joules_total",
+    "counter",
+    "PSU energy from the supply's meter (PSU Metrics EnergykWh), reset-safe.",
+    ("psu",),
+)
+PSU_TEMPERATURE = MetricSpec(
+    "powerplane_redfish_psu_temperature_celsius",
+    "gauge",
+    "PSU temperature (PSU Metrics TemperatureCelsius).",
+    ("psu",),
+)
 TEMPERATURE = MetricSpec(
     "powerplane_redfish_temperature_celsius",
     "gauge",
@@ -61,6 +106,18 @@ TEMPERATURE_SUMMARY = MetricSpec(
     "gauge",
     "Chassis intake/exhaust temperature (the BMC's summary, else coolest intake / hottest exhaust).",
     ("context",),
+)
+CHASSIS_TEMPERATURE = MetricSpec(
+    "powerplane_redfish_chassis_temperature_celsius",
+    "gauge",
+    "The chassis temperature the BMC reports (EnvironmentMetrics.TemperatureCelsius).",
+)
+LEAK = MetricSpec(
+    "powerplane_redfish_leak_detected",
+    "gauge",
+    "Whether a leak detector of the chassis (ThermalSubsystem.LeakDetection) reports a leak (1: "
+    "DetectorState Warning or Critical) or not (0).",
+    ("detector",),
 )
 FAN_RPM = MetricSpec(
     "powerplane_redfish_fan_speed_rpm", "gauge", "Fan speed in revolutions per minute.", ("fan",)
@@ -88,6 +145,28 @@ TELEMETRY = MetricSpec(
     "gauge",
     "Newest sample of a telemetry MetricReport metric (units as the BMC defines them).",
     ("report", "metric", "context"),
+)
+#: Log entry severities as label values: Redfish's three, and ``other`` for anything else.
+LOG_SEVERITIES = ("ok", "warning", "critical", "other")
+LOG_ENTRIES = MetricSpec(
+    "powerplane_redfish_log_entries",
+    "gauge",
+    "Entries in a BMC event log (SEL, Lifecycle log, IML; log is owner/LogService Id).",
+    ("log",),
+)
+LOG_ENTRIES_READ = MetricSpec(
+    "powerplane_redfish_log_entries_read",
+    "gauge",
+    "Entries of the log's first page read (at most max_members), by Severity (ok, warning, critical, other).",
+    ("log", "severity"),
+    values={"severity": LOG_SEVERITIES},
+)
+LOG_NEWEST = MetricSpec(
+    "powerplane_redfish_log_newest_entry_timestamp_seconds",
+    "gauge",
+    "Created time of the newest entry of each severity in the page read (the BMC's clock).",
+    ("log", "severity"),
+    values={"severity": LOG_SEVERITIES},
 )
 SESSIONS = MetricSpec(
     "powerplane_redfish_sessions", "gauge", "Redfish sessions this exporter holds, over all BMCs."
@@ -130,21 +209,33 @@ METRICS = (
     POWER_INTERVAL,
     POWER_INTERVAL_SECONDS,
     POWER_LIMIT,
+    POWER_LIMIT_CONFIGURED,
+    POWER_LIMIT_ENFORCED,
+    POWER_BUDGET,
     POWER_CAPACITY,
     ENERGY,
+    VOLTAGE,
     PSU_INPUT,
     PSU_OUTPUT,
     PSU_CAPACITY,
     PSU_EFFICIENCY,
     PSU_VOLTAGE,
+    PSU_REDUNDANCY,
+    PSU_ENERGY,
+    PSU_TEMPERATURE,
     TEMPERATURE,
     TEMPERATURE_SUMMARY,
+    CHASSIS_TEMPERATURE,
+    LEAK,
     FAN_RPM,
     FAN_RATIO,
     HEALTH,
     SYSTEM_INFO,
     POWERED_ON,
     TELEMETRY,
+    LOG_ENTRIES,
+    LOG_ENTRIES_READ,
+    LOG_NEWEST,
     SESSIONS,
     SESSIONS_CREATED,
     LOGIN_FAILURES,

@@ -144,6 +144,15 @@ def _cooler(c: RulesConfig) -> list[Alert]:
             "The air filter of cooler {{ $labels.cooler }} has run {{ $value | humanizeDuration }} "
             "since its last service, longer than the interval set on the unit.",
         ),
+        Alert(
+            # The same incident seen by a server's BMC (liquid-cooled chassis), next to the coolers'.
+            "PowerplaneNodeLeakDetected",
+            "powerplane_redfish_leak_detected > 0",
+            "0s",
+            "critical",
+            "{{ $labels.node }} detects a leak",
+            "Leak detector {{ $labels.detector }} of {{ $labels.node }} reports a leak (BMC LeakDetection).",
+        ),
     ]
 
 

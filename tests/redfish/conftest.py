@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+import shutil
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +15,12 @@ import pytest
 
 from powerplane.exporters.redfish.config import KIND
 from powerplane.exporters.redfish.exporter import make_server
+from powerplane.lab import procs
 from powerplane.lab.redfish import IDRAC9_R760, RedfishLab, SimulatedBMC
-from tests.conftest import Serve, Served
+from tests.conftest import IN_CI, Serve, Served
 from tests.helpers import parse, undocumented, value
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "redfish"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 PASSWORD = "calvin-not-in-logs"
 
 #: The simulated BMCs listen on random ports of 127.0.0.1: the allow rule names every port.
@@ -39,6 +43,45 @@ Probe = Callable[..., Awaitable[tuple[int, str]]]
 
 def fixture(name: str) -> dict[str, Any]:
     return json.loads((FIXTURES / name).read_text())
+
+
+def device(name: str) -> dict[str, dict[str, Any]]:
+    """A device fixture: every resource of one BMC by its URI (``fixtures/devices``)."""
+    docs: dict[str, dict[str, Any]] = json.loads((FIXTURES / "devices" / f"{name}.json").read_text())
+    return docs
+
+
+def missing(what: str) -> None:
+    message = f"REAL COMPONENT MISSING: {what} (pip install -e '.[test]')"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def write_mockup(docs: dict[str, dict[str, Any]], root: Path) -> None:
+    """Lay resources out as a sushy-static mockup: ``<path under /redfish/v1>/index.json``."""
+    for uri, doc in docs.items():
+        path = root / uri.removeprefix("/redfish/v1").strip("/") / "index.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(doc))
+
+
+@contextlib.contextmanager
+def sushy_static(docs: dict[str, dict[str, Any]], workdir: Path) -> Iterator[str]:
+    """A real third-party Redfish server (sushy-tools) serving ``docs``; yields host:port."""
+    binary = shutil.which("sushy-static") or str(Path(sys.executable).parent / "sushy-static")
+    if not Path(binary).exists():
+        missing("sushy-static (the sushy-tools wheel)")
+    write_mockup(docs, workdir / "mockup")
+    port = procs.free_port()
+    process = procs.Process(
+        [binary, "-i", "127.0.0.1", "-p", str(port), "-m", str(workdir / "mockup")], workdir / "sushy.log"
+    )
+    try:
+        process.wait_ready(f"http://127.0.0.1:{port}/redfish/v1", timeout=30)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.stop()
 
 
 def constant(load: float) -> Callable[[float], float]:

@@ -12,15 +12,22 @@ from powerplane.exporters.redfish.parse import (
     Doc,
     PowerSnapshot,
     ThermalSnapshot,
+    dell_power_cap,
     environment_power,
+    environment_thermal,
+    leak_detectors,
     legacy_power,
     legacy_psus,
     legacy_thermal,
+    log_entries,
     new_psu,
     new_thermal_metrics,
     newest_samples,
+    psu_redundancy,
+    sensor_temperature,
     summarise,
     system_info,
+    voltages,
 )
 
 from .conftest import fixture
@@ -128,6 +135,12 @@ keys = st.sampled_from(
         "Fans",
         "MetricValues",
         "PowerWatts",
+        "Redundancy",
+        "LeakDetectorGroups",
+        "Members",
+        "Voltages",
+        "FanSpeedsPercent",
+        "DetectorState",
         "Reading",
         "Status",
     ]
@@ -147,6 +160,14 @@ def test_parsers_never_raise_on_hostile_json(data: Any) -> None:
     new_thermal_metrics(doc, ThermalSnapshot())
     newest_samples(doc)
     system_info(doc, "", "")
+    snap = PowerSnapshot(limit_watts=100.0)
+    dell_power_cap(doc, snap)
+    voltages(doc)
+    environment_thermal(doc, ThermalSnapshot())
+    leak_detectors(doc)
+    log_entries(doc, "manager/Sel")
+    psu_redundancy(doc, "Redundancy")
+    sensor_temperature(doc)
     assert all(e.startswith("X: ") for e in errors)
 
 

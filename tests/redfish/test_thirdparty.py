@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,16 +19,10 @@ from powerplane.exporters.redfish.parse import (
     legacy_thermal,
     system_info,
 )
-from powerplane.lab import procs
-from tests.conftest import IN_CI, Serve
+from tests.conftest import Serve
 from tests.helpers import parse, undocumented, value
 
-
-def _missing(what: str) -> None:
-    message = f"REAL COMPONENT MISSING: {what} (pip install -e '.[test]')"
-    if IN_CI:
-        pytest.fail(message)
-    pytest.skip(message)
+from .conftest import missing, sushy_static
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +30,10 @@ def samples() -> Path:
     try:
         import sushy
     except ImportError:
-        _missing("the sushy wheel")
+        missing("the sushy wheel")
     path = Path(sushy.__file__).parent / "tests" / "unit" / "json_samples"
     if not (path / "power.json").is_file():
-        _missing(f"sushy's JSON samples under {path}")
+        missing(f"sushy's JSON samples under {path}")
     return path
 
 
@@ -95,8 +87,8 @@ def _link(doc: dict[str, Any], *path: Any) -> str:
     return str(node["@odata.id"])
 
 
-def mockup(samples: Path, root_dir: Path) -> dict[str, dict[str, Any]]:
-    """Lay sushy's samples out as a sushy-static mockup, each where its parent links to it."""
+def mockup(samples: Path) -> dict[str, dict[str, Any]]:
+    """sushy's samples as one BMC's resources, each where its parent links to it."""
     root = load(samples, "root.json")
     systems = load(samples, "system_collection.json")
     system = load(samples, "system.json")
@@ -105,7 +97,7 @@ def mockup(samples: Path, root_dir: Path) -> dict[str, dict[str, Any]]:
     # The sample chassis links its Thermal only; link the sample Power document beside it.
     chassis["Power"] = {"@odata.id": f"{chassis_uri}/Power"}
     chassis["Thermal"] = {"@odata.id": f"{chassis_uri}/Thermal"}
-    docs = {
+    return {
         "/redfish/v1": root,
         _link(root, "Systems"): systems,
         _link(systems, "Members", 0): system,
@@ -114,34 +106,19 @@ def mockup(samples: Path, root_dir: Path) -> dict[str, dict[str, Any]]:
         f"{chassis_uri}/Thermal": load(samples, "thermal.json"),
         _link(system, "Links", "ManagedBy", 0): load(samples, "manager.json"),
     }
-    for uri, doc in docs.items():
-        path = root_dir / uri.removeprefix("/redfish/v1").strip("/") / "index.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(doc))
-    return docs
 
 
 @pytest.fixture
-def sushy_static(samples: Path, tmp_path: Path) -> Iterator[tuple[str, dict[str, dict[str, Any]]]]:
-    binary = shutil.which("sushy-static") or str(Path(sys.executable).parent / "sushy-static")
-    if not Path(binary).exists():
-        _missing("sushy-static (the sushy-tools wheel)")
-    docs = mockup(samples, tmp_path / "mockup")
-    port = procs.free_port()
-    process = procs.Process(
-        [binary, "-i", "127.0.0.1", "-p", str(port), "-m", str(tmp_path / "mockup")], tmp_path / "sushy.log"
-    )
-    try:
-        process.wait_ready(f"http://127.0.0.1:{port}/redfish/v1", timeout=30)
-        yield f"127.0.0.1:{port}", docs
-    finally:
-        process.stop()
+def sushy_server(samples: Path, tmp_path: Path) -> Iterator[tuple[str, dict[str, dict[str, Any]]]]:
+    docs = mockup(samples)
+    with sushy_static(docs, tmp_path) as address:
+        yield address, docs
 
 
 async def test_probe_against_sushy_static(
-    sushy_static: tuple[str, dict[str, dict[str, Any]]], monkeypatch: pytest.MonkeyPatch, serve: Serve
+    sushy_server: tuple[str, dict[str, dict[str, Any]]], monkeypatch: pytest.MonkeyPatch, serve: Serve
 ) -> None:
-    address, docs = sushy_static
+    address, docs = sushy_server
     monkeypatch.setenv("RF_PW", "unused-by-sushy-static")
     config = KIND.load_text(
         f"""
