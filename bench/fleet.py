@@ -58,7 +58,12 @@ def proc_peak_rss_mb(pid: int) -> float:
 
 def probes_answered(address: str) -> float:
     """The sum of ``powerplane_probes_total`` (every result) on an exporter's own /metrics."""
-    _status, body = procs.http_get(f"http://{address}/metrics", timeout=10.0)
+    # A saturated exporter answers its own /metrics late or not at all (its accept queue full):
+    # that is a result (NaN), not a crash of the benchmark.
+    try:
+        _status, body = procs.http_get(f"http://{address}/metrics", timeout=60.0)
+    except OSError:
+        return float("nan")
     total = 0.0
     for line in body.decode().splitlines():
         if line.startswith("powerplane_probes_total{"):
@@ -91,7 +96,9 @@ class Replica:
         """(CPU seconds, probes) since the last call."""
         cpu, probes = proc_cpu_seconds(self.process.pid), probes_answered(self.address)
         out = (cpu - self.cpu, probes - self.probes)
-        self.cpu, self.probes = cpu, probes
+        self.cpu = cpu
+        if probes == probes:  # not NaN: an unanswered /metrics leaves the count where it was
+            self.probes = probes
         return out
 
     def rss(self) -> float:
