@@ -214,6 +214,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def bench(args: argparse.Namespace) -> None:
+    if args.bmcs < 1 or args.pdus < 1:
+        raise SystemExit("fleet.py: --bmcs and --pdus must be at least 1")
     workdir = Path(tempfile.mkdtemp(prefix="powerplane-bench-fleet-"))
     print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
     fleet, bmcs = start_fleet(args.bmcs, args.latency)
@@ -228,9 +230,12 @@ def bench(args: argparse.Namespace) -> None:
             pdus += [(f"127.0.0.1:{sim.port}", c) for c in names]
         redfish_config, snmp_config = configs(workdir, communities, args.timeout)
         env = {"BENCH_BMC_PASSWORD": PASSWORD}
-        redfish = [Replica("redfish", redfish_config, workdir, env) for _ in range(REPLICAS)]
-        snmp = [Replica("snmp", snmp_config, workdir, env) for _ in range(REPLICAS)]
-        started += [r.process for r in (*redfish, *snmp)]
+        redfish: list[Replica] = []
+        snmp: list[Replica] = []
+        for group, kind, config in ((redfish, "redfish", redfish_config), (snmp, "snmp", snmp_config)):
+            for _ in range(REPLICAS):
+                group.append(Replica(kind, config, workdir, env))
+                started.append(group[-1].process)  # stopped even if a later one fails to start
         vm = VictoriaMetrics(workdir / "vm").start()
         started.append(vm)
         scrape = jobs(bmcs, pdus, redfish, snmp, args.timeout)
@@ -304,7 +309,7 @@ def bench(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description="The sharded topology scraping a large simulated fleet")
     parser.add_argument("--bmcs", type=int, default=5000, help="simulated BMCs (default 5000)")
-    parser.add_argument("--pdus", type=int, default=1000, help="simulated PDUs (default 1000)")
+    parser.add_argument("--pdus", type=int, default=1000, help="simulated PDUs (default 1000, at least 1)")
     parser.add_argument(
         "--interval", type=float, default=60.0, help="scrape interval in seconds (default 60)"
     )
