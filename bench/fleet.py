@@ -208,6 +208,12 @@ def shard_up(vm: VictoriaMetrics) -> dict[tuple[str, str], tuple[int, int]]:
     return out
 
 
+def scrapes_in(vm: VictoriaMetrics, seconds: float) -> dict[str, float]:
+    """job → probes Prometheus made (answered or timed out) over the last ``seconds``."""
+    expr = f'sum by (job) (count_over_time(up{{job=~"powerplane-.*-(probe|pdu)"}}[{seconds:.0f}s]))'
+    return {r["metric"]["job"]: float(r["value"][1]) for r in vm.query(expr)}
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
@@ -259,6 +265,7 @@ def bench(args: argparse.Namespace) -> None:
             ages = freshness(vm, sample, time.time() + args.interval)
             deltas = {id(r): r.delta() for r in (*redfish, *snmp)}
             ups = shard_up(vm)
+            scrapes = scrapes_in(vm, args.interval)
             label = "cold (discovery, logins)" if n == 0 else "steady"
             parts = [
                 f"{r.kind}@{r.address}: {deltas[id(r)][1]:.0f} probes, {r.rss():.0f} MB"
@@ -269,12 +276,18 @@ def bench(args: argparse.Namespace) -> None:
                 "  up/targets by shard: "
                 + ", ".join(f"{k[0]} {k[1]} {v[0]}/{v[1]}" for k, v in sorted(ups.items()))
             )
-            rows.append((deltas, ups, ages))
-        deltas, ups, ages = rows[-1]
+            print(
+                "  probes made by the shards: "
+                + ", ".join(f"{j} {n:.0f}" for j, n in sorted(scrapes.items()))
+            )
+            rows.append((deltas, ups, ages, scrapes))
+        deltas, ups, ages, scrapes = rows[-1]
 
-        def per_probe(replicas: list[Replica]) -> float:
+        def per_probe(replicas: list[Replica], job: str) -> float:
             cpu = sum(deltas[id(r)][0] for r in replicas)
             probes = sum(deltas[id(r)][1] for r in replicas)
+            if probes != probes:  # NaN: a replica did not answer /metrics; count what Prometheus made
+                probes = scrapes.get(job, 0.0)
             return 1000 * cpu / probes if probes else float("nan")
 
         bmcs_up = sum(v[0] for k, v in ups.items() if k[1] == "powerplane-redfish-probe")
@@ -294,7 +307,8 @@ def bench(args: argparse.Namespace) -> None:
         print(
             f"RESULT fleet_bmcs_up={bmcs_up} fleet_pdus_up={pdus_up} "
             f"redfish_probes_per_replica={per_replica} "
-            f"redfish_cpu_ms_per_probe={per_probe(redfish):.2f} snmp_cpu_ms_per_probe={per_probe(snmp):.2f} "
+            f"redfish_cpu_ms_per_probe={per_probe(redfish, 'powerplane-redfish-probe'):.2f} "
+            f"snmp_cpu_ms_per_probe={per_probe(snmp, 'powerplane-snmp-pdu'):.2f} "
             f"redfish_peak_rss_mb={rss['redfish']:.0f} snmp_peak_rss_mb={rss['snmp']:.0f} "
             f"freshness_p50_s={statistics.median(ages) if ages else float('nan'):.1f} "
             f"freshness_p99_s={percentile(ages, 0.99):.1f}"
