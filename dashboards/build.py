@@ -29,6 +29,7 @@ from grafanalib._gen import DashboardEncoder
 
 from powerplane.rulegen.config import KIND as RULES_KIND
 from powerplane.rulegen.config import RulesConfig
+from powerplane.rulegen.model import scoped
 
 from .common import for_rules
 
@@ -169,11 +170,16 @@ def dashboards() -> dict[str, g.Dashboard]:
 def render(rules: RulesConfig | None = None) -> dict[str, str]:
     """File name → the JSON text Grafana loads; thresholds from ``rules`` (default: the shipped rules)."""
     files = {}
-    with for_rules(rules or RulesConfig()):
+    rules = rules or RulesConfig()
+    with for_rules(rules):
         built = dashboards()
     for uid, dash in built.items():
-        raw = json.loads(json.dumps(dash.to_json_data(), cls=DashboardEncoder))
-        text = json.dumps(grafana11(raw), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        raw = grafana11(json.loads(json.dumps(dash.to_json_data(), cls=DashboardEncoder)))
+        # The rules' scope labels (`cluster` for a global view) scope the panels' joins alike.
+        for panel in _walk(raw.get("panels", [])) if rules.scope_labels else ():
+            for target in panel.get("targets", []):
+                target["expr"] = scoped(target["expr"], rules.scope_labels)
+        text = json.dumps(raw, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
         files[f"{uid}.json"] = text
     return files
 

@@ -148,6 +148,16 @@ class RulesConfig:
         schema={"type": "object", "additionalProperties": DURATION},
         doc='`for` durations by alert name; the key `"*"` overrides every alert.',
     )
+    scope_labels: tuple[str, ...] = setting(
+        (),
+        schema={
+            "type": "array",
+            "items": {"type": "string", "pattern": "^[a-zA-Z_][a-zA-Z0-9_]*$"},
+            "uniqueItems": True,
+        },
+        doc="Labels that keep sites apart where rules see several at once (`[cluster]` for rules "
+        "evaluated globally over shards that add a `cluster` label): added to every `by` and `on`.",
+    )
     interval: str = setting(
         "",
         schema={"type": "string", "pattern": f"^$|{_DURATION}"},
