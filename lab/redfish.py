@@ -180,6 +180,9 @@ class SimulatedBMC:
     load: Callable[[float], float] = field(default=lambda _t: 0.5)
     #: When set, the node's physical state (the demo's model): every reading comes from it.
     node: Callable[[], NodeReading] | None = None
+    #: Without a node model: the node's input power in watts as a function of nothing (a fleet
+    #: whose truth a test computes itself).
+    power_source: Callable[[], float] | None = None
     power_limit_watts: float | None = 700.0
     faults: Faults = field(default_factory=Faults)
     host: str = "127.0.0.1"
@@ -211,6 +214,8 @@ class SimulatedBMC:
         """The node's input power now (what the BMC reports), rounded as iDRAC does."""
         if self.node is not None:
             return float(round(self.node().input_w))
+        if self.power_source is not None:
+            return float(round(self.power_source()))
         m = self.model
         return float(round(m.idle_watts + (m.max_watts - m.idle_watts) * self.utilisation()))
 
