@@ -10,4 +10,5 @@ COMPONENT = Component(
     name="accounting",
     order=85,
     commands=(),
+    metrics=("powerplane.accounting.metrics:INPUTS",),
 )

@@ -216,7 +216,11 @@ NODE_REASON_TIME = MetricSpec(
     ("node",),
 )
 NODE_CPUS = MetricSpec(
-    _P + "node_cpus", "gauge", "CPUs of the node by state: allocated, total.", ("node", "state")
+    _P + "node_cpus",
+    "gauge",
+    "CPUs of the node by state: allocated, total.",
+    ("node", "state"),
+    values={"state": ("allocated", "total")},
 )
 NODE_MEMORY = MetricSpec(
     _P + "node_memory_bytes",
@@ -354,6 +358,7 @@ JOB_ALLOCATION = MetricSpec(
     "gauge",
     "What a running job holds on each of its nodes: resource=cpus, memory_bytes or gpus.",
     ("job_id", "node", "resource"),
+    values={"resource": ("cpus", "memory_bytes", "gpus")},
 )
 JOB_GPU = MetricSpec(
     _P + "job_gpu_info",
