@@ -33,6 +33,7 @@ TOP_LEVEL: tuple[str, ...] = (
     "powerplane.dashboards",
     "powerplane.chart",
     "powerplane.lab",
+    "powerplane.statuspage",
 )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..runtime.metrics import MetricSpec
+from .model import JOB_STATES, NODE_STATES
 
 _P = "powerplane_slurm_"
 
@@ -151,6 +152,7 @@ PARTITION_STATE = MetricSpec(
     "gauge",
     "Partition state: 1 for the current one of up, down, drain, inactive; 0 for the others.",
     ("partition", "state"),
+    values={"state": ("up", "down", "drain", "inactive")},
 )
 PARTITION_INFO = MetricSpec(
     _P + "partition_info",
@@ -184,6 +186,9 @@ PARTITIONS = (
     PARTITION_MAX_NODES,
 )
 
+_AT = ("allocated", "total")
+_RP = ("running", "pending")
+
 # --- nodes -----------------------------------------------------------------------------------
 _STATES_DOC = (
     "down, not_responding, fail, failing, drained, draining, powered_down, powering_down, "
@@ -195,6 +200,7 @@ NODE_STATE = MetricSpec(
     "gauge",
     "The node's state, one series per node with value 1: " + _STATES_DOC + ".",
     ("node", "state"),
+    values={"state": NODE_STATES},
 )
 NODE_PARTITION = MetricSpec(
     _P + "node_partition_info",
@@ -220,57 +226,79 @@ NODE_CPUS = MetricSpec(
     "gauge",
     "CPUs of the node by state: allocated, total.",
     ("node", "state"),
-    values={"state": ("allocated", "total")},
+    values={"state": _AT},
 )
 NODE_MEMORY = MetricSpec(
     _P + "node_memory_bytes",
     "gauge",
     "Memory of the node for jobs by state: allocated, total (Slurm's RealMemory).",
     ("node", "state"),
+    values={"state": _AT},
 )
 NODE_GPUS = MetricSpec(
     _P + "node_gpus",
     "gauge",
     "GPUs (GRES gpu) of the node by type and state: allocated, total.",
     ("node", "type", "state"),
+    values={"state": _AT},
 )
+_AIOT_VALUES = ("allocated", "idle", "other", "total")
 _AIOT = "allocated, idle, other (on nodes taking no new work: down, drained, ...), total"
 PARTITION_NODES = MetricSpec(
     _P + "partition_nodes",
     "gauge",
     "Nodes of the partition in each node state (every state exposed, 0 when none): " + _STATES_DOC + ".",
     ("partition", "state"),
+    values={"state": NODE_STATES},
 )
 PARTITION_CPUS = MetricSpec(
     _P + "partition_cpus",
     "gauge",
     "CPUs of the partition's nodes by state: " + _AIOT + ".",
     ("partition", "state"),
+    values={"state": _AIOT_VALUES},
 )
 PARTITION_MEMORY = MetricSpec(
     _P + "partition_memory_bytes",
     "gauge",
     "Memory of the partition's nodes by state: " + _AIOT + ".",
     ("partition", "state"),
+    values={"state": _AIOT_VALUES},
 )
 PARTITION_GPUS = MetricSpec(
     _P + "partition_gpus",
     "gauge",
     "GPUs of the partition's nodes by GRES type and state: " + _AIOT + ".",
     ("partition", "type", "state"),
+    values={"state": _AIOT_VALUES},
 )
 NODES = MetricSpec(
     _P + "nodes",
     "gauge",
     "Nodes of the cluster in each node state (each node once, whatever its partitions).",
     ("state",),
+    values={"state": NODE_STATES},
 )
-CPUS = MetricSpec(_P + "cpus", "gauge", "CPUs of the cluster by state: " + _AIOT + ".", ("state",))
+CPUS = MetricSpec(
+    _P + "cpus",
+    "gauge",
+    "CPUs of the cluster by state: " + _AIOT + ".",
+    ("state",),
+    values={"state": _AIOT_VALUES},
+)
 MEMORY = MetricSpec(
-    _P + "memory_bytes", "gauge", "Memory of the cluster by state: " + _AIOT + ".", ("state",)
+    _P + "memory_bytes",
+    "gauge",
+    "Memory of the cluster by state: " + _AIOT + ".",
+    ("state",),
+    values={"state": _AIOT_VALUES},
 )
 GPUS = MetricSpec(
-    _P + "gpus", "gauge", "GPUs of the cluster by type and state: " + _AIOT + ".", ("type", "state")
+    _P + "gpus",
+    "gauge",
+    "GPUs of the cluster by type and state: " + _AIOT + ".",
+    ("type", "state"),
+    values={"state": _AIOT_VALUES},
 )
 NODE_METRICS = (
     NODE_STATE,
@@ -299,6 +327,7 @@ JOBS = MetricSpec(
     "out_of_memory, other; finished jobs stay listed for MinJobAge). A job submitted to several "
     "partitions counts in each.",
     ("partition", "state"),
+    values={"state": (*JOB_STATES, "other")},
 )
 JOBS_PENDING = MetricSpec(
     _P + "jobs_pending",
@@ -311,18 +340,21 @@ JOBS_CPUS = MetricSpec(
     "gauge",
     "CPUs of running (allocated) and pending (requested) jobs by partition.",
     ("partition", "state"),
+    values={"state": _RP},
 )
 PARTITION_USERS = MetricSpec(
     _P + "partition_users",
     "gauge",
     "Distinct users with running or pending jobs in the partition (a count: never the names).",
     ("partition", "state"),
+    values={"state": _RP},
 )
 USERS = MetricSpec(
     _P + "users",
     "gauge",
     "Distinct users with running or pending jobs in the cluster.",
     ("state",),
+    values={"state": _RP},
 )
 ACCOUNT_JOBS = MetricSpec(
     _P + "account_jobs",
@@ -330,12 +362,14 @@ ACCOUNT_JOBS = MetricSpec(
     "Running and pending jobs by account and partition (jobs.by_account: the accounts with most "
     "jobs; privacy.accounts applies).",
     ("account", "partition", "state"),
+    values={"state": _RP},
 )
 USER_JOBS = MetricSpec(
     _P + "user_jobs",
     "gauge",
     "Running and pending jobs by user and partition (only with jobs.by_user; privacy.users applies).",
     ("user", "partition", "state"),
+    values={"state": _RP},
 )
 JOB_INFO = MetricSpec(
     _P + "job_info",
