@@ -9,6 +9,6 @@ from powerplane.components import Component
 COMPONENT = Component(
     name="accounting",
     order=85,
-    commands=(),
+    commands=(("job", "powerplane.accounting.job:command"),),
     metrics=("powerplane.accounting.metrics:INPUTS",),
 )

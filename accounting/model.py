@@ -113,7 +113,9 @@ def _max_or_allocation(whole: str, used: str) -> str:
 def _slurm_gpu_holders(c: RulesConfig) -> str:
     gpus = as_hpc_job("max by (cluster, job_id, node, gpu) (powerplane_slurm_job_gpu_info)")
     if c.accounting_slurm_gpu_label == "gpu":
-        return f"max by (cluster, hpc_job, node, gpu) (\n  {gpus}\n  and on (node, gpu) powerplane_gpu_info\n)"
+        return (
+            f"max by (cluster, hpc_job, node, gpu) (\n  {gpus}\n  and on (node, gpu) powerplane_gpu_info\n)"
+        )
     return (
         "max by (cluster, hpc_job, node, gpu) (\n"
         f'  label_replace({gpus}, "minor_number", "$1", "gpu", "(.+)")\n'
@@ -208,8 +210,8 @@ def _rest_shares(c: RulesConfig) -> list[Recording]:
             POD_CPU_USAGE,
             usage,
             ("cluster", "namespace", "pod", "node"),
-            "A pod's CPU usage in cores (cAdvisor's container_cpu_usage_seconds_total, rate over rate_window), "
-            "on the node kube-state-metrics places it.",
+            "A pod's CPU usage in cores (cAdvisor's container_cpu_usage_seconds_total, rate over "
+            "rate_window), on the node kube-state-metrics places it.",
         ),
         Recording(
             POD_CPU_SHARE,

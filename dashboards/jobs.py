@@ -13,7 +13,7 @@ import grafanalib.core as g
 
 from powerplane.accounting import model
 
-from .common import Layout, bargauge, dashboard, table, timeseries
+from .common import Layout, Panel, bargauge, dashboard, table, timeseries
 
 UID = "powerplane-jobs"
 J = 'hpc_job=~"$hpc_job"'
@@ -40,7 +40,7 @@ def _ledger(level: str, selector: str, by: str, legend: str, power: str) -> list
     ]
 
 
-def _triple(title: str, what: str, queries: list[tuple[str, str]]) -> list[object]:
+def _triple(title: str, what: str, queries: list[tuple[str, str]]) -> list[Panel]:
     energy, cost, co2 = queries
     note = (
         " over the selected range, integrated minute by minute at each minute's price and carbon intensity."
