@@ -423,8 +423,8 @@ def _facility(c: RulesConfig) -> list[Recording]:
     else:
         # The cluster's measured overhead, shared among its nodes in proportion to their power.
         per_watt = (
-            f"(\n    {c.accounting_facility_power_query}\n  )\n"
-            "  / on (cluster) (cluster:powerplane_power_watts:sum > 0)"
+            f"(\n    ({c.accounting_facility_power_query})\n"
+            "    / on (cluster) (cluster:powerplane_power_watts:sum > 0)\n  )"
         )
         overhead = (
             f"{node_power}\n* on (node) group_left () (\n  max by (node, cluster) (powerplane_node_info)\n"

@@ -15,6 +15,7 @@ price; CO2 each period's energy at its carbon intensity.  Gaps are named, never 
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import statistics
@@ -48,19 +49,22 @@ class Prometheus:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"Prometheus URL {parts.scheme}://{parts.hostname or ''}: not an http(s) URL")
-        self.url = url.rstrip("/")
-        self.token = token
+        host = parts.hostname + (f":{parts.port}" if parts.port else "")
+        #: The URL as errors may show it: no user, no password.
+        self.where = urllib.parse.urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
+        self.headers: dict[str, str] = {}
+        if token:
+            self.headers["Authorization"] = f"Bearer {token}"
+        elif parts.username is not None:
+            pair = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+            self.headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
         self.timeout = timeout
 
     def _api(self, path: str, params: Mapping[str, str]) -> Any:
         request = urllib.request.Request(  # noqa: S310 - the scheme is checked in __init__
-            f"{self.url}/api/v1/{path}",
-            data=urllib.parse.urlencode(params).encode(),
-            headers={"Authorization": f"Bearer {self.token}"} if self.token else {},
+            f"{self.where}/api/v1/{path}", data=urllib.parse.urlencode(params).encode(), headers=self.headers
         )
-        where = urllib.parse.urlsplit(self.url)._replace(
-            netloc=urllib.parse.urlsplit(self.url).hostname or ""
-        )
+        where = self.where
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - http(s) only
                 body = response.read(MAX_ANSWER_BYTES + 1)
@@ -70,21 +74,15 @@ class Prometheus:
                 detail = json.loads(detail).get("error", detail)
             except ValueError:
                 pass
-            raise PrometheusError(
-                f"Prometheus {where.geturl()} {path}: HTTP {exc.code}: {detail[:300]}"
-            ) from None
+            raise PrometheusError(f"Prometheus {where} {path}: HTTP {exc.code}: {detail[:300]}") from None
         except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise PrometheusError(f"Prometheus {where.geturl()}: {reason}") from None
+            raise PrometheusError(f"Prometheus {where}: {getattr(exc, 'reason', exc)}") from None
         if len(body) > MAX_ANSWER_BYTES:
-            raise PrometheusError(f"Prometheus {where.geturl()} {path}: answer over {MAX_ANSWER_BYTES} bytes")
+            raise PrometheusError(f"Prometheus {where} {path}: answer over {MAX_ANSWER_BYTES} bytes")
         try:
-            doc = json.loads(body)
-            return doc["data"]
+            return json.loads(body)["data"]
         except (ValueError, KeyError, TypeError):
-            raise PrometheusError(
-                f"Prometheus {where.geturl()} {path}: not a Prometheus API answer"
-            ) from None
+            raise PrometheusError(f"Prometheus {where} {path}: not a Prometheus API answer") from None
 
     def query(self, expr: str, at: float) -> list[dict[str, Any]]:
         data = self._api("query", {"query": expr, "time": f"{at:.3f}"})
@@ -336,6 +334,10 @@ def summarize(
     _gpu_counters(prom, q, summary, constant["gpu"])
     _facility(prom, q, summary)
     _nodes(prom, q, summary, constant)
+    if summary.coverage == 0:
+        # Nothing was measured: the energy is unknown, not zero.
+        summary.energy_kwh, summary.periods, summary.peak_watts = {}, [], None
+        summary.statements.append(f"no power data on any node of job {job}: energy, cost and CO2 are unknown")
     it = summary.it_energy_kwh
     if it is not None:
         summary.average_watts = it * 3.6e6 / (end - window.start)
@@ -401,14 +403,20 @@ def _curve(
     prom: Prometheus, metric: str, area: str, grid: list[tuple[float, float]], step: float
 ) -> list[float | None]:
     """Each period's value of a per-area series: the median of its middle half (a scrape's lag at the
-    change does not count), or of whatever the period has when it is still under way."""
+    change does not count).  A period whose middle half is still to come (under way now) takes the
+    later half of what it has so far; a period without samples has no value (a gap, said as such)."""
     period = grid[0][1] - grid[0][0]
-    result = prom.query_range(f'max({metric}{{area="{_esc(area)}"}})', grid[0][0], grid[-1][1], step)
+    now = time.time()
+    result = prom.query_range(
+        f'max({metric}{{area="{_esc(area)}"}})', grid[0][0], min(grid[-1][1], now), step
+    )
     samples = _samples(result[0]) if result else []
     out = []
-    for a, b in grid:
-        middle = _value_in(samples, a + period / 4, a + 3 * period / 4)
-        out.append(middle if middle is not None else _value_in(samples, a, b))
+    for a, _b in grid:
+        if a + 3 * period / 4 <= now:
+            out.append(_value_in(samples, a + period / 4, a + 3 * period / 4))
+        else:
+            out.append(_value_in(samples, a + (now - a) / 2, now + 1))
     return out
 
 

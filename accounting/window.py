@@ -8,6 +8,7 @@ nodes it was allocated and the last scrape that still listed it (the end, to wit
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 import subprocess
@@ -112,7 +113,8 @@ def from_scontrol(job_id: str, env: Mapping[str, str] | None = None, timeout: fl
         )
         if result.returncode != 0:
             detail = (result.stderr or result.stdout).strip().splitlines()
-            raise JobNotFound(f"scontrol {' '.join(args[:2])}: {detail[-1][:200] if detail else 'failed'}")
+            command = " ".join(args)[:80]
+            raise JobNotFound(f"scontrol {command}: {detail[-1][:200] if detail else 'failed'}")
         return result.stdout
 
     fields = parse_scontrol(run(["-o", "show", "job", job_id]), job_id)
@@ -156,14 +158,13 @@ def from_prometheus(job_id: str, query: Query, cluster: str = "", lookback: floa
         raise JobNotFound(f"job {job_id}: Prometheus has no Slurm series for it in the last {window}")
     labels = info[0]["metric"] if info else {}
     start = float(starts[0]["value"][1]) if starts else None
-    span = f"{int(now - (start if start is not None else now - lookback)) + 60}s"
-    last = query(f"max(max_over_time(timestamp(powerplane_slurm_job_info{{{matchers}}})[{span}:15s]))", now)
-    end = float(last[0]["value"][1]) if last else None
+    end = _last_seen(f"powerplane_slurm_job_info{{{matchers}}}", query, now, now - (start or now - lookback))
     nodes = query(
         f"max by (node) (last_over_time(powerplane_slurm_job_allocation{{{matchers}}}[{window}]))", now
     )
     notes = ["the end is the last scrape that listed the job (to within a scrape interval)"]
-    running = end is not None and now - end < 120
+    # A listed job is still in the last scrape; one that ended went stale with it.
+    running = bool(query(f"max(powerplane_slurm_job_info{{{matchers}}})", now))
     return JobWindow(
         job_id=job_id,
         source="prometheus",
@@ -177,3 +178,15 @@ def from_prometheus(job_id: str, query: Query, cluster: str = "", lookback: floa
         cluster=labels.get("cluster", cluster),
         notes=tuple(notes),
     )
+
+
+def _last_seen(selector: str, query: Query, now: float, span: float) -> float | None:
+    """The time of the last sample of ``selector``: found at a coarse step, then to the second."""
+    coarse = max(15, math.ceil(span / 5000))
+    found = query(f"max(max_over_time(timestamp({selector})[{int(span) + 60}s:{coarse}s]))", now)
+    if not found:
+        return None
+    near = float(found[0]["value"][1])
+    at = min(now, near + 2 * coarse)
+    fine = query(f"max(max_over_time(timestamp({selector})[{3 * coarse}s:1s] @ {at:.3f}))", now)
+    return float(fine[0]["value"][1]) if fine else near

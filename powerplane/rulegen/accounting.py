@@ -23,9 +23,9 @@ def alerts(c: RulesConfig) -> list[Alert]:
             "15m",
             "warning",
             "More power is attributed on {{ $labels.node }} than its meter reads",
-            "The unattributed power of {{ $labels.node }} is {{ $value | humanizePercentage }} of the node's: "
-            "its GPUs read more than the node's meter, or Slurm and Kubernetes both give its CPUs away. "
-            "Energy and cost per owner on this node are overstated.",
+            "The unattributed power of {{ $labels.node }} is {{ $value | humanizePercentage }} of the "
+            "node's: its GPUs read more than the node's meter, or Slurm and Kubernetes both give its CPUs "
+            "away. Energy and cost per owner on this node are overstated.",
         ),
         Alert(
             "PowerplaneAccountingJobWithoutPower",
@@ -34,8 +34,8 @@ def alerts(c: RulesConfig) -> list[Alert]:
             "15m",
             "warning",
             "Job {{ $labels.job_id }} runs on {{ $labels.node }}, which has no power data",
-            "No source (BMC, PDU outlets, RAPL, GPUs) gives the power of {{ $labels.node }}: the energy, cost "
-            "and CO2 of job {{ $labels.job_id }} miss this node.",
+            "No source (BMC, PDU outlets, RAPL, GPUs) gives the power of {{ $labels.node }}: the energy, "
+            "cost and CO2 of job {{ $labels.job_id }} miss this node.",
         ),
         Alert(
             "PowerplaneAccountingGpuUnmatched",
@@ -46,9 +46,9 @@ def alerts(c: RulesConfig) -> list[Alert]:
             "30m",
             "warning",
             "Slurm's GPU {{ $labels.gpu }} of job {{ $labels.job_id }} is not a GPU of {{ $labels.node }}",
-            f"Slurm allocated GPU index {{{{ $labels.gpu }}}} on {{{{ $labels.node }}}}, but the GPU exporter "
-            f"reports no GPU with that {label}: its power stays unattributed. Check accounting_slurm_gpu_label "
-            "and the node's gres.conf.",
+            "Slurm allocated GPU index {{ $labels.gpu }} on {{ $labels.node }}, but the GPU exporter "
+            f"reports no GPU with that {label}: its power stays unattributed. Check "
+            "accounting_slurm_gpu_label and the node's gres.conf.",
         ),
     ]
 
