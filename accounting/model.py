@@ -43,6 +43,7 @@ PARTS = ("gpu", "rest")
 # --- recorded names (the contract with dashboards and ``powerplane job``) ----------------------
 JOB_HOLDER = "hpc_job_gpu:powerplane_gpu_holder:info"
 POD_HOLDER = "pod_gpu:powerplane_gpu_holder:info"
+GPU_HOLDERS = "node_gpu:powerplane_gpu_holders:count"
 GPU_SHARE = "node_gpu:powerplane_gpu_owner_share:ratio"
 GPU_PER_OWNER = "node_gpu:powerplane_gpu_power_watts:per_owner"
 REST = "node:powerplane_power_watts:rest"
@@ -149,21 +150,25 @@ def _holders(c: RulesConfig) -> list[Recording]:
 
 def _gpu_shares() -> list[Recording]:
     held = f"({JOB_HOLDER} or {POD_HOLDER})"
-    mig_held = f'({JOB_HOLDER}{{gpu_instance!=""}} or {POD_HOLDER}{{gpu_instance!=""}})'
     mig = (
         "max by (node, gpu, gpu_instance) (powerplane_gpu_mig_memory_total_bytes)\n"
         "    / on (node, gpu) group_left () max by (node, gpu) (powerplane_gpu_memory_total_bytes)"
     )
     return [
         Recording(
+            GPU_HOLDERS,
+            f"count by (node, gpu, gpu_instance) {held}",
+            ("node", "gpu", "gpu_instance"),
+            "Owners (jobs and pods) holding the GPU, or the MIG instance when gpu_instance is set.",
+        ),
+        Recording(
             GPU_SHARE,
             "(\n"
-            f"  count by (node, gpu, gpu_instance) {held} * 0 + 1\n"
-            f"  unless on (node, gpu, gpu_instance) {mig_held}\n"
+            f'  {GPU_HOLDERS} * 0 + 1 unless on (node, gpu, gpu_instance) {GPU_HOLDERS}{{gpu_instance!=""}}\n'
             "  or\n"
-            f"  (\n    {mig}\n  ) and on (node, gpu, gpu_instance) {held}\n"
+            f"  (\n    {mig}\n  ) and on (node, gpu, gpu_instance) {GPU_HOLDERS}\n"
             ")\n"
-            f"/ on (node, gpu, gpu_instance) count by (node, gpu, gpu_instance) {held}",
+            f"/ on (node, gpu, gpu_instance) {GPU_HOLDERS}",
             ("node", "gpu", "gpu_instance"),
             "Share of the GPU's power each holder of the GPU (or MIG instance) gets: 1 / holders, a MIG "
             "instance's memory share / its holders.",

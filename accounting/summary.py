@@ -573,7 +573,19 @@ def _nodes(prom: Prometheus, q: _Q, summary: Summary, constant: Mapping[str, boo
         return _by_node(found)
 
     rest = integral(q.rest_power(constant["rest"]))
-    gpu = integral(q.gpu_power(constant["gpu"]))
+    if summary.methods.get("gpu", "").startswith("energy counters"):
+        # The counters already cover the window: per node they cost a range read, not a subquery.
+        fractions = f"sum by (node, gpu) ({q.fractions()})"
+        window = f"[{q.range_s}s] @ {e}"
+        gpu = _by_node(
+            prom.query(
+                f"sum by (node) (max by (node, gpu) (increase({model.GPU_ENERGY}{window})) * on (node, gpu) "
+                f"{fractions})",
+                q.end,
+            )
+        )
+    else:
+        gpu = integral(q.gpu_power(constant["gpu"]))
     present = f"max by (node) ({model.BEST}) and on (node) {q.nodes}"
     node_energy = integral(present)
     counts = _by_node(prom.query(f"count_over_time(({present})[{q.range_s}s:{step:g}s] @ {e})", q.end))
