@@ -51,6 +51,8 @@ JOB_CPU_SHARE = "hpc_job_node:powerplane_cpu_share:ratio"
 POD_CPU_SHARE = "pod_node:powerplane_cpu_share:ratio"
 POD_CPU_USAGE = "pod_node:powerplane_cpu_usage_cores:rate"
 JOB_POWER = "hpc_job:powerplane_power_watts:attributed"
+JOB_TOTAL = "hpc_job:powerplane_power_watts:sum"
+JOB_OWNER = "hpc_job:powerplane_slurm_job_owner:info"
 POD_POWER = "pod:powerplane_power_watts:attributed"
 UNATTRIBUTED = "node:powerplane_power_watts:unattributed"
 UNATTRIBUTED_RATIO = "node:powerplane_unattributed_power:ratio"
@@ -126,7 +128,7 @@ def _slurm_gpu_holders(c: RulesConfig) -> str:
 
 
 def _holders(c: RulesConfig) -> list[Recording]:
-    known = as_hpc_job("max by (job_id, node) (powerplane_slurm_job_allocation)")
+    known = as_hpc_job('max by (job_id, node) (powerplane_slurm_job_allocation{resource="cpus"})')
     return [
         Recording(
             JOB_HOLDER,
@@ -319,21 +321,34 @@ def _rates(level: str, labels: tuple[str, ...], power: str, what: str) -> list[R
 
 
 def _job_groups(c: RulesConfig) -> list[Recording]:
-    rules = []
-    for group in ("account", "user") if c.accounting_user_series else ("account",):
+    groups = ("account", "user") if c.accounting_user_series else ("account",)
+    rules = [
+        Recording(
+            JOB_TOTAL,
+            f"sum by (cluster, hpc_job) ({JOBS.power})",
+            ("cluster", "hpc_job"),
+            "Power attributed to a job over all its nodes and parts.",
+        ),
+        Recording(
+            JOB_OWNER,
+            f"max by (cluster, hpc_job, {', '.join(groups)}) ({as_hpc_job('powerplane_slurm_job_info')})",
+            ("cluster", "hpc_job", *groups),
+            "A running Slurm job's owner as the ledger joins it (Slurm's job_id as hpc_job); 1.",
+        ),
+    ]
+    for group in groups:
         labels = ("cluster", group)
-        info = f"max by (cluster, hpc_job, {group}) ({as_hpc_job('powerplane_slurm_job_info')})"
 
-        def grouped(series: str, group: str = group, info: str = info) -> str:
+        def grouped(series: str, group: str = group) -> str:
             return (
-                f"sum by (cluster, {group}) (\n  sum by (cluster, hpc_job) ({series})\n"
-                f"  * on (cluster, hpc_job) group_left ({group}) {info}\n)"
+                f"sum by (cluster, {group}) (\n  {series}\n"
+                f"  * on (cluster, hpc_job) group_left ({group}) {JOB_OWNER}\n)"
             )
 
         rules.append(
             Recording(
                 f"{group}:powerplane_power_watts:attributed",
-                grouped(JOBS.power),
+                grouped(JOB_TOTAL),
                 labels,
                 f"Power attributed to the running jobs of each Slurm {group}.",
             )

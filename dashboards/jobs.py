@@ -60,7 +60,7 @@ def _jobs(layout: Layout) -> None:
     layout.row("HPC jobs").add(
         timeseries(
             "Power per job",
-            [(f"sum by (cluster, hpc_job) ({model.JOBS.power}{{{J}}})", "job {{hpc_job}}")],
+            [(f"{model.JOB_TOTAL}{{{J}}}", "job {{hpc_job}}")],
             "watt",
             description="GPU share plus rest-of-node share of every node the job holds.",
             stacked=True,
@@ -68,7 +68,7 @@ def _jobs(layout: Layout) -> None:
         ),
     )
     layout.add(
-        *_triple("job", "job", _ledger("hpc_job", J, "cluster, hpc_job", "job {{hpc_job}}", model.JOBS.power))
+        *_triple("job", "job", _ledger("hpc_job", J, "cluster, hpc_job", "job {{hpc_job}}", model.JOB_TOTAL))
     )
     layout.add(
         table(

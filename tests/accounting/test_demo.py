@@ -1,0 +1,66 @@
+"""The demo's real Slurm jobs in the ledger: its GPU jobs' power is attributed, and ``powerplane job``
+summarises one of them from the demo's Prometheus (what the README's demo shows)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from powerplane.accounting import model
+from powerplane.dashboards.preview import scrape_interval
+from powerplane.lab import procs
+from powerplane.lab.demo import DemoContext, start_parts
+from powerplane.lab.slurm import SlurmCluster
+from powerplane.rulegen import render
+from tests.conftest import IN_CI, PrometheusFactory
+
+pytestmark = pytest.mark.e2e
+
+
+def test_powerplane_job_summarises_a_running_demo_job(
+    prometheus: PrometheusFactory, background_loop: procs.BackgroundLoop, tmp_path: Path
+) -> None:
+    stack = contextlib.AsyncExitStack()
+    ctx = DemoContext(tmp_path / "lab", [f"node-{i + 1:02d}" for i in range(3)], stack)
+    background_loop.run(start_parts(ctx))
+    try:
+        cluster = ctx.shared.get("slurm")
+        if not isinstance(cluster, SlurmCluster):
+            message = "REAL COMPONENT MISSING: the demo started no Slurm cluster (not root, or Slurm absent)"
+            if IN_CI:
+                pytest.fail(message)
+            pytest.skip(message)
+        interval = scrape_interval(ctx.scrape_configs)
+        prom = prometheus(
+            ctx.scrape_configs,
+            rule_files=render.write(tmp_path / "rules"),
+            scrape_interval=f"{interval}s",
+            evaluation_interval="1s",
+        )
+        # The demo's GPU jobs run on node-01 (H100s, some held by pods too) and node-02 (A100s).
+        lines = cluster.run("squeue", "-h", "-t", "R", "-o", "%i %j").split()
+        names = dict(zip(lines[1::2], lines[::2], strict=True))
+        job = names["train-node-01"]
+        gpu = f'{model.JOB_POWER}{{hpc_job="{job}",part="gpu"}}'
+        assert prom.wait_value(gpu, timeout=120) > 0
+        procs.wait_until(
+            lambda: (prom.value(f"count_over_time({gpu}[1m])") or 0) >= 10, 60, 1.0, "ten evaluations"
+        )
+        result = subprocess.run(
+            [sys.executable, "-m", "powerplane.cli", "job", job, "--json", "--prometheus", prom.url],
+            capture_output=True, text=True, env=cluster.env(), timeout=120,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        got = json.loads(result.stdout)
+        assert got["state"] == "RUNNING" and got["nodes"] == ["node-01"]
+        assert got["energy_kwh"]["gpu"] > 0 and got["energy_kwh"]["rest"] > 0
+        assert got["cost_eur"] is not None and got["cost_eur"] > 0 and got["co2_kg"] is not None
+        assert got["node_share"][0]["gpus"] == 2 and 0 < got["node_share"][0]["share_of_node_energy"] < 1
+        assert any("still running" in s for s in got["statements"])
+    finally:
+        background_loop.run(stack.aclose())
