@@ -83,7 +83,7 @@ def as_dict(summary: Summary) -> dict[str, Any]:
         "start": None if summary.start is None else utc(summary.start),
         "end": None if summary.end is None else utc(summary.end),
         "duration_seconds": None if summary.start is None else summary.end - summary.start,  # type: ignore[operator]
-        "step_seconds": summary.step or None,
+        "rule_interval_seconds": summary.interval or None,
         "nodes": list(w.nodes) or [n.node for n in summary.nodes],
         "energy_kwh": {**summary.energy_kwh, "it": summary.it_energy_kwh},
         "methods": summary.methods,
@@ -251,11 +251,6 @@ def _money_rows(summary: Summary, row: Any) -> None:
 @click.option(
     "--lookback", default="30d", show_default=True, help="How far back the Prometheus source looks."
 )
-@click.option(
-    "--step",
-    type=click.FloatRange(min=1),
-    help="Integration step in seconds (default: from the job's length).",
-)
 def command(
     job_id: str,
     as_json: bool,
@@ -264,7 +259,6 @@ def command(
     cluster: str,
     source: str,
     lookback: str,
-    step: float | None,
 ) -> None:
     """A job's energy, cost and CO2 (seff-style) from Prometheus over its exact window."""
     try:
@@ -276,7 +270,7 @@ def command(
         )
         prom = Prometheus(url, token or None)
         window = find_window(job_id, source, prom, cluster, _seconds(lookback))
-        summary = summarize(prom, window, cluster=cluster, step=step)
+        summary = summarize(prom, window, cluster=cluster)
     except (JobNotFound, PrometheusError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(as_dict(summary), indent=2) if as_json else as_text(summary), nl=as_json)

@@ -11,11 +11,17 @@ summary says so.  GPU energy comes from the GPUs' energy counters (``increase`` 
 when they cover it without a reset, else from integrated power; the rest of the node is
 integrated from the best node power.  Cost sums each market period's energy at that period's
 price; CO2 each period's energy at its carbon intensity.  Gaps are named, never filled.
+
+Every integral reads raw samples over a range (``sum_over_time`` of a recorded series times the
+rules' interval, ``avg_over_time`` of a scraped one), once per market period, so a day of a
+thousand nodes costs a few range reads, not a query per step.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
+import itertools
 import json
 import math
 import statistics
@@ -60,16 +66,19 @@ class Prometheus:
             self.headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
         self.timeout = timeout
 
-    def _api(self, path: str, params: Mapping[str, str]) -> Any:
+    def _api(self, path: str, params: Mapping[str, str], *, get: bool = False) -> Any:
+        encoded = urllib.parse.urlencode(params)
+        url = f"{self.where}/api/v1/{path}" + (f"?{encoded}" if get else "")
         request = urllib.request.Request(  # noqa: S310 - the scheme is checked in __init__
-            f"{self.where}/api/v1/{path}", data=urllib.parse.urlencode(params).encode(), headers=self.headers
+            url, data=None if get else encoded.encode(), headers=self.headers
         )
         where = self.where
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - http(s) only
                 body = response.read(MAX_ANSWER_BYTES + 1)
         except urllib.error.HTTPError as exc:
-            detail = exc.read(2000).decode("utf-8", "replace")
+            with exc:
+                detail = exc.read(2000).decode("utf-8", "replace")
             try:
                 detail = json.loads(detail).get("error", detail)
             except ValueError:
@@ -87,6 +96,18 @@ class Prometheus:
     def query(self, expr: str, at: float) -> list[dict[str, Any]]:
         data = self._api("query", {"query": expr, "time": f"{at:.3f}"})
         return list(data.get("result", [])) if data.get("resultType") == "vector" else []
+
+    def query_samples(self, expr: str, at: float) -> list[dict[str, Any]]:
+        """A range selector's raw samples (``expr`` is ``selector[range]``)."""
+        data = self._api("query", {"query": expr, "time": f"{at:.3f}"})
+        return list(data.get("result", [])) if data.get("resultType") == "matrix" else []
+
+    def rule_interval(self, record: str) -> float | None:
+        """The evaluation interval of the rule group recording ``record``."""
+        for group in self._api("rules", {"type": "record"}, get=True).get("groups", []):
+            if any(r.get("name") == record for r in group.get("rules", [])):
+                return float(group.get("interval") or 0) or None
+        return None
 
     def query_range(self, expr: str, start: float, end: float, step: float) -> list[dict[str, Any]]:
         params = {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}
@@ -148,7 +169,8 @@ class Summary:
     window: JobWindow
     start: float | None = None
     end: float | None = None
-    step: float = 0.0
+    #: The accounting rules' evaluation interval: each recorded sample stands for that long.
+    interval: float = 0.0
     energy_kwh: dict[str, float] = field(default_factory=dict)
     methods: dict[str, str] = field(default_factory=dict)
     average_watts: float | None = None
@@ -180,79 +202,85 @@ def _esc(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
+def _range(seconds: float) -> str:
+    """A range that holds ``(t - seconds, t]``: Prometheus 2's ranges hold both ends."""
+    return f"{max(1, round(seconds * 1000) - 1)}ms"
+
+
 @dataclass(frozen=True)
 class _Q:
-    """The job's expressions over its window ``[end - range, end]``."""
+    """The job's expressions over its window ``(end - range_s, end]``."""
 
     job: str
     end: float
     range_s: int
     cluster: str = ""
+    interval: float = 60.0
+    #: Read the (constant) shares over this many seconds before the end instead of the whole window.
+    near: int | None = None
 
     @property
     def sel(self) -> str:
         cluster = f', cluster="{_esc(self.cluster)}"' if self.cluster else ""
         return f'hpc_job="{_esc(self.job)}"{cluster}'
 
-    def over(self, series: str, fn: str = "max_over_time") -> str:
-        return f"{fn}({series}[{self.range_s}s] @ {self.end:.3f})"
+    def over(self, series: str, fn: str = "max_over_time", near: bool = False) -> str:
+        seconds = self.near if near and self.near else self.range_s
+        return f"{fn}({series}[{seconds}s] @ {self.end:.3f})"
 
     @property
     def cpu_shares(self) -> str:
-        return self.over(f"{model.JOB_CPU_SHARE}{{{self.sel}}}")
+        return self.over(f"{model.JOB_CPU_SHARE}{{{self.sel}}}", near=True)
 
     def fractions(self, fn: str = "max_over_time") -> str:
         """The job's fraction of each GPU unit it held (its holder series times the unit's share)."""
+        near = fn == "max_over_time"
         return (
-            f"{self.over(f'{model.JOB_HOLDER}{{{self.sel}}}')}\n"
-            f"* on (node, gpu, gpu_instance) group_left () {self.over(model.GPU_SHARE, fn)}"
+            f"{self.over(f'{model.JOB_HOLDER}{{{self.sel}}}', near=near)}\n"
+            f"* on (node, gpu, gpu_instance) group_left () {self.over(model.GPU_SHARE, fn, near=near)}"
         )
+
+    @property
+    def gpu_fractions(self) -> str:
+        return f"sum by (node, gpu) ({self.fractions()})"
 
     @property
     def nodes(self) -> str:
         return (
             f"(max by (node) ({self.cpu_shares}) or max by (node) "
-            f"({self.over(f'{model.JOB_HOLDER}{{{self.sel}}}')}))"
+            f"({self.over(f'{model.JOB_HOLDER}{{{self.sel}}}', near=True)}))"
         )
 
-    def rest_power(self, constant: bool) -> str:
+    def energy(self, part: str, constant: bool, seconds: float, at: float | None) -> str:
+        """Joules of the job's ``part`` per node over ``(at - seconds, at]`` (at each step when None)."""
+        pin = "" if at is None else f" @ {at:.3f}"
+        window = f"[{_range(seconds)}]{pin}"
         if not constant:
-            return f'{model.JOB_POWER}{{{self.sel}, part="rest"}}'
-        return f"clamp_min({model.REST}, 0) * on (node) group_left () {self.cpu_shares}"
-
-    def gpu_power(self, constant: bool) -> str:
-        if not constant:
-            return f'{model.JOB_POWER}{{{self.sel}, part="gpu"}}'
-        return (
-            "max by (node, gpu) (powerplane_gpu_power_watts)\n* on (node, gpu) group_right ()"
-            f" sum by (node, gpu) ({self.fractions()})"
-        )
+            recorded = f'{model.JOB_POWER}{{{self.sel}, part="{part}"}}'
+            return f"sum by (node) (sum_over_time({recorded}{window})) * {self.interval:g}"
+        if part == "rest":
+            return (
+                f"clamp_min(sum_over_time({model.REST}{window}), 0) * {self.interval:g}\n"
+                f"* on (node) group_left () {self.cpu_shares}"
+            )
+        # Scraped, not recorded: its average over the range (at least two rule intervals, so a short
+        # edge still has a sample) times the range.
+        avg = f"[{_range(max(seconds, 2 * self.interval))}]{pin}"
+        watts = f"max by (node, gpu) (avg_over_time(powerplane_gpu_power_watts{avg}))"
+        held = f"on (node, gpu) group_right () {self.gpu_fractions}"
+        return f"sum by (node) (\n  {watts} * {seconds:g}\n  * {held}\n)"
 
     @property
     def area_map(self) -> str:
         area = (
-            f"max by (node, area) ({self.over('powerplane_node_info', 'last_over_time')}"
+            f"max by (node, area) ({self.over('powerplane_node_info', 'last_over_time', near=True)}"
             f" * on (cluster) group_left (area) max by (cluster, area)"
-            f" ({self.over('powerplane_cluster_info', 'last_over_time')}))"
+            f" ({self.over('powerplane_cluster_info', 'last_over_time', near=True)}))"
         )
         return f"({area} or ({self.nodes} * 0 + 1 unless on (node) {area}))"
 
     def by_area(self, expr: str) -> str:
         return f"sum by (area) (\n  ({expr})\n  * on (node) group_left (area) {self.area_map}\n)"
-
-
-def choose_step(seconds: float) -> float:
-    """Fine enough for the edges and the market periods, and under Prometheus's 11,000 points."""
-    return float(max(1, min(60, math.ceil(seconds / 1000)), math.ceil(seconds / 10000)))
-
-
-def _samples(series: Mapping[str, Any]) -> list[tuple[float, float]]:
-    out = []
-    for t, v in series.get("values", []):
-        value = float(v)
-        if math.isfinite(value):
-            out.append((float(t), value))
-    return out
 
 
 def _scalar(result: Sequence[Mapping[str, Any]]) -> float | None:
@@ -266,24 +294,20 @@ def _by_node(result: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     return {r["metric"].get("node", ""): float(r["value"][1]) for r in result}
 
 
+def _by_area(result: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    return {r["metric"].get("area", ""): float(r["value"][1]) for r in result}
+
+
 def _grid(start: float, end: float, period: float) -> list[tuple[float, float]]:
+    """The market periods ``[a, b)`` that meet ``[start, end]``, aligned like the market's."""
     first = math.floor(start / period) * period
     count = max(1, math.ceil((end - first) / period))
     return [(first + i * period, first + (i + 1) * period) for i in range(count)]
 
 
-def _integrate(
-    samples: Sequence[tuple[float, float]], start: float, end: float, step: float, cuts: Sequence[float]
-) -> dict[int, float]:
-    """Joules per interval between ``cuts`` (each sample stands for its step, clipped to the window)."""
-    energy: dict[int, float] = defaultdict(float)
-    for t, watts in samples:
-        a, b = max(start, t - step / 2), min(end, t + step / 2)
-        for i in range(len(cuts) - 1):
-            lo, hi = max(a, cuts[i]), min(b, cuts[i + 1])
-            if hi > lo:
-                energy[i] += watts * (hi - lo)
-    return energy
+def _cuts(start: float, end: float, period: float) -> list[tuple[float, float]]:
+    """The window cut at the market periods' edges."""
+    return [(max(a, start), min(b, end)) for a, b in _grid(start, end, period)]
 
 
 def utc(t: float) -> str:
@@ -297,14 +321,7 @@ def _span(a: float, b: float) -> str:
 # --- the computation -----------------------------------------------------------------------------
 
 
-def summarize(
-    prom: Prometheus,
-    window: JobWindow,
-    *,
-    cluster: str = "",
-    step: float | None = None,
-    now: float | None = None,
-) -> Summary:
+def summarize(prom: Prometheus, window: JobWindow, *, cluster: str = "", now: float | None = None) -> Summary:
     """The job's summary (``Summary.statements`` says what could not be known, and why)."""
     now = time.time() if now is None else now
     summary = Summary(window, statements=list(window.notes))
@@ -324,15 +341,18 @@ def summarize(
         summary.statements.append(f"job {job} ran for no measurable time ({utc(window.start)} to {utc(end)})")
         return summary
     summary.start, summary.end = window.start, end
-    summary.step = step or choose_step(end - window.start)
-    q = _Q(job, end, math.ceil(end - window.start), cluster or window.cluster)
+    interval = prom.rule_interval(model.REST)
+    if interval is None:
+        summary.statements.append("this Prometheus does not evaluate the accounting rules: nothing to read")
+        return summary
+    summary.interval = interval
+    q = _Q(job, end, math.ceil(end - window.start), cluster or window.cluster, interval)
     constant = _shares(prom, q, summary)
     if constant is None:
         return summary
-    parts = {part: _power(prom, q, part, constant[part], summary) for part in model.PARTS}
-    _periods(prom, q, summary, parts)
+    q = _near(prom, q)
+    _periods(prom, q, summary, constant)
     _gpu_counters(prom, q, summary, constant["gpu"])
-    _facility(prom, q, summary)
     _nodes(prom, q, summary, constant)
     if summary.coverage == 0:
         # Nothing was measured: the energy is unknown, not zero.
@@ -371,27 +391,48 @@ def _shares(prom: Prometheus, q: _Q, summary: Summary) -> dict[str, bool] | None
     gpu_constant = all(abs(v - lows.get(k, -1)) < 1e-9 for k, v in values.items())
     if not cpu_constant:
         summary.statements.append(
-            "the job's CPU share of a node changed during the job: its rest of node is "
-            "integrated from the recorded per-job series (a scrape may be missing at each end)"
+            "the job's CPU share of a node changed during the job: its rest of node is integrated from "
+            "the recorded per-job series (a scrape may be missing at each end)"
         )
     if not gpu_constant:
         summary.statements.append(
-            "the job's share of a GPU changed during the job (shared for part of it): its "
-            "GPU energy is integrated from the recorded per-job series"
+            "the job's share of a GPU changed during the job (shared for part of it): its GPU energy is "
+            "integrated from the recorded per-job series"
         )
     summary.methods["gpu"] = "integrated GPU power"
     summary.methods["rest"] = "integrated best node power minus GPUs"
     return {"rest": cpu_constant, "gpu": gpu_constant}
 
 
-def _power(
-    prom: Prometheus, q: _Q, part: str, constant: bool, summary: Summary
-) -> dict[str, list[tuple[float, float]]]:
-    """The job's power in ``part`` over the window, by market area ("" for nodes without one)."""
-    expr = q.rest_power(constant) if part == "rest" else q.gpu_power(constant)
-    assert summary.start is not None and summary.end is not None
-    result = prom.query_range(q.by_area(expr), summary.start, summary.end, summary.step)
-    return {r["metric"].get("area", ""): _samples(r) for r in result}
+def _near(prom: Prometheus, q: _Q) -> _Q:
+    """``q`` reading the shares over the last minutes of the window when they are all there (they held
+    still: the whole window says no more, and a day of a thousand nodes' GPUs is many samples)."""
+    near = dataclasses.replace(q, near=min(q.range_s, max(600, int(10 * q.interval))))
+    if near.near == q.range_s:
+        return q
+    for whole, recent in ((q.cpu_shares, near.cpu_shares), (q.fractions(), near.fractions())):
+        if len(prom.query(recent, q.end)) != len(prom.query(whole, q.end)):
+            return q
+    return near
+
+
+def _energies(prom: Prometheus, q: _Q, expr: Any, cuts: list[tuple[float, float]]) -> list[dict[str, float]]:
+    """Joules by area in each of ``cuts``: the full periods in one range query, the edges alone."""
+    out: list[dict[str, float]] = [{} for _ in cuts]
+    inner = [i for i, (a, b) in enumerate(cuts) if 0 < i < len(cuts) - 1]
+    if inner:
+        first, last = cuts[inner[0]][1], cuts[inner[-1]][1]
+        period = cuts[inner[0]][1] - cuts[inner[0]][0]
+        for r in prom.query_range(q.by_area(expr(period, None)), first, last, period):
+            area = r["metric"].get("area", "")
+            for t, v in r.get("values", []):
+                i = inner[0] + round((float(t) - first) / period)
+                if i in inner and math.isfinite(float(v)):
+                    out[i][area] = float(v)
+    for i in sorted({0, len(cuts) - 1}):
+        a, b = cuts[i]
+        out[i] = _by_area(prom.query(q.by_area(expr(b - a, b)), q.end))
+    return out
 
 
 def _value_in(samples: Sequence[tuple[float, float]], lo: float, hi: float) -> float | None:
@@ -399,18 +440,15 @@ def _value_in(samples: Sequence[tuple[float, float]], lo: float, hi: float) -> f
     return statistics.median(values) if values else None
 
 
-def _curve(
-    prom: Prometheus, metric: str, area: str, grid: list[tuple[float, float]], step: float
-) -> list[float | None]:
+def _curve(prom: Prometheus, metric: str, area: str, grid: list[tuple[float, float]]) -> list[float | None]:
     """Each period's value of a per-area series: the median of its middle half (a scrape's lag at the
     change does not count).  A period whose middle half is still to come (under way now) takes the
     later half of what it has so far; a period without samples has no value (a gap, said as such)."""
     period = grid[0][1] - grid[0][0]
     now = time.time()
-    result = prom.query_range(
-        f'max({metric}{{area="{_esc(area)}"}})', grid[0][0], min(grid[-1][1], now), step
-    )
-    samples = _samples(result[0]) if result else []
+    until = min(grid[-1][1], now)
+    rows = prom.query_samples(f'{metric}{{area="{_esc(area)}"}}[{_range(until - grid[0][0])}]', until)
+    samples = sorted((float(t), float(v)) for r in rows for t, v in r.get("values", []))
     out = []
     for a, _b in grid:
         if a + 3 * period / 4 <= now:
@@ -420,49 +458,63 @@ def _curve(
     return out
 
 
-def _periods(prom: Prometheus, q: _Q, summary: Summary, parts: Mapping[str, Mapping[str, Any]]) -> None:
+def _period_length(prom: Prometheus, q: _Q, areas: Sequence[str], summary: Summary) -> float:
+    lengths = set()
+    for area in areas:
+        found = _scalar(
+            prom.query(
+                q.over(f'powerplane_market_period_seconds{{area="{_esc(area)}"}}', "last_over_time"), q.end
+            )
+        )
+        if found and found > 0:
+            lengths.add(found)
+    if len(lengths) > 1:
+        summary.statements.append(
+            f"the job's market areas have periods of {sorted(lengths)} s: the shortest is used"
+        )
+    return min(lengths) if lengths else DEFAULT_PERIOD_SECONDS
+
+
+def _periods(prom: Prometheus, q: _Q, summary: Summary, constant: Mapping[str, bool]) -> None:
     """Energy per market period and part, with the period's price and carbon intensity."""
     assert summary.start is not None and summary.end is not None
-    start, end, step = summary.start, summary.end, summary.step
-    areas = sorted({area for by_area in parts.values() for area in by_area})
-    peak: dict[float, float] = defaultdict(float)
+    areas = sorted(_by_area(prom.query(f"count by (area) ({q.area_map})", q.end)))
+    period = _period_length(prom, q, [a for a in areas if a], summary)
+    cuts = _cuts(summary.start, summary.end, period)
+    grid = _grid(summary.start, summary.end, period)
+    energies: dict[str, list[dict[str, float]]] = {}
+    for part in model.PARTS:
+
+        def expr(seconds: float, at: float | None, part: str = part) -> str:
+            return q.energy(part, constant[part], seconds, at)
+
+        energies[part] = _energies(prom, q, expr, cuts)
+    facility = f"{model.JOBS.series('powerplane_facility_power_watts', 'attributed')}{{{q.sel}}}"
+    if prom.query(f"count({q.over(facility, 'last_over_time')})", q.end):
+
+        def overhead(seconds: float, at: float | None) -> str:
+            pin = "" if at is None else f" @ {at:.3f}"
+            return f"sum by (node) (sum_over_time({facility}[{_range(seconds)}]{pin})) * {q.interval:g}"
+
+        energies["facility"] = _energies(prom, q, overhead, cuts)
+        summary.methods["facility"] = (
+            "integrated facility overhead (the accounting rules' PUE or facility meter)"
+        )
     for area in areas:
-        period = DEFAULT_PERIOD_SECONDS
-        if area:
-            found = _scalar(
-                prom.query(
-                    q.over(f'powerplane_market_period_seconds{{area="{_esc(area)}"}}', "last_over_time"),
-                    q.end,
-                )
-            )
-            period = found if found and found > 0 else DEFAULT_PERIOD_SECONDS
-        grid = _grid(start, end, period)
-        pstep = max(1.0, min(step, period / 8))
         prices = (
-            _curve(prom, "powerplane_market_price_eur_per_mwh", area, grid, pstep)
-            if area
-            else [None] * len(grid)
+            _curve(prom, "powerplane_market_price_eur_per_mwh", area, grid) if area else [None] * len(grid)
         )
         carbon = (
-            _curve(prom, "powerplane_grid_carbon_intensity_grams_per_kwh", area, grid, pstep)
-            if area
-            else [None] * len(grid)
+            _curve(prom, "powerplane_grid_carbon_intensity_grams_per_kwh", area, grid) if area else prices
         )
-        periods = [
-            Period(area, max(a, start), min(b, end), {}, p, c)
-            for (a, b), p, c in zip(grid, prices, carbon, strict=True)
-        ]
-        cuts = [start, *[a for a, _b in grid[1:]], end]
-        for part, by_area in parts.items():
-            samples = by_area.get(area, [])
-            for t, watts in samples:
-                peak[t] += watts
-            for i, joules in _integrate(samples, start, end, step, cuts).items():
-                periods[i].parts[part] = periods[i].parts.get(part, 0.0) + joules / 3.6e6
-        summary.periods += [p for p in periods if p.parts]
-    for part in parts:
+        for i, (a, b) in enumerate(cuts):
+            parts = {part: e[i][area] / 3.6e6 for part, e in energies.items() if area in e[i]}
+            if parts:
+                summary.periods.append(Period(area, a, b, parts, prices[i], carbon[i]))
+    for part in energies:
         summary.energy_kwh[part] = sum(p.parts.get(part, 0.0) for p in summary.periods)
-    summary.peak_watts = max(peak.values()) if peak else None
+    peak = prom.query(f"max({q.over(f'{model.JOB_TOTAL}{{{q.sel}}}')})", q.end)
+    summary.peak_watts = _scalar(peak)
     _price_statements(summary)
 
 
@@ -542,65 +594,36 @@ def _gpu_counters(prom: Prometheus, q: _Q, summary: Summary, constant: bool) -> 
     summary.energy_kwh["gpu"] = counted
 
 
-def _facility(prom: Prometheus, q: _Q, summary: Summary) -> None:
-    assert summary.start is not None and summary.end is not None
-    series = f"{model.JOBS.series('powerplane_facility_power_watts', 'attributed')}{{{q.sel}}}"
-    result = prom.query_range(q.by_area(series), summary.start, summary.end, summary.step)
-    if not result:
-        return
-    by_period = {(p.area, p.start): p for p in summary.periods}
-    for r in result:
-        area = r["metric"].get("area", "")
-        mine = sorted((p for p in summary.periods if p.area == area), key=lambda p: p.start)
-        if not mine:
-            continue
-        cuts = [p.start for p in mine] + [mine[-1].end]
-        for i, joules in _integrate(_samples(r), summary.start, summary.end, summary.step, cuts).items():
-            by_period[(area, mine[i].start)].parts["facility"] = joules / 3.6e6
-    summary.energy_kwh["facility"] = sum(p.parts.get("facility", 0.0) for p in summary.periods)
-    summary.methods["facility"] = "integrated facility overhead (the accounting rules' PUE or facility meter)"
-
-
 def _nodes(prom: Prometheus, q: _Q, summary: Summary, constant: Mapping[str, bool]) -> None:
     """Per node: the job's energy, the node's, the job's CPU share and GPUs, and the data's coverage."""
-    step = summary.step
-    e = f"{q.end:.3f}"
-
-    def integral(expr: str) -> dict[str, float]:
-        found = prom.query(
-            f"sum by (node) (sum_over_time(({expr})[{q.range_s}s:{step:g}s] @ {e})) * {step:g}", q.end
-        )
-        return _by_node(found)
-
-    rest = integral(q.rest_power(constant["rest"]))
+    e, seconds = q.end, q.range_s
+    rest = _by_node(prom.query(q.energy("rest", constant["rest"], seconds, e), e))
     if summary.methods.get("gpu", "").startswith("energy counters"):
-        # The counters already cover the window: per node they cost a range read, not a subquery.
-        fractions = f"sum by (node, gpu) ({q.fractions()})"
-        window = f"[{q.range_s}s] @ {e}"
-        gpu = _by_node(
-            prom.query(
-                f"sum by (node) (max by (node, gpu) (increase({model.GPU_ENERGY}{window})) * on (node, gpu) "
-                f"{fractions})",
-                q.end,
-            )
-        )
+        counted = f"max by (node, gpu) (increase({model.GPU_ENERGY}[{seconds}s] @ {e:.3f}))"
+        gpu = _by_node(prom.query(f"sum by (node) ({counted} * on (node, gpu) {q.gpu_fractions})", e))
     else:
-        gpu = integral(q.gpu_power(constant["gpu"]))
-    present = f"max by (node) ({model.BEST}) and on (node) {q.nodes}"
-    node_energy = integral(present)
-    counts = _by_node(prom.query(f"count_over_time(({present})[{q.range_s}s:{step:g}s] @ {e})", q.end))
-    cpu = _by_node(prom.query(q.cpu_shares, q.end))
+        gpu = _by_node(prom.query(q.energy("gpu", constant["gpu"], seconds, e), e))
+    window = f"[{_range(seconds)}] @ {e:.3f}"
+    # A node's best source may change during the job (one series per source): they add up.
+    node_energy = _by_node(
+        prom.query(
+            f"sum by (node) (sum_over_time({model.BEST}{window})) * {q.interval:g} and on (node) {q.nodes}", e
+        )
+    )
+    counts = _by_node(
+        prom.query(f"sum by (node) (count_over_time({model.BEST}{window})) and on (node) {q.nodes}", e)
+    )
+    cpu = _by_node(prom.query(q.cpu_shares, e))
     gpus: dict[str, int] = defaultdict(int)
-    for r in prom.query(q.over(f"{model.JOB_HOLDER}{{{q.sel}}}"), q.end):
+    for r in prom.query(q.over(f"{model.JOB_HOLDER}{{{q.sel}}}"), e):
         gpus[r["metric"].get("node", "")] += 1
-    expected = max(1, math.floor(q.end / step) - math.floor((q.end - q.range_s) / step))
+    expected = max(1.0, seconds / q.interval)
     for node in sorted(set(cpu) | set(gpus)):
-        mine = rest.get(node, 0.0) + gpu.get(node, 0.0)
         total = node_energy.get(node)
         summary.nodes.append(
             NodeShare(
                 node,
-                mine / 3.6e6,
+                (rest.get(node, 0.0) + gpu.get(node, 0.0)) / 3.6e6,
                 None if total is None else total / 3.6e6,
                 cpu.get(node),
                 gpus.get(node, 0),
@@ -609,47 +632,37 @@ def _nodes(prom: Prometheus, q: _Q, summary: Summary, constant: Mapping[str, boo
         )
     if summary.nodes:
         summary.coverage = sum(n.coverage for n in summary.nodes) / len(summary.nodes)
-    _gaps(prom, summary, expected)
+    _gaps(prom, q, summary)
 
 
-def _gaps(prom: Prometheus, summary: Summary, expected: int) -> None:
+def _gaps(prom: Prometheus, q: _Q, summary: Summary) -> None:
+    """Name each node without power data, and the gaps of (at most MAX_GAP_NODES) nodes with some."""
     assert summary.start is not None and summary.end is not None
-    empty = [n.node for n in summary.nodes if n.coverage == 0]
-    for node in empty:
-        summary.statements.append(
-            f"{node}: no power data during the job: its energy there is missing, not estimated"
-        )
-    partial = [n.node for n in summary.nodes if 0 < n.coverage < 1 - 1.5 / expected]
+    for n in summary.nodes:
+        if n.coverage == 0:
+            summary.statements.append(
+                f"{n.node}: no power data during the job: its energy there is missing, not estimated"
+            )
+    # A sample stands for one rule interval; a node missing more than one has a gap.
+    partial = [n.node for n in summary.nodes if 0 < n.coverage < 1 - 1.5 * q.interval / q.range_s]
     if len(partial) > MAX_GAP_NODES:
         summary.statements.append(f"{len(partial) - MAX_GAP_NODES} more nodes have gaps in their power data")
     if not partial:
         return
     names = "|".join(re_escape(n) for n in partial[:MAX_GAP_NODES])
-    step = summary.step
-    found = prom.query_range(
-        f'max by (node) ({model.BEST}{{node=~"{_esc(names)}"}})', summary.start, summary.end, step
-    )
-    start = summary.start
-    seen = {r["metric"].get("node", ""): {round((t - start) / step) for t, _v in _samples(r)} for r in found}
-    steps = int((summary.end - start) // step) + 1
+    rows = prom.query_samples(f'{model.BEST}{{node=~"{_esc(names)}"}}[{_range(q.range_s)}]', q.end)
+    times: dict[str, list[float]] = defaultdict(list)
+    for r in rows:
+        times[r["metric"].get("node", "")] += [float(t) for t, _v in r.get("values", [])]
+    limit = 1.5 * q.interval
     for node in partial[:MAX_GAP_NODES]:
-        have = seen.get(node, set())
-        run: list[float] = []
-        for k in range(steps):
-            if k not in have:
-                run.append(start + k * step)
-            elif run:
-                _gap(summary, node, run, step)
-                run = []
-        if run:
-            _gap(summary, node, run, step)
-
-
-def _gap(summary: Summary, node: str, run: list[float], step: float) -> None:
-    a, b = run[0], min(run[-1] + step, summary.end or run[-1])
-    summary.statements.append(
-        f"{node}: no power data {_span(a, b)} ({b - a:.0f} s): that energy is missing, not estimated"
-    )
+        stamps = [summary.start, *sorted(times.get(node, [])), summary.end]
+        for a, b in itertools.pairwise(stamps):
+            if b - a > limit:
+                summary.statements.append(
+                    f"{node}: no power data {_span(a, b)} ({b - a:.0f} s): that energy is missing, not "
+                    "estimated"
+                )
 
 
 def re_escape(name: str) -> str:

@@ -42,10 +42,14 @@ def test_powerplane_job_summarises_a_running_demo_job(
             scrape_interval=f"{interval}s",
             evaluation_interval="1s",
         )
+
         # The demo's GPU jobs run on node-01 (H100s, some held by pods too) and node-02 (A100s).
-        lines = cluster.run("squeue", "-h", "-t", "R", "-o", "%i %j").split()
-        names = dict(zip(lines[1::2], lines[::2], strict=True))
-        job = names["train-node-01"]
+        # The demo submits its jobs as it starts: the scheduler starts them a moment later.
+        def running() -> str | None:
+            lines = cluster.run("squeue", "-h", "-t", "R", "-o", "%i %j").split()
+            return dict(zip(lines[1::2], lines[::2], strict=True)).get("train-node-01")
+
+        job = procs.wait_until(running, 60, 1.0, "the demo's train-node-01 job running")
         gpu = f'{model.JOB_POWER}{{hpc_job="{job}",part="gpu"}}'
         assert prom.wait_value(gpu, timeout=120) > 0
         procs.wait_until(

@@ -9,31 +9,23 @@ from pathlib import Path
 
 import pytest
 
+from powerplane.accounting import model
 from powerplane.accounting import summary as s
 from powerplane.accounting.window import JobWindow
+from powerplane.rulegen import render
 from tests.conftest import PrometheusFactory
 
 
-def test_the_step_follows_the_job_and_stays_under_prometheus_point_limit() -> None:
-    assert s.choose_step(60) == 1
-    assert s.choose_step(3600) == 4
-    assert s.choose_step(86400) == 60
-    assert 30 * 86400 / s.choose_step(30 * 86400) <= 11000
+def test_ranges_leave_out_their_start_as_adjacent_periods_must() -> None:
+    # Prometheus 2 ranges hold both ends: a sample on a period's edge would count twice.
+    assert s._range(900) == "899999ms"
+    assert s._range(0.0001) == "1ms"
 
 
-def test_periods_align_like_the_market_and_cover_the_window() -> None:
+def test_periods_align_like_the_market_and_cut_the_window() -> None:
     assert s._grid(905.0, 2000.0, 900.0) == [(900.0, 1800.0), (1800.0, 2700.0)]
     assert s._grid(900.0, 1800.0, 900.0) == [(900.0, 1800.0)]
-
-
-def test_integration_splits_each_step_at_the_window_and_period_edges() -> None:
-    # 100 W sampled every 10 s from 0 to 60: the window [0, 60] holds exactly 6000 J.
-    samples = [(float(t), 100.0) for t in range(0, 61, 10)]
-    energy = s._integrate(samples, 0.0, 60.0, 10.0, [0.0, 25.0, 60.0])
-    assert energy == {0: pytest.approx(2500.0), 1: pytest.approx(3500.0)}
-    # A missing sample leaves its step out: a gap is not filled.
-    holed = [p for p in samples if p[0] != 30.0]
-    assert sum(s._integrate(holed, 0.0, 60.0, 10.0, [0.0, 60.0]).values()) == pytest.approx(5000.0)
+    assert s._cuts(905.0, 2000.0, 900.0) == [(905.0, 1800.0), (1800.0, 2000.0)]
 
 
 def test_a_period_price_is_its_middle_not_a_lagging_scrape() -> None:
@@ -89,12 +81,15 @@ def test_errors_name_the_server_never_its_credentials(liar: str, monkeypatch: py
 
 
 def test_a_real_prometheus_refusing_a_query_says_why(prometheus: PrometheusFactory, tmp_path: Path) -> None:
-    prom = prometheus([])
-    client = s.Prometheus(prom.url)
+    bare = s.Prometheus(prometheus([]).url)
     with pytest.raises(s.PrometheusError, match=r"HTTP 400.*parse error"):
-        client.query("sum(", 0)
-    # A job nobody saw: a clear statement, no numbers.
+        bare.query("sum(", 0)
     window = JobWindow("5", "prometheus", "ENDED", start=1000.0, end=2000.0, nodes=("n1",))
+    result = s.summarize(bare, window, now=3000.0)
+    assert result.statements == ["this Prometheus does not evaluate the accounting rules: nothing to read"]
+    # A job nobody saw: a clear statement, no numbers.
+    client = s.Prometheus(prometheus([], render.write(tmp_path / "rules")).url)
+    assert client.rule_interval(model.REST) == 1.0
     result = s.summarize(client, window, now=3000.0)
     assert result.it_energy_kwh is None and result.total("cost_eur") is None
     assert any("no allocation of job 5" in line and "unknown, not zero" in line for line in result.statements)
