@@ -6,7 +6,10 @@ Safety rules every actuator follows:
   restored on exit, on SIGTERM and at the next start after a crash (the file survives the
   crash; its originals are the true ones, so a restart never records capped values as
   originals).
-* A value outside the hardware's range is refused, not written.
+* A limit is never raised: the highest value written is the limit in force before powerplane
+  first touched the device (the recorded original).  A cap above it is clamped to it, and the
+  result says so (``clamped``, with the reason in its message).
+* A value outside the hardware's range, or not a finite number, is refused, not written.
 * RAPL caps are written by constraint *name*: ``long_term`` (PL1) and, when asked,
   ``short_term`` (PL2); ``peak_power`` (PL4) and every other constraint are never touched.
 * A domain that cannot be capped (AMD zones without constraints, a BIOS-locked limit answering
@@ -21,6 +24,7 @@ import contextlib
 import errno
 import json
 import logging
+import math
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -31,7 +35,7 @@ from typing import Any, Literal
 from powerplane.exporters.rapl.powercap import PowercapTree, Zone
 from powerplane.exporters.runtime import CollectorError, NoData, log
 
-from .policy import DomainCap, DomainLimits
+from .policy import DomainCap, DomainLimits, clamp_note
 
 logger = logging.getLogger("powerplane.controller")
 
@@ -40,8 +44,24 @@ PERMANENT_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.ENODATA, errno.EO
 #: Read-back tolerance: firmware rounds RAPL limits to its power unit (1/8 W on Intel).
 READBACK_TOLERANCE_W = 0.5
 _PACKAGE = re.compile(r"^intel-rapl:[0-9a-f]+$")
+_DOMAIN = re.compile(r"^(?P<zone>[a-z_]+)-(?P<index>[0-9]+)$")
 
-Status = Literal["applied", "released", "unchanged", "dry-run", "refused", "unsupported", "failed"]
+Status = Literal["applied", "released", "unchanged", "dry_run", "refused", "unsupported", "failed"]
+
+
+def join_labels(domain: str) -> dict[str, str]:
+    """The exporters' labels of a domain: RAPL ``zone``/``index``, the GPU exporter's ``gpu``.
+
+    ``package-10`` is RAPL zone ``package`` index ``10`` (directory ``intel-rapl:a``), as in
+    ``powerplane_rapl_power_limit_watts``; ``gpu-3`` is NVML index 3, the ``gpu`` label of the
+    GPU exporter.  A dashboard joins cap and measured power on them without label_replace.
+    """
+    match = _DOMAIN.match(domain)
+    if match is None:
+        return {}
+    if match["zone"] == "gpu":
+        return {"gpu": match["index"]}
+    return {"zone": match["zone"], "index": match["index"]}
 
 
 @dataclass(frozen=True)
@@ -55,10 +75,14 @@ class Result:
     applied_watts: float | None  # read back
     message: str = ""
     enforced_watts: float | None = None  # GPUs: what NVML enforces (may be lower than the limit)
+    #: The cap asked for was outside the domain's allowed range and was moved into it.
+    clamped: bool = False
+    short_term_desired_watts: float | None = None  # RAPL short_term (PL2), when written
+    short_term_applied_watts: float | None = None
 
     @property
     def ok(self) -> bool:
-        return self.status in ("applied", "released", "unchanged", "dry-run")
+        return self.status in ("applied", "released", "unchanged", "dry_run")
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -70,6 +94,11 @@ class Result:
         }
         if self.enforced_watts is not None:
             out["enforced_watts"] = self.enforced_watts
+        if self.short_term_desired_watts is not None:
+            out["short_term_desired_watts"] = self.short_term_desired_watts
+            out["short_term_applied_watts"] = self.short_term_applied_watts
+        if self.clamped:
+            out["clamped"] = True
         if self.message:
             out["message"] = self.message
         return out
@@ -86,7 +115,6 @@ class HostState:
         self.path = Path(path)
         self.rapl: dict[str, dict[str, int]] = {}
         self.gpu: dict[str, int] = {}
-        self.loaded = False
 
     def load(self) -> bool:
         """Read a state file left by an earlier run; True when there was one."""
@@ -109,7 +137,6 @@ class HostState:
             }
         if isinstance(gpu, dict):
             self.gpu = {str(k): int(v) for k, v in gpu.items() if isinstance(v, int)}
-        self.loaded = True
         return True
 
     def save(self) -> None:
@@ -129,6 +156,10 @@ class HostState:
     @property
     def empty(self) -> bool:
         return not self.rapl and not self.gpu
+
+
+def _finite_or_none(watts: float | None) -> float | None:
+    return watts if watts is not None and math.isfinite(watts) else None
 
 
 def _oserror(exc: OSError) -> str:
@@ -153,11 +184,12 @@ class RaplActuator:
 
     kind: Literal["cpu"] = "cpu"
 
-    def __init__(self, sysfs: Path, state: HostState, short_term_ratio: float = 1.2) -> None:
+    def __init__(self, sysfs: Path, state: HostState) -> None:
         self.tree = PowercapTree(Path(sysfs))
         self.state = state
-        self.short_term_ratio = short_term_ratio
         self.unsupported: dict[str, str] = {}
+        #: Why there is no package at all (no powercap tree), for the reconcile's report.
+        self.absent = ""
         self._packages: dict[str, RaplPackage] | None = None
 
     def reset(self) -> None:
@@ -173,8 +205,9 @@ class RaplActuator:
         try:
             self.tree.discover()
             zones = self.tree.zones()
-        except NoData:
+        except NoData as exc:
             zones = ()
+            self.absent = str(exc)
         for zone in zones:
             if not _PACKAGE.match(zone.dirname) or not zone.zone.startswith("package"):
                 continue
@@ -192,6 +225,8 @@ class RaplActuator:
                 lt.max_power_uw if lt else None,
                 st.max_power_uw if st else None,
             )
+        if zones and not packages:
+            self.absent = f"no RAPL package zone under {self.tree.root}"
         self._packages = packages
         return packages
 
@@ -210,26 +245,33 @@ class RaplActuator:
     def _limit_path(self, pkg: RaplPackage, number: int) -> Path:
         return pkg.zone.path / f"constraint_{number}_power_limit_uw"
 
+    def _original(self, pkg: RaplPackage, name: str, number: int | None) -> int | None:
+        """The constraint's limit before powerplane first wrote it: recorded, else the current one."""
+        recorded = self.state.rapl.get(pkg.zone.dirname, {}).get(name)
+        if recorded is not None or number is None:
+            return recorded
+        return self._read_uw(self._limit_path(pkg, number))
+
     def limits(self) -> list[DomainLimits]:
-        """The cappable packages and their ranges (max: constraint max, else the original limit)."""
+        """The cappable packages and their ranges (highest: the original limit, within the maximum)."""
         out = []
         for domain, pkg in self.packages().items():
             if pkg.long_term is None or domain in self.unsupported:
                 continue
-            original = self.state.rapl.get(pkg.zone.dirname, {}).get("long_term")
             try:
-                current = (
-                    original if original is not None else self._read_uw(self._limit_path(pkg, pkg.long_term))
-                )
+                original = self._original(pkg, "long_term", pkg.long_term)
             except (OSError, CollectorError) as exc:
                 self._mark(domain, exc)
                 continue
-            top = pkg.max_uw or current
-            if top <= 0:
+            assert original is not None
+            hardware = pkg.max_uw or original
+            if hardware <= 0 or original <= 0:
                 self.unsupported[domain] = "no usable maximum power (max_power_uw and the limit are 0)"
                 continue
+            top = min(hardware, original)
             # RAPL has no minimum file; below ~1/8 of the maximum packages stop making progress.
-            out.append(DomainLimits(domain, "cpu", round(top / 8e6, 3), top / 1e6, current / 1e6))
+            low = min(round(hardware / 8e6, 3), top / 1e6)
+            out.append(DomainLimits(domain, "cpu", low, top / 1e6, original / 1e6))
         return out
 
     def _mark(self, domain: str, exc: Exception) -> None:
@@ -256,21 +298,54 @@ class RaplActuator:
         if changed:
             self.state.save()
 
-    def apply(self, caps: Iterable[DomainCap], dry_run: bool = False) -> list[Result]:
+    def apply(
+        self, caps: Iterable[DomainCap], dry_run: bool = False, short_term_ratio: float | None = None
+    ) -> list[Result]:
+        """Write the CPU caps (and, with ``short_term_ratio``, PL2 = ratio x PL1); read them back."""
         packages = self.packages()
-        results = []
         todo = [c for c in caps if c.kind == "cpu"]
         if not dry_run:
             self._record_originals(
                 packages[c.domain] for c in todo if c.domain in packages and c.watts is not None
             )
-        for cap in todo:
-            results.append(self._apply_one(packages.get(cap.domain), cap, dry_run))
-        return results
+        return [self._apply_one(packages.get(c.domain), c, dry_run, short_term_ratio) for c in todo]
 
-    def _apply_one(self, pkg: RaplPackage | None, cap: DomainCap, dry_run: bool) -> Result:
-        def result(status: Status, applied: float | None = None, message: str = "") -> Result:
-            return Result(cap.domain, "cpu", status, cap.watts, applied, message)
+    def _targets(
+        self, pkg: RaplPackage, cap: DomainCap, ratio: float | None
+    ) -> tuple[int, int | None, str] | str:
+        """(long_term µW, short_term µW or None, clamp note), or why the cap is refused."""
+        assert pkg.long_term is not None and cap.watts is not None
+        if not math.isfinite(cap.watts) or cap.watts <= 0:
+            return f"{cap.watts} W is not a positive finite number"
+        original = self._original(pkg, "long_term", pkg.long_term)
+        hardware = pkg.max_uw or original
+        if hardware is not None and cap.watts * 1e6 > hardware:
+            return f"{cap.watts} W is outside 0..{hardware / 1e6} W"
+        target, note = round(cap.watts * 1e6), cap.note
+        if original is not None and target > original:
+            target, note = original, clamp_note(cap.watts, original / 1e6, "the original limit")
+        short = None
+        if pkg.short_term is None:
+            pass
+        elif ratio is not None:
+            short = round(target * ratio)
+            tops = [t for t in (pkg.short_max_uw, self._original(pkg, "short_term", pkg.short_term)) if t]
+            short = min([short, *tops])
+        else:
+            # short_term no longer asked for: put back its original if an earlier cap changed it.
+            recorded = self.state.rapl.get(pkg.zone.dirname, {}).get("short_term")
+            if recorded is not None and self._read_uw(self._limit_path(pkg, pkg.short_term)) != recorded:
+                short = recorded
+        return target, short, note
+
+    def _apply_one(
+        self, pkg: RaplPackage | None, cap: DomainCap, dry_run: bool, ratio: float | None
+    ) -> Result:
+        # What is reported as desired is what gets written (after the domain's range).
+        desired = _finite_or_none(cap.watts)
+
+        def result(status: Status, applied: float | None = None, message: str = "", **extra: Any) -> Result:
+            return Result(cap.domain, "cpu", status, desired, applied, message, **extra)
 
         if pkg is None:
             return result("failed", message="no such package")
@@ -278,24 +353,29 @@ class RaplActuator:
             return result("unsupported", message=self.unsupported[cap.domain])
         assert pkg.long_term is not None
         original = self.state.rapl.get(pkg.zone.dirname, {})
+        note = ""
         if cap.watts is None:
             target = original.get("long_term")
             if target is None:  # never written by us: the hardware default is in place
                 return result("unchanged", self._readback(pkg, pkg.long_term), "no cap")
             short = original.get("short_term")
         else:
-            target = round(cap.watts * 1e6)
-            top = pkg.max_uw or original.get("long_term")
-            if target <= 0 or (top is not None and target > top):
-                return result("refused", message=f"{cap.watts} W is outside 0..{(top or 0) / 1e6} W")
-            short = None
-            if pkg.short_term is not None and self.short_term_ratio > 0 and self._short_term_enabled:
-                short = round(target * self.short_term_ratio)
-                short_top = pkg.short_max_uw or original.get("short_term")
-                if short_top is not None:
-                    short = min(short, short_top)
+            try:
+                planned = self._targets(pkg, cap, ratio)
+            except (OSError, CollectorError) as exc:
+                return result(
+                    "failed", message=str(exc) if isinstance(exc, CollectorError) else _oserror(exc)
+                )
+            if isinstance(planned, str):
+                return result("refused", message=planned)
+            target, short, note = planned
+            desired = target / 1e6
+        clamp: dict[str, Any] = {"clamped": bool(note)}
+        desired_short = None if short is None or cap.watts is None or ratio is None else short / 1e6
         if dry_run:
-            return result("dry-run", None if cap.watts is None else cap.watts, "not written (dry run)")
+            return result(
+                "dry_run", None, "; ".join(filter(None, (f"would write {target / 1e6:g} W", note))), **clamp
+            )
         try:
             self._write_uw(self._limit_path(pkg, pkg.long_term), target)
             if short is not None and pkg.short_term is not None:
@@ -305,16 +385,13 @@ class RaplActuator:
             self._mark(cap.domain, exc)
             status: Status = "unsupported" if cap.domain in self.unsupported else "failed"
             return result(status, message=self.unsupported.get(cap.domain) or _oserror(exc))
-        except CollectorError as exc:
-            return result("failed", message=str(exc))
+        short_applied = None
+        if desired_short is not None and pkg.short_term is not None:
+            short_applied = self._readback(pkg, pkg.short_term)
+            clamp |= {"short_term_desired_watts": desired_short, "short_term_applied_watts": short_applied}
         if applied is None or abs(applied - target / 1e6) > READBACK_TOLERANCE_W:
-            return result("failed", applied, f"read back {applied} W after writing {target / 1e6} W")
-        return result("released" if cap.watts is None else "applied", applied)
-
-    _short_term_enabled = False
-
-    def enable_short_term(self, enabled: bool) -> None:
-        self._short_term_enabled = enabled
+            return result("failed", applied, f"read back {applied} W after writing {target / 1e6} W", **clamp)
+        return result("released" if cap.watts is None else "applied", applied, note, **clamp)
 
     def _readback(self, pkg: RaplPackage, number: int) -> float | None:
         try:
@@ -424,23 +501,30 @@ class NvmlActuator:
         self._gpus = out
         return out
 
-    def limits(self) -> list[DomainLimits]:
-        return [
-            DomainLimits(
-                d, "gpu", g.min_mw / 1e3, g.max_mw / 1e3, None if g.default_mw is None else g.default_mw / 1e3
-            )
-            for d, g in self.gpus().items()
-            if d not in self.unsupported
-        ]
+    def _original_mw(self, gpu: Gpu) -> int | None:
+        """The GPU's limit before powerplane first wrote it: recorded, else the current one."""
+        return self.state.gpu.get(gpu.uuid) or self._current_mw(gpu)
 
-    def current(self, domain: str) -> float | None:
-        gpu = self.gpus().get(domain)
-        if gpu is None:
-            return None
+    def _current_mw(self, gpu: Gpu) -> int | None:
         try:
-            return int(self.nvml.nvmlDeviceGetPowerManagementLimit(gpu.handle)) / 1e3
+            return int(self.nvml.nvmlDeviceGetPowerManagementLimit(gpu.handle))
         except self.nvml.NVMLError:
             return None
+
+    def limits(self) -> list[DomainLimits]:
+        out = []
+        for domain, gpu in self.gpus().items():
+            if domain in self.unsupported:
+                continue
+            original = self._original_mw(gpu)
+            top = gpu.max_mw if original is None else min(gpu.max_mw, original)
+            low = min(gpu.min_mw, top)
+            out.append(
+                DomainLimits(
+                    domain, "gpu", low / 1e3, top / 1e3, None if original is None else original / 1e3
+                )
+            )
+        return out
 
     def apply(self, caps: Iterable[DomainCap], dry_run: bool = False) -> list[Result]:
         gpus = self.gpus()
@@ -451,20 +535,32 @@ class NvmlActuator:
                 gpu = gpus.get(cap.domain)
                 if gpu is None or cap.watts is None or gpu.uuid in self.state.gpu:
                     continue
-                with contextlib.suppress(self.nvml.NVMLError):
-                    self.state.gpu[gpu.uuid] = int(self.nvml.nvmlDeviceGetPowerManagementLimit(gpu.handle))
+                current = self._current_mw(gpu)
+                if current is not None:
+                    self.state.gpu[gpu.uuid] = current
                     changed = True
             if changed:
                 self.state.save()
         return [self._apply_one(gpus.get(c.domain), c, dry_run) for c in todo]
 
+    def _target(self, gpu: Gpu, watts: float) -> tuple[int, str] | str:
+        """(limit in mW, clamp note), or why the cap is refused."""
+        if not math.isfinite(watts) or not gpu.min_mw <= watts * 1e3 <= gpu.max_mw:
+            return f"{watts} W is outside {gpu.min_mw / 1e3}..{gpu.max_mw / 1e3} W"
+        target, original = round(watts * 1e3), self._original_mw(gpu)
+        if original is not None and target > original:
+            return original, clamp_note(watts, original / 1e3, "the original limit")
+        return target, ""
+
     def _apply_one(self, gpu: Gpu | None, cap: DomainCap, dry_run: bool) -> Result:
         nv = self.nvml
+        note = ""
+        desired = _finite_or_none(cap.watts)
 
         def result(
             status: Status, applied: float | None = None, message: str = "", enforced: float | None = None
         ) -> Result:
-            return Result(cap.domain, "gpu", status, cap.watts, applied, message, enforced)
+            return Result(cap.domain, "gpu", status, desired, applied, message, enforced, bool(note))
 
         if gpu is None:
             return result(
@@ -476,16 +572,17 @@ class NvmlActuator:
         if cap.watts is None:
             target = self.state.gpu.get(gpu.uuid, gpu.default_mw)
             if gpu.uuid not in self.state.gpu:
-                return result("unchanged", self.current(cap.domain), "no cap")
+                current = self._current_mw(gpu)
+                return result("unchanged", None if current is None else current / 1e3, "no cap")
         else:
-            target = round(cap.watts * 1e3)
-            if not gpu.min_mw <= target <= gpu.max_mw:
-                return result(
-                    "refused", message=f"{cap.watts} W is outside {gpu.min_mw / 1e3}..{gpu.max_mw / 1e3} W"
-                )
-        if dry_run:
-            return result("dry-run", cap.watts, "not written (dry run)")
+            planned = self._target(gpu, cap.watts)
+            if isinstance(planned, str):
+                return result("refused", message=planned)
+            target, note = planned
+            note, desired = note or cap.note, target / 1e3
         assert target is not None
+        if dry_run:
+            return result("dry_run", None, "; ".join(filter(None, (f"would write {target / 1e3:g} W", note))))
         try:
             nv.nvmlDeviceSetPowerManagementLimit(gpu.handle, target)
             applied = int(nv.nvmlDeviceGetPowerManagementLimit(gpu.handle)) / 1e3
@@ -501,7 +598,7 @@ class NvmlActuator:
             return result(
                 "failed", applied, f"read back {applied} W after writing {target / 1e3} W", enforced
             )
-        return result("released" if cap.watts is None else "applied", applied, enforced=enforced)
+        return result("released" if cap.watts is None else "applied", applied, note, enforced)
 
     def restore(self) -> list[str]:
         errors = []
@@ -528,15 +625,9 @@ class NvmlActuator:
 class Actuators:
     """RAPL and (when present) NVML behind one host state file."""
 
-    def __init__(
-        self,
-        sysfs: Path,
-        state_file: Path,
-        nvml: Any | None = None,
-        short_term_ratio: float = 1.2,
-    ) -> None:
+    def __init__(self, sysfs: Path, state_file: Path, nvml: Any | None = None) -> None:
         self.state = HostState(state_file)
-        self.rapl = RaplActuator(sysfs, self.state, short_term_ratio)
+        self.rapl = RaplActuator(sysfs, self.state)
         self.gpu = NvmlActuator(nvml, self.state) if nvml is not None else None
 
     def recover(self) -> list[str]:
@@ -557,12 +648,23 @@ class Actuators:
             out.update({d: "gpu" for d in self.gpu.unsupported})
         return out
 
+    def absent(self) -> list[str]:
+        """Why this node has nothing of a kind to cap (no powercap tree, no NVML), for the report."""
+        reasons = []
+        if not self.rapl.packages():
+            reasons.append(self.rapl.absent or "no RAPL package zone")
+        if self.gpu is None:
+            reasons.append("no GPUs: NVML is not available here (or --no-gpu)")
+        elif not self.gpu.gpus() and not self.gpu.unsupported:
+            reasons.append("no GPUs: NVML reports none")
+        return reasons
+
     def apply(
-        self, caps: Iterable[DomainCap], dry_run: bool = False, short_term: bool = False
+        self, caps: Iterable[DomainCap], dry_run: bool = False, short_term_ratio: float | None = None
     ) -> list[Result]:
+        """Write the caps; ``short_term_ratio`` also sets RAPL short_term (PL2) to ratio x PL1."""
         caps = list(caps)
-        self.rapl.enable_short_term(short_term)
-        results = self.rapl.apply(caps, dry_run)
+        results = self.rapl.apply(caps, dry_run, short_term_ratio)
         if self.gpu is not None:
             results += self.gpu.apply(caps, dry_run)
         known = {r.domain for r in results}

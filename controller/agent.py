@@ -37,10 +37,11 @@ from prometheus_client.core import Metric
 from powerplane.exporters.runtime import Collector, Deadline, log
 from powerplane.exporters.runtime.metrics import MetricSpec
 
-from .actuators import Actuators, Result, Status
+from .actuators import Actuators, Result, Status, join_labels
 from .policy import (
     Decision,
     DomainCap,
+    DomainLimits,
     Policy,
     PolicyError,
     State,
@@ -54,24 +55,45 @@ from .signals import Signal, SignalError, signal_from_spec
 
 logger = logging.getLogger("powerplane.controller")
 
-_CAP = ("domain",)
+#: ``domain`` names the device (package-0, gpu-1); the others are the exporters' own labels,
+#: so that cap and measured power join without label_replace: RAPL ``zone``/``index``/
+#: ``constraint`` as in powerplane_rapl_power_limit_watts, the GPU exporter's ``gpu``.
+_CAP = ("domain", "zone", "index", "constraint", "gpu")
+#: The enumerated ones (the others are names and indexes); GPU series leave zone and constraint empty.
+_CAP_VALUES = {"zone": ("package",), "constraint": ("long_term", "short_term")}
+#: The reconcile results, as counted and as ``reconcile-once`` prints them.
+RESULTS = ("success", "partial", "failure", "dry_run")
+#: The webhook actions counted (their endings are not).
+ACTIONS = ("gpu-step-down", "node-degraded", "refused")
 DESIRED = MetricSpec(
     "powerplane_controller_cap_desired_watts",
     "gauge",
-    "Power cap the policy wants for the domain (absent: no cap, the hardware default).",
+    "Power limit the controller writes to the domain, after its range (never above the original"
+    " limit) is applied (absent: no cap, the original limit).",
     _CAP,
+    values=_CAP_VALUES,
 )
 APPLIED = MetricSpec(
     "powerplane_controller_cap_applied_watts",
     "gauge",
-    "Power limit read back from the domain after the last write (RAPL long_term, NVML limit).",
+    "Power limit read back from the domain after the last write (RAPL constraint, NVML limit).",
     _CAP,
+    values=_CAP_VALUES,
 )
 ENFORCED = MetricSpec(
     "powerplane_controller_cap_enforced_watts",
     "gauge",
     "Power limit NVML reports as enforced for the GPU (can be below the applied one).",
     _CAP,
+    values=_CAP_VALUES,
+)
+CLAMPED = MetricSpec(
+    "powerplane_controller_cap_clamped",
+    "gauge",
+    "Whether the policy's share for the domain was outside its range and clamped into it (1: above"
+    " the original limit or below the hardware minimum; 0: within).",
+    _CAP,
+    values=_CAP_VALUES,
 )
 SIGNAL = MetricSpec(
     "powerplane_controller_signal_value",
@@ -82,8 +104,10 @@ SIGNAL = MetricSpec(
 RECONCILES = MetricSpec(
     "powerplane_controller_reconcile_total",
     "counter",
-    "Reconciles by result (success, partial: some domains failed, failure, dry_run).",
+    "Reconciles by result (success, partial: some domains failed, failure: none could be"
+    " written or the policy is invalid, dry_run).",
     ("result",),
+    values={"result": RESULTS},
 )
 LAST_RECONCILE = MetricSpec(
     "powerplane_controller_last_reconcile_timestamp_seconds",
@@ -95,8 +119,9 @@ WEBHOOK_ACTIONS = MetricSpec(
     "counter",
     "Actions taken on Alertmanager notifications (a repeated notification is not counted again).",
     ("action",),
+    values={"action": ACTIONS},
 )
-METRICS = (DESIRED, APPLIED, ENFORCED, SIGNAL, RECONCILES, LAST_RECONCILE, WEBHOOK_ACTIONS)
+METRICS = (DESIRED, APPLIED, ENFORCED, CLAMPED, SIGNAL, RECONCILES, LAST_RECONCILE, WEBHOOK_ACTIONS)
 
 
 class Backend(Protocol):
@@ -167,12 +192,21 @@ def load_policy_document(path: Path) -> dict[str, Any]:
 
 @dataclass
 class Adjustment:
-    """A temporary step-down of one domain's cap (from an alert), until ``until``."""
+    """A temporary step-down of one domain's cap by one alert rule, until ``until``.
 
-    key: str
+    Keyed by domain and alert name: every alert of that rule firing for the domain (each its own
+    fingerprint) shares the one step, which ends when the last of them resolves or at ``until``.
+    """
+
     domain: str
+    alert: str
     step_watts: float
     until: float
+    firing: set[str] = field(default_factory=set)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.domain, self.alert)
 
 
 @dataclass
@@ -199,7 +233,17 @@ class Outcome:
 
 
 def spec_hash(doc: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(doc.get("spec"), sort_keys=True).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(doc.get("spec"), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def overall(results: Sequence[Result], dry_run: bool) -> str:
+    """The reconcile's result from its domains' (unsupported domains are not failures)."""
+    if dry_run:
+        return "dry_run"
+    failed = [r for r in results if not r.ok and r.status != "unsupported"]
+    if not failed:
+        return "success"
+    return "partial" if len(failed) < len(results) else "failure"
 
 
 class Agent:
@@ -225,16 +269,16 @@ class Agent:
         self.poll_seconds = poll_seconds
         self.states: dict[str, State] = {}
         self.signals: dict[str, tuple[str, Signal]] = {}
-        self.adjustments: dict[str, Adjustment] = {}
+        self.adjustments: dict[tuple[str, str], Adjustment] = {}
         self.last: Outcome | None = None
         self.reconciles: dict[str, int] = {}
         self.webhook_actions: dict[str, int] = {}
         self.last_reconcile: float | None = None
         self.signal_values: dict[str, float] = {}
+        self.policy: Policy | None = None
         self._policy_key: tuple[str, str] | None = None
         self._published: dict[str, str] = {}
         self._lock = asyncio.Lock()
-        self._cached_docs: list[dict[str, Any]] = []
         self._last_doc: dict[str, Any] | None = None
         self.wake = asyncio.Event()
 
@@ -243,21 +287,31 @@ class Agent:
     def _select(self) -> tuple[dict[str, Any] | None, dict[str, str]]:
         labels = self.backend.node_labels()
         for doc in self.backend.policies():
-            spec = doc.get("spec") or {}
-            if selector_matches(spec.get("nodeSelector"), labels):
+            spec = doc.get("spec") if isinstance(doc, Mapping) else None
+            if isinstance(spec, Mapping) and selector_matches(spec.get("nodeSelector"), labels):
                 return doc, labels
         return None, labels
 
     async def reconcile(self, signal_override: float | None = None, use_override: bool = False) -> Outcome:
         async with self._lock:
-            outcome = await self._reconcile(signal_override, use_override)
+            try:
+                outcome = await self._reconcile(signal_override, use_override)
+            except Exception as exc:
+                # A defect must not stop the agent: nothing more is written this period, the
+                # caps in force stay (never above the originals) and the next period retries.
+                cause = f"{type(exc).__name__}: {exc}"[:400]
+                log(logger, logging.ERROR, "reconcile failed", node=self.node, error=cause)
+                name = self._policy_key[0] if self._policy_key else None
+                outcome = Outcome(self.node, name, None, [], "failure", f"reconcile failed: {cause}")
+                if name is not None:
+                    await asyncio.to_thread(self._publish_status, name, outcome, "reconcile-error")
         self.last = outcome
         self.last_reconcile = time.time()
         self.reconciles[outcome.result] = self.reconciles.get(outcome.result, 0) + 1
         return outcome
 
-    async def _reconcile(self, signal_override: float | None, use_override: bool) -> Outcome:
-        now = self.clock()
+    async def _policy_document(self) -> tuple[dict[str, Any] | None, str]:
+        """The policy selecting this node (None: none does), or an error reading them."""
         try:
             doc, _labels = await asyncio.to_thread(self._select)
         except Exception as exc:
@@ -265,52 +319,121 @@ class Agent:
             # rules still apply) rather than freezing the caps or dropping them.
             log(logger, logging.ERROR, "cannot read policies", error=exc)
             if self._last_doc is None:
-                return Outcome(self.node, None, None, [], "failure", str(exc))
+                return None, str(exc)
             doc = self._last_doc
         self._last_doc = doc
+        return doc, ""
+
+    async def _reconcile(self, signal_override: float | None, use_override: bool) -> Outcome:
+        now = self.clock()
+        doc, error = await self._policy_document()
+        if error:
+            return Outcome(self.node, None, None, [], "failure", error)
         if doc is None:
-            # No policy for this node (any more): put the hardware defaults back.
-            if self._policy_key is not None or not self.actuators.state.empty:
-                results = await asyncio.to_thread(self._release_all)
-                self._policy_key = None
-                await asyncio.to_thread(self._publish_node, None, results, None)
-                return Outcome(self.node, None, None, results, "success", "no policy selects this node")
-            return Outcome(self.node, None, None, [], "success", "no policy selects this node")
-
-        name = str(doc.get("metadata", {}).get("name", "policy"))
-        key = (name, spec_hash(doc))
+            return await self._no_policy()
+        name = str((doc.get("metadata") or {}).get("name", "policy"))
+        self._forget_others(name)
         try:
-            policy = policy_from_spec(name, doc.get("spec") or {})
+            policy, signal, changed = self._load(name, doc)
         except PolicyError as exc:
-            await asyncio.to_thread(self.backend.event, "InvalidPolicy", f"{name}: {exc}", "Warning", name)
-            return Outcome(self.node, name, None, [], "failure", str(exc))
-        if key != self._policy_key:
-            if self._policy_key is not None:
-                self.actuators.reset()  # a changed policy retries domains that failed before
-                await asyncio.to_thread(
-                    self.backend.event, "PolicyChanged", f"now following {name}", "Normal", name
-                )
-            self._policy_key = key
-        dry_run = self.dry_run or policy.dry_run
-
-        signal_source = ""
-        if use_override:
-            value = signal_override
-            signal_source = "command line"
-        else:
-            value, signal_source = await self._read_signal(
-                name, doc.get("spec", {}).get("signal", {}), policy
+            return await self._policy_error(name, exc)
+        if changed:
+            await asyncio.to_thread(
+                self.backend.event, "PolicyChanged", f"now following {name}", "Normal", name
             )
+        dry_run = self.dry_run or policy.dry_run
+        if use_override:
+            value, source = signal_override, "command line"
+        else:
+            value, source = await self._read_signal(name, signal)
         decision, state = decide(policy, self.states.get(name, State()), now, value)
         self.states[name] = state
         if value is not None:
             self.signal_values[name] = value
         else:
             self.signal_values.pop(name, None)  # a lost signal shows as a gap, not a stale value
+        results = await self._apply(policy, decision, dry_run)
+        absent = "" if results else "nothing to cap on this node: " + "; ".join(self.actuators.absent())
+        outcome = Outcome(self.node, name, decision, results, overall(results, dry_run), absent, source)
+        if not dry_run:
+            await asyncio.to_thread(self._publish_node, decision, results, name)
+        await asyncio.to_thread(self._publish_status, name, outcome)
+        self._log_clamps(results)
+        log(
+            logger,
+            logging.INFO if results else logging.WARNING,
+            "reconciled",
+            node=self.node,
+            policy=name,
+            watts=decision.watts,
+            price_level=decision.level,
+            reason=decision.reason,
+            signal=decision.signal,
+            result=outcome.result,
+            **({"message": absent} if absent else {}),
+        )
+        return outcome
 
+    def _forget_others(self, name: str) -> None:
+        """Drop what is kept for policies other than ``name``: their memory, signal and series."""
+        for kept in (self.states, self.signals, self.signal_values):
+            for other in [k for k in kept if k != name]:
+                del kept[other]
+
+    def _load(self, name: str, doc: Mapping[str, Any]) -> tuple[Policy, Signal, bool]:
+        """The policy, its signal (kept while unchanged) and whether it replaces another one.
+
+        Any invalid field, of the policy or of its signal, is a PolicyError.
+        """
+        spec = doc.get("spec")
+        policy = policy_from_spec(name, spec if isinstance(spec, Mapping) else {})
+        assert isinstance(spec, Mapping)
+        key = (name, spec_hash(doc))
+        changed = self._policy_key is not None and key != self._policy_key
+        if changed:
+            self.actuators.reset()  # a changed policy retries domains that failed before
+        self._policy_key = key
+        self.policy = policy
+        signal_key = json.dumps(
+            [spec.get("signal"), policy.period.total_seconds()], sort_keys=True, default=str
+        )
+        cached = self.signals.get(name)
+        if cached is None or cached[0] != signal_key:
+            try:
+                cached = (signal_key, self.signal_factory(spec.get("signal") or {}, policy.period))
+            except SignalError as exc:
+                raise PolicyError(str(exc)) from None
+            self.signals[name] = cached
+        self._published.pop("invalid", None)
+        return policy, cached[1], changed
+
+    async def _policy_error(self, name: str, exc: PolicyError) -> Outcome:
+        """An invalid policy: said in its status and an Event; nothing is written, the caps stay."""
+        message = str(exc)
+        if self._published.get("invalid") != message:
+            log(logger, logging.WARNING, "invalid policy", policy=name, error=message)
+            await asyncio.to_thread(
+                self.backend.event, "InvalidPolicy", f"{name}: {message}"[:1024], "Warning", name
+            )
+            self._published["invalid"] = message
+        outcome = Outcome(self.node, name, None, [], "failure", message)
+        await asyncio.to_thread(self._publish_status, name, outcome, "policy-error")
+        return outcome
+
+    async def _no_policy(self) -> Outcome:
+        """No policy for this node (any more): put the original limits back."""
+        results: list[Result] = []
+        if self._policy_key is not None or not self.actuators.state.empty:
+            results = await asyncio.to_thread(self._release_all)
+            self._policy_key, self.policy = None, None
+            await asyncio.to_thread(self._publish_node, None, results, None)
+        return Outcome(self.node, None, None, results, "success", "no policy selects this node")
+
+    async def _apply(self, policy: Policy, decision: Decision, dry_run: bool) -> list[Result]:
         limits = await asyncio.to_thread(self.actuators.limits)
         caps = self._with_adjustments(split(policy.budget, decision.watts, limits), limits)
-        results = await asyncio.to_thread(self.actuators.apply, caps, dry_run, policy.budget.short_term)
+        ratio = policy.budget.short_term_ratio if policy.budget.short_term else None
+        results = await asyncio.to_thread(self.actuators.apply, caps, dry_run, ratio)
         # Domains without a usable range are reported, never written: unsupported ones (AMD,
         # BIOS-locked) as such, the others (a limit that could not be read) as failed.
         known = {c.domain for c in caps}
@@ -322,67 +445,45 @@ class Agent:
                 status: Status = "unsupported" if reason else "failed"
                 message = reason or "its power limit could not be read"
                 results.append(Result(domain, kind, status, None, None, message))  # type: ignore[arg-type]
-        failed = [r for r in results if not r.ok and r.status != "unsupported"]
-        result = (
-            "dry_run"
-            if dry_run
-            else ("partial" if failed and len(failed) < len(results) else "failure" if failed else "success")
-        )
-        outcome = Outcome(self.node, name, decision, results, result, "", signal_source)
-        if not dry_run:
-            await asyncio.to_thread(self._publish_node, decision, results, name)
-        await asyncio.to_thread(self._publish_status, name, outcome)
-        log(
-            logger,
-            logging.INFO,
-            "reconciled",
-            node=self.node,
-            policy=name,
-            watts=decision.watts,
-            price_level=decision.level,
-            reason=decision.reason,
-            signal=decision.signal,
-            result=result,
-        )
-        return outcome
+        return results
 
-    async def _read_signal(
-        self, name: str, spec: Mapping[str, Any], policy: Policy
-    ) -> tuple[float | None, str]:
-        key = json.dumps(spec, sort_keys=True)
-        cached = self.signals.get(name)
-        if cached is None or cached[0] != key:
-            try:
-                cached = (key, self.signal_factory(spec, policy.period))
-            except (SignalError, KeyError, TypeError, ValueError) as exc:
-                log(logger, logging.WARNING, "invalid signal", policy=name, error=exc)
-                return None, "invalid"
-            self.signals[name] = cached
-        signal = cached[1]
+    async def _read_signal(self, name: str, signal: Signal) -> tuple[float | None, str]:
         try:
             return await signal.value(self.clock()), signal.description
         except SignalError as exc:
             log(logger, logging.WARNING, "signal unavailable", policy=name, error=exc)
             return None, signal.description
 
-    def _with_adjustments(self, caps: list[DomainCap], limits: Sequence[Any]) -> list[DomainCap]:
+    def active_adjustments(self) -> list[Adjustment]:
+        """The step-downs still in force (the expired ones are dropped)."""
         now = time.time()
         for key in [k for k, a in self.adjustments.items() if a.until <= now]:
             del self.adjustments[key]
+        return list(self.adjustments.values())
+
+    def _with_adjustments(self, caps: list[DomainCap], limits: Sequence[DomainLimits]) -> list[DomainCap]:
+        active = self.active_adjustments()
         ranges = {d.domain: d for d in limits}
         out = []
         for cap in caps:
-            steps = sum(a.step_watts for a in self.adjustments.values() if a.domain == cap.domain)
+            steps = sum(a.step_watts for a in active if a.domain == cap.domain)
             rng = ranges.get(cap.domain)
             if steps and rng is not None:
-                base = cap.watts if cap.watts is not None else (rng.default_watts or rng.max_watts)
-                cap = replace(cap, watts=round(max(rng.min_watts, base - steps), 3))
+                base = cap.watts if cap.watts is not None else rng.max_watts
+                # Stepped down below the share: a clamp of that share no longer applies.
+                cap = replace(cap, watts=round(max(rng.min_watts, base - steps), 3), note="")
             out.append(cap)
         return out
 
     def _release_all(self) -> list[Result]:
         caps = [DomainCap(d, k, None) for d, k in self.actuators.domains().items()]  # type: ignore[arg-type]
         return self.actuators.apply(caps, self.dry_run)
+
+    def _log_clamps(self, results: Sequence[Result]) -> None:
+        clamped = "; ".join(sorted(f"{r.domain}: {r.message}" for r in results if r.clamped))
+        if clamped and self._published.get("clamped-log") != clamped:
+            log(logger, logging.WARNING, "cap clamped", node=self.node, domains=clamped)
+        self._published["clamped-log"] = clamped
 
     def _publish_node(self, decision: Decision | None, results: Sequence[Result], policy: str | None) -> None:
         from .kube import ANNOTATION, LABEL_CAP, LABEL_LEVEL, label_value
@@ -395,7 +496,14 @@ class Agent:
             "reason": None if decision is None else decision.reason,
             "signal": None if decision is None else decision.signal,
             "period": None if decision is None else decision.as_dict()["period_start"],
-            "domains": {r.domain: {"status": r.status, "watts": r.applied_watts} for r in results},
+            "domains": {
+                r.domain: {
+                    "status": r.status,
+                    "watts": r.applied_watts,
+                    **({"clamped": True} if r.clamped else {}),
+                }
+                for r in results
+            },
         }
         try:
             self.backend.patch_node(
@@ -409,21 +517,25 @@ class Agent:
             message = f"{summary} by policy {policy}" + (f", reason {decision.reason}" if decision else "")
             self.backend.event(reason, message, "Normal", policy)
             self._published["cap"] = summary
-        bad = sorted(f"{r.domain}: {r.message}" for r in results if not r.ok)
-        bad_text = "; ".join(bad)
-        if bad and self._published.get("bad") != bad_text:
-            self.backend.event("PowerCapFailed", bad_text, "Warning", policy)
-        self._published["bad"] = bad_text
+        for key, reason, rows in (
+            ("bad", "PowerCapFailed", [r for r in results if not r.ok]),
+            ("clamped", "PowerCapClamped", [r for r in results if r.clamped]),
+        ):
+            text = "; ".join(sorted(f"{r.domain}: {r.message}" for r in rows))
+            if text and self._published.get(key) != text:
+                self.backend.event(reason, text[:1024], "Warning", policy)
+            self._published[key] = text
 
-    def _publish_status(self, name: str, outcome: Outcome) -> None:
+    def _publish_status(self, name: str, outcome: Outcome, reason: str = "") -> None:
         d = outcome.decision
+        notes = [f"{r.domain}: {r.message}" for r in outcome.results if not r.ok or r.clamped]
         entry = {
             "watts": None if d is None else d.watts,
             "level": "" if d is None else d.level,
-            "reason": "" if d is None else d.reason,
+            "reason": reason or ("" if d is None else d.reason),
             "signal": None if d is None else d.signal,
             "result": "ok" if outcome.result in ("success", "dry_run") else outcome.result,
-            "message": "; ".join(f"{r.domain}: {r.message}" for r in outcome.results if not r.ok)[:512],
+            "message": "; ".join(notes or ([outcome.message] if outcome.message else []))[:512],
             "time": self.clock().isoformat().replace("+00:00", "Z"),
         }
         try:
@@ -434,11 +546,7 @@ class Agent:
     # --- lifecycle --------------------------------------------------------------------------
 
     def period(self) -> timedelta:
-        if self._policy_key is not None:
-            for doc in self._cached_docs:
-                if doc.get("metadata", {}).get("name") == self._policy_key[0]:
-                    return timedelta(seconds=int(doc.get("spec", {}).get("periodSeconds", 900)))
-        return timedelta(minutes=15)
+        return self.policy.period if self.policy is not None else timedelta(minutes=15)
 
     async def _policy_fingerprint(self) -> str:
         """A hash of the policies and of this node's labels (a relabelled node may change policy)."""
@@ -447,11 +555,10 @@ class Agent:
             labels = await asyncio.to_thread(self.backend.node_labels)
         except Exception:
             return "unavailable"
-        self._cached_docs = docs
         # Our own labels change at every reconcile: leave them out.
         labels = {k: v for k, v in labels.items() if not k.startswith("powerplane.io/")}
-        specs = [(d.get("metadata", {}).get("name"), d.get("spec")) for d in docs]
-        return hashlib.sha256(json.dumps([specs, labels], sort_keys=True).encode()).hexdigest()
+        specs = [(d.get("metadata", {}).get("name"), d.get("spec")) for d in docs if isinstance(d, Mapping)]
+        return hashlib.sha256(json.dumps([specs, labels], sort_keys=True, default=str).encode()).hexdigest()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Reconcile at every period boundary and whenever the policies change, until ``stop``."""
@@ -503,26 +610,54 @@ class Agent:
     # --- webhook actions ---------------------------------------------------------------------
 
     def add_adjustment(self, adj: Adjustment) -> bool:
-        """Register a step-down; False when the same alert already has one (idempotent)."""
-        if adj.key in self.adjustments:
+        """Register a step-down; False when its domain and alert already have one in force."""
+        if adj.key in {a.key for a in self.active_adjustments()}:
             return False
         self.adjustments[adj.key] = adj
         self.wake.set()
         return True
 
-    def remove_adjustment(self, key: str) -> bool:
+    def remove_adjustment(self, key: tuple[str, str]) -> bool:
         return self.adjustments.pop(key, None) is not None
+
+
+Row = tuple[tuple[str, ...], float]
 
 
 @dataclass(frozen=True)
 class AgentSnapshot:
-    desired: tuple[tuple[str, float], ...]
-    applied: tuple[tuple[str, float], ...]
-    enforced: tuple[tuple[str, float], ...]
+    desired: tuple[Row, ...]
+    applied: tuple[Row, ...]
+    enforced: tuple[Row, ...]
+    clamped: tuple[Row, ...]
     signals: tuple[tuple[str, float], ...]
     reconciles: tuple[tuple[str, int], ...]
     last: float | None
     actions: tuple[tuple[str, int], ...]
+
+
+def _label_values(result: Result, constraint: str) -> tuple[str, ...]:
+    labels = join_labels(result.domain)
+    return (result.domain, labels.get("zone", ""), labels.get("index", ""), constraint, labels.get("gpu", ""))
+
+
+def _rows(results: Sequence[Result]) -> dict[str, list[Row]]:
+    """The cap series of every domain: RAPL long_term (and short_term when written), GPUs."""
+    rows: dict[str, list[Row]] = {"desired": [], "applied": [], "enforced": [], "clamped": []}
+    for r in results:
+        main = _label_values(r, "long_term" if r.kind == "cpu" else "")
+        short = _label_values(r, "short_term")
+        for kind, labels, value in (
+            ("desired", main, r.desired_watts),
+            ("applied", main, r.applied_watts),
+            ("enforced", main, r.enforced_watts),
+            ("desired", short, r.short_term_desired_watts),
+            ("applied", short, r.short_term_applied_watts),
+            ("clamped", main, None if r.desired_watts is None else float(r.clamped)),
+        ):
+            if value is not None:
+                rows[kind].append((labels, value))
+    return rows
 
 
 class AgentCollector(Collector[AgentSnapshot]):
@@ -535,11 +670,12 @@ class AgentCollector(Collector[AgentSnapshot]):
 
     async def fetch(self, deadline: Deadline) -> AgentSnapshot:
         agent = self.agent
-        results = agent.last.results if agent.last else []
+        rows = _rows(agent.last.results if agent.last else [])
         return AgentSnapshot(
-            tuple((r.domain, r.desired_watts) for r in results if r.desired_watts is not None),
-            tuple((r.domain, r.applied_watts) for r in results if r.applied_watts is not None),
-            tuple((r.domain, r.enforced_watts) for r in results if r.enforced_watts is not None),
+            tuple(rows["desired"]),
+            tuple(rows["applied"]),
+            tuple(rows["enforced"]),
+            tuple(rows["clamped"]),
             tuple(sorted(agent.signal_values.items())),
             tuple(sorted(agent.reconciles.items())),
             agent.last_reconcile,
@@ -547,21 +683,22 @@ class AgentCollector(Collector[AgentSnapshot]):
         )
 
     def render(self, snapshot: AgentSnapshot) -> Iterable[Metric]:
-        desired, applied, enforced, signal, reconciles, last, actions = (s.family() for s in METRICS)
+        desired, applied, enforced, clamped, signal, reconciles, last, actions = (s.family() for s in METRICS)
         for family, rows in (
             (desired, snapshot.desired),
             (applied, snapshot.applied),
             (enforced, snapshot.enforced),
+            (clamped, snapshot.clamped),
         ):
-            for domain, watts in rows:
-                family.add_metric([domain], watts)
+            for labels, watts in rows:
+                family.add_metric(list(labels), watts)
         for name, value in snapshot.signals:
             signal.add_metric([name], value)
         counts = dict(snapshot.reconciles)
-        for result in ("success", "partial", "failure", "dry_run"):
+        for result in RESULTS:
             reconciles.add_metric([result], float(counts.get(result, 0)))
         for action, count in snapshot.actions:
             actions.add_metric([action], float(count))
         if snapshot.last is not None:
             last.add_metric([], snapshot.last)
-        return [desired, applied, enforced, signal, reconciles, last, actions]
+        return [desired, applied, enforced, clamped, signal, reconciles, last, actions]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
 import signal
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from .actuators import Actuators, load_nvml
 from .agent import Agent, AgentCollector, Backend, LocalBackend, load_policy_document
 from .policy import PolicyError
 from .signals import CurveSignal, Signal, SignalError
+from .webhook import GPU_TEMPERATURE_ALERT, WEBHOOK_PATH, GpuSteps, WebhookReceiver
 
 logger = logging.getLogger("powerplane.controller")
 
@@ -46,13 +48,29 @@ def command() -> None:
     """The power-cap node agent."""
 
 
-_sysfs = click.option(
-    "--sysfs",
-    default="/sys",
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="sysfs mount point (the host's /sys).",
-)
+def _sysfs(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--path.sysfs`` as the RAPL exporter spells it, with ``--sysfs`` as a hidden deprecated alias."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, sysfs: Path | None, sysfs_alias: Path | None, **kwargs: Any) -> Any:
+        if sysfs_alias is not None:
+            if sysfs is not None:
+                raise click.UsageError("give --path.sysfs only (--sysfs is its deprecated old name)")
+            log(logger, logging.WARNING, "--sysfs is deprecated: use --path.sysfs")
+        return command(*args, sysfs=sysfs or sysfs_alias or Path("/sys"), **kwargs)
+
+    wrapper = click.option(
+        "--sysfs", "sysfs_alias", hidden=True, type=click.Path(file_okay=False, path_type=Path)
+    )(wrapper)
+    return click.option(
+        "--path.sysfs",
+        "sysfs",
+        show_default="/sys",
+        type=click.Path(file_okay=False, path_type=Path),
+        help="sysfs mount point (the host's /sys when running in a container).",
+    )(wrapper)
+
+
 _state = click.option(
     "--state-file",
     default=DEFAULT_STATE_FILE,
@@ -112,14 +130,36 @@ async def serve_agent(
     help=f"Bearer token of the Alertmanager webhook (or ${TOKEN_ENV}); no token: no webhook.",
 )
 @click.option(
-    "--webhook.gpu-step-watts", "gpu_step_watts", default=100.0, show_default=True, type=click.FloatRange(1)
+    "--webhook.gpu-step-alert",
+    "gpu_step_alerts",
+    multiple=True,
+    default=(GPU_TEMPERATURE_ALERT,),
+    show_default=True,
+    help="Alert (by name, with a gpu label) that lowers that GPU's cap by a step; repeatable.",
+)
+@click.option(
+    "--webhook.gpu-step-watts",
+    "gpu_step_watts",
+    default=100.0,
+    show_default=True,
+    type=click.FloatRange(1, 100_000),
+    help="How much one alert lowers the GPU's cap.",
+)
+@click.option(
+    "--webhook.gpu-step-max-watts",
+    "gpu_step_max_watts",
+    default=200.0,
+    show_default=True,
+    type=click.FloatRange(1, 100_000),
+    help="The most all alerts together lower one GPU's cap.",
 )
 @click.option(
     "--webhook.gpu-step-seconds",
     "gpu_step_seconds",
     default=1800.0,
     show_default=True,
-    type=click.FloatRange(1),
+    type=click.FloatRange(1, 7 * 86400),
+    help="How long a step lasts unless its alerts resolve earlier.",
 )
 @click.option(
     "--poll-seconds", default=30.0, show_default=True, type=click.FloatRange(0.1), help="Policy poll."
@@ -135,7 +175,9 @@ def run_command(
     local_policies: tuple[Path, ...],
     dry_run: bool,
     token_file: str | None,
+    gpu_step_alerts: tuple[str, ...],
     gpu_step_watts: float,
+    gpu_step_max_watts: float,
     gpu_step_seconds: float,
     poll_seconds: float,
 ) -> None:
@@ -159,7 +201,7 @@ def run_command(
         token_spec={"file": token_file}
         if token_file
         else ({"env": TOKEN_ENV} if TOKEN_ENV in os.environ else None),
-        gpu_step=(gpu_step_watts, gpu_step_seconds),
+        steps=GpuSteps(gpu_step_alerts, gpu_step_watts, gpu_step_max_watts, gpu_step_seconds),
         web=web,
     )
     asyncio.run(serve_agent(agent, server, web.listen_address))
@@ -174,11 +216,10 @@ def build(
     dry_run: bool = False,
     poll_seconds: float = 30.0,
     token_spec: Mapping[str, str] | None = None,
-    gpu_step: tuple[float, float] = (100.0, 1800.0),
+    steps: GpuSteps | None = None,
     web: WebOptions | None = None,
 ) -> tuple[Agent, ExporterServer]:
     """An agent and its HTTP server (metrics, webhook when a token is configured)."""
-    from .webhook import WEBHOOK_PATH, WebhookReceiver
 
     actuators = Actuators(sysfs, state_file, nvml)
     errors = actuators.recover()
@@ -193,7 +234,7 @@ def build(
             token = resolve_secret(token_spec, "webhook token")
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from None
-        receiver = WebhookReceiver(agent, token, *gpu_step)
+        receiver = WebhookReceiver(agent, token, steps or GpuSteps())
         routes.append(("POST", WEBHOOK_PATH, receiver.handle))
     server = ExporterServer(
         "controller",
@@ -240,6 +281,10 @@ def reconcile_once(
     if instant.tzinfo is None:
         raise click.BadParameter("give a UTC offset (e.g. 2026-05-04T10:00:00Z)", param_hint="--at")
     try:
+        instant = instant.astimezone(UTC)
+    except OverflowError:
+        raise click.BadParameter(f"{at!r} is out of range once in UTC", param_hint="--at") from None
+    try:
         doc = load_policy_document(policy_file)
     except PolicyError as exc:
         raise click.ClickException(str(exc)) from None
@@ -253,6 +298,9 @@ def reconcile_once(
             return CurveSignal(curve_path, period)
 
     actuators = Actuators(sysfs, state_file, None if no_gpu else load_nvml())
+    # A cap left by an earlier run stays; its recorded originals remain the ceiling and what
+    # `restore` puts back (reading the capped limits as originals would lose them).
+    actuators.state.load()
     agent = Agent(name, backend, actuators, dry_run=dry_run, clock=lambda: instant)
     if factory is not None:
         agent.signal_factory = factory

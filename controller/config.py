@@ -16,6 +16,7 @@ from powerplane.exporters.runtime import ConfigError, ConfigKind
 
 from .kube import GROUP, VERSION, spec_schema
 from .policy import PolicyError, policy_from_spec
+from .signals import SignalError, signal_from_spec
 
 
 def strict(schema: Any) -> Any:
@@ -30,8 +31,25 @@ def strict(schema: Any) -> Any:
     return out
 
 
+def _lenient_urls(schema: Any) -> Any:
+    """The schema with every ``url`` checked for its scheme only.
+
+    The CRD's URL pattern also refuses credentials (userinfo) at the API server; for a file the
+    builder refuses them instead, because a pattern error would echo the URL, password included.
+    """
+    if isinstance(schema, list):
+        return [_lenient_urls(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: _lenient_urls(v) for k, v in schema.items()}
+    url = out.get("properties", {}).get("url")
+    if isinstance(url, dict) and "pattern" in url:
+        out["properties"]["url"] = {**url, "pattern": "^https?://"}
+    return out
+
+
 def _schema() -> dict[str, Any]:
-    spec = strict(copy.deepcopy(spec_schema()))
+    spec = _lenient_urls(strict(copy.deepcopy(spec_schema())))
     whole = {
         "type": "object",
         "required": ["kind", "metadata", "spec"],
@@ -77,10 +95,17 @@ def build(doc: Any) -> PolicyFile:
             "spec": doc,
         }
     name = str(doc["metadata"]["name"])
+    errors = []
     try:
         policy_from_spec(name, doc["spec"])
     except PolicyError as exc:
-        raise ConfigError([f"spec: {exc}"]) from None
+        errors += [f"spec.{e}" for e in exc.errors]
+    try:
+        signal_from_spec(doc["spec"].get("signal"))
+    except SignalError as exc:
+        errors.append(f"spec.{exc}")
+    if errors:
+        raise ConfigError(errors)
     return PolicyFile(name, doc, spec_only)
 
 

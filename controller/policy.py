@@ -16,18 +16,24 @@ time, then releases.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
+T = TypeVar("T")
 DEFAULT_PERIOD = timedelta(minutes=15)
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 class PolicyError(ValueError):
-    """A policy that cannot be evaluated; the message names the field at fault."""
+    """A policy that cannot be evaluated; each error names the field at fault."""
+
+    def __init__(self, *errors: str) -> None:
+        self.errors = list(errors)
+        super().__init__("; ".join(errors))
 
 
 def utc(instant: datetime) -> datetime:
@@ -51,20 +57,6 @@ def period_start(instant: datetime, period: timedelta = DEFAULT_PERIOD) -> datet
 def next_boundary(instant: datetime, period: timedelta = DEFAULT_PERIOD) -> datetime:
     """The next period start strictly after ``instant``."""
     return period_start(instant, period) + period
-
-
-def local_day_periods(day: date, tz: ZoneInfo, period: timedelta = DEFAULT_PERIOD) -> list[datetime]:
-    """The UTC starts of the periods of a local delivery day (92, 96 or 100 quarter-hours)."""
-    start = datetime.combine(day, time(0), tz).astimezone(UTC)
-    end = datetime.combine(day + timedelta(days=1), time(0), tz).astimezone(UTC)
-    out = []
-    cursor = period_start(start, period)
-    if cursor < start:
-        cursor += period
-    while cursor < end:
-        out.append(cursor)
-        cursor += period
-    return out
 
 
 # --- policy model ---------------------------------------------------------------------------
@@ -300,32 +292,46 @@ def decide(policy: Policy, state: State, now: datetime, signal: float | None) ->
 
 @dataclass(frozen=True)
 class DomainLimits:
-    """A domain's hardware range as the actuator reads it (watts)."""
+    """A domain's allowed range as the actuator reads it (watts).
+
+    ``max_watts`` is the lower of the hardware's maximum and ``original_watts``, the limit in
+    force before powerplane first wrote it: a cap may lower a limit, never raise it.
+    """
 
     domain: str  # "package-0", "gpu-1", ...
     kind: Literal["cpu", "gpu"]
     min_watts: float
     max_watts: float
-    default_watts: float | None = None
+    original_watts: float | None = None
 
 
 @dataclass(frozen=True)
 class DomainCap:
     domain: str
     kind: Literal["cpu", "gpu"]
-    watts: float | None  # None: release to the hardware default
-    clamped: bool = False
+    watts: float | None  # None: release to the original limit
+    #: Why the share asked for was moved into the domain's range (empty: it was within).
+    note: str = ""
+
+    @property
+    def clamped(self) -> bool:
+        return bool(self.note)
+
+
+def clamp_note(asked: float, watts: float, bound: str) -> str:
+    return f"{asked:g} W asked, clamped to {bound} {watts:g} W"
 
 
 def split(budget: Budget, watts: float | None, domains: Sequence[DomainLimits]) -> list[DomainCap]:
-    """Split a node budget between CPU packages and GPUs, each within its hardware range.
+    """Split a node budget between CPU packages and GPUs, each within its allowed range.
 
     With no GPU the whole budget goes to the CPU packages (and vice versa); within a kind it is
-    divided equally.  A share below a device's minimum is raised to that minimum (and marked
-    ``clamped``): the hardware refuses anything lower, and the alternative, skipping the
-    device, would leave it uncapped.
+    divided equally.  A share above a device's range is lowered to its top (the original limit:
+    a cap never raises one); a share below its minimum is raised to that minimum, since the
+    hardware refuses anything lower and skipping the device would leave it uncapped.  Either way
+    the cap carries a note saying so.
     """
-    if watts is None:
+    if watts is None or not math.isfinite(watts):
         return [DomainCap(d.domain, d.kind, None) for d in domains]
     cpus = [d for d in domains if d.kind == "cpu"]
     gpus = [d for d in domains if d.kind == "gpu"]
@@ -334,127 +340,324 @@ def split(budget: Budget, watts: float | None, domains: Sequence[DomainLimits]) 
     for group, total in ((cpus, watts * share), (gpus, watts * (1.0 - share))):
         for d in group:
             each = total / len(group)
+            note = ""
+            if each > d.max_watts and not math.isclose(each, d.max_watts):
+                top = "the original limit" if d.max_watts == d.original_watts else "the hardware maximum"
+                note = clamp_note(round(each, 3), d.max_watts, top)
+            elif each < d.min_watts and not math.isclose(each, d.min_watts):
+                note = clamp_note(round(each, 3), d.min_watts, "the hardware minimum")
             bounded = min(d.max_watts, max(d.min_watts, each))
-            caps.append(
-                DomainCap(d.domain, d.kind, round(bounded, 3), clamped=not math.isclose(bounded, each))
-            )
+            caps.append(DomainCap(d.domain, d.kind, round(bounded, 3), note))
     order = {d.domain: i for i, d in enumerate(domains)}
     return sorted(caps, key=lambda c: order[c.domain])
 
 
 # --- parsing (from the CRD spec's camelCase) -------------------------------------------------
 
+#: Watts of a node budget or of one device's cap.
+WATTS_RANGE = (1.0, 1_000_000.0)
+#: Signal values and band thresholds (prices in EUR/MWh, headroom in watts, ...).
+SIGNAL_RANGE = (-1e12, 1e12)
+#: How long a cap is kept (dwell) or held after the signal is lost: at most a week.
+DURATION_RANGE = (0, 7 * 86400)
 
-def _time(text: str, where: str) -> time:
+#: The range of every number a spec holds, by field (``[]``: any list item).  The CRD states
+#: the same bounds for the API server; a test keeps the two equal.
+BOUNDS: dict[str, tuple[float, float]] = {
+    "signal.static.value": SIGNAL_RANGE,
+    "policy.linear.minWatts": WATTS_RANGE,
+    "policy.linear.maxWatts": WATTS_RANGE,
+    "policy.linear.signalMin": SIGNAL_RANGE,
+    "policy.linear.signalMax": SIGNAL_RANGE,
+    "policy.bands.hysteresis": (0.0, SIGNAL_RANGE[1]),
+    "policy.bands.baseWatts": WATTS_RANGE,
+    "policy.bands.thresholds[].above": SIGNAL_RANGE,
+    "policy.bands.thresholds[].watts": WATTS_RANGE,
+    "budget.cpuShare": (0.0, 1.0),
+    "budget.shortTermRatio": (1.0, 4.0),
+    "schedule.overrides[].watts": WATTS_RANGE,
+    "periodSeconds": (1, 86400),
+    "minDwellSeconds": DURATION_RANGE,
+    "signalLostHoldSeconds": DURATION_RANGE,
+}
+#: Levels become node label values.
+LEVEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_CLOCK = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
+_ITEM = re.compile(r"\[\d+\]")
+
+
+class SpecReader:
+    """Reads a spec field by field, collecting every problem with its path instead of raising.
+
+    Whatever the spec holds (an API server prunes unknown keys but checks nothing the CRD does
+    not say; a hand-made document may hold anything), reading it never raises: each problem
+    becomes one error naming its field, and the caller raises them all at once.
+    """
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def fail(self, where: str, message: str) -> None:
+        self.errors.append(f"{where}: {message}")
+
+    def mapping(
+        self, parent: Mapping[str, Any], key: str, where: str, required: bool = False
+    ) -> dict[str, Any]:
+        path = f"{where}.{key}" if where else key
+        value = parent.get(key)
+        if value is None:
+            if required:
+                self.fail(where or "spec", f"missing field {key!r}")
+            return {}
+        if not isinstance(value, Mapping):
+            self.fail(path, f"must be an object, not {type(value).__name__}")
+            return {}
+        return dict(value)
+
+    def items(self, parent: Mapping[str, Any], key: str, where: str, limit: int) -> list[Any]:
+        path = f"{where}.{key}" if where else key
+        value = parent.get(key)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.fail(path, f"must be a list, not {type(value).__name__}")
+            return []
+        if len(value) > limit:
+            self.fail(path, f"{len(value)} items: at most {limit}")
+            return []
+        return value
+
+    def number(
+        self, parent: Mapping[str, Any], key: str, where: str, default: float | None = None
+    ) -> float | None:
+        path = f"{where}.{key}" if where else key
+        value = parent.get(key, default)
+        if value is None:
+            return None
+        low, high = BOUNDS[_ITEM.sub("[]", path)]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.fail(path, f"must be a number, not {type(value).__name__}")
+        elif isinstance(value, float) and not math.isfinite(value):
+            self.fail(path, f"{value} is not a finite number")
+        # Compared before any conversion: a huge integer compares exactly, float() would overflow.
+        elif value < low:
+            self.fail(path, f"{value:g} is out of range: must be at least {low:g}")
+        elif value > high:
+            self.fail(path, f"{value:g} is out of range: must be at most {high:g}")
+        else:
+            return float(value)
+        return None
+
+    def seconds(self, parent: Mapping[str, Any], key: str, default: int) -> timedelta:
+        value = self.number(parent, key, "", default)
+        if value is None:
+            return timedelta(seconds=default)
+        if not value.is_integer():
+            self.fail(key, f"{value:g} must be a whole number of seconds")
+        return timedelta(seconds=value)
+
+    def string(
+        self,
+        parent: Mapping[str, Any],
+        key: str,
+        where: str,
+        default: str = "",
+        pattern: re.Pattern[str] | None = None,
+    ) -> str:
+        path = f"{where}.{key}" if where else key
+        value = parent.get(key, default)
+        if not isinstance(value, str):
+            self.fail(path, f"must be a string, not {type(value).__name__}")
+            return default
+        if len(value) > 253:
+            self.fail(path, f"{len(value)} characters: at most 253")
+            return default
+        if pattern is not None and not pattern.match(value):
+            self.fail(path, f"{value!r} does not match {pattern.pattern}")
+            return default
+        return value
+
+    def build(self, where: str, make: Callable[[], T]) -> T | None:
+        """``make()``, its PolicyError (a semantic check of a dataclass) recorded at ``where``."""
+        try:
+            return make()
+        except PolicyError as exc:
+            self.errors += [f"{where}: {e}" if where else e for e in exc.errors]
+            return None
+
+
+def _linear(f: SpecReader, spec: Mapping[str, Any]) -> Linear | None:
+    where = "policy.linear"
+    for key in ("minWatts", "maxWatts", "signalMax"):
+        if key not in spec:
+            f.fail(where, f"missing field {key!r}")
+    low, high = f.number(spec, "minWatts", where), f.number(spec, "maxWatts", where)
+    smin, smax = f.number(spec, "signalMin", where, 0.0), f.number(spec, "signalMax", where)
+    direction = f.string(spec, "direction", where, "inverse")
+    if direction not in ("inverse", "direct"):
+        f.fail(f"{where}.direction", f"{direction!r} is not inverse or direct")
+        return None
+    if low is None or high is None or smin is None or smax is None:
+        return None
+    return f.build(where, lambda: Linear(low, high, smin, smax, direction))  # type: ignore[arg-type]
+
+
+def _bands(f: SpecReader, spec: Mapping[str, Any]) -> Bands | None:
+    where = "policy.bands"
+    if "thresholds" not in spec:
+        f.fail(where, "missing field 'thresholds'")
+    bands = []
+    for i, item in enumerate(f.items(spec, "thresholds", where, MAX_BANDS)):
+        at = f"{where}.thresholds[{i}]"
+        if not isinstance(item, Mapping):
+            f.fail(at, "must be an object")
+            continue
+        if "above" not in item or "level" not in item:
+            f.fail(at, "needs 'above' and 'level'")
+            continue
+        above, watts = f.number(item, "above", at), f.number(item, "watts", at)
+        level = f.string(item, "level", at, pattern=LEVEL)
+        bands.append(Band(above or 0.0, watts, level))
+    hysteresis = f.number(spec, "hysteresis", where, 0.0)
+    base = f.number(spec, "baseWatts", where)
+    base_level = f.string(spec, "baseLevel", where, "low", LEVEL)
+    if f.errors:
+        return None
+    return f.build(where, lambda: Bands(tuple(bands), hysteresis or 0.0, base, base_level))
+
+
+def _time(f: SpecReader, spec: Mapping[str, Any], key: str, where: str, default: str) -> time | None:
+    text = f.string(spec, key, where, default)
+    if key == "end" and text == "24:00":
+        return time(0)
+    match = _CLOCK.match(text)
+    if not match:
+        f.fail(f"{where}.{key}", f"{text!r} is not HH:MM")
+        return None
+    return time(int(match[1]), int(match[2]))
+
+
+def _override(f: SpecReader, spec: Any, where: str, index: int) -> Override | None:
+    if not isinstance(spec, Mapping):
+        f.fail(where, "must be an object")
+        return None
+    days = set()
+    for day in f.items(spec, "days", where, 14):
+        if not isinstance(day, str) or day.lower()[:3] not in WEEKDAYS:
+            f.fail(f"{where}.days", f"unknown day {day!r}")
+        else:
+            days.add(WEEKDAYS.index(day.lower()[:3]))
+    dates = set()
+    for day in f.items(spec, "dates", where, 366):
+        try:
+            dates.add(date.fromisoformat(day))
+        except (TypeError, ValueError):
+            f.fail(f"{where}.dates", f"{day!r} is not a date (YYYY-MM-DD)")
+    action = f.string(spec, "action", where, "release")
+    if action not in ("release", "cap"):
+        f.fail(f"{where}.action", f"{action!r} is not release or cap")
+    watts = f.number(spec, "watts", where)
+    if action == "cap" and "watts" not in spec:
+        f.fail(where, "action 'cap' needs watts")
+    start = _time(f, spec, "start", where, "00:00")
+    end = _time(f, spec, "end", where, "24:00") if spec.get("end") else None
+    name = f.string(spec, "name", where, f"override-{index}")
+    return Override(
+        days=frozenset(days) if days else frozenset(range(7)),
+        start=start or time(0),
+        end=end,
+        dates=frozenset(dates),
+        action="cap" if action == "cap" else "release",
+        watts=watts,
+        name=name,
+    )
+
+
+def _timezone(f: SpecReader, schedule: Mapping[str, Any]) -> ZoneInfo:
+    name = f.string(schedule, "timezone", "schedule", "UTC")
     try:
-        hours, minutes = text.split(":")
-        if text == "24:00":
-            return time(0)
-        return time(int(hours), int(minutes))
-    except ValueError:
-        raise PolicyError(f"{where}: {text!r} is not HH:MM") from None
+        return ZoneInfo(name)
+    except Exception:  # ZoneInfoNotFoundError, ValueError for a path, OSError for a directory
+        f.fail("schedule.timezone", f"unknown time zone {name!r}")
+        return ZoneInfo("UTC")
 
 
-def _seconds(value: Any, where: str) -> timedelta:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise PolicyError(f"{where}: must be a non-negative number of seconds")
-    return timedelta(seconds=float(value))
+#: Bounds on list lengths, so that a policy's size (and the time a decision takes) is bounded.
+MAX_BANDS = 32
+MAX_OVERRIDES = 64
 
 
 def policy_from_spec(name: str, spec: Mapping[str, Any]) -> Policy:
-    """Build a ``Policy`` from a validated ``PowerCapPolicy`` spec; errors name the field."""
-    try:
-        rule_spec = spec["policy"]
-        kind = rule_spec["type"]
-        rule: Linear | Bands
-        if kind == "linear":
-            lin = rule_spec["linear"]
-            rule = Linear(
-                float(lin["minWatts"]),
-                float(lin["maxWatts"]),
-                float(lin.get("signalMin", 0.0)),
-                float(lin["signalMax"]),
-                lin.get("direction", "inverse"),
-            )
-        elif kind == "bands":
-            b = rule_spec["bands"]
-            rule = Bands(
-                tuple(
-                    Band(float(x["above"]), None if x.get("watts") is None else float(x["watts"]), x["level"])
-                    for x in b["thresholds"]
-                ),
-                float(b.get("hysteresis", 0.0)),
-                None if b.get("baseWatts") is None else float(b["baseWatts"]),
-                b.get("baseLevel", "low"),
-            )
-        else:
-            raise PolicyError(f"policy.type: unknown type {kind!r}")
-        tz_name = spec.get("schedule", {}).get("timezone", "UTC")
-        try:
-            tz = ZoneInfo(tz_name)
-        except Exception:
-            raise PolicyError(f"schedule.timezone: unknown time zone {tz_name!r}") from None
-        overrides = []
-        for i, o in enumerate(spec.get("schedule", {}).get("overrides", [])):
-            where = f"schedule.overrides[{i}]"
-            days = o.get("days")
-            if days is not None:
-                bad = [d for d in days if d.lower()[:3] not in WEEKDAYS]
-                if bad:
-                    raise PolicyError(f"{where}.days: unknown day(s) {bad}")
-            action = o.get("action", "release")
-            if action == "cap" and o.get("watts") is None:
-                raise PolicyError(f"{where}: action 'cap' needs watts")
-            overrides.append(
-                Override(
-                    days=frozenset(WEEKDAYS.index(d.lower()[:3]) for d in days)
-                    if days
-                    else frozenset(range(7)),
-                    start=_time(o.get("start", "00:00"), f"{where}.start"),
-                    end=_time(o["end"], f"{where}.end") if o.get("end") else None,
-                    dates=frozenset(date.fromisoformat(d) for d in o.get("dates", [])),
-                    action=action,
-                    watts=None if o.get("watts") is None else float(o["watts"]),
-                    name=o.get("name", f"override-{i}"),
-                )
-            )
-        budget_spec = spec.get("budget", {})
-        budget = Budget(
-            float(budget_spec.get("cpuShare", 1.0)),
-            bool(budget_spec.get("shortTerm", False)),
-            float(budget_spec.get("shortTermRatio", 1.2)),
-        )
-        period = _seconds(spec.get("periodSeconds", 900), "periodSeconds")
-        if period.total_seconds() < 1:
-            raise PolicyError("periodSeconds: must be at least 1")
-        return Policy(
-            name=name,
-            rule=rule,
-            period=period,
-            dwell=_seconds(spec.get("minDwellSeconds", 0), "minDwellSeconds"),
-            hold=_seconds(spec.get("signalLostHoldSeconds", 3600), "signalLostHoldSeconds"),
-            timezone=tz,
-            overrides=tuple(overrides),
-            budget=budget,
-            dry_run=bool(spec.get("dryRun", False)),
-        )
-    except KeyError as exc:
-        raise PolicyError(f"missing field {exc.args[0]!r}") from None
-    except (TypeError, ValueError) as exc:
-        if isinstance(exc, PolicyError):
-            raise
-        raise PolicyError(f"invalid value: {exc}") from None
+    """Build a ``Policy`` from a ``PowerCapPolicy`` spec; every error at once, each naming its field.
+
+    Only finite numbers within ``BOUNDS`` pass, whatever validated the spec before (or did not).
+    """
+    f = SpecReader()
+    if not isinstance(spec, Mapping):
+        raise PolicyError(f"spec: must be an object, not {type(spec).__name__}")
+    policy = f.mapping(spec, "policy", "", required=True)
+    kind = policy.get("type")
+    rule: Linear | Bands | None = None
+    if kind == "linear":
+        rule = _linear(f, f.mapping(policy, "linear", "policy", required=True))
+    elif kind == "bands":
+        rule = _bands(f, f.mapping(policy, "bands", "policy", required=True))
+    elif policy:
+        f.fail("policy.type", f"unknown type {kind!r}")
+    schedule = f.mapping(spec, "schedule", "")
+    tz = _timezone(f, schedule)
+    overrides = [
+        _override(f, o, f"schedule.overrides[{i}]", i)
+        for i, o in enumerate(f.items(schedule, "overrides", "schedule", MAX_OVERRIDES))
+    ]
+    b = f.mapping(spec, "budget", "")
+    share, ratio = f.number(b, "cpuShare", "budget", 1.0), f.number(b, "shortTermRatio", "budget", 1.2)
+    short = b.get("shortTerm", False)
+    if not isinstance(short, bool):
+        f.fail("budget.shortTerm", "must be true or false")
+    dry_run = spec.get("dryRun", False)
+    if not isinstance(dry_run, bool):
+        f.fail("dryRun", "must be true or false")
+    period = f.seconds(spec, "periodSeconds", 900)
+    dwell = f.seconds(spec, "minDwellSeconds", 0)
+    hold = f.seconds(spec, "signalLostHoldSeconds", 3600)
+    if f.errors or rule is None:
+        raise PolicyError(*(f.errors or ["policy: no rule"]))
+    return Policy(
+        name=name,
+        rule=rule,
+        period=period,
+        dwell=dwell,
+        hold=hold,
+        timezone=tz,
+        overrides=tuple(o for o in overrides if o is not None),
+        budget=Budget(
+            share if share is not None else 1.0, short is True, ratio if ratio is not None else 1.2
+        ),
+        dry_run=dry_run is True,
+    )
 
 
-def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
-    """A Kubernetes label selector (matchLabels + matchExpressions) against a node's labels."""
+def selector_matches(selector: Any, labels: Mapping[str, str]) -> bool:
+    """A Kubernetes label selector (matchLabels + matchExpressions) against a node's labels.
+
+    A malformed selector matches nothing (a policy meant for some nodes never caps them all).
+    """
     if not selector:
         return True
-    for key, val in (selector.get("matchLabels") or {}).items():
+    match_labels = selector.get("matchLabels") or {} if isinstance(selector, Mapping) else None
+    expressions = selector.get("matchExpressions") or [] if isinstance(selector, Mapping) else None
+    if not isinstance(match_labels, Mapping) or not isinstance(expressions, list):
+        return False
+    for key, val in match_labels.items():
         if labels.get(key) != val:
             return False
-    for expr in selector.get("matchExpressions") or []:
+    for expr in expressions:
+        if not isinstance(expr, Mapping):
+            return False
         key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        if not isinstance(key, str) or not isinstance(values, list):
+            return False
         if op == "In" and labels.get(key) not in values:
             return False
         if op == "NotIn" and key in labels and labels[key] in values:

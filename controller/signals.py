@@ -5,28 +5,40 @@ static provider (the same YAML ``profile``/``periods`` and CSV ``start,[end,]pri
 and the market exporter's JSON curve endpoint (``/api/v1/curve?area=``) is parsed with
 ``Curve.from_json``.  A period missing from the curve is a lost signal for that period, never
 a zero price.
+
+HTTP sources (the curve endpoint, PromQL) take no credentials in their URL: a URL with userinfo
+is refused (it would be logged, echoed by ``check-config`` and stored in the policy object).
+Credentials come from an ``auth`` block, ``bearerToken`` or ``basicAuth``, whose secrets are
+``{env: NAME}`` or ``{file: PATH}``, read at each request (a rotated file is picked up) and
+scrubbed from every log line.  Answers are read up to a size cap, so a misbehaving endpoint
+cannot grow the agent's memory.
 """
 
 from __future__ import annotations
 
-import json
+import base64
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import aiohttp
 
 from powerplane.exporters.market.curve import Curve
 from powerplane.exporters.market.files import StaticProvider
 from powerplane.exporters.market.provider import NotPublished, ProviderError
+from powerplane.exporters.runtime import ConfigError, resolve_secret
+from powerplane.exporters.runtime.http import BodyError, read_json
 
-from .policy import DEFAULT_PERIOD, utc
+from .policy import DEFAULT_PERIOD, SpecReader, utc
 
 #: How much of a curve file is read around the instant asked for.
 _SPAN = timedelta(days=1)
+#: The largest answer read from an HTTP source (a 100-period curve is about 15 KB).
+MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
 class SignalError(Exception):
@@ -73,6 +85,75 @@ class CurveSignal:
         return curve.price_at(at)
 
 
+@dataclass(frozen=True)
+class Auth:
+    """Credentials for an HTTP source: ``{env|file}`` secret specs, resolved at each request."""
+
+    where: str
+    bearer_token: Mapping[str, str] | None = None
+    username: str = ""
+    password: Mapping[str, str] | None = None
+
+    def headers(self) -> dict[str, str]:
+        try:
+            if self.bearer_token is not None:
+                token = resolve_secret(self.bearer_token, f"{self.where}.bearerToken")
+                return {"Authorization": f"Bearer {token.reveal()}"}
+            if self.password is not None:
+                password = resolve_secret(self.password, f"{self.where}.basicAuth.password")
+                pair = f"{self.username}:{password.reveal()}".encode()
+                return {"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
+        except ConfigError as exc:
+            raise SignalError(str(exc)) from None
+        return {}
+
+
+def check_url(url: Any, where: str) -> str:
+    """``url`` if it is an http(s) URL with a host and no credentials; the error never echoes it."""
+    if not isinstance(url, str) or not url:
+        raise SignalError(f"{where}: must be a non-empty string")
+    if len(url) > 2048:
+        raise SignalError(f"{where}: {len(url)} characters: at most 2048")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        raise SignalError(f"{where}: not a valid URL") from None
+    if parts.scheme not in ("http", "https"):
+        raise SignalError(f"{where}: the scheme must be http or https")
+    if "@" in parts.netloc:
+        raise SignalError(
+            f"{where}: credentials in the URL are refused; give them in auth"
+            " (bearerToken or basicAuth) as {env: NAME} or {file: PATH}"
+        )
+    if not parts.hostname or any(c.isspace() or ord(c) < 32 for c in url):
+        raise SignalError(f"{where}: needs a host and no whitespace")
+    return url
+
+
+def _secret_spec(value: Any, where: str) -> Mapping[str, str]:
+    ok = isinstance(value, Mapping) and len(value) == 1 and set(value) <= {"env", "file"}
+    if not ok or not all(isinstance(v, str) and v for v in value.values()):
+        raise SignalError(f"{where}: must be {{env: NAME}} or {{file: PATH}}")
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def auth_from_spec(spec: Any, where: str) -> Auth | None:
+    if spec is None:
+        return None
+    if not isinstance(spec, Mapping) or len(spec) != 1 or not set(spec) <= {"bearerToken", "basicAuth"}:
+        raise SignalError(f"{where}: give exactly one of bearerToken or basicAuth")
+    if "bearerToken" in spec:
+        return Auth(where, bearer_token=_secret_spec(spec["bearerToken"], f"{where}.bearerToken"))
+    basic = spec["basicAuth"]
+    user = basic.get("username") if isinstance(basic, Mapping) else None
+    if not isinstance(user, str) or not user or ":" in user:
+        raise SignalError(f"{where}.basicAuth.username: must be a non-empty string without ':'")
+    return Auth(
+        where, username=user, password=_secret_spec(basic.get("password"), f"{where}.basicAuth.password")
+    )
+
+
 @dataclass
 class MarketEndpointSignal:
     """The market exporter's JSON curve endpoint; the curve is cached until it runs out."""
@@ -81,6 +162,7 @@ class MarketEndpointSignal:
     timeout: float = 10.0
     description: str = "market"
     refresh: timedelta = timedelta(minutes=30)
+    auth: Auth | None = None
     _curve: Curve | None = field(default=None, repr=False)
     _fetched: datetime | None = None
 
@@ -99,11 +181,17 @@ class MarketEndpointSignal:
     async def _fetch(self) -> Curve:
         try:
             timeout = aiohttp.ClientTimeout(total=self.timeout)
-            async with aiohttp.ClientSession(timeout=timeout) as session, session.get(self.url) as resp:
+            headers = self.auth.headers() if self.auth else {}
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.get(self.url, headers=headers, allow_redirects=False) as resp,
+            ):
                 if resp.status != 200:
                     raise SignalError(f"{self.url}: HTTP {resp.status}")
-                doc = await resp.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError, ValueError) as exc:
+                doc = await read_json(resp, MAX_BODY_BYTES)
+        except BodyError as exc:
+            raise SignalError(str(exc)[:200]) from None
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             if isinstance(exc, SignalError):
                 raise
             raise SignalError(f"{self.url}: {type(exc).__name__}: {exc}"[:200]) from None
@@ -123,17 +211,23 @@ class PromQLSignal:
     query: str
     timeout: float = 10.0
     description: str = "promql"
+    auth: Auth | None = None
 
     async def value(self, at: datetime) -> float | None:
         endpoint = self.url.rstrip("/") + "/api/v1/query"
         try:
             timeout = aiohttp.ClientTimeout(total=self.timeout)
+            headers = self.auth.headers() if self.auth else {}
             async with (
                 aiohttp.ClientSession(timeout=timeout) as session,
-                session.post(endpoint, data={"query": self.query}) as resp,
+                session.post(
+                    endpoint, data={"query": self.query}, headers=headers, allow_redirects=False
+                ) as resp,
             ):
-                doc = await resp.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError, ValueError) as exc:
+                doc = await read_json(resp, MAX_BODY_BYTES)
+        except BodyError as exc:
+            raise SignalError(str(exc)[:200]) from None
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise SignalError(f"{endpoint}: {type(exc).__name__}: {exc}"[:200]) from None
         if not isinstance(doc, Mapping) or doc.get("status") != "success":
             error = doc.get("error") if isinstance(doc, Mapping) else None
@@ -157,18 +251,39 @@ class PromQLSignal:
         return value if math.isfinite(value) else None
 
 
-def signal_from_spec(spec: Mapping[str, Any], period: timedelta = DEFAULT_PERIOD) -> Signal:
-    """A signal from a policy's ``signal`` block (exactly one of static/curveFile/market/promql)."""
-    if "static" in spec:
-        return StaticSignal(float(spec["static"]["value"]))
-    if "curveFile" in spec:
-        return CurveSignal(Path(spec["curveFile"]["path"]), period, str(spec["curveFile"].get("area", "")))
-    if "market" in spec:
-        market = spec["market"]
-        url = market["url"]
-        if market.get("area"):
-            url += ("&" if "?" in url else "?") + f"area={market['area']}"
-        return MarketEndpointSignal(url)
-    if "promql" in spec:
-        return PromQLSignal(spec["promql"]["url"], spec["promql"]["query"])
-    raise SignalError("signal: one of static, curveFile, market or promql is needed")
+def signal_from_spec(spec: Any, period: timedelta = DEFAULT_PERIOD) -> Signal:
+    """A signal from a policy's ``signal`` block (exactly one source); errors name the field.
+
+    Nothing is fetched and no secret is read here: a policy is checked (``check-config``,
+    ``reconcile-once --signal-value``) without the agent's environment.
+    """
+    if not isinstance(spec, Mapping) or len(spec) != 1:
+        raise SignalError("signal: one of static, curveFile, market or promql is needed")
+    (kind, body), where = next(iter(spec.items())), f"signal.{next(iter(spec))}"
+    if not isinstance(body, Mapping):
+        raise SignalError(f"{where}: must be an object")
+    if kind == "static":
+        f = SpecReader()
+        value = f.number(body, "value", where)
+        if value is None:
+            raise SignalError("; ".join(f.errors) or f"{where}: missing field 'value'")
+        return StaticSignal(value)
+    if kind == "curveFile":
+        path, area = body.get("path"), body.get("area", "")
+        if not isinstance(path, str) or not path or not isinstance(area, str):
+            raise SignalError(f"{where}: needs a path (and area) as strings")
+        return CurveSignal(Path(path), period, area)
+    if kind == "market":
+        url, area = check_url(body.get("url"), f"{where}.url"), body.get("area")
+        if area:
+            if not isinstance(area, str) or not area.replace("-", "").isalnum() or not area.isascii():
+                raise SignalError(f"{where}.area: must be a bidding zone such as DE-LU")
+            url += ("&" if "?" in url else "?") + f"area={area}"
+        return MarketEndpointSignal(url, auth=auth_from_spec(body.get("auth"), f"{where}.auth"))
+    if kind == "promql":
+        query = body.get("query")
+        if not isinstance(query, str) or not query or len(query) > 8192:
+            raise SignalError(f"{where}.query: must be a non-empty string of at most 8192 characters")
+        url = check_url(body.get("url"), f"{where}.url")
+        return PromQLSignal(url, query, auth=auth_from_spec(body.get("auth"), f"{where}.auth"))
+    raise SignalError(f"signal: unknown source {kind!r}; one of static, curveFile, market or promql")

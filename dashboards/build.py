@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import json
 import sys
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,9 @@ from .common import for_rules
 MODULES = ("fleet", "gpu", "node", "rack", "market", "jobs", "status")
 #: Grafana 11.0's dashboard schema version; Grafana 11.x and 12 load it without migrating panels.
 SCHEMA_VERSION = 39
-JSON_DIR = Path(__file__).resolve().parent / "json"
-SCHEMA_PATH = Path(__file__).resolve().parent / "schema.json"
+#: The shipped JSON (package data): what `check` compares and the chart copies.
+JSON_DIR = Path(str(resources.files("powerplane.dashboards").joinpath("json")))
+SCHEMA_PATH = Path(str(resources.files("powerplane.dashboards").joinpath("schema.json")))
 
 _LEGACY_DASHBOARD_KEYS = ("rows", "style", "hideControls", "sharedCrosshair", "gnetId", "__inputs", "id")
 _LEGACY_PANEL_KEYS = (
@@ -193,9 +195,9 @@ def command() -> None:
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
-    default=JSON_DIR,
-    show_default="dashboards/json",
-    help="Directory to write <uid>.json into.",
+    default=None,
+    help="Directory to write <uid>.json into (default: dashboards/json of the checkout; required for "
+    "an installed package).",
 )
 @click.option(
     "--rules-config",
@@ -203,10 +205,12 @@ def command() -> None:
     type=click.Path(exists=True, dir_okay=False),
     help="The site's rules overrides (as for `powerplane rules build`): the panels' thresholds.",
 )
-def build_command(out: Path, rules_config: str | None) -> None:
+def build_command(out: Path | None, rules_config: str | None) -> None:
     """Write every dashboard's JSON (the files Grafana imports or provisions)."""
     from powerplane.exporters.runtime.cli import load_or_exit
+    from powerplane.resources import output_dir
 
+    out = output_dir(out, "dashboards/json", "dashboards build")
     rules = load_or_exit(RULES_KIND, rules_config) if rules_config else None
     out.mkdir(parents=True, exist_ok=True)
     files = render(rules)

@@ -87,6 +87,26 @@ def _power_caps(layout: Layout) -> None:
             "none",
             w=8,
         ),
+        timeseries(
+            "Power drawn against the cap",
+            [
+                (
+                    "sum by (node, zone, index) (rate(powerplane_rapl_energy_joules_total"
+                    f'{{{N}, zone="package"}}[$__rate_interval])) / on (node, zone, index) '
+                    f'powerplane_controller_cap_applied_watts{{{N}, constraint="long_term"}}',
+                    "{{node}} package {{index}}",
+                ),
+                (
+                    f"max by (node, gpu) (powerplane_gpu_power_watts{{{N}}}) / on (node, gpu) "
+                    f'powerplane_controller_cap_applied_watts{{{N}, gpu!=""}}',
+                    "{{node}} GPU {{gpu}}",
+                ),
+            ],
+            "percentunit",
+            description="Measured power over the limit in force, per CPU package and GPU: the cap"
+            " metrics carry the exporters' zone/index and gpu labels, so they join directly.",
+            w=24,
+        ),
     )
 
 

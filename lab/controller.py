@@ -104,7 +104,7 @@ def agent_argv(node: str, lab: PowercapLab, workdir: Path, policy: Path, port: i
         "controller",
         "run",
         f"--node={node}",
-        f"--sysfs={lab.root}",
+        f"--path.sysfs={lab.root}",
         f"--state-file={workdir / 'controller-state.json'}",
         f"--local-policy={policy}",
         f"--web.listen-address=127.0.0.1:{port}",

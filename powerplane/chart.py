@@ -26,6 +26,7 @@ import click
 import yaml
 
 from powerplane.components import Component
+from powerplane.resources import require_checkout
 
 #: The repository checkout this package lives in (the tooling works from a source checkout).
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -193,26 +194,29 @@ def _report(changes: list[str], check: bool, what: str) -> None:
         sys.exit(1)
 
 
+_ROOT = click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The powerplane checkout (default: the one this command runs from).",
+)
+
+
 @command.command("sync")
 @click.option("--check", is_flag=True, help="Change nothing; exit 1 when the chart differs from its sources.")
-@click.option(
-    "--root", type=click.Path(file_okay=False, path_type=Path), default=REPO_ROOT, show_default=True
-)
-def sync_command(check: bool, root: Path) -> None:
+@_ROOT
+def sync_command(check: bool, root: Path | None) -> None:
     """Copy rules/, dashboards/json/ and the CRD into charts/powerplane."""
-    _report(sync(root, check=check), check, "sync")
+    _report(sync(root or require_checkout("chart sync"), check=check), check, "sync")
 
 
 @command.command("deploy")
 @click.option(
     "--check", is_flag=True, help="Change nothing; exit 1 when deploy/ differs from a fresh render."
 )
-@click.option(
-    "--root", type=click.Path(file_okay=False, path_type=Path), default=REPO_ROOT, show_default=True
-)
-def deploy_command(check: bool, root: Path) -> None:
+@_ROOT
+def deploy_command(check: bool, root: Path | None) -> None:
     """Render deploy/ from the chart with its default values (run `chart sync` first)."""
-    _report(deploy(root, check=check), check, "deploy")
+    _report(deploy(root or require_checkout("chart deploy"), check=check), check, "deploy")
 
 
 COMPONENT = Component(

@@ -34,6 +34,7 @@ TOP_LEVEL: tuple[str, ...] = (
     "powerplane.chart",
     "powerplane.lab",
     "powerplane.statuspage",
+    "powerplane.doctor",
 )
 
 

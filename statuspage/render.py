@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,7 @@ from markupsafe import Markup
 from .config import StatusPageConfig
 from .model import Snapshot, document
 
-TEMPLATES = Path(__file__).resolve().parent / "templates"
-STATIC = Path(__file__).resolve().parent / "static"
+STATIC = resources.files("powerplane.statuspage").joinpath("static")
 STATUS_TEXT = {
     "up": "operational",
     "degraded": "degraded",
@@ -70,7 +70,7 @@ def _scaled(value: float | None, units: tuple[tuple[float, str], ...], digits: i
 
 def environment(config: StatusPageConfig) -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES),
+        loader=jinja2.PackageLoader("powerplane.statuspage", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=False,
@@ -175,5 +175,7 @@ def static_files() -> dict[str, Body]:
         ".svg": "image/svg+xml",
     }
     return {
-        p.name: _body(p.read_bytes(), types[p.suffix]) for p in sorted(STATIC.iterdir()) if p.suffix in types
+        p.name: _body(p.read_bytes(), types[Path(p.name).suffix])
+        for p in sorted(STATIC.iterdir(), key=lambda p: p.name)
+        if Path(p.name).suffix in types
     }

@@ -221,9 +221,10 @@ def redacted(value: Any) -> Any:
         return {str(k): redacted(v) for k, v in value.items()}
     if isinstance(value, list | tuple | frozenset | set):
         return [redacted(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    # Anything else a builder made (a Path, an IPv4Network, a time) is shown as its text.
+    return str(value)
 
 
 def strict_object(properties: Mapping[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:

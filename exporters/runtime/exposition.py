@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import generate_latest
 from prometheus_client.core import Metric
@@ -73,14 +74,25 @@ def _header(name: str, documentation: str, kind: str) -> str:
 
 
 def render(metrics: Iterable[Metric]) -> bytes:
-    """The text exposition of ``metrics`` (families with distinct names)."""
-    out: list[str] = []
+    """The text exposition of ``metrics`` (families with distinct names).
+
+    A family with ``text_chunks`` (bytes, whole lines) is written as it is: exporters with many
+    series (Slurm's) render them once and keep them, and the body is then joined from bytes, so
+    that it is not held twice, as text and encoded.
+    """
+    out: list[Any] = []
     append = out.append
+    given = False
     for metric in metrics:
         if metric.type not in ("gauge", "counter", "untyped"):
             append(generate_latest(_One(metric)).decode())
             continue
         append(_header(metric.name, metric.documentation, metric.type))
+        chunks = getattr(metric, "text_chunks", None)
+        if chunks is not None:
+            out.extend(chunks)
+            given = True
+            continue
         for sample in metric.samples:
             if sample.name.endswith("_created"):
                 continue
@@ -88,4 +100,6 @@ def render(metrics: Iterable[Metric]) -> bytes:
                 append(f"{_prefix(sample.name, sample.labels)}{format_value(sample.value)}\n")
             else:
                 append(f"{sample.name} {format_value(sample.value)}\n")
+    if given:
+        return b"".join([part if type(part) is bytes else part.encode() for part in out])
     return "".join(out).encode()

@@ -23,6 +23,7 @@ from ..runtime import Collector, CollectorError, Deadline, Partial
 from ..runtime.metrics import MetricSpec
 from . import metrics as m
 from .config import JobsConfig, Limits, Privacy
+from .families import Line, RecordLines, escape, number
 from .model import (
     JOB_STATES,
     NODE_STATES,
@@ -60,6 +61,8 @@ class SlurmCollector(Collector[Fetched]):
 
     def __init__(self, snapshots: Snapshots) -> None:
         self.snapshots = snapshots
+        #: The records last rendered and their families: an unchanged listing is not rendered again.
+        self._rendered: tuple[tuple[Any, ...], list[Metric]] = ((), [])
 
     async def fetch(self, deadline: Deadline) -> Fetched | Partial[Fetched]:
         tasks = [asyncio.ensure_future(self.snapshots.get(e)) for e in self.endpoints]
@@ -98,7 +101,12 @@ class SlurmCollector(Collector[Fetched]):
             unreadable.add_metric([name], float(_unreadable(listing)))
             dropped.add_metric([name], float(listing.dropped))
         yield from (stamp, unreadable, dropped)
-        yield from self.families(snapshot)
+        records = tuple(None if lst is None else lst.records for lst in snapshot.listings.values())
+        seen, families = self._rendered
+        if len(seen) != len(records) or any(a is not b for a, b in zip(seen, records, strict=False)):
+            families = list(self.families(snapshot))
+            self._rendered = (records, families)
+        yield from families
 
     def families(self, snapshot: Fetched) -> Iterator[Metric]:
         raise NotImplementedError
@@ -260,11 +268,12 @@ class _Totals:
         self.states[node.state] += 1
         _split(self.cpus, node.cpus, node.alloc_cpus, node.available)
         _split(self.memory, node.memory_bytes, node.alloc_memory_bytes, node.available)
-        for kind, total in node.gpus.items():
+        allocated = dict(node.alloc_gpus)
+        for kind, total in node.gpus:
             _split(
                 self.gpus.setdefault(kind, [0.0, 0.0, 0.0, 0.0]),
                 total,
-                node.alloc_gpus.get(kind, 0),
+                allocated.get(kind, 0),
                 node.available,
             )
 
@@ -281,38 +290,67 @@ class NodeCollector(SlurmCollector):
 
     name = "nodes"
     endpoints = (NODES,)
+    per_node = (
+        m.NODE_STATE,
+        m.NODE_PARTITION,
+        m.NODE_REASON,
+        m.NODE_REASON_TIME,
+        m.NODE_CPUS,
+        m.NODE_MEMORY,
+        m.NODE_GPUS,
+    )
 
     def __init__(self, snapshots: Snapshots, limits: Limits) -> None:
         super().__init__(snapshots)
         self.limits = limits
+        self._lines = RecordLines(self._node_lines, self.per_node)
+        self._line = (
+            Line(m.NODE_STATE, "node", "state").head,
+            Line(m.NODE_PARTITION, "node", "partition").head,
+            Line(m.NODE_REASON, "node", "reason").head,
+            Line(m.NODE_REASON_TIME, "node").head,
+            Line(m.NODE_CPUS, "node", "state").head,
+            Line(m.NODE_MEMORY, "node", "state").head,
+            Line(m.NODE_GPUS, "node", "type", "state").head,
+        )
 
     def families(self, snapshot: Fetched) -> Iterator[Metric]:
-        nodes: Sequence[Node] = snapshot.records(NODES)
-        state, member = m.NODE_STATE.family(), m.NODE_PARTITION.family()
-        reason, since = m.NODE_REASON.family(), m.NODE_REASON_TIME.family()
-        cpus, memory, gpus = m.NODE_CPUS.family(), m.NODE_MEMORY.family(), m.NODE_GPUS.family()
+        nodes = list(_unique(snapshot.records(NODES)))
+        yield from self._lines.families(nodes)
         cluster = _Totals()
         partitions: dict[str, _Totals] = defaultdict(_Totals)
-        for node in _unique(nodes):
-            name = node.name
-            state.add_metric([name, node.state], 1.0)
-            cpus.add_metric([name, "allocated"], float(node.alloc_cpus))
-            cpus.add_metric([name, "total"], float(node.cpus))
-            memory.add_metric([name, "allocated"], node.alloc_memory_bytes)
-            memory.add_metric([name, "total"], node.memory_bytes)
-            for kind, total in node.gpus.items():
-                gpus.add_metric([name, kind, "allocated"], float(min(node.alloc_gpus.get(kind, 0), total)))
-                gpus.add_metric([name, kind, "total"], float(total))
-            if node.reason:
-                reason.add_metric([name, _clean(node.reason, self.limits.reason_length)], 1.0)
-                if node.reason_since:
-                    since.add_metric([name], node.reason_since)
+        for node in nodes:
             cluster.add(node)
             for partition in node.partitions:
-                member.add_metric([name, partition], 1.0)
                 partitions[partition].add(node)
-        yield from (state, member, reason, since, cpus, memory, gpus)
         yield from _totals(partitions, cluster)
+
+    def _node_lines(self, node: Node) -> tuple[str, ...]:
+        state, member, reason, since, cpus, memory, gpus = self._line
+        name = escape(node.name)
+        why = when = ""
+        if node.reason:
+            text = escape(_clean(node.reason, self.limits.reason_length))
+            why = f'{reason}node="{name}",reason="{text}"}} 1.0\n'
+            if node.reason_since:
+                when = f'{since}node="{name}"}} {number(node.reason_since)}\n'
+        allocated = dict(node.alloc_gpus)
+        return (
+            f'{state}node="{name}",state="{node.state}"}} 1.0\n',
+            "".join(f'{member}node="{name}",partition="{escape(p)}"}} 1.0\n' for p in node.partitions),
+            why,
+            when,
+            f'{cpus}node="{name}",state="allocated"}} {number(node.alloc_cpus)}\n'
+            f'{cpus}node="{name}",state="total"}} {number(node.cpus)}\n',
+            f'{memory}node="{name}",state="allocated"}} {number(node.alloc_memory_bytes)}\n'
+            f'{memory}node="{name}",state="total"}} {number(node.memory_bytes)}\n',
+            "".join(
+                f'{gpus}node="{name}",type="{escape(kind)}",state="allocated"}} '
+                f"{number(min(allocated.get(kind, 0), total))}\n"
+                f'{gpus}node="{name}",type="{escape(kind)}",state="total"}} {number(total)}\n'
+                for kind, total in node.gpus
+            ),
+        )
 
 
 def _unique(nodes: Iterable[Node]) -> Iterator[Node]:
@@ -362,6 +400,15 @@ class JobCollector(SlurmCollector):
         super().__init__(snapshots)
         self.jobs = jobs
         self.privacy = privacy
+        mapping = (m.JOB_INFO, m.JOB_START, m.JOB_ALLOCATION, m.JOB_GPU, m.JOB_NAME)
+        self._lines = RecordLines(self._job_lines, mapping)
+        self._line = (
+            Line(m.JOB_INFO, "job_id", "user", "account", "partition", "qos").head,
+            Line(m.JOB_START, "job_id").head,
+            Line(m.JOB_ALLOCATION, "job_id", "node", "resource").head,
+            Line(m.JOB_GPU, "job_id", "node", "gpu").head,
+            Line(m.JOB_NAME, "job_id", "name").head,
+        )
 
     def families(self, snapshot: Fetched) -> Iterator[Metric]:
         jobs: Sequence[Job] = snapshot.records(JOBS)
@@ -439,34 +486,44 @@ class JobCollector(SlurmCollector):
         dropped.add_metric([spec.name], float(lost))
 
     def _mapping(self, jobs: Sequence[Job], dropped: Any) -> Iterator[Metric]:
-        info, names, start = m.JOB_INFO.family(), m.JOB_NAME.family(), m.JOB_START.family()
-        allocation, gpus = m.JOB_ALLOCATION.family(), m.JOB_GPU.family()
         running = [j for j in jobs if j.state == "running"]
         cap = self.jobs.max_mapped
+        mapped = running
         if len(running) > cap:
             # Keep the longest-running jobs: their energy has accrued most.
-            running = heapq.nsmallest(cap, running, key=lambda j: (j.start_time or math.inf, j.job_id))
-        dropped.add_metric(
-            [m.JOB_INFO.name], float(sum(1 for j in jobs if j.state == "running") - len(running))
-        )
-        privacy = self.privacy
-        for job in running:
-            jid = job.job_id
-            user, account = privacy.user(job.user), privacy.account(job.account)
-            info.add_metric([jid, user or "", account or "", ",".join(job.partitions), job.qos], 1.0)
-            if self.jobs.names:
-                names.add_metric([jid, _clean(job.name, 200)], 1.0)
-            if job.start_time:
-                start.add_metric([jid], job.start_time)
-            for a in job.allocations:
-                allocation.add_metric([jid, a.node, "cpus"], float(a.cpus))
-                allocation.add_metric([jid, a.node, "memory_bytes"], a.memory_bytes)
-                allocation.add_metric([jid, a.node, "gpus"], float(len(a.gpus)))
-                for _kind, index in a.gpus:
-                    gpus.add_metric([jid, a.node, str(index)], 1.0)
+            mapped = heapq.nsmallest(cap, running, key=lambda j: (j.start_time or math.inf, j.job_id))
+        dropped.add_metric([m.JOB_INFO.name], float(len(running) - len(mapped)))
+        info, start, allocation, gpus, names = self._lines.families(mapped)
         yield from (info, start, allocation, gpus)
         if self.jobs.names:
             yield names
+
+    def _job_lines(self, job: Job) -> tuple[str, ...]:
+        info, start, allocation, gpus, names = self._line
+        jid = escape(job.job_id)
+        user = escape(self.privacy.user(job.user) or "")
+        account = escape(self.privacy.account(job.account) or "")
+        held: list[str] = []
+        indexes: list[str] = []
+        for a in job.allocations:
+            where = f'{allocation}job_id="{jid}",node="{escape(a.node)}",resource='
+            held.append(
+                f'{where}"cpus"}} {number(a.cpus)}\n{where}"memory_bytes"}} {number(a.memory_bytes)}\n'
+                f'{where}"gpus"}} {number(len(a.gpus))}\n'
+            )
+            indexes.extend(
+                f'{gpus}job_id="{jid}",node="{escape(a.node)}",gpu="{i}"}} 1.0\n' for _t, i in a.gpus
+            )
+        return (
+            f'{info}job_id="{jid}",user="{user}",account="{account}",'
+            f'partition="{escape(",".join(job.partitions))}",qos="{escape(job.qos)}"}} 1.0\n',
+            f'{start}job_id="{jid}"}} {number(job.start_time)}\n' if job.start_time else "",
+            "".join(held),
+            "".join(indexes),
+            f'{names}job_id="{jid}",name="{escape(_clean(job.name, 200))}"}} 1.0\n'
+            if self.jobs.names
+            else "",
+        )
 
 
 # --- reservations ----------------------------------------------------------------------------

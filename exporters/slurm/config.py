@@ -1,35 +1,20 @@
 """slurm.yml: where the scheduler's state comes from, what is exposed, and privacy.
 
+Every option is a ``setting`` of the frozen dataclasses below (docs/ARCHITECTURE.md, "Defaults
+said once"): the schema, its defaults, the table in docs/slurm.md and the builder read them from
+here.
+
 ```yaml
 source: slurmrestd               # slurmrestd (preferred) | cli
 slurmrestd:
   url: http://slurmctl-01:6820   # or unix:/run/slurmrestd/slurmrestd.socket (local auth, no token)
   user: powerplane               # X-SLURM-USER-NAME
   token: {file: /run/powerplane/slurm.jwt}   # or {env: SLURM_JWT}; re-read when the file changes
-  api_version: auto              # auto: the newest the server and the exporter both know
   tls: {ca_file: /etc/ssl/slurm-ca.pem}      # or {insecure_skip_verify: true}
-cli:
-  bin_dir: /usr/bin              # where squeue, sinfo, scontrol and sdiag are
-  slurm_conf: /etc/slurm/slurm.conf
-  token: {env: SLURM_JWT}        # only where the cluster has auth/jwt: set as SLURM_JWT for the commands
-timeout: 20                      # seconds per request; the scrape deadline caps it
+  full_refresh: 300              # seconds between unconditional reads (update_time in between)
 min_interval: 15                 # a snapshot younger than this is served again, never re-fetched
-collectors: [scheduler, partitions, nodes, jobs, reservations]
-jobs:
-  mapping: true                  # job_info, job_allocation, job_gpu_info for running jobs
-  max_mapped: 20000              # running jobs mapped per scrape; the rest are counted as dropped
-  names: false                   # job names (privacy: off unless enabled)
-  by_account: 0                  # per-account job counts, at most this many accounts (0: off)
-  by_user: 0                     # per-user job counts, at most this many users (0: off)
-privacy:
-  users: keep                    # keep | hash | drop
-  accounts: keep
-  salt: {file: /etc/powerplane/slurm-salt}   # optional, for hash
-limits:
-  max_response_bytes: 1073741824
-  max_records: 500000            # per endpoint; more are counted as dropped
-  max_rpc_types: 25
-  reason_length: 120
+jobs: {mapping: true, max_mapped: 20000, names: false}
+privacy: {users: hash, accounts: keep, salt: {file: /etc/powerplane/slurm-salt}}
 ```
 """
 
@@ -39,73 +24,21 @@ import hashlib
 import os
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..runtime.config import SECRET_SCHEMA, ConfigError, ConfigKind, Secret, resolve_secret, strict_object
+from powerplane.exporters.runtime.config import from_document, setting, settings_schema
+
+from ..runtime.config import SECRET_SCHEMA, ConfigError, ConfigKind, Secret, resolve_secret
 from ..runtime.logs import register_secret
 
 COLLECTORS = ("scheduler", "partitions", "nodes", "jobs", "reservations")
 API_VERSIONS = ("v0.0.44", "v0.0.43", "v0.0.42", "v0.0.41", "v0.0.40", "v0.0.39", "v0.0.38")
 PRIVACY_MODES = ("keep", "hash", "drop")
 
-_COUNT = {"type": "integer", "minimum": 0, "maximum": 1_000_000}
-SCHEMA: dict[str, Any] = strict_object(
-    {
-        "source": {"enum": ["slurmrestd", "cli"]},
-        "slurmrestd": strict_object(
-            {
-                "url": {"type": "string", "pattern": r"^(https?://[^\s/]+/?|unix:/\S+)$"},
-                "user": {"type": "string", "pattern": r"^[A-Za-z0-9._-]{1,64}$"},
-                "token": SECRET_SCHEMA,
-                "api_version": {"enum": ["auto", *API_VERSIONS]},
-                "tls": strict_object(
-                    {
-                        "insecure_skip_verify": {"type": "boolean"},
-                        "ca_file": {"type": "string", "minLength": 1},
-                    }
-                ),
-            },
-            required=("url",),
-        ),
-        "cli": strict_object(
-            {
-                "bin_dir": {"type": "string", "minLength": 1},
-                "slurm_conf": {"type": "string", "minLength": 1},
-                "token": SECRET_SCHEMA,
-            }
-        ),
-        "timeout": {"type": "number", "minimum": 0.1, "maximum": 600},
-        "min_interval": {"type": "number", "minimum": 0, "maximum": 3600},
-        "collectors": {"type": "array", "items": {"enum": list(COLLECTORS)}, "uniqueItems": True},
-        "jobs": strict_object(
-            {
-                "mapping": {"type": "boolean"},
-                "max_mapped": _COUNT,
-                "names": {"type": "boolean"},
-                "by_account": _COUNT,
-                "by_user": _COUNT,
-            }
-        ),
-        "privacy": strict_object(
-            {
-                "users": {"enum": list(PRIVACY_MODES)},
-                "accounts": {"enum": list(PRIVACY_MODES)},
-                "salt": SECRET_SCHEMA,
-            }
-        ),
-        "limits": strict_object(
-            {
-                "max_response_bytes": {"type": "integer", "minimum": 1024},
-                "max_records": {"type": "integer", "minimum": 1},
-                "max_rpc_types": {"type": "integer", "minimum": 0, "maximum": 500},
-                "reason_length": {"type": "integer", "minimum": 8, "maximum": 1024},
-            }
-        ),
-    },
-    required=("source",),
-)
+_COUNT = {"minimum": 0, "maximum": 1_000_000}
+_PATH = {"type": "string", "minLength": 1}
 
 
 class Token:
@@ -152,14 +85,39 @@ def _token(spec: Mapping[str, str] | None, where: str) -> tuple[Secret | None, P
 
 
 @dataclass(frozen=True)
+class Tls:
+    insecure_skip_verify: bool = setting(False, doc="Skip certificate checks (excludes `ca_file`).")
+    ca_file: Path | None = setting(
+        None, schema=_PATH, doc="The CA bundle that signed slurmrestd's certificate."
+    )
+
+
+@dataclass(frozen=True)
 class RestConfig:
-    url: str
-    user: str = ""
-    token: Secret | None = None
+    url: str = setting(
+        schema={"type": "string", "pattern": r"^(https?://[^\s/]+/?|unix:/\S+)$"},
+        doc="slurmrestd: `http(s)://host:port` (a JWT needed) or `unix:/path` (local auth, no token).",
+    )
+    user: str = setting(
+        "", schema={"pattern": r"^[A-Za-z0-9._-]{1,64}$"}, doc="The token's user (`X-SLURM-USER-NAME`)."
+    )
+    token: Secret | None = setting(
+        None,
+        schema=SECRET_SCHEMA,
+        doc="a secret (`{env: NAME}` or `{file: PATH}`, re-read when it changes): the JWT.",
+    )
+    api_version: str = setting(
+        "auto", schema={"enum": ["auto", *API_VERSIONS]}, doc="`auto`: the newest both sides know."
+    )
+    tls: Tls = setting(Tls(), of=Tls, doc="TLS for an `https` url.")
+    full_refresh: float = setting(
+        300.0,
+        schema={"minimum": 0, "maximum": 86400},
+        doc="Seconds between unconditional reads; in between, nodes, jobs, partitions and "
+        "reservations are asked for only if they changed (`update_time`); 0: always in full.",
+    )
+    #: The token's file, re-read when it changes (derived from ``token``).
     token_path: Path | None = None
-    api_version: str = "auto"
-    insecure_skip_verify: bool = False
-    ca_file: Path | None = None
 
     @property
     def unix_socket(self) -> str | None:
@@ -168,19 +126,26 @@ class RestConfig:
     def ssl_context(self) -> ssl.SSLContext | None:
         if not self.url.startswith("https:"):
             return None
-        if self.insecure_skip_verify:
+        if self.tls.insecure_skip_verify:
             ctx = ssl.create_default_context()
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
             return ctx
-        return ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+        ca_file = self.tls.ca_file
+        return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
 
 
 @dataclass(frozen=True)
 class CliConfig:
-    bin_dir: Path | None = None
-    slurm_conf: Path | None = None
-    token: Secret | None = None
+    bin_dir: Path | None = setting(
+        None, schema=_PATH, doc="Where squeue, sinfo, scontrol and sdiag are (PATH)."
+    )
+    slurm_conf: Path | None = setting(None, schema=_PATH, doc="`SLURM_CONF` for the commands.")
+    token: Secret | None = setting(
+        None,
+        schema=SECRET_SCHEMA,
+        doc="a secret, only where the cluster has `auth/jwt`: `SLURM_JWT` for the commands (not inherited).",
+    )
     token_path: Path | None = None
 
     def command(self, name: str) -> str:
@@ -198,18 +163,28 @@ class CliConfig:
 
 @dataclass(frozen=True)
 class JobsConfig:
-    mapping: bool = True
-    max_mapped: int = 20_000
-    names: bool = False
-    by_account: int = 0
-    by_user: int = 0
+    mapping: bool = setting(True, doc="`job_info`, `job_allocation`, `job_gpu_info` for running jobs.")
+    max_mapped: int = setting(
+        20_000,
+        schema=_COUNT,
+        doc="Running jobs mapped per scrape (the longest running); the rest are counted.",
+    )
+    names: bool = setting(
+        False, doc="Job names (`powerplane_slurm_job_name_info`; privacy: off unless enabled)."
+    )
+    by_account: int = setting(
+        0, schema=_COUNT, doc="Per-account job counts for at most this many accounts (0: off)."
+    )
+    by_user: int = setting(0, schema=_COUNT, doc="Per-user job counts for at most this many users (0: off).")
 
 
 @dataclass(frozen=True)
 class Privacy:
-    users: str = "keep"
-    accounts: str = "keep"
-    salt: Secret | None = None
+    users: str = setting("keep", schema={"enum": list(PRIVACY_MODES)}, doc="User names: keep, hash or drop.")
+    accounts: str = setting(
+        "keep", schema={"enum": list(PRIVACY_MODES)}, doc="Account names: keep, hash or drop."
+    )
+    salt: Secret | None = setting(None, schema=SECRET_SCHEMA, doc="a secret mixed into the hashes.")
 
     def user(self, name: str) -> str | None:
         return self._apply(self.users, name)
@@ -228,23 +203,40 @@ class Privacy:
 
 @dataclass(frozen=True)
 class Limits:
-    max_response_bytes: int = 1 << 30
-    max_records: int = 500_000
-    max_rpc_types: int = 25
-    reason_length: int = 120
+    max_response_bytes: int = setting(1 << 30, schema={"minimum": 1024}, doc="Bytes of one answer.")
+    max_records: int = setting(500_000, schema={"minimum": 1}, doc="Records per endpoint; more are counted.")
+    max_rpc_types: int = setting(
+        25, schema={"minimum": 0, "maximum": 500}, doc="RPC types by count; the rest are summed as `other`."
+    )
+    reason_length: int = setting(
+        120, schema={"minimum": 8, "maximum": 1024}, doc="Characters of a drain or down reason."
+    )
 
 
 @dataclass(frozen=True)
 class SlurmConfig:
-    source: str
-    rest: RestConfig | None = None
-    cli: CliConfig = field(default_factory=CliConfig)
-    timeout: float = 20.0
-    min_interval: float = 15.0
-    collectors: tuple[str, ...] = COLLECTORS
-    jobs: JobsConfig = field(default_factory=JobsConfig)
-    privacy: Privacy = field(default_factory=Privacy)
-    limits: Limits = field(default_factory=Limits)
+    source: str = setting(schema={"enum": ["slurmrestd", "cli"]}, doc="`slurmrestd` (preferred) or `cli`.")
+    slurmrestd: RestConfig | None = setting(None, of=RestConfig, doc="The REST API (source slurmrestd).")
+    cli: CliConfig = setting(CliConfig(), of=CliConfig, doc="The Slurm commands (source cli).")
+    timeout: float = setting(
+        20.0, schema={"minimum": 0.1, "maximum": 600}, doc="Seconds per request; the scrape deadline caps it."
+    )
+    min_interval: float = setting(
+        15.0,
+        schema={"minimum": 0, "maximum": 3600},
+        doc="A snapshot younger than this is served again, never re-read (however many scrapers).",
+    )
+    collectors: tuple[str, ...] = setting(
+        COLLECTORS,
+        schema={"type": "array", "items": {"enum": list(COLLECTORS)}, "uniqueItems": True},
+        doc="The collectors to run.",
+    )
+    jobs: JobsConfig = setting(JobsConfig(), of=JobsConfig, doc="The job mapping and breakdowns.")
+    privacy: Privacy = setting(Privacy(), of=Privacy, doc="User and account names in labels.")
+    limits: Limits = setting(Limits(), of=Limits, doc="Bounds on what is read and exposed.")
+
+
+SCHEMA: dict[str, Any] = settings_schema(SlurmConfig)
 
 
 def build(doc: Mapping[str, Any]) -> SlurmConfig:
@@ -262,19 +254,24 @@ def build(doc: Mapping[str, Any]) -> SlurmConfig:
                 errors.append("slurmrestd.token: a unix socket uses local authentication, not a token")
             if spec["url"].startswith("http") and not spec.get("token"):
                 errors.append("slurmrestd.token: required for an http(s) url (slurmrestd's rest_auth/jwt)")
-            rest = RestConfig(
-                spec["url"].rstrip("/"),
-                spec.get("user", ""),
-                *_token(spec.get("token"), "slurmrestd.token"),
-                spec.get("api_version", "auto"),
-                bool(tls.get("insecure_skip_verify", False)),
-                Path(tls["ca_file"]) if tls.get("ca_file") else None,
+            token, token_path = _token(spec.get("token"), "slurmrestd.token")
+            rest = from_document(
+                RestConfig,
+                spec,
+                url=spec["url"].rstrip("/"),
+                token=token,
+                token_path=token_path,
+                tls=from_document(Tls, tls, ca_file=_path(tls.get("ca_file"))),
             )
         cli_spec = doc.get("cli", {})
-        cli = CliConfig(
-            Path(cli_spec["bin_dir"]) if "bin_dir" in cli_spec else None,
-            Path(cli_spec["slurm_conf"]) if "slurm_conf" in cli_spec else None,
-            *_token(cli_spec.get("token"), "cli.token"),
+        cli_token, cli_token_path = _token(cli_spec.get("token"), "cli.token")
+        cli = from_document(
+            CliConfig,
+            cli_spec,
+            bin_dir=_path(cli_spec.get("bin_dir")),
+            slurm_conf=_path(cli_spec.get("slurm_conf")),
+            token=cli_token,
+            token_path=cli_token_path,
         )
         privacy_spec = doc.get("privacy", {})
         salt = resolve_secret(privacy_spec["salt"], "privacy.salt") if "salt" in privacy_spec else None
@@ -282,17 +279,17 @@ def build(doc: Mapping[str, Any]) -> SlurmConfig:
         raise ConfigError(errors + exc.errors) from None
     if errors:
         raise ConfigError(errors)
-    return SlurmConfig(
-        source=doc["source"],
-        rest=rest,
+    return from_document(
+        SlurmConfig,
+        doc,
+        slurmrestd=rest,
         cli=cli,
-        timeout=float(doc.get("timeout", 20.0)),
-        min_interval=float(doc.get("min_interval", 15.0)),
-        collectors=tuple(doc.get("collectors", COLLECTORS)),
-        jobs=JobsConfig(**doc.get("jobs", {})),
-        privacy=Privacy(privacy_spec.get("users", "keep"), privacy_spec.get("accounts", "keep"), salt),
-        limits=Limits(**doc.get("limits", {})),
+        privacy=from_document(Privacy, privacy_spec, salt=salt),
     )
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None
 
 
 KIND: ConfigKind[SlurmConfig] = ConfigKind("slurm", SCHEMA, build)

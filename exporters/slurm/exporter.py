@@ -36,9 +36,10 @@ def make_collectors(config: SlurmConfig, snapshots: Snapshots) -> list[Collector
 
 def make_server(config: SlurmConfig, source: Source | None = None, **kwargs: Any) -> ExporterServer:
     """The exporter for ``config`` (``source``: another source, for tests and benchmarks)."""
-    source = source or make_source(config.source, config.rest, config.cli, config.limits, config.timeout)
+    rest = config.slurmrestd
+    source = source or make_source(config.source, rest, config.cli, config.limits, config.timeout)
     snapshots = Snapshots(source, config.min_interval)
-    where = config.rest.url if config.source == "slurmrestd" and config.rest else "the Slurm commands"
+    where = rest.url if config.source == "slurmrestd" and rest else "the Slurm commands"
     server = ExporterServer(
         "slurm",
         collectors=make_collectors(config, snapshots),

@@ -68,7 +68,7 @@ async def get(
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
         await writer.drain()
         status, response_headers = await _head(reader)
-        yield Response(status, response_headers, _body(reader, response_headers))
+        yield Response(status, response_headers, _body(reader, status, response_headers))
     finally:
         writer.close()
         with contextlib.suppress(Exception):
@@ -95,7 +95,11 @@ async def _head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
     return int(code), headers
 
 
-async def _body(reader: asyncio.StreamReader, headers: Mapping[str, str]) -> AsyncGenerator[bytes]:
+async def _body(
+    reader: asyncio.StreamReader, status: int, headers: Mapping[str, str]
+) -> AsyncGenerator[bytes]:
+    if status in (204, 304):  # never a body (RFC 9110), whatever the headers say
+        return
     if "chunked" in headers.get("transfer-encoding", "").lower():
         async for chunk in _chunked(reader):
             yield chunk

@@ -29,7 +29,8 @@ CLUSTER_INFO = MetricSpec(
 SNAPSHOT_TIME = MetricSpec(
     _P + "snapshot_timestamp_seconds",
     "gauge",
-    "When the data of this endpoint was read from Slurm (a snapshot is reused for min_interval).",
+    "When the data of this endpoint was read from Slurm, or confirmed unchanged (update_time); a "
+    "snapshot is reused for min_interval.",
     ("endpoint",),
 )
 UNREADABLE = MetricSpec(

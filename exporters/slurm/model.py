@@ -11,18 +11,25 @@ is handled where the field is read, from the shape of the value, never from a ve
 - a job's per-node allocation is ``job_resources.allocated_nodes`` (up to v0.0.39/40) or
   ``job_resources.nodes.allocation`` (v0.0.40+).
 
-Each record becomes a small frozen object as soon as it is read (the large documents are
-streamed, see ``stream.py``); a record with a field of the wrong type is skipped and named in
-an error (``nodes[12].cpus: expected a number, got 'x'``) while the others are kept.
+The two large listings (nodes, jobs) are decoded by msgspec into ``NodeRecord`` and
+``JobRecord``: structs naming only the fields read here, in every version's form, so the
+decoder checks their types and skips everything else without building it (``stream.py``).
+The small listings are decoded as plain objects and read with ``number()``, ``text()``, ...
+Each record then becomes a small frozen object; a record with a field of the wrong type is
+skipped and named in an error (``nodes[12].cpus: expected a number, got str``) while the others
+are kept.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 MIB = 1 << 20
 
@@ -32,6 +39,41 @@ class FieldError(ValueError):
 
 
 # --- field readers ---------------------------------------------------------------------------
+
+
+class Number(msgspec.Struct, frozen=True, gc=False):
+    """A number as v0.0.39+ writes it: ``{"set": true, "infinite": false, "number": 42}``."""
+
+    set: bool = True
+    infinite: bool = False
+    number: int | float | None = None
+
+
+#: A numeric field as any version writes it (msgspec checks the form while decoding).
+Num = int | float | Number | None
+#: A state or flag set: a string (``"mixed"``, ``"IDLE+DRAIN"``) or a list of strings.
+Tokens = str | list[str] | None
+
+
+def num(value: Num, default: float | None = None) -> float | None:
+    """A decoded ``Num``: ``None`` (or ``default``) when unset, inf when infinite."""
+    if value is None:
+        return default
+    if type(value) is Number:
+        if value.infinite:
+            return math.inf
+        if not value.set or value.number is None:
+            return default
+        return float(value.number)
+    return float(value)  # type: ignore[arg-type]
+
+
+def whole(value: Num, default: int = 0) -> int:
+    """A decoded ``Num`` as an integer (``default`` when unset or infinite)."""
+    if type(value) is int:
+        return value
+    found = num(value)
+    return default if found is None or math.isinf(found) else int(found)
 
 
 def number(record: Mapping[str, Any], key: str, default: float | None = None) -> float | None:
@@ -84,18 +126,6 @@ def tokens(record: Mapping[str, Any], key: str, flags_key: str | None = None) ->
         else:
             raise FieldError(f"{k}: expected a string or a list of strings, got {_short(value)}")
     return frozenset(found)
-
-
-def strings(record: Mapping[str, Any], key: str) -> tuple[str, ...]:
-    """A list of strings (or a comma-separated string, as some versions write it)."""
-    value = record.get(key)
-    if value is None or value == "":
-        return ()
-    if isinstance(value, str):
-        return tuple(v for v in value.split(",") if v)
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return tuple(value)
-    raise FieldError(f"{key}: expected a list of strings, got {_short(value)}")
 
 
 def _short(value: Any) -> str:
@@ -269,8 +299,7 @@ def gpus_by_type(entries: Iterable[Gres]) -> dict[str, int]:
 # --- records -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Node:
+class Node(msgspec.Struct, frozen=True, gc=False):
     name: str
     state: str
     partitions: tuple[str, ...]
@@ -278,8 +307,8 @@ class Node:
     alloc_cpus: int
     memory_bytes: float
     alloc_memory_bytes: float
-    gpus: Mapping[str, int]  # GRES type → configured count
-    alloc_gpus: Mapping[str, int]  # GRES type → allocated count
+    gpus: tuple[tuple[str, int], ...]  # (GRES type, configured count)
+    alloc_gpus: tuple[tuple[str, int], ...]  # (GRES type, allocated count)
     reason: str
     reason_since: float | None
 
@@ -288,31 +317,106 @@ class Node:
         return self.state not in UNAVAILABLE
 
 
+class NodeRecord(msgspec.Struct, gc=False):
+    """The fields of a node the exporter reads, in any version's form (the others are skipped)."""
+
+    name: str | None = None
+    state: Tokens = None
+    state_flags: Tokens = None
+    effective_cpus: Num = None
+    cpus: Num = None
+    partitions: Tokens = None
+    alloc_cpus: Num = None
+    real_memory: Num = None
+    alloc_memory: Num = None
+    gres: str | None = None
+    gres_used: str | None = None
+    reason: str | None = None
+    reason_changed_at: Num = None
+
+
 #: The node fields read (tests feed records of any shape built from them).
-NODE_FIELDS = ("name", "state", "state_flags", "effective_cpus", "cpus", "partitions", "alloc_cpus",
-               "real_memory", "alloc_memory", "gres", "gres_used", "reason", "reason_changed_at")  # fmt: skip
+NODE_FIELDS = tuple(NodeRecord.__struct_fields__)
 
 
-def parse_node(record: Mapping[str, Any]) -> Node:
-    name = text(record, "name")
-    if not name:
+def parse_node(record: NodeRecord) -> Node:
+    if not record.name:
         raise FieldError("name: missing")
-    states = tokens(record, "state", "state_flags")
-    cpus = integer(record, "effective_cpus", 0) or integer(record, "cpus")
-    reason_since = number(record, "reason_changed_at")
+    reason_since = num(record.reason_changed_at)
     return Node(
-        name=name,
-        state=node_state(states),
-        partitions=strings(record, "partitions"),
-        cpus=cpus,
-        alloc_cpus=integer(record, "alloc_cpus"),
-        memory_bytes=integer(record, "real_memory") * MIB,
-        alloc_memory_bytes=integer(record, "alloc_memory") * MIB,
-        gpus=gpus_by_type(parse_gres(text(record, "gres"), "gres")),
-        alloc_gpus=gpus_by_type(parse_gres(text(record, "gres_used"), "gres_used")),
-        reason=text(record, "reason"),
+        name=record.name,
+        state=_node_state(record.state, record.state_flags),
+        partitions=_names(record.partitions),
+        cpus=whole(record.effective_cpus) or whole(record.cpus),
+        alloc_cpus=whole(record.alloc_cpus),
+        memory_bytes=whole(record.real_memory) * MIB,
+        alloc_memory_bytes=whole(record.alloc_memory) * MIB,
+        gpus=_gpus(record.gres, "gres"),
+        alloc_gpus=_gpus(record.gres_used, "gres_used"),
+        reason=record.reason or "",
         reason_since=reason_since if reason_since else None,
     )
+
+
+# Nodes and jobs repeat a few states, GRES strings and names many thousand times: what they
+# become is computed once per distinct value (bounded: a hostile listing cannot grow them).
+_CACHE_SIZE = 4096
+_STATES: dict[Any, str] = {}
+_GRES: dict[tuple[str, str], tuple[tuple[str, int], ...]] = {}
+_NAMES: dict[Any, tuple[str, ...]] = {}
+
+
+def _key(value: Tokens) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _upper(value: Tokens) -> set[str]:
+    if value is None:
+        return set()
+    if isinstance(value, str):
+        return {part.strip().upper() for part in value.split("+") if part.strip()}
+    return {v.upper() for v in value}
+
+
+def _remember(cache: dict[Any, Any], key: Any, value: Any) -> Any:
+    if len(cache) < _CACHE_SIZE:
+        cache[key] = value
+    return value
+
+
+def _node_state(state: Tokens, flags: Tokens) -> str:
+    key = (_key(state), _key(flags))
+    found = _STATES.get(key)
+    if found is None:
+        found = _remember(_STATES, key, node_state(frozenset(_upper(state) | _upper(flags))))
+    return found
+
+
+def _gpus(value: str | None, where: str) -> tuple[tuple[str, int], ...]:
+    if not value:
+        return ()
+    key = (value, where)
+    found = _GRES.get(key)
+    if found is None:
+        found = _remember(_GRES, key, tuple(sorted(gpus_by_type(parse_gres(value, where)).items())))
+    return found
+
+
+def _names(value: Tokens) -> tuple[str, ...]:
+    """A list of names (or a comma-separated string, as some versions write it), shared."""
+    if not value:
+        return ()
+    key = _key(value)
+    found = _NAMES.get(key)
+    if found is None:
+        names = value.split(",") if isinstance(value, str) else value
+        found = _remember(_NAMES, key, tuple(sys.intern(v) for v in names if v))
+    return found
+
+
+def _share(value: str | None) -> str:
+    """Short names repeated across records (users, accounts, QoS, reasons) held once."""
+    return sys.intern(value) if value and len(value) <= 64 else (value or "")
 
 
 #: Partition states as Slurm names them, lower-cased.
@@ -401,16 +505,14 @@ _JOB_STATE_ALIASES = {"CANCELED": "cancelled"}
 _JOB_FLAG_STATES = ("COMPLETING", "CONFIGURING")
 
 
-@dataclass(frozen=True)
-class NodeAllocation:
+class NodeAllocation(msgspec.Struct, frozen=True, gc=False):
     node: str
     cpus: int
     memory_bytes: float
     gpus: tuple[tuple[str, int], ...] = ()  # (GRES type, GPU index)
 
 
-@dataclass(frozen=True)
-class Job:
+class Job(msgspec.Struct, frozen=True, gc=False):
     job_id: str
     state: str
     reason: str
@@ -421,7 +523,62 @@ class Job:
     name: str
     cpus: int
     start_time: float | None
-    allocations: tuple[NodeAllocation, ...] = field(default=())
+    allocations: tuple[NodeAllocation, ...] = ()
+
+
+# --- a job as the versions write it: only the fields read ----------------------------------------
+
+
+class _AllocatedNode(msgspec.Struct, gc=False):
+    """v0.0.38/39: ``job_resources.allocated_nodes[]``."""
+
+    nodename: str | None = None
+    cpus: Num = None
+    memory_allocated: Num = None
+    #: {"0": {"cores": {"0": "allocated", ...}}, ...}: kept as JSON, counted once per distinct text
+    sockets: msgspec.Raw = msgspec.Raw(b"null")
+
+
+class _Count(msgspec.Struct, gc=False):
+    count: Num = None
+
+
+class _Allocated(msgspec.Struct, gc=False):
+    allocated: Num = None
+
+
+class _NodeAllocation(msgspec.Struct, gc=False):
+    """v0.0.40+: ``job_resources.nodes.allocation[]``."""
+
+    name: str | None = None
+    cpus: _Count | None = None
+    memory: _Allocated | None = None
+
+
+class _Nodes(msgspec.Struct, gc=False):
+    allocation: list[_NodeAllocation] | None = None
+
+
+class _Resources(msgspec.Struct, gc=False):
+    nodes: str | _Nodes | None = None  # v0.0.38: the node list as a string
+    allocated_nodes: list[_AllocatedNode] | None = None
+
+
+class JobRecord(msgspec.Struct, gc=False):
+    """The fields of a job the exporter reads, in any version's form (the others are skipped)."""
+
+    job_id: Num = None
+    job_state: Tokens = None
+    state_reason: str | None = None
+    partition: Tokens = None
+    user_name: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    name: str | None = None
+    cpus: Num = None
+    start_time: Num = None
+    job_resources: _Resources | None = None
+    gres_detail: list[str] | None = None
 
 
 def job_state(states: frozenset[str]) -> str:
@@ -435,75 +592,71 @@ def job_state(states: frozenset[str]) -> str:
     return "other"
 
 
-def parse_job(record: Mapping[str, Any]) -> Job:
-    job_id = integer(record, "job_id", -1)
+_JOB_STATES: dict[Any, str] = {}
+
+
+def _job_state(value: Tokens) -> str:
+    key = _key(value)
+    found = _JOB_STATES.get(key)
+    if found is None:
+        found = _remember(_JOB_STATES, key, job_state(frozenset(_upper(value))))
+    return found
+
+
+def parse_job(record: JobRecord) -> Job:
+    job_id = whole(record.job_id, -1)
     if job_id < 0:
         raise FieldError("job_id: missing")
-    state = job_state(tokens(record, "job_state"))
-    partitions = strings(record, "partition")
+    state = _job_state(record.job_state)
+    cpus = whole(record.cpus)
     allocations: tuple[NodeAllocation, ...] = ()
-    cpus = integer(record, "cpus")
     if state in ("running", "completing", "suspended"):
         allocations = _allocations(record, cpus)
-    start = number(record, "start_time")
+    start = num(record.start_time)
     return Job(
         job_id=str(job_id),
         state=state,
-        reason=text(record, "state_reason"),
-        partitions=partitions,
-        user=text(record, "user_name"),
-        account=text(record, "account"),
-        qos=text(record, "qos"),
-        name=text(record, "name"),
+        reason=_share(record.state_reason),
+        partitions=_names(record.partition),
+        user=_share(record.user_name),
+        account=_share(record.account),
+        qos=_share(record.qos),
+        name=_share(record.name),
         cpus=cpus,
         start_time=start if start else None,
         allocations=allocations,
     )
 
 
-def _allocations(record: Mapping[str, Any], job_cpus: int) -> tuple[NodeAllocation, ...]:
-    resources = record.get("job_resources")
-    if not isinstance(resources, Mapping):
+def _allocations(record: JobRecord, job_cpus: int) -> tuple[NodeAllocation, ...]:
+    resources = record.job_resources
+    if resources is None:
         return ()
-    nodes = resources.get("nodes")
     rows: list[tuple[str, int | None, int, float]] = []  # node, cpus (None: count cores), cores, memory
-    if isinstance(nodes, Mapping):  # v0.0.40+
-        for item in _records(nodes, "allocation"):
-            count = integer(_mapping(item, "cpus"), "count")
-            rows.append((text(item, "name"), count, 0, integer(_mapping(item, "memory"), "allocated") * MIB))
+    if isinstance(resources.nodes, _Nodes):  # v0.0.40+
+        for item in resources.nodes.allocation or ():
+            count = whole(item.cpus.count) if item.cpus else 0
+            memory = float(whole(item.memory.allocated) * MIB) if item.memory else 0.0
+            rows.append((item.name or "", count, 0, memory))
     else:
-        for item in _records(resources, "allocated_nodes"):
-            cores = _allocated_cores(item)
-            listed = item.get("cpus")
-            given = integer(item, "cpus") if isinstance(listed, int) and listed > 0 else None
-            rows.append((text(item, "nodename"), given, cores, integer(item, "memory_allocated") * MIB))
+        for held in resources.allocated_nodes or ():
+            listed = whole(held.cpus)
+            given = listed if listed > 0 else None
+            cores = _cores(held.sockets) if given is None else 0
+            rows.append((held.nodename or "", given, cores, float(whole(held.memory_allocated) * MIB)))
     # v0.0.38 lists allocated cores, not CPUs: scale by the job's CPUs per allocated core.
     cores_total = sum(r[2] for r in rows if r[1] is None)
     scale = job_cpus // cores_total if cores_total and job_cpus % cores_total == 0 else 1
-    detail = strings_list(record, "gres_detail")
+    detail = record.gres_detail or []
     if detail and len(detail) != len(rows):
         raise FieldError(f"gres_detail: {len(detail)} entries for {len(rows)} allocated nodes")
     out = []
     for i, (node, cpus, cores, memory) in enumerate(rows):
-        gpus: tuple[tuple[str, int], ...] = ()
-        if detail:
-            gpus = tuple(
-                (g.type, idx)
-                for g in parse_gres(detail[i], "gres_detail")
-                if g.name == "gpu"
-                for idx in g.indexes
-            )
-        out.append(NodeAllocation(node, cpus if cpus is not None else cores * scale, memory, gpus))
+        gpus = _gpu_indexes(detail[i]) if detail else ()
+        out.append(
+            NodeAllocation(sys.intern(node), cpus if cpus is not None else cores * scale, memory, gpus)
+        )
     return tuple(out)
-
-
-def strings_list(record: Mapping[str, Any], key: str) -> list[str]:
-    value = record.get(key)
-    if value is None:
-        return []
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return value
-    raise FieldError(f"{key}: expected a list of strings, got {_short(value)}")
 
 
 def _records(record: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
@@ -515,8 +668,30 @@ def _records(record: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
     raise FieldError(f"{key}: expected a list of objects, got {_short(value)}")
 
 
-def _allocated_cores(item: Mapping[str, Any]) -> int:
-    sockets = item.get("sockets")
+_CORES: dict[bytes, int] = {}
+_GPU_INDEXES: dict[str, tuple[tuple[str, int], ...]] = {}
+
+
+def _cores(sockets: msgspec.Raw) -> int:
+    key = bytes(sockets)
+    found = _CORES.get(key)
+    if found is None:
+        found = _remember(_CORES, key, _allocated_cores(msgspec.json.decode(key)))
+    return found
+
+
+def _gpu_indexes(detail: str) -> tuple[tuple[str, int], ...]:
+    """(GRES type, index) of every GPU in a ``gres_detail`` entry (``gpu:h100:2(IDX:0-1)``)."""
+    found = _GPU_INDEXES.get(detail)
+    if found is None:
+        gpus = tuple(
+            (g.type, idx) for g in parse_gres(detail, "gres_detail") if g.name == "gpu" for idx in g.indexes
+        )
+        found = _remember(_GPU_INDEXES, detail, gpus)
+    return found
+
+
+def _allocated_cores(sockets: Any) -> int:
     if not isinstance(sockets, Mapping):
         return 0
     count = 0

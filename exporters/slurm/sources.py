@@ -9,13 +9,16 @@ output where a command has no ``--json`` (Slurm 22.05's ``scontrol show partitio
 ``Snapshots`` stands between the collectors and the source: concurrent scrapes share one
 fetch, and a listing younger than ``min_interval`` (its failure too) is served again, so
 slurmctld is asked at most once per endpoint and interval however many Prometheus replicas
-scrape.
+scrape.  It hands the source the last listing it read, so that slurmrestd can be asked for the
+nodes, jobs, partitions and reservations only if they changed (``update_time``; see
+``SlurmrestdSource``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import re
 import time
@@ -27,30 +30,46 @@ from typing import Any, Generic, TypeVar
 from ..runtime import CollectorError
 from . import http, model, textformat
 from .config import API_VERSIONS, CliConfig, Limits, RestConfig, Token
-from .stream import StreamError, chunks_of, read_document
+from .stream import Stream, StreamError, chunks_of, read_document
 
 T = TypeVar("T")
 #: Record errors named per listing (the rest are counted).
 MAX_ERRORS_NAMED = 5
+#: Seconds subtracted from the exporter's clock for ``update_time`` where the answer does not
+#: say when its data last changed (v0.0.38): a slurmctld clock that far behind still never hides
+#: a change; a change in those seconds costs one full read more.
+CLOCK_MARGIN = 5.0
+_OBJECT = dict[str, Any]
 
 
 @dataclass(frozen=True)
 class Endpoint(Generic[T]):
-    """One kind of record: its REST path and array, and the parser of one element."""
+    """One kind of record: its REST path and array, how one element is decoded and parsed.
+
+    ``type`` is what msgspec decodes an element into (a struct of the fields read, for the large
+    listings; a plain object for the small ones) and ``parse`` turns that into the record.
+    ``conditional``: slurmrestd answers it only if it changed since ``update_time``.
+    """
 
     name: str
     path: str
     key: str
-    parse: Callable[[Mapping[str, Any]], T]
+    parse: Callable[[Any], T]
+    type: Any = _OBJECT
+    conditional: bool = False
 
 
-NODES: Endpoint[model.Node] = Endpoint("nodes", "nodes", "nodes", model.parse_node)
-PARTITIONS: Endpoint[model.Partition] = Endpoint(
-    "partitions", "partitions", "partitions", model.parse_partition
+NODES: Endpoint[model.Node] = Endpoint(
+    "nodes", "nodes", "nodes", model.parse_node, model.NodeRecord, conditional=True
 )
-JOBS: Endpoint[model.Job] = Endpoint("jobs", "jobs", "jobs", model.parse_job)
+PARTITIONS: Endpoint[model.Partition] = Endpoint(
+    "partitions", "partitions", "partitions", model.parse_partition, conditional=True
+)
+JOBS: Endpoint[model.Job] = Endpoint(
+    "jobs", "jobs", "jobs", model.parse_job, model.JobRecord, conditional=True
+)
 RESERVATIONS: Endpoint[model.Reservation] = Endpoint(
-    "reservations", "reservations", "reservations", model.parse_reservation
+    "reservations", "reservations", "reservations", model.parse_reservation, conditional=True
 )
 PING: Endpoint[model.Controller] = Endpoint("ping", "ping", "pings", model.parse_ping)
 #: ``/diag`` is one object, parsed whole: its listing has one record.
@@ -72,45 +91,91 @@ class Listing(Generic[T]):
     errors: Sequence[str] = ()
     dropped: int = 0
     meta: Meta = field(default_factory=Meta)
-    #: Wall-clock time the answer arrived.
+    #: Wall-clock time the answer arrived (or, unchanged, was confirmed).
     fetched_at: float = 0.0
+    #: Wall-clock time the records were last read in full.
+    full_at: float = 0.0
+    #: The ``update_time`` to ask with next: when the data was known current, in slurmctld's
+    #: clock where the answer says so (``last_update``); None: ask for everything.
+    as_of: float | None = None
+    #: The server said nothing changed since the previous answer (the records are that answer's).
+    unchanged: bool = False
+
+
+#: Newer data parsers answer an unchanged listing with 200, no records and this warning.
+_NO_CHANGE = re.compile(r"\bno \w+ changes since update_time", re.IGNORECASE)
 
 
 class _Collect(Generic[T]):
-    """Parses elements as they stream in, keeping at most ``limit`` records and a few errors."""
+    """Parses decoded elements as they stream in, keeping at most ``limit`` records and a few errors."""
 
-    def __init__(self, endpoint: Endpoint[T], limit: int) -> None:
+    def __init__(self, endpoint: Endpoint[T], limit: int, known: Sequence[T] = ()) -> None:
         self.endpoint = endpoint
         self.limit = limit
+        self.known = _index(known)
         self.records: list[T] = []
         self.errors: list[str] = []
         self.bad = 0
         self.dropped = 0
-        self.index = 0
+        self.stream: Stream[Any] = Stream(self.take, self.reject, endpoint.type)
 
-    def __call__(self, element: Any) -> None:
-        i = self.index
-        self.index += 1
-        if len(self.records) >= self.limit:
-            self.dropped += 1
-            return
-        try:
-            if not isinstance(element, Mapping):
-                raise model.FieldError(f"expected an object, got {type(element).__name__}")
-            self.records.append(self.endpoint.parse(element))
-        except (model.FieldError, TypeError, ValueError, AttributeError) as exc:
-            self.bad += 1
-            if len(self.errors) < MAX_ERRORS_NAMED:
-                self.errors.append(f"{self.endpoint.key}[{i}].{exc}")
+    def take(self, elements: Sequence[Any], first: int) -> None:
+        room = self.limit - len(self.records)
+        if len(elements) > room:
+            self.dropped += len(elements) - max(room, 0)
+            elements = elements[: max(room, 0)]
+        parse, records, known = self.endpoint.parse, self.records, self.known
+        for i, element in enumerate(elements):
+            try:
+                record = parse(element)
+            except (model.FieldError, TypeError, ValueError, AttributeError) as exc:
+                self.reject(first + i, str(exc))
+            else:
+                records.append(known.get(record, record) if known else record)
 
-    def listing(self, members: Mapping[str, Any]) -> Listing[T]:
+    def reject(self, index: int, why: str) -> None:
+        self.bad += 1
+        if len(self.errors) < MAX_ERRORS_NAMED:
+            where = self.endpoint.key + f"[{index}]"
+            self.errors.append(f"{where}.{why}" if not why.startswith("expected") else f"{where}: {why}")
+
+    def listing(self, members: Mapping[str, Any], asked_at: float) -> Listing[T]:
         errors = list(self.errors)
         if self.bad > len(self.errors):
             errors.append(f"{self.bad - len(self.errors)} more {self.endpoint.key} records could not be read")
         server = _server_errors(members)
         if server and not self.records:
             raise CollectorError(f"{self.endpoint.name}: {server}")
-        return Listing(self.records, errors, self.dropped, _meta(members), time.time())
+        now = time.time()
+        unchanged = not self.records and _said_unchanged(members)
+        return Listing(
+            self.records, errors, self.dropped, _meta(members), now, now, _as_of(members, asked_at), unchanged
+        )
+
+
+def _index(records: Sequence[T]) -> dict[T, T]:
+    """Records by themselves, where they can be (frozen and hashable: nodes, jobs)."""
+    try:
+        return {r: r for r in records}
+    except TypeError:
+        return {}
+
+
+def _said_unchanged(members: Mapping[str, Any]) -> bool:
+    warnings = members.get("warnings")
+    if not isinstance(warnings, list):
+        return False
+    return any(isinstance(w, Mapping) and _NO_CHANGE.search(str(w.get("description", ""))) for w in warnings)
+
+
+def _as_of(members: Mapping[str, Any], asked_at: float) -> float:
+    """When the answer's data was current: its ``last_update`` (slurmctld's clock, v0.0.40+), else
+    the exporter's clock when it asked, less the margin."""
+    try:
+        stamp = model.number(members, "last_update")
+    except model.FieldError:
+        stamp = None
+    return stamp if stamp and stamp > 0 and stamp != float("inf") else asked_at - CLOCK_MARGIN
 
 
 def _server_errors(members: Mapping[str, Any]) -> str:
@@ -137,29 +202,46 @@ def _meta(members: Mapping[str, Any]) -> Meta:
     return Meta(str(slurm.get("release", ""))[:32], api[:32], str(slurm.get("cluster", ""))[:64])
 
 
-async def parse_stream(chunks: AsyncIterator[bytes], endpoint: Endpoint[T], limits: Limits) -> Listing[T]:
-    """Read one answer: the endpoint's array streamed through its parser (``/diag``: the object)."""
+async def parse_stream(
+    chunks: AsyncIterator[bytes],
+    endpoint: Endpoint[T],
+    limits: Limits,
+    asked_at: float | None = None,
+    previous: Listing[T] | None = None,
+) -> Listing[T]:
+    """Read one answer: the endpoint's array streamed through its parser (``/diag``: the object).
+
+    A record equal to one of ``previous`` is that one: what did not change is held once.
+    """
     async with contextlib.aclosing(chunks):  # type: ignore[type-var]
-        return await _parse(chunks, endpoint, limits)
+        when = time.time() if asked_at is None else asked_at
+        return await _parse(chunks, endpoint, limits, when, previous)
 
 
-async def _parse(chunks: AsyncIterator[bytes], endpoint: Endpoint[T], limits: Limits) -> Listing[T]:
-    collect = _Collect(endpoint, limits.max_records)
+async def _parse(
+    chunks: AsyncIterator[bytes],
+    endpoint: Endpoint[T],
+    limits: Limits,
+    asked_at: float,
+    previous: Listing[T] | None,
+) -> Listing[T]:
+    collect = _Collect(endpoint, limits.max_records, previous.records if previous else ())
     try:
         if endpoint is DIAG:
             members = await read_document(chunks, {}, limits.max_response_bytes)
             stats = members.get("statistics")
             if not isinstance(stats, Mapping):
                 raise CollectorError(f"diag: {_server_errors(members) or 'no statistics in the answer'}")
-            return Listing([model.parse_diag(stats)], (), 0, _meta(members), time.time())  # type: ignore[list-item]
-        members = await read_document(chunks, {endpoint.key: collect}, limits.max_response_bytes)
+            now = time.time()
+            return Listing([model.parse_diag(stats)], (), 0, _meta(members), now, now)  # type: ignore[list-item]
+        members = await read_document(chunks, {endpoint.key: collect.stream}, limits.max_response_bytes)
     except StreamError as exc:
         raise CollectorError(f"{endpoint.name}: {exc}") from None
     except model.FieldError as exc:
         raise CollectorError(f"{endpoint.name}: statistics.{exc}") from None
-    if collect.index == 0 and endpoint.key in members:
+    if endpoint.key in members:
         raise CollectorError(f"{endpoint.name}: {endpoint.key} is not a list")
-    return collect.listing(members)
+    return collect.listing(members, asked_at)
 
 
 class Source(ABC):
@@ -168,8 +250,12 @@ class Source(ABC):
     kind: str = "source"
 
     @abstractmethod
-    async def fetch(self, endpoint: Endpoint[T]) -> Listing[T]:
-        """The endpoint's records now; raises ``CollectorError`` with a concise cause."""
+    async def fetch(self, endpoint: Endpoint[T], previous: Listing[T] | None = None) -> Listing[T]:
+        """The endpoint's records now; raises ``CollectorError`` with a concise cause.
+
+        ``previous`` is the last listing read: a source may ask only whether it changed and, if
+        not, return it again (``unchanged``, ``fetched_at`` now).
+        """
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         pass
@@ -180,8 +266,21 @@ class Source(ABC):
 _VERSION_PATH = re.compile(r"^/slurm/(v\d+\.\d+\.\d+)/")
 
 
+class _NotModified(Exception):
+    """slurmrestd 22.05 (v0.0.38) answers an unchanged listing with HTTP 304 and no body."""
+
+
 class SlurmrestdSource(Source):
-    """slurmrestd over TCP (JWT) or a unix socket (local auth)."""
+    """slurmrestd over TCP (JWT) or a unix socket (local auth).
+
+    Nodes, jobs, partitions and reservations are asked for with ``update_time`` (the time the
+    previous answer was current) where a previous listing exists.  slurmctld's answer is all or
+    nothing: everything, if anything in the listing changed since then, else "no change"
+    (v0.0.38: HTTP 304; newer: 200, no records and a warning), and the previous records are
+    served again.  Every ``full_refresh`` seconds, and after anything doubtful (a failed or
+    partial answer, records over the limit, a listing that turns up empty), the next read is
+    unconditional.
+    """
 
     kind = "slurmrestd"
 
@@ -205,15 +304,17 @@ class SlurmrestdSource(Source):
                 headers["X-SLURM-USER-NAME"] = self.config.user
         return headers
 
-    async def _get(self, path: str) -> AsyncGenerator[bytes]:
+    async def _get(self, path: str, query: str = "") -> AsyncGenerator[bytes]:
         try:
             async with http.get(
-                f"{self.base}{path}",
+                f"{self.base}{path}{query}",
                 self._headers(),
                 unix_socket=self.config.unix_socket,
                 ssl_context=self.config.ssl_context(),
                 connect_timeout=self.timeout,
             ) as response:
+                if response.status == 304 and query:
+                    raise _NotModified()
                 if response.status != 200:
                     body = b""
                     async for chunk in response.body:
@@ -253,19 +354,53 @@ class SlurmrestdSource(Source):
                 f"(offered: {', '.join(sorted(offered)) or 'none'}; known: {', '.join(API_VERSIONS)})"
             )
 
-    async def fetch(self, endpoint: Endpoint[T]) -> Listing[T]:
+    def _since(self, endpoint: Endpoint[T], previous: Listing[T] | None) -> float | None:
+        """The ``update_time`` to ask with, or None for a full read."""
+        if not endpoint.conditional or previous is None or previous.as_of is None:
+            return None
+        if previous.errors or previous.dropped or not previous.records:
+            return None  # doubt: read it all (an empty listing is cheap to read again)
+        if time.time() - previous.full_at >= self.config.full_refresh:
+            return None
+        return previous.as_of
+
+    async def fetch(self, endpoint: Endpoint[T], previous: Listing[T] | None = None) -> Listing[T]:
         try:
             async with asyncio.timeout(self.timeout):
                 version = await self.discover()
-                return await parse_stream(
-                    self._get(f"/slurm/{version}/{endpoint.path}"), endpoint, self.limits
-                )
+                path = f"/slurm/{version}/{endpoint.path}"
+                since = self._since(endpoint, previous)
+                if since is not None:
+                    refreshed = await self._conditional(path, endpoint, since, previous)
+                    if refreshed is not None:
+                        return refreshed
+                return await parse_stream(self._get(path), endpoint, self.limits, time.time(), previous)
         except TimeoutError:
             raise CollectorError(f"slurmrestd {endpoint.name}: no answer within {self.timeout:g}s") from None
         except CollectorError as exc:
             if "HTTP 404" in str(exc) and self.config.api_version == "auto":
                 self.version = None  # the server was upgraded or downgraded: discover again next time
             raise
+
+    async def _conditional(
+        self, path: str, endpoint: Endpoint[T], since: float, previous: Listing[T] | None
+    ) -> Listing[T] | None:
+        """Ask for the listing if it changed since ``since``: the new listing, the previous one
+        again (unchanged), or None when the answer leaves a doubt (read it all)."""
+        assert previous is not None
+        asked_at = time.time()
+        try:
+            query = f"?update_time={int(since)}"
+            listing = await parse_stream(self._get(path, query), endpoint, self.limits, asked_at, previous)
+        except _NotModified:
+            listing = None
+        if listing is not None and not listing.unchanged:
+            # A listing that empties at once is more likely an answer not understood than a
+            # cluster whose every job ended: make sure.
+            return listing if listing.records else None
+        # Nothing changed since ``since``: ask with the same time again (as correct as a later
+        # one, and no clock is trusted further).
+        return dataclasses.replace(previous, fetched_at=time.time(), unchanged=True)
 
 
 def _error_text(body: bytes) -> str:
@@ -316,18 +451,18 @@ class CliSource(Source):
         #: Endpoints whose --json form the installed Slurm lacks (learned from its answer).
         self.fallback: set[str] = set()
 
-    async def fetch(self, endpoint: Endpoint[T]) -> Listing[T]:
+    async def fetch(self, endpoint: Endpoint[T], previous: Listing[T] | None = None) -> Listing[T]:
         primary, fallback = _COMMANDS[endpoint.name]
         if endpoint.name not in self.fallback or fallback is None:
             try:
-                return await self._run(primary, endpoint)
+                return await self._run(primary, endpoint, previous)
             except _NoJson:
                 if fallback is None:
                     raise CollectorError(f"{primary[0]} has no --json here") from None
                 self.fallback.add(endpoint.name)
-        return await self._run(fallback, endpoint)
+        return await self._run(fallback, endpoint, previous)
 
-    async def _run(self, argv: list[str], endpoint: Endpoint[T]) -> Listing[T]:
+    async def _run(self, argv: list[str], endpoint: Endpoint[T], previous: Listing[T] | None) -> Listing[T]:
         command = [self.config.command(argv[0]), *argv[1:]]
         shown = " ".join(argv)
         try:
@@ -345,7 +480,7 @@ class CliSource(Source):
         try:
             async with asyncio.timeout(self.timeout):
                 if "--json" in argv:
-                    listing = await self._json(proc, endpoint, shown, stderr_task)
+                    listing = await self._json(proc, endpoint, shown, stderr_task, previous)
                 else:
                     out = await proc.stdout.read(MAX_TEXT_BYTES + 1)
                     if len(out) > MAX_TEXT_BYTES:
@@ -370,6 +505,7 @@ class CliSource(Source):
         endpoint: Endpoint[T],
         shown: str,
         stderr: asyncio.Future[bytes],
+        previous: Listing[T] | None,
     ) -> Listing[T]:
         assert proc.stdout is not None
         stdout = proc.stdout
@@ -379,7 +515,7 @@ class CliSource(Source):
                 yield chunk
 
         try:
-            listing = await parse_stream(chunks(), endpoint, self.limits)
+            listing = await parse_stream(chunks(), endpoint, self.limits, previous=previous)
         except CollectorError:
             await self._check(proc, shown, stderr)  # a failed command explains itself better
             raise
@@ -410,6 +546,8 @@ class _NoJson(Exception):
 class _Entry:
     task: asyncio.Task[Listing[Any]] | None = None
     done_at: float = -1e18
+    #: The last listing read (None after a failure: the next read is a full one).
+    last: Listing[Any] | None = None
 
 
 class Snapshots:
@@ -439,9 +577,14 @@ class Snapshots:
 
     async def _fetch(self, endpoint: Endpoint[T], entry: _Entry) -> Listing[T]:
         try:
-            return await self.source.fetch(endpoint)
+            listing = await self.source.fetch(endpoint, entry.last)
+        except BaseException:
+            entry.last = None
+            raise
         finally:
             entry.done_at = self.clock()
+        entry.last = listing
+        return listing
 
     async def close(self) -> None:
         for entry in self._entries.values():

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from .config import KIND, RulesConfig
-from .render import default_rules_dir, write
+from .render import write
 
 
 @click.group("rules")
@@ -26,12 +26,14 @@ def group() -> None:
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Output directory (default: the source tree's rules/).",
+    help="Output directory (default: rules/ of the checkout; required for an installed package).",
 )
 def build_command(config_path: str | None, out: Path | None) -> None:
     """Render the rule files."""
     from powerplane.exporters.runtime.cli import load_or_exit
 
     config = load_or_exit(KIND, config_path) if config_path else RulesConfig()
-    for path in write(out or default_rules_dir(), config):
+    from powerplane.resources import output_dir
+
+    for path in write(output_dir(out, "rules", "rules build"), config):
         click.echo(f"wrote {path}")

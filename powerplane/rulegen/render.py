@@ -130,9 +130,5 @@ def iter_rules(docs: Mapping[str, Mapping[str, Any]]) -> Iterable[Mapping[str, A
             yield from group_doc["rules"]
 
 
-def default_rules_dir() -> Path:
-    return Path(__file__).resolve().parent.parent.parent / "rules"
-
-
 #: The recorded series as metric declarations (the rules component's section of docs/METRICS.md).
 RECORDED = recorded_specs()

@@ -29,7 +29,6 @@ PENDING: set[tuple[str, str]] = {
     ("powerplane_redfish_health", "resource"),
     ("powerplane_redfish_temperature_celsius", "context"),
     ("powerplane_cooling_temperature_celsius", "point"),
-    ("powerplane_controller_reconcile_total", "result"),
     ("powerplane_market_day_min_eur_per_mwh", "day"),
     ("powerplane_market_day_max_eur_per_mwh", "day"),
     ("powerplane_market_day_mean_eur_per_mwh", "day"),

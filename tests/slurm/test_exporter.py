@@ -236,8 +236,8 @@ def test_a_refused_connection_and_errors_name_the_cause(tmp_path: Path) -> None:
         return web.Response(status=401, text="Authentication failure")
 
     async def run(url: str) -> str:
-        assert config.rest is not None
-        source = SlurmrestdSource(RestConfig(url, "nobody", config.rest.token), Limits(), 5.0)
+        assert config.slurmrestd is not None
+        source = SlurmrestdSource(RestConfig(url, "nobody", config.slurmrestd.token), Limits(), 5.0)
         try:
             await source.fetch(JOBS)
         except CollectorError as exc:
@@ -260,8 +260,8 @@ def test_the_newest_api_version_both_know_is_used(
 
     async def run(url: str) -> str | None:
         config = rest_config(url, tmp_path)
-        assert config.rest is not None
-        source = SlurmrestdSource(config.rest, Limits(), 5.0)
+        assert config.slurmrestd is not None
+        source = SlurmrestdSource(config.slurmrestd, Limits(), 5.0)
         await source.fetch(NODES)
         return source.version
 
@@ -272,9 +272,9 @@ def test_the_newest_api_version_both_know_is_used(
 def test_no_common_version_is_a_clear_error(tmp_path: Path) -> None:
     async def run(url: str) -> str:
         config = rest_config(url, tmp_path)
-        assert config.rest is not None
+        assert config.slurmrestd is not None
         with pytest.raises(CollectorError) as err:
-            await SlurmrestdSource(config.rest, Limits(), 5.0).fetch(NODES)
+            await SlurmrestdSource(config.slurmrestd, Limits(), 5.0).fetch(NODES)
         return str(err.value)
 
     message = asyncio.run(_with_fake({"/openapi/v3": openapi("v0.0.35")}, run))
@@ -301,8 +301,8 @@ def test_a_stray_line_after_the_body_is_not_read(recorded: Recorded, tmp_path: P
         port = server.sockets[0].getsockname()[1]
         try:
             config = rest_config(f"http://127.0.0.1:{port}", tmp_path)
-            assert config.rest is not None
-            listing = await SlurmrestdSource(config.rest, Limits(), 5.0).fetch(NODES)
+            assert config.slurmrestd is not None
+            listing = await SlurmrestdSource(config.slurmrestd, Limits(), 5.0).fetch(NODES)
             return [n.name for n in listing.records]
         finally:
             server.close()

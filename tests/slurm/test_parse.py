@@ -53,9 +53,9 @@ def test_nodes_from_rest_and_sinfo_agree(rest: dict[str, bytes], recorded: Recor
     n1 = by_name["node-01"]
     assert n1.partitions == ("cpu", "gpu")
     assert n1.cpus == 8 and n1.memory_bytes == 16000 * 2**20
-    assert n1.gpus == {"h100": 4}
+    assert n1.gpus == (("h100", 4),)
     # The GPU job holds 2 GPUs, 2 CPUs and 2000 MB; the wide job 1 CPU and 1000 MB on each node.
-    assert n1.alloc_gpus == {"h100": 2}
+    assert n1.alloc_gpus == (("h100", 2),)
     assert n1.alloc_cpus == 3 and n1.alloc_memory_bytes == 3000 * 2**20
     assert n1.state == "mixed" and by_name["node-02"].state == "mixed"
     assert [(n.name, n.state, n.alloc_cpus) for n in from_cli.records] == [
@@ -221,7 +221,7 @@ def test_newer_forms_of_the_same_records_parse_the_same(rest: dict[str, bytes]) 
     [
         ("cpus", "eight", "cpus: expected a number"),
         ("state", 7, "state: expected a string or a list"),
-        ("partitions", {"cpu": 1}, "partitions: expected a list of strings"),
+        ("partitions", {"cpu": 1}, "partitions: expected a string or a list of strings, got object"),
         ("gres", "gpu:h100:4(IDX:9-1)", "gres: index range"),
         ("name", None, "name: missing"),
         ("real_memory", True, "real_memory: expected a number"),
@@ -250,8 +250,8 @@ def test_unknown_states_and_missing_fields_do_not_fail(rest: dict[str, bytes]) -
     listing = parse(json.dumps(doc).encode(), NODES)
     assert not listing.errors
     assert [(n.state, n.partitions, n.gpus) for n in listing.records] == [
-        ("unknown", ("cpu", "gpu"), {"h100": 4}),
-        ("mixed", (), {}),
+        ("unknown", ("cpu", "gpu"), (("h100", 4),)),
+        ("mixed", (), ()),
     ]
 
 

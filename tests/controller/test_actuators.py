@@ -11,29 +11,20 @@ import pytest
 
 from powerplane.controller.actuators import Actuators, HostState, RaplActuator
 from powerplane.controller.policy import DomainCap
-from powerplane.lab.powercap import PowercapLab, amd_zen, intel_server
-
-
-def uw(lab: PowercapLab, dirname: str, n: int) -> int:
-    return int((lab.zone_dir(dirname) / f"constraint_{n}_power_limit_uw").read_text())
+from powerplane.lab.powercap import PowercapLab, amd_zen
+from tests.controller.conftest import FakeNvml, limit_uw
 
 
 def caps(watts: float | None, *domains: str) -> list[DomainCap]:
     return [DomainCap(d, "cpu", watts) for d in domains]
 
 
-@pytest.fixture
-def intel(tmp_path: Path) -> PowercapLab:
-    # 17 sockets: zones intel-rapl:a .. intel-rapl:10 are hexadecimal.
-    return PowercapLab(tmp_path / "sys", intel_server(sockets=17, tdp=250.0)).create()
-
-
 def test_long_term_only_by_name_readback_and_restore(intel: PowercapLab, tmp_path: Path) -> None:
     act = Actuators(intel.root, tmp_path / "state.json")
     limits = {d.domain: d for d in act.limits()}
     assert sorted(limits, key=lambda d: int(d.split("-")[1])) == [f"package-{i}" for i in range(17)]
-    assert limits["package-10"].max_watts == 350.0  # constraint max of intel-rapl:a
-    assert limits["package-0"].default_watts == 250.0
+    # The constraint max of intel-rapl:a is 350 W, but a cap never goes above the original.
+    assert limits["package-10"].max_watts == limits["package-10"].original_watts == 250.0
 
     results = act.apply(caps(180.0, "package-0", "package-10"))
     assert [(r.domain, r.status, r.applied_watts) for r in results] == [
@@ -41,29 +32,30 @@ def test_long_term_only_by_name_readback_and_restore(intel: PowercapLab, tmp_pat
         ("package-10", "applied", 180.0),
     ]
     for dirname in ("intel-rapl:0", "intel-rapl:a"):
-        assert uw(intel, dirname, 0) == 180_000_000  # long_term
-        assert uw(intel, dirname, 1) == 300_000_000  # short_term untouched
-        assert uw(intel, dirname, 2) == 500_000_000  # peak_power (PL4) never touched
-    assert uw(intel, "intel-rapl:1", 0) == 250_000_000  # a package not asked for
+        assert limit_uw(intel, dirname, 0) == 180_000_000  # long_term
+        assert limit_uw(intel, dirname, 1) == 300_000_000  # short_term untouched
+        assert limit_uw(intel, dirname, 2) == 500_000_000  # peak_power (PL4) never touched
+    assert limit_uw(intel, "intel-rapl:1", 0) == 250_000_000  # a package not asked for
     # The originals were recorded before the write.
     state = json.loads((tmp_path / "state.json").read_text())
     assert state["rapl"]["intel-rapl:a"] == {"long_term": 250_000_000, "short_term": 300_000_000}
 
     assert act.restore() == []
-    assert uw(intel, "intel-rapl:a", 0) == 250_000_000
+    assert limit_uw(intel, "intel-rapl:a", 0) == 250_000_000
     assert not (tmp_path / "state.json").exists()
 
 
-def test_short_term_optional_and_bounded(intel: PowercapLab, tmp_path: Path) -> None:
-    act = Actuators(intel.root, tmp_path / "state.json", short_term_ratio=1.5)
-    act.apply(caps(200.0, "package-0"), short_term=True)
-    assert uw(intel, "intel-rapl:0", 0) == 200_000_000
-    assert uw(intel, "intel-rapl:0", 1) == 300_000_000  # 1.5 * 200 = 300, within max 350
-    act.apply(caps(300.0, "package-0"), short_term=True)
-    assert uw(intel, "intel-rapl:0", 1) == 350_000_000  # bounded by its constraint max
-    assert uw(intel, "intel-rapl:0", 2) == 500_000_000
+def test_short_term_only_when_asked(intel: PowercapLab, tmp_path: Path) -> None:
+    act = Actuators(intel.root, tmp_path / "state.json")
+    act.apply(caps(200.0, "package-0"))
+    assert limit_uw(intel, "intel-rapl:0", 1) == 300_000_000
+    act.apply(caps(200.0, "package-0"), short_term_ratio=1.2)
+    assert limit_uw(intel, "intel-rapl:0", 1) == 240_000_000
     act.restore()
-    assert (uw(intel, "intel-rapl:0", 0), uw(intel, "intel-rapl:0", 1)) == (250_000_000, 300_000_000)
+    assert (limit_uw(intel, "intel-rapl:0", 0), limit_uw(intel, "intel-rapl:0", 1)) == (
+        250_000_000,
+        300_000_000,
+    )
 
 
 def test_release_restores_the_original_and_out_of_range_is_refused(
@@ -73,7 +65,7 @@ def test_release_restores_the_original_and_out_of_range_is_refused(
     assert act.apply(caps(None, "package-0"))[0].status == "unchanged"
     assert act.apply(caps(400.0, "package-0"))[0].status == "refused"  # above max 350
     assert act.apply(caps(-1.0, "package-0"))[0].status == "refused"
-    assert uw(intel, "intel-rapl:0", 0) == 250_000_000
+    assert limit_uw(intel, "intel-rapl:0", 0) == 250_000_000
     act.apply(caps(100.0, "package-0"))
     released = act.apply(caps(None, "package-0"))[0]
     assert (released.status, released.applied_watts) == ("released", 250.0)
@@ -86,7 +78,7 @@ def test_crash_recovery_restores_recorded_originals(intel: PowercapLab, tmp_path
     # not record 150 W as the original: it restores from the file first.
     second = Actuators(intel.root, tmp_path / "state.json")
     assert second.recover() == []
-    assert uw(intel, "intel-rapl:1", 0) == 250_000_000
+    assert limit_uw(intel, "intel-rapl:1", 0) == 250_000_000
     assert not (tmp_path / "state.json").exists()
     second.apply(caps(120.0, "package-1"))
     assert (
@@ -169,8 +161,8 @@ def test_garbage_in_limit_file(intel: PowercapLab, tmp_path: Path) -> None:
 def test_dry_run_writes_nothing(intel: PowercapLab, tmp_path: Path) -> None:
     act = Actuators(intel.root, tmp_path / "state.json")
     result = act.apply(caps(100.0, "package-0"), dry_run=True)[0]
-    assert result.status == "dry-run"
-    assert uw(intel, "intel-rapl:0", 0) == 250_000_000
+    assert (result.status, result.applied_watts, result.message) == ("dry_run", None, "would write 100 W")
+    assert limit_uw(intel, "intel-rapl:0", 0) == 250_000_000
     assert not (tmp_path / "state.json").exists()
 
 
@@ -182,47 +174,6 @@ def test_lab_power_follows_the_cap(intel: PowercapLab, tmp_path: Path) -> None:
 
 
 # --- NVML through a Python stand-in (the C fake NVML is used when it is available) ---------
-
-
-class FakeNvmlError(Exception):
-    def __init__(self, value: int) -> None:
-        self.value = value
-
-
-class FakeNvml:
-    NVMLError = FakeNvmlError
-    NVML_ERROR_NO_PERMISSION = 4
-    NVML_ERROR_NOT_SUPPORTED = 3
-
-    def __init__(self, gpus: int = 2, writable: bool = True) -> None:
-        self.limits = [700_000] * gpus
-        self.writable = writable
-
-    def nvmlDeviceGetCount(self) -> int:
-        return len(self.limits)
-
-    def nvmlDeviceGetHandleByIndex(self, i: int) -> int:
-        return i
-
-    def nvmlDeviceGetUUID(self, h: int) -> str:
-        return f"GPU-{h:08d}"
-
-    def nvmlDeviceGetPowerManagementLimitConstraints(self, h: int) -> list[int]:
-        return [200_000, 700_000]
-
-    def nvmlDeviceGetPowerManagementDefaultLimit(self, h: int) -> int:
-        return 700_000
-
-    def nvmlDeviceGetPowerManagementLimit(self, h: int) -> int:
-        return self.limits[h]
-
-    def nvmlDeviceGetEnforcedPowerLimit(self, h: int) -> int:
-        return self.limits[h]
-
-    def nvmlDeviceSetPowerManagementLimit(self, h: int, mw: int) -> None:
-        if not self.writable:
-            raise FakeNvmlError(self.NVML_ERROR_NO_PERMISSION)
-        self.limits[h] = mw
 
 
 def test_gpu_caps_within_constraints_and_restored(intel: PowercapLab, tmp_path: Path) -> None:
@@ -275,7 +226,7 @@ def test_fake_nvml_constraints_readback_restore(intel: PowercapLab, tmp_path: Pa
     assert nvml is not None
     act = Actuators(intel.root, tmp_path / "state.json", nvml=nvml)
     gpu_limits = {
-        d.domain: (d.min_watts, d.max_watts, d.default_watts) for d in act.limits() if d.kind == "gpu"
+        d.domain: (d.min_watts, d.max_watts, d.original_watts) for d in act.limits() if d.kind == "gpu"
     }
     # The L40S has no power-limit support: it is reported, not offered.
     assert gpu_limits == {"gpu-0": (200.0, 700.0, 700.0), "gpu-1": (100.0, 400.0, 400.0)}
@@ -337,3 +288,97 @@ def test_fake_nvml_release_goes_back_to_the_original(
     released = act.apply([DomainCap("gpu-0", "gpu", None)])[0]
     assert (released.status, released.applied_watts) == ("released", 700.0)
     assert fake_gpus.power_limits_mw() == {}
+
+
+# --- a cap never raises a limit -------------------------------------------------------------
+
+
+def test_a_cap_never_raises_a_limit_above_the_original(intel: PowercapLab, tmp_path: Path) -> None:
+    act = Actuators(intel.root, tmp_path / "state.json")
+    # The hardware accepts up to 350 W, but 250 W was in force before powerplane touched it.
+    assert {d.max_watts for d in act.limits()} == {250.0}
+    result = act.apply(caps(300.0, "package-0"))[0]
+    assert (result.status, result.applied_watts) == ("applied", 250.0)
+    assert result.clamped and "original limit 250" in result.message
+    assert result.desired_watts == 250.0  # what is written, so desired and applied agree
+    assert limit_uw(intel, "intel-rapl:0") == 250_000_000
+    # Capped to 100 W, the original stays the ceiling, also for the next process.
+    act.apply(caps(100.0, "package-0"))
+    again = Actuators(intel.root, tmp_path / "state.json")
+    again.state.load()
+    assert {d.domain: d.max_watts for d in again.limits()}["package-0"] == 250.0
+    assert again.apply(caps(349.0, "package-0"))[0].applied_watts == 250.0
+    # Outside the hardware's range is refused, not clamped.
+    assert act.apply(caps(400.0, "package-0"))[0].status == "refused"
+
+
+def test_a_limit_lowered_by_the_operator_is_the_ceiling(intel: PowercapLab, tmp_path: Path) -> None:
+    (intel.zone_dir("intel-rapl:1") / "constraint_0_power_limit_uw").write_text("200000000\n")
+    act = Actuators(intel.root, tmp_path / "state.json")
+    assert {d.domain: d.max_watts for d in act.limits()}["package-1"] == 200.0
+    assert act.apply(caps(240.0, "package-1"))[0].applied_watts == 200.0
+    assert limit_uw(intel, "intel-rapl:1") == 200_000_000
+
+
+@pytest.mark.parametrize("watts", [float("nan"), float("inf"), -float("inf"), 1e308])
+def test_non_finite_caps_are_refused_without_a_write(
+    intel: PowercapLab, tmp_path: Path, watts: float
+) -> None:
+    nvml: Any = FakeNvml()
+    act = Actuators(intel.root, tmp_path / "state.json", nvml=nvml)
+    results = act.apply([DomainCap("package-0", "cpu", watts), DomainCap("gpu-0", "gpu", watts)])
+    assert [r.status for r in results] == ["refused", "refused"]
+    assert limit_uw(intel, "intel-rapl:0") == 250_000_000 and nvml.limits == [700_000, 700_000]
+
+
+@pytest.mark.parametrize(
+    ("cap", "ratio", "pl2"),
+    [
+        (100.0, 1.0, 100_000_000),  # PL2 = ratio x PL1
+        (200.0, 1.5, 300_000_000),
+        (240.0, 1.5, 300_000_000),  # 360 W: above PL2's original 300 W, so 300 W
+        (300.0, 1.2, 300_000_000),  # PL1 clamped to its original 250 W, PL2 to 300 W
+    ],
+)
+def test_short_term_follows_the_ratio_never_above_its_original(
+    intel: PowercapLab, tmp_path: Path, cap: float, ratio: float, pl2: int
+) -> None:
+    act = Actuators(intel.root, tmp_path / "state.json")
+    result = act.apply(caps(cap, "package-0"), short_term_ratio=ratio)[0]
+    assert limit_uw(intel, "intel-rapl:0", 1) == pl2
+    assert result.short_term_applied_watts == pl2 / 1e6
+    assert limit_uw(intel, "intel-rapl:0", 2) == 500_000_000  # peak_power never touched
+    assert act.restore() == []
+    assert (limit_uw(intel, "intel-rapl:0", 0), limit_uw(intel, "intel-rapl:0", 1)) == (
+        250_000_000,
+        300_000_000,
+    )
+
+
+def test_gpu_cap_never_above_its_original(intel: PowercapLab, tmp_path: Path) -> None:
+    nvml: Any = FakeNvml(limit_mw=500_000)  # an operator set 500 W on a 700 W board
+    act = Actuators(intel.root, tmp_path / "state.json", nvml=nvml)
+    assert {d.domain: d.max_watts for d in act.limits() if d.kind == "gpu"} == {
+        "gpu-0": 500.0,
+        "gpu-1": 500.0,
+    }
+    result = act.apply([DomainCap("gpu-0", "gpu", 650.0)])[0]
+    assert (result.status, result.applied_watts, result.clamped) == ("applied", 500.0, True)
+    assert nvml.limits == [500_000, 500_000]
+    act.apply([DomainCap("gpu-0", "gpu", 300.0)])
+    assert act.apply([DomainCap("gpu-0", "gpu", 600.0)])[0].applied_watts == 500.0
+
+
+def test_domain_labels_join_the_exporters(intel: PowercapLab, tmp_path: Path) -> None:
+    from powerplane.controller.actuators import join_labels
+
+    # The same values as powerplane_rapl_power_limit_watts{zone,index,constraint} and the GPU
+    # exporter's gpu label: intel-rapl:a is package index 10.
+    assert join_labels("package-10") == {"zone": "package", "index": "10"}
+    assert join_labels("gpu-3") == {"gpu": "3"}
+
+
+def test_no_powercap_says_so(tmp_path: Path) -> None:
+    act = Actuators(tmp_path / "empty", tmp_path / "state.json")
+    assert act.domains() == {}
+    assert any("no powercap" in reason for reason in act.absent())

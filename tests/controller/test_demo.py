@@ -14,11 +14,8 @@ from powerplane.lab.demo import DemoContext
 from powerplane.lab.fakenvml import FakeGpu, FakeNvml
 from powerplane.lab.gpu import start_exporter
 from powerplane.lab.powercap import PowercapLab, intel_server
-from tests.helpers import parse
-
-
-def limit(lab: PowercapLab, dirname: str) -> int:
-    return int((lab.zone_dir(dirname) / "constraint_0_power_limit_uw").read_text())
+from tests.controller.conftest import limit_uw
+from tests.helpers import parse, value
 
 
 @pytest.mark.e2e
@@ -60,10 +57,12 @@ def test_demo_controller_caps_cpus_and_gpus_on_a_spike(
         jobs = ctx.scrape_configs
         assert [c["labels"]["node"] for c in jobs[0]["static_configs"]] == ["node-01", "node-02"]
         # CPU-only node: 700 W of packages, extreme = 40 % = 280 W, 140 W per package.
-        procs.wait_until(lambda: limit(cpu_only, "intel-rapl:1") == 140_000_000, 60, what="the CPU-only cap")
+        procs.wait_until(
+            lambda: limit_uw(cpu_only, "intel-rapl:1") == 140_000_000, 60, what="the CPU-only cap"
+        )
         # GPU node: 700 W CPU + 1400 W GPU; 840 W split by capacity: 140 W per package, 280 W per GPU.
         procs.wait_until(lambda: gpus.power_limits_mw() == {0: 280_000, 1: 280_000}, 60, what="the GPU caps")
-        assert limit(gpu_node, "intel-rapl:0") == 140_000_000
+        assert limit_uw(gpu_node, "intel-rapl:0") == 140_000_000
         # The GPUs' power, as Prometheus sees it, falls under their caps.
         procs.wait_until(
             lambda: (v := prom.value(power)) is not None and v <= 560.5, 60, 0.5, what="capped GPU power"
@@ -73,10 +72,11 @@ def test_demo_controller_caps_cpus_and_gpus_on_a_spike(
         status, body = procs.http_get(f"http://{address}/metrics")
         assert status == 200
         samples = parse(body.decode())
-        assert samples["powerplane_controller_cap_enforced_watts"][(("domain", "gpu-1"),)] == 280.0
+        # Labelled as the GPU exporter labels the GPU, so that the two join.
+        assert value(samples, "powerplane_controller_cap_enforced_watts", domain="gpu-1", gpu="1") == 280.0
     finally:
         background_loop.run(stack.aclose())
         exporter.stop()
     # Stopped (SIGTERM for the GPU node's agent): every original limit is back.
     assert gpus.power_limits_mw() == {}
-    assert limit(cpu_only, "intel-rapl:0") == limit(gpu_node, "intel-rapl:1") == 250_000_000
+    assert limit_uw(cpu_only, "intel-rapl:0") == limit_uw(gpu_node, "intel-rapl:1") == 250_000_000

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -24,7 +25,6 @@ from powerplane.controller.policy import (
     PolicyError,
     State,
     decide,
-    local_day_periods,
     next_boundary,
     period_start,
     policy_from_spec,
@@ -34,6 +34,17 @@ from powerplane.controller.policy import (
 from powerplane.controller.signals import CurveSignal, SignalError
 
 BERLIN = ZoneInfo("Europe/Berlin")
+
+
+def local_day_periods(day: date, tz: ZoneInfo) -> list[datetime]:
+    """The UTC starts of the 15-minute periods of a local delivery day, from ``period_start``."""
+    start = datetime.combine(day, time(0), tz).astimezone(UTC)
+    end = datetime.combine(day + timedelta(days=1), time(0), tz).astimezone(UTC)
+    out, cursor = [], period_start(start)
+    while cursor < end:
+        out.append(cursor)
+        cursor = next_boundary(cursor)
+    return out
 
 
 def t(text: str) -> datetime:
@@ -317,9 +328,15 @@ def test_policy_from_spec_errors(patch: dict[str, object], message: str) -> None
         ({"matchExpressions": [{"key": "x", "operator": "Exists"}]}, {}, False),
         ({"matchExpressions": [{"key": "x", "operator": "DoesNotExist"}]}, {}, True),
         ({"matchExpressions": [{"key": "x", "operator": "Bogus"}]}, {"x": "1"}, False),
+        # Malformed selectors (an API server checks nothing the CRD does not say) match nothing.
+        ({"matchLabels": ["gpu"]}, {"gpu": "h100"}, False),
+        ({"matchExpressions": {"key": "x"}}, {"x": "1"}, False),
+        ({"matchExpressions": ["x"]}, {"x": "1"}, False),
+        ({"matchExpressions": [{"key": "x", "operator": "In", "values": "x"}]}, {"x": "x"}, False),
+        ("gpu=h100", {"gpu": "h100"}, False),
     ],
 )
-def test_selector(selector: dict[str, object] | None, labels: dict[str, str], ok: bool) -> None:
+def test_selector(selector: object, labels: dict[str, str], ok: bool) -> None:
     assert selector_matches(selector, labels) is ok
 
 
@@ -390,3 +407,117 @@ def test_curve_csv_and_dst_day(tmp_path: Path) -> None:
     path.write_text("start,price\n2026-01-01T00:00:00Z,abc\n")
     with pytest.raises(SignalError, match="line 2"):
         curve_value(path, "2026-01-01T00:05:00Z")
+
+
+# --- only finite numbers in range: the builder refuses what the schema may let through -------
+
+BANDS_SPEC = {
+    "signal": {"static": {"value": 1}},
+    "policy": {
+        "type": "bands",
+        "bands": {"thresholds": [{"above": 150, "watts": 8000, "level": "high"}]},
+    },
+}
+
+
+def _with(spec: dict[str, object], path: str, value: object) -> dict[str, object]:
+    """A deep copy of ``spec`` with ``value`` at a dotted ``path`` (``[n]`` for list items)."""
+    import copy
+    import re
+
+    out = copy.deepcopy(spec)
+    node: Any = out
+    parts = [int(p) if p.isdigit() else p for p in re.split(r"\.|\[|\]\.?", path) if p != ""]
+    for part in parts[:-1]:
+        node = node.setdefault(part, {}) if isinstance(part, str) else node[part]
+    node[parts[-1]] = value
+    return out
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("policy.bands.thresholds[0].watts", NAN, r"thresholds\[0\]\.watts: .*finite"),
+        ("policy.bands.thresholds[0].watts", INF, r"thresholds\[0\]\.watts: .*finite"),
+        ("policy.bands.thresholds[0].watts", -INF, r"thresholds\[0\]\.watts"),
+        ("policy.bands.thresholds[0].watts", 1e300, r"thresholds\[0\]\.watts: .*at most"),
+        ("policy.bands.thresholds[0].watts", 0.5, r"thresholds\[0\]\.watts: .*at least"),
+        ("policy.bands.thresholds[0].above", NAN, r"thresholds\[0\]\.above"),
+        ("policy.bands.thresholds[0].above", 1e300, r"thresholds\[0\]\.above"),
+        ("policy.bands.thresholds[0].watts", True, r"thresholds\[0\]\.watts: .*number"),
+        ("policy.bands.thresholds[0].watts", "8000", r"thresholds\[0\]\.watts: .*number"),
+        ("policy.bands.hysteresis", NAN, "hysteresis"),
+        ("policy.bands.baseWatts", INF, "baseWatts"),
+        ("schedule.overrides", [{"action": "cap", "watts": NAN}], r"overrides\[0\]\.watts"),
+        ("schedule.overrides", [{"action": "cap", "watts": INF}], r"overrides\[0\]\.watts"),
+        ("schedule.overrides", [{"days": [1]}], r"overrides\[0\]\.days"),
+        ("schedule.overrides", [{"dates": ["tomorrow"]}], r"overrides\[0\]\.dates"),
+        ("schedule.overrides", "weekend", "schedule.overrides"),
+        ("schedule.timezone", 5, "schedule.timezone"),
+        ("minDwellSeconds", 100_000_000_000_000, "minDwellSeconds: .*at most"),
+        ("minDwellSeconds", INF, "minDwellSeconds"),
+        ("signalLostHoldSeconds", 100_000_000_000_000, "signalLostHoldSeconds: .*at most"),
+        ("periodSeconds", 100_000_000_000_000, "periodSeconds: .*at most"),
+        ("periodSeconds", 1.5, "periodSeconds: .*whole"),
+        ("budget.cpuShare", NAN, "cpuShare"),
+        ("budget.shortTermRatio", NAN, "shortTermRatio"),
+        ("budget.shortTermRatio", 1e300, "shortTermRatio: .*at most"),
+        ("budget.shortTermRatio", 0.5, "shortTermRatio: .*at least"),
+        ("budget", [], "budget"),
+    ],
+)
+def test_builder_refuses_non_finite_and_out_of_range_numbers(path: str, value: object, message: str) -> None:
+    with pytest.raises(PolicyError, match=message):
+        policy_from_spec("bad", _with(BANDS_SPEC, path, value))
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("minWatts", NAN),
+        ("maxWatts", INF),
+        ("signalMin", -INF),
+        ("signalMax", NAN),
+        ("signalMax", 1e300),
+    ],
+)
+def test_builder_refuses_bad_linear_numbers(path: str, value: float) -> None:
+    spec = {
+        "signal": {"static": {"value": 1}},
+        "policy": {"type": "linear", "linear": {"minWatts": 100, "maxWatts": 500, "signalMax": 300}},
+    }
+    with pytest.raises(PolicyError, match=f"policy.linear.{path}"):
+        policy_from_spec("bad", _with(spec, f"policy.linear.{path}", value))
+
+
+def test_builder_reports_every_error_at_once() -> None:
+    spec = _with(_with(BANDS_SPEC, "minDwellSeconds", 10**14), "budget.cpuShare", NAN)
+    with pytest.raises(PolicyError) as caught:
+        policy_from_spec("bad", spec)
+    assert "minDwellSeconds" in str(caught.value) and "cpuShare" in str(caught.value)
+
+
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=5),
+        lambda children: (
+            st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+        ),
+        max_leaves=12,
+    )
+)
+def test_builder_raises_only_policy_errors(junk: Any) -> None:
+    # Whatever an API server or a file hands over, the builder answers a PolicyError or a policy.
+    for spec in (
+        junk,
+        {**BANDS_SPEC, "policy": junk},
+        {**BANDS_SPEC, "schedule": junk},
+        {**BANDS_SPEC, "budget": junk},
+    ):
+        try:
+            policy_from_spec("junk", spec)  # type: ignore[arg-type]
+        except PolicyError:
+            pass

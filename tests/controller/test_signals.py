@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -71,7 +72,7 @@ async def test_market_endpoint_curve_cached_and_area(serve: Any) -> None:
     ("status", "body", "message"),
     [
         (503, "down", "HTTP 503"),
-        (200, "<html>", "JSONDecodeError"),
+        (200, "<html>", "not valid JSON"),
         (200, '{"periods": []}', "'area'"),
         (200, '{"area": "X", "periods": [{"start": "x", "end": "y", "price": 1}]}', "isoformat"),
         (200, '{"area": "X", "periods": [{"start": "2026-05-04T10:00:00Z", "price": 1}]}', "'end'"),
@@ -156,3 +157,127 @@ def test_signal_spec() -> None:
     assert isinstance(signal_from_spec({"static": {"value": 3}}), StaticSignal)
     with pytest.raises(SignalError, match="one of"):
         signal_from_spec({})
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"promql": {"url": "http://user:hunter2pass@127.0.0.1:9090", "query": "up"}},
+        {"promql": {"url": "http://hunter2pass@127.0.0.1:9090", "query": "up"}},
+        {"market": {"url": "https://user:hunter2pass@market:9875/api/v1/curve"}},
+    ],
+)
+def test_credentials_in_a_url_are_refused_without_echoing_them(spec: dict[str, Any]) -> None:
+    with pytest.raises(SignalError, match=r"url: credentials in the URL are refused") as caught:
+        signal_from_spec(spec)
+    assert "hunter2pass" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"promql": {"url": "ftp://p:9090", "query": "up"}}, "http or https"),
+        ({"promql": {"url": "http://p:99999", "query": "up"}}, "not a valid URL"),
+        ({"promql": {"url": "http://p:9090", "query": ""}}, "query"),
+        (
+            {"promql": {"url": "http://p:9090", "query": "up", "auth": {"bearerToken": "inline"}}},
+            "bearerToken",
+        ),
+        (
+            {
+                "promql": {
+                    "url": "http://p:9090",
+                    "query": "up",
+                    "auth": {"basicAuth": {"password": {"env": "X"}}},
+                }
+            },
+            "username",
+        ),
+        ({"market": {"url": "http://m:9875/c", "area": "DE&x=1"}}, "area"),
+        ({"static": {"value": float("nan")}}, "finite"),
+        ({"static": {"value": "1"}}, "number"),
+        ({"static": {}}, "value"),
+        ({"bogus": {}}, "unknown source"),
+        ({"static": {"value": 1}, "promql": {}}, "one of"),
+        ([], "one of"),
+    ],
+)
+def test_signal_spec_errors_name_the_field(spec: Any, message: str) -> None:
+    with pytest.raises(SignalError, match=message):
+        signal_from_spec(spec)
+
+
+async def test_promql_credentials_come_from_env_and_file(
+    serve: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization", ""))
+        return web.json_response({"status": "success", "data": {"resultType": "scalar", "result": [1, "3"]}})
+
+    base = await serve(handler)
+    monkeypatch.setenv("PROM_TOKEN", "tok-123456")
+    bearer = signal_from_spec(
+        {"promql": {"url": base, "query": "x", "auth": {"bearerToken": {"env": "PROM_TOKEN"}}}}
+    )
+    (tmp_path / "pw").write_text("s3cret-pw\n")
+    basic = signal_from_spec(
+        {
+            "promql": {
+                "url": base,
+                "query": "x",
+                "auth": {"basicAuth": {"username": "agent", "password": {"file": str(tmp_path / "pw")}}},
+            }
+        }
+    )
+    assert await bearer.value(NOW) == 3.0 and await basic.value(NOW) == 3.0
+    assert seen == ["Bearer tok-123456", "Basic YWdlbnQ6czNjcmV0LXB3"]  # agent:s3cret-pw
+    # An unset variable is a lost signal for this period, named by its field, not a crash.
+    monkeypatch.delenv("PROM_TOKEN")
+    with pytest.raises(
+        SignalError, match=r"signal\.promql\.auth\.bearerToken: environment variable PROM_TOKEN"
+    ):
+        await bearer.value(NOW)
+
+
+async def test_redirects_are_not_followed_with_credentials(
+    serve: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[str] = []
+
+    async def elsewhere(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization", ""))
+        return web.json_response(CURVE)
+
+    other = await serve(elsewhere)
+
+    async def redirect(request: web.Request) -> web.Response:
+        raise web.HTTPFound(other + "/api/v1/curve")
+
+    monkeypatch.setenv("MARKET_TOKEN", "tok-abcdef")
+    signal = signal_from_spec(
+        {"market": {"url": await serve(redirect) + "/c", "auth": {"bearerToken": {"env": "MARKET_TOKEN"}}}}
+    )
+    with pytest.raises(SignalError, match="HTTP 302"):
+        await signal.value(NOW)
+    assert seen == []
+
+
+async def test_oversized_answers_are_refused(serve: Any) -> None:
+    from powerplane.controller.signals import MAX_BODY_BYTES
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        chunk = b" " * 65536
+        with contextlib.suppress(ConnectionError):  # the client stops reading at the cap
+            for _ in range(MAX_BODY_BYTES // len(chunk) + 2):
+                await response.write(chunk)
+        return response
+
+    base = await serve(handler)
+    with pytest.raises(SignalError, match="exceeds the limit of 4 MiB"):
+        await PromQLSignal(base, "x").value(NOW)
+    with pytest.raises(SignalError, match="exceeds the limit of 4 MiB"):
+        await MarketEndpointSignal(base + "/c").value(NOW)

@@ -245,9 +245,7 @@ def test_crd_schema_validates_specs(spec: dict[str, Any], ok: bool) -> None:
 
 
 def test_docs_examples_are_valid_policies() -> None:
-    docs = Path(__file__).resolve().parent.parent / "docs" / "controller.md"
-    if not docs.exists():
-        pytest.skip("docs/controller.md not written yet")
+    docs = Path(__file__).resolve().parents[2] / "docs" / "controller.md"
     blocks = docs.read_text().split("```yaml")[1:]
     policies = [yaml.safe_load(b.split("```")[0]) for b in blocks]
     policies = [p for p in policies if isinstance(p, dict) and p.get("kind") == "PowerCapPolicy"]
@@ -284,7 +282,8 @@ async def test_agent_process_with_a_kubeconfig(api: kmock.KubernetesEmulator, tm
     agent = procs.Process(
         [
             sys.executable, "-m", "powerplane.cli", "controller", "run", "--no-gpu",
-            f"--sysfs={lab.root}", f"--state-file={tmp_path / 'state.json'}", f"--kubeconfig={kubeconfig}",
+            f"--path.sysfs={lab.root}", f"--state-file={tmp_path / 'state.json'}",
+            f"--kubeconfig={kubeconfig}",
             f"--web.listen-address=127.0.0.1:{port}", "--poll-seconds=0.2",
         ],
         tmp_path / "agent.log",
@@ -320,3 +319,49 @@ async def test_agent_process_with_a_kubeconfig(api: kmock.KubernetesEmulator, tm
         agent.stop()
     assert labels().get(LABEL_CAP) in (None, "")
     assert int((lab.zone_dir("intel-rapl:0") / "constraint_0_power_limit_uw").read_text()) == 250_000_000
+
+
+def _leaves(schema: Any, path: str = "") -> Any:
+    """(field path, schema) of every property in the spec schema, ``[]`` for list items."""
+    for key, sub in (schema.get("properties") or {}).items():
+        here = f"{path}.{key}" if path else key
+        yield here, sub
+        yield from _leaves(sub, here)
+    if "items" in schema:
+        yield f"{path}[]", schema["items"]
+        yield from _leaves(schema["items"], f"{path}[]")
+    if isinstance(schema.get("additionalProperties"), dict):
+        yield from _leaves(schema["additionalProperties"], f"{path}.*")
+
+
+def test_crd_bounds_every_number_string_and_list_as_the_builder_does() -> None:
+    from powerplane.controller.policy import BOUNDS
+
+    numbers = {}
+    for path, sub in _leaves(spec_schema()):
+        kind = sub.get("type")
+        if kind in ("number", "integer"):
+            assert "minimum" in sub and "maximum" in sub, path
+            numbers[path] = (sub["minimum"], sub["maximum"])
+        elif kind == "string" and "enum" not in sub:
+            assert "maxLength" in sub, path
+        elif kind == "array":
+            assert "maxItems" in sub, path
+    # One set of bounds: the builder refuses exactly what the CRD refuses.
+    assert numbers == BOUNDS
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [
+        {"minDwellSeconds": 100_000_000_000_000},
+        {"signalLostHoldSeconds": 100_000_000_000_000},
+        {"policy": {"type": "linear", "linear": {"minWatts": 1, "maxWatts": 1e300, "signalMax": 1}}},
+        {"signal": {"promql": {"url": "http://user:pass@prometheus:9090", "query": "up"}}},
+        {"signal": {"market": {"url": "https://user@market:9875/api/v1/curve"}}},
+        {"signal": {"promql": {"url": "http://p:9090", "query": "x" * 10_000}}},
+    ],
+)
+def test_crd_schema_refuses_unbounded_values_and_credentials_in_urls(patch: dict[str, Any]) -> None:
+    errors = list(jsonschema.Draft202012Validator(spec_schema()).iter_errors({**POLICY["spec"], **patch}))
+    assert errors

@@ -29,6 +29,7 @@ def test_price_spike_lowers_power_seen_by_prometheus(
     tmp_path: Path, background_loop: procs.BackgroundLoop, prometheus: Any
 ) -> None:
     lab = PowercapLab(tmp_path / "sys", intel_server(sockets=2, package_watts=180.0)).create().start(0.05)
+    stopping: list[bool] = []  # non-empty while the servers run
     try:
         start = period_start(datetime.now(UTC), timedelta(seconds=PERIOD))
         curve = tmp_path / "curve.json"
@@ -46,7 +47,15 @@ def test_price_spike_lowers_power_seen_by_prometheus(
             tasks.append(asyncio.ensure_future(agent.run(stop)))
             return cport, rport
 
+        async def stop_all(servers: list[ExporterServer]) -> None:
+            stop.set()
+            stopping.clear()
+            await agent.shutdown()
+            for s in servers:
+                await s.stop()
+
         cport, rport = background_loop.run(start_all())
+        stopping.append(True)
         prom = prometheus(
             [
                 {
@@ -73,6 +82,14 @@ def test_price_spike_lowers_power_seen_by_prometheus(
             'powerplane_controller_cap_applied_watts{node="node-01",domain="package-1"}'
         )
         assert applied == 100.0
+        # The cap joins the RAPL exporter's series on its own labels: power drawn over the cap.
+        used = prom.wait_value(
+            "sum by (node, zone, index) (rate("
+            'powerplane_rapl_energy_joules_total{zone="package",index="1"}[3s])) / on (node, zone, index)'
+            ' powerplane_controller_cap_applied_watts{constraint="long_term"}'
+        )
+        # (a 3 s rate over 2 s periods on a loaded machine: only roughly 1)
+        assert 0.6 < used < 1.4
         assert prom.wait_value('powerplane_controller_signal_value{policy="demo-price-bands"}') == 350.0
         assert prom.wait_value('powerplane_controller_reconcile_total{result="success"}') >= 2
         assert backend.labels["powerplane.io/power-cap-watts"] == "200"
@@ -86,15 +103,11 @@ def test_price_spike_lowers_power_seen_by_prometheus(
         assert undocumented(text) == set()
         assert "powerplane_controller_last_reconcile_timestamp_seconds" in parse(text)
 
-        async def stop_all(servers: list[ExporterServer]) -> None:
-            stop.set()
-            await agent.shutdown()
-            for s in servers:
-                await s.stop()
-
         background_loop.run(stop_all([server, rapl]))
         # SIGTERM path: the original limits are back and the state file is gone.
         assert int((lab.zone_dir("intel-rapl:1") / "constraint_0_power_limit_uw").read_text()) == 250_000_000
         assert not (tmp_path / "state.json").exists()
     finally:
+        if stopping:
+            background_loop.run(stop_all([server, rapl]))  # a failed assertion: stop them anyway
         lab.stop()

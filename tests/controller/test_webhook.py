@@ -13,10 +13,11 @@ import yaml
 
 from powerplane.controller.agent import LocalBackend
 from powerplane.controller.cli import build
+from powerplane.controller.webhook import GPU_TEMPERATURE_ALERT, MAX_CRITICAL, GpuSteps
 from powerplane.lab import procs
 from powerplane.lab.powercap import PowercapLab, intel_server
 from tests.conftest import require_binary
-from tests.test_controller_actuators import FakeNvml
+from tests.controller.conftest import FakeNvml
 
 TOKEN = "s3cret-token"
 
@@ -32,15 +33,20 @@ POLICY = {
 }
 
 
-def notification(status: str, **labels: str) -> dict[str, Any]:
-    alert = {
+def alert(
+    status: str, fingerprint: str = "", starts: str = "2026-05-04T10:00:00Z", **labels: str
+) -> dict[str, Any]:
+    return {
         "status": status,
         "labels": labels,
         "annotations": {},
-        "startsAt": "2026-05-04T10:00:00Z",
-        "fingerprint": "abc" + labels.get("alertname", ""),
+        "startsAt": starts,
+        "fingerprint": fingerprint or "abc" + labels.get("alertname", ""),
     }
-    return {"version": "4", "status": status, "alerts": [alert]}
+
+
+def notification(status: str, **labels: str) -> dict[str, Any]:
+    return {"version": "4", "status": status, "alerts": [alert(status, **labels)]}
 
 
 @pytest.fixture
@@ -56,7 +62,7 @@ async def controller(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
         tmp_path / "state.json",
         nvml,
         token_spec={"env": "WEBHOOK_TOKEN"},
-        gpu_step=(100.0, 600.0),
+        steps=GpuSteps((GPU_TEMPERATURE_ALERT, "PowerplaneGpuPowerHigh"), 100.0, 150.0, 600.0),
     )
     _, port = await server.start("127.0.0.1", 0)
     await agent.reconcile()
@@ -118,7 +124,6 @@ async def test_other_nodes_and_warnings_are_ignored(controller: Any) -> None:
         (None, {"alerts": []}, 401),
         ("wrong", {"alerts": []}, 401),
         (TOKEN, {"alerts": "x"}, 400),
-        (TOKEN, {"alerts": [{"labels": "x"}]}, 400),
         (TOKEN, [1, 2], 400),
     ],
 )
@@ -220,3 +225,102 @@ def test_real_alertmanager_posts_and_the_action_happens_once(
         am.stop()
         background_loop.run(agent.shutdown())
         background_loop.run(server.stop())
+
+
+HOT = {"alertname": GPU_TEMPERATURE_ALERT, "node": "n1", "severity": "critical"}
+
+
+@pytest.mark.parametrize(
+    ("gpu", "message"),
+    [
+        ("\u0661", "not a GPU index"),  # ARABIC-INDIC DIGIT ONE: isdigit() and int() accept it
+        ("\u00b2", "not a GPU index"),  # SUPERSCRIPT TWO: isdigit() accepts it, int() raises
+        ("1" * 20, "not a GPU index"),
+        ("-1", "not a GPU index"),
+        (" 1", "not a GPU index"),
+        ("7", "has no GPU 7"),
+        ("0007", "has no GPU 7"),
+    ],
+)
+async def test_gpu_label_must_name_a_gpu_of_this_node(controller: Any, gpu: str, message: str) -> None:
+    url, agent, backend, nvml = controller
+    events = list(backend.events)
+    body = {"alerts": [alert("firing", **HOT, gpu="0", fingerprint="ok"), alert("firing", **HOT, gpu=gpu)]}
+    status, answer = await post(url, body)
+    # The bad alert is refused alone: the valid one in the same notification still acts
+    # (Alertmanager would not resend a notification answered with a 4xx).
+    assert status == 200
+    assert len(answer["refused"]) == 1 and message in answer["refused"][0]
+    assert {"action": "gpu-step-down", "domain": "gpu-0"} in answer["actions"]
+    assert agent.webhook_actions == {"gpu-step-down": 1, "refused": 1}
+    assert nvml.limits[1] == 700_000 and nvml.limits[0] < 700_000
+    assert len(backend.events) > len(events)
+
+
+async def test_a_notification_of_only_bad_alerts_does_nothing(controller: Any) -> None:
+    url, agent, backend, nvml = controller
+    events = list(backend.events)
+    status, answer = await post(url, {"alerts": [{"labels": "x"}, alert("firing", **HOT, gpu="9")]})
+    assert status == 200 and len(answer["refused"]) == 2 and answer["actions"] == []
+    assert agent.webhook_actions == {"refused": 2} and agent.adjustments == {}
+    assert backend.events == events and nvml.limits == [700_000, 700_000]
+
+
+async def test_new_fingerprints_share_one_step_and_resolution_restores(controller: Any) -> None:
+    url, agent, _backend, nvml = controller
+    # Three alerts of the rule for gpu-1 (two sensors, and the first one firing again later).
+    alerts = [
+        alert("firing", "f1", "2026-05-04T10:00:00Z", **HOT, gpu="1", sensor="gpu"),
+        alert("firing", "f2", "2026-05-04T10:01:00Z", **HOT, gpu="1", sensor="memory"),
+        alert("firing", "f1", "2026-05-04T11:00:00Z", **HOT, gpu="1", sensor="gpu"),
+    ]
+    for a in alerts:
+        assert (await post(url, {"alerts": [a]}))[0] == 200
+    assert nvml.limits == [700_000, 600_000]  # one step, not three
+    assert agent.webhook_actions == {"gpu-step-down": 1}
+    await post(url, {"alerts": [alert("resolved", "f1", **HOT, gpu="1")]})
+    assert nvml.limits == [700_000, 600_000]  # the memory sensor is still hot
+    _, body = await post(url, {"alerts": [alert("resolved", "f2", **HOT, gpu="1")]})
+    assert body["actions"] == [{"action": "gpu-step-down-ended", "domain": "gpu-1"}]
+    assert nvml.limits == [700_000, 700_000] and agent.adjustments == {}
+
+
+async def test_steps_of_one_gpu_have_a_bounded_total(controller: Any) -> None:
+    url, _agent, _backend, nvml = controller
+    power = {**HOT, "alertname": "PowerplaneGpuPowerHigh"}
+    await post(
+        url, {"alerts": [alert("firing", "t", **HOT, gpu="0"), alert("firing", "p", **power, gpu="0")]}
+    )
+    assert nvml.limits == [550_000, 700_000]  # 100 W + 50 W: the 150 W total
+    await post(url, {"alerts": [alert("resolved", "t", **HOT, gpu="0")]})
+    assert nvml.limits == [650_000, 700_000]
+    await post(url, {"alerts": [alert("resolved", "p", **power, gpu="0")]})
+    assert nvml.limits == [700_000, 700_000]
+
+
+async def test_critical_alerts_are_remembered_within_a_bound(tmp_path: Path) -> None:
+    from powerplane.controller.actuators import Actuators
+    from powerplane.controller.agent import Agent
+    from powerplane.controller.webhook import WEBHOOK_PATH, WebhookReceiver
+    from powerplane.exporters.runtime import ExporterServer, Secret
+
+    backend = LocalBackend("n1", documents=[POLICY])
+    agent = Agent("n1", backend, Actuators(tmp_path / "nosys", tmp_path / "state.json"))
+    receiver = WebhookReceiver(agent, Secret("test", TOKEN))
+    server = ExporterServer("controller", collectors=[], routes=[("POST", WEBHOOK_PATH, receiver.handle)])
+    _, port = await server.start("127.0.0.1", 0)
+    url = f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
+    try:
+        storm = [
+            alert("firing", f"c{i}", alertname="PowerplaneNodeDown", node="n1", severity="critical")
+            for i in range(MAX_CRITICAL + 50)
+        ]
+        assert (await post(url, {"alerts": storm}))[0] == 200
+        assert len(receiver.critical) == MAX_CRITICAL
+        assert backend.labels["powerplane.io/degraded"] == "true"
+        assert agent.webhook_actions == {"node-degraded": 1}
+        resolved = [{**a, "status": "resolved"} for a in storm]
+        assert (await post(url, {"alerts": resolved}))[0] == 200
+        assert receiver.critical == {} and "powerplane.io/degraded" not in backend.labels
+    finally:
+        await server.stop()

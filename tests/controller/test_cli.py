@@ -6,6 +6,7 @@ import json
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -14,6 +15,7 @@ from click.testing import CliRunner
 from powerplane.cli import main
 from powerplane.lab import procs
 from powerplane.lab.powercap import PowercapLab, intel_server
+from tests.controller.conftest import limit_uw
 from tests.helpers import parse, undocumented
 
 POLICY = {
@@ -38,10 +40,6 @@ def setup(tmp_path: Path) -> tuple[PowercapLab, Path, Path]:
     return lab, policy, prices
 
 
-def limit(lab: PowercapLab, dirname: str = "intel-rapl:0") -> int:
-    return int((lab.zone_dir(dirname) / "constraint_0_power_limit_uw").read_text())
-
-
 def once(tmp_path: Path, *args: str) -> tuple[int, str]:
     result = CliRunner().invoke(
         main,
@@ -56,7 +54,7 @@ def test_reconcile_once_with_prices_at_an_instant(
     lab, policy, prices = setup
     # 03:00 CEST on the spring DST day is 01:00 UTC: the expensive period.
     code, out = once(
-        tmp_path, "--policy", str(policy), "--sysfs", str(lab.root), "--prices", str(prices),
+        tmp_path, "--policy", str(policy), "--path.sysfs", str(lab.root), "--prices", str(prices),
         "--at", "2026-03-29T03:05:00+02:00", "--node", "n1",
     )  # fmt: skip
     assert code == 0, out
@@ -67,7 +65,7 @@ def test_reconcile_once_with_prices_at_an_instant(
         ("package-0", "applied", 100.0),
         ("package-1", "applied", 100.0),
     ]
-    assert limit(lab) == 100_000_000
+    assert limit_uw(lab) == 100_000_000
     # restore puts the originals back
     result = CliRunner().invoke(
         main,
@@ -75,13 +73,13 @@ def test_reconcile_once_with_prices_at_an_instant(
             "controller",
             "restore",
             "--no-gpu",
-            "--sysfs",
+            "--path.sysfs",
             str(lab.root),
             "--state-file",
             str(tmp_path / "state.json"),
         ],
     )
-    assert result.exit_code == 0 and limit(lab) == 250_000_000
+    assert result.exit_code == 0 and limit_uw(lab) == 250_000_000
 
 
 def test_reconcile_once_missing_period_releases(
@@ -89,25 +87,26 @@ def test_reconcile_once_missing_period_releases(
 ) -> None:
     lab, policy, prices = setup
     code, out = once(
-        tmp_path, "--policy", str(policy), "--sysfs", str(lab.root), "--prices", str(prices),
+        tmp_path, "--policy", str(policy), "--path.sysfs", str(lab.root), "--prices", str(prices),
         "--at", "2026-03-29T05:00:00Z",
     )  # fmt: skip
     doc = json.loads(out)
     assert code == 0
     assert (doc["decision"]["watts"], doc["decision"]["reason"]) == (None, "signal-lost-release")
     assert {d["status"] for d in doc["domains"]} == {"unchanged"}
-    assert limit(lab) == 250_000_000
+    assert limit_uw(lab) == 250_000_000
 
 
 def test_reconcile_once_signal_value_dry_run(setup: tuple[PowercapLab, Path, Path], tmp_path: Path) -> None:
     lab, policy, _ = setup
     code, out = once(
-        tmp_path, "--policy", str(policy), "--sysfs", str(lab.root), "--signal-value", "150", "--dry-run"
+        tmp_path, "--policy", str(policy), "--path.sysfs", str(lab.root), "--signal-value", "150", "--dry-run"
     )
     doc = json.loads(out)
     assert code == 0 and doc["result"] == "dry_run" and doc["decision"]["watts"] == 250
-    assert {d["status"] for d in doc["domains"]} == {"dry-run"}
-    assert limit(lab) == 250_000_000 and not (tmp_path / "state.json").exists()
+    # One spelling: the reconcile's result and each domain's status alike.
+    assert {d["status"] for d in doc["domains"]} == {"dry_run"}
+    assert limit_uw(lab) == 250_000_000 and not (tmp_path / "state.json").exists()
 
 
 @pytest.mark.parametrize(
@@ -116,6 +115,8 @@ def test_reconcile_once_signal_value_dry_run(setup: tuple[PowercapLab, Path, Pat
         (["--at", "yesterday", "--signal-value", "1"], "ISO-8601"),
         (["--at", "2026-01-01T00:00:00", "--signal-value", "1"], "UTC offset"),
         (["--signal-value", "1", "--prices", "PRICES"], "not both"),
+        (["--at", "0001-01-01T00:00:00+14:00", "--signal-value", "1"], "out of range"),
+        (["--path.sysfs", "/sys", "--sysfs", "/sys", "--signal-value", "1"], "--path.sysfs only"),
     ],
 )
 def test_reconcile_once_bad_arguments(
@@ -123,7 +124,7 @@ def test_reconcile_once_bad_arguments(
 ) -> None:
     lab, policy, prices = setup
     args = [str(prices) if a == "PRICES" else a for a in args]
-    code, out = once(tmp_path, "--policy", str(policy), "--sysfs", str(lab.root), *args)
+    code, out = once(tmp_path, "--policy", str(policy), "--path.sysfs", str(lab.root), *args)
     assert code != 0 and message in out
 
 
@@ -145,18 +146,20 @@ def test_reconcile_once_invalid_policy(
     lab, _, _ = setup
     bad = tmp_path / "bad.yaml"
     bad.write_text(text)
-    code, out = once(tmp_path, "--policy", str(bad), "--sysfs", str(lab.root), "--signal-value", "1")
+    code, out = once(tmp_path, "--policy", str(bad), "--path.sysfs", str(lab.root), "--signal-value", "1")
     assert code != 0 and message in out
 
 
 def test_reconcile_once_bad_curve(setup: tuple[PowercapLab, Path, Path], tmp_path: Path) -> None:
     lab, policy, prices = setup
     prices.write_text("start,price\n2026-03-29T00:45:00Z,lots\n")
-    code, out = once(tmp_path, "--policy", str(policy), "--sysfs", str(lab.root), "--prices", str(prices))
+    code, out = once(
+        tmp_path, "--policy", str(policy), "--path.sysfs", str(lab.root), "--prices", str(prices)
+    )
     doc = json.loads(out)
     assert code == 0
     # A broken curve is a lost signal (logged), never a cap.
-    assert doc["decision"]["reason"] == "signal-lost-release" and limit(lab) == 250_000_000
+    assert doc["decision"]["reason"] == "signal-lost-release" and limit_uw(lab) == 250_000_000
 
 
 def test_crd_command_prints_the_crd() -> None:
@@ -168,7 +171,7 @@ def _agent(tmp_path: Path, lab: PowercapLab, policy: Path, port: int) -> procs.P
     return procs.Process(
         [
             sys.executable, "-m", "powerplane.cli", "controller", "run", "--no-gpu", "--node", "n1",
-            "--sysfs", str(lab.root), "--state-file", str(tmp_path / "state.json"),
+            "--path.sysfs", str(lab.root), "--state-file", str(tmp_path / "state.json"),
             "--local-policy", str(policy), f"--web.listen-address=127.0.0.1:{port}",
         ],
         tmp_path / "agent.log",
@@ -184,7 +187,7 @@ def test_agent_process_restores_on_sigterm_and_after_a_crash(tmp_path: Path) -> 
     port = procs.free_port()
     agent = _agent(tmp_path, lab, policy, port)
     try:
-        procs.wait_until(lambda: limit(lab, "intel-rapl:1") == 100_000_000, 30, what="the cap")
+        procs.wait_until(lambda: limit_uw(lab, "intel-rapl:1") == 100_000_000, 30, what="the cap")
         status, body = procs.http_get(f"http://127.0.0.1:{port}/metrics")
         assert status == 200
         text = body.decode()
@@ -193,7 +196,7 @@ def test_agent_process_restores_on_sigterm_and_after_a_crash(tmp_path: Path) -> 
         # A crash: the limits stay capped and the state file keeps the originals.
         agent.proc.send_signal(signal.SIGKILL)
         agent.proc.wait(10)
-        assert limit(lab) == 100_000_000 and (tmp_path / "state.json").exists()
+        assert limit_uw(lab) == 100_000_000 and (tmp_path / "state.json").exists()
     finally:
         agent.stop()
     # The next start restores the originals before anything else, then caps again: the state
@@ -203,7 +206,7 @@ def test_agent_process_restores_on_sigterm_and_after_a_crash(tmp_path: Path) -> 
     )
     agent = _agent(tmp_path, lab, policy, port)
     try:
-        procs.wait_until(lambda: limit(lab) == 125_000_000, 30, what="the new cap")
+        procs.wait_until(lambda: limit_uw(lab) == 125_000_000, 30, what="the new cap")
         state = json.loads((tmp_path / "state.json").read_text())
         assert state["rapl"]["intel-rapl:0"]["long_term"] == 250_000_000
         assert "restoring power limits left by an earlier run" in agent.log_tail(50)
@@ -211,7 +214,7 @@ def test_agent_process_restores_on_sigterm_and_after_a_crash(tmp_path: Path) -> 
         assert agent.proc.wait(20) == 0
     finally:
         agent.stop()
-    assert limit(lab) == 250_000_000 and limit(lab, "intel-rapl:1") == 250_000_000
+    assert limit_uw(lab) == 250_000_000 and limit_uw(lab, "intel-rapl:1") == 250_000_000
     assert not (tmp_path / "state.json").exists()
 
 
@@ -223,3 +226,115 @@ def test_check_config_knows_policy_files(setup: tuple[PowercapLab, Path, Path], 
     bad.write_text(yaml.safe_dump({**POLICY, "spec": {**POLICY["spec"], "dwell": 5}}))
     result = CliRunner().invoke(main, ["check-config", "--kind", "powercappolicy", str(bad)])
     assert result.exit_code == 1 and "unknown key(s) 'dwell'" in result.output
+
+
+def test_check_config_refuses_credentials_in_a_signal_url_without_echoing_them(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    url = "http://agent:hunter2pass@127.0.0.1:9090"
+    policy.write_text(
+        yaml.safe_dump(
+            {**POLICY, "spec": {**POLICY["spec"], "signal": {"promql": {"url": url, "query": "up"}}}}
+        )
+    )
+    for args in (["check-config", str(policy)], ["check-config", "--kind", "powercappolicy", str(policy)]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 1
+        assert "hunter2pass" not in result.output
+    assert "spec.signal.promql.url: credentials in the URL are refused" in result.output
+    # The credentials go in auth, from the environment or a file; check-config shows the reference only.
+    policy.write_text(
+        yaml.safe_dump(
+            {
+                **POLICY,
+                "spec": {
+                    **POLICY["spec"],
+                    "signal": {
+                        "promql": {
+                            "url": "http://127.0.0.1:9090",
+                            "query": "up",
+                            "auth": {
+                                "basicAuth": {"username": "agent", "password": {"env": "PROM_PASSWORD"}}
+                            },
+                        }
+                    },
+                },
+            }
+        )
+    )
+    result = CliRunner().invoke(main, ["check-config", "--kind", "powercappolicy", str(policy)])
+    assert result.exit_code == 0, result.output
+    assert "PROM_PASSWORD" in result.output and "hunter2pass" not in result.output
+
+
+def documented_policy(name: str) -> dict[str, Any]:
+    """A PowerCapPolicy example of docs/controller.md, as written there."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "controller.md").read_text()
+    for block in text.split("```yaml")[1:]:
+        doc = yaml.safe_load(block.split("```")[0])
+        if isinstance(doc, dict) and doc.get("metadata", {}).get("name") == name:
+            return doc
+    raise AssertionError(f"no policy {name} in docs/controller.md")
+
+
+def test_documented_price_bands_on_a_cpu_only_node_never_raise_a_limit(tmp_path: Path) -> None:
+    lab = PowercapLab(tmp_path / "sys", intel_server(sockets=2)).create()  # 250 W limits, 350 W max
+    policy = tmp_path / "price-bands.yaml"
+    policy.write_text(yaml.safe_dump(documented_policy("price-bands")))
+    # A Monday morning in Paris (no override window); 400 EUR/MWh is the "extreme" band, 5000 W.
+    code, out = once(
+        tmp_path, "--policy", str(policy), "--path.sysfs", str(lab.root), "--signal-value", "400",
+        "--at", "2026-05-04T10:00:00+02:00",
+    )  # fmt: skip
+    assert code == 0, out
+    doc = json.loads(out)
+    assert (doc["decision"]["watts"], doc["decision"]["level"]) == (5000, "extreme")
+    assert [(d["status"], d["applied_watts"], d.get("clamped")) for d in doc["domains"]] == [
+        ("applied", 250.0, True)
+    ] * 2
+    assert "clamped to the original limit 250 W" in doc["domains"][0]["message"]
+    assert limit_uw(lab) == limit_uw(lab, "intel-rapl:1") == 250_000_000
+
+
+def test_reconcile_once_keeps_the_recorded_originals(tmp_path: Path) -> None:
+    lab = PowercapLab(tmp_path / "sys", intel_server(sockets=2)).create()
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump(POLICY))
+    args = ("--policy", str(policy), "--path.sysfs", str(lab.root), "--signal-value")
+    assert once(tmp_path, *args, "300")[0] == 0  # 200 W: 100 W per package
+    assert limit_uw(lab) == 100_000_000
+    # A second run reads 100 W in force, but the original is still the 250 W recorded first.
+    code, out = once(tmp_path, *args, "0")  # 500 W: 250 W per package
+    assert code == 0 and limit_uw(lab) == 250_000_000, out
+    once(tmp_path, *args, "300")
+    result = CliRunner().invoke(
+        main,
+        [
+            "controller",
+            "restore",
+            "--no-gpu",
+            "--path.sysfs",
+            str(lab.root),
+            "--state-file",
+            str(tmp_path / "state.json"),
+        ],
+    )
+    assert result.exit_code == 0 and limit_uw(lab) == 250_000_000
+
+
+def test_reconcile_once_without_powercap_says_so(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump(POLICY))
+    code, out = once(tmp_path, "--policy", str(policy), "--path.sysfs", str(tmp_path), "--signal-value", "1")
+    doc = json.loads(out)
+    assert code == 0 and doc["domains"] == []
+    assert doc["message"].startswith("nothing to cap on this node: no powercap directory at")
+    assert "NVML" in doc["message"]
+
+
+def test_the_old_sysfs_flag_still_works_hidden(setup: tuple[PowercapLab, Path, Path], tmp_path: Path) -> None:
+    lab, policy, _ = setup
+    code, out = once(tmp_path, "--policy", str(policy), "--sysfs", str(lab.root), "--signal-value", "300")
+    assert code == 0 and limit_uw(lab) == 100_000_000, out
+    for command in ("run", "reconcile-once", "restore"):
+        text = CliRunner().invoke(main, ["controller", command, "--help"]).output
+        assert "--path.sysfs" in text and "--sysfs" not in text.replace("--path.sysfs", "")

@@ -1,0 +1,499 @@
+"""A client for Prometheus-compatible HTTP APIs (Prometheus, VictoriaMetrics, Thanos, Mimir).
+
+Range queries are split into chunks of at most ``MAX_POINTS`` (11,000) points per series, the
+limit Prometheus enforces, and streamed chunk by chunk so that a caller can fold a month of data
+without holding it::
+
+    settings = ClientSettings(url="http://127.0.0.1:9090")
+    async with PrometheusClient(settings) as prom:
+        for sample in await prom.query("up"):
+            print(sample.labels, sample.value)
+        async for chunk in prom.range_chunks("sum(rate(x[5m]))", start, end, step=60):
+            for series in chunk.series:
+                print(series.labels, series.times, series.values)   # numpy arrays
+
+Every body goes through ``exporters/runtime/http.py`` with a byte cap; a chunk whose answer
+passes the cap is asked again in halves.  Connection errors, timeouts, 429 and 5xx answers are
+retried with backoff; a query Prometheus refuses (400, 422: bad PromQL, too many points) fails at
+once with ``QueryError`` naming the query and Prometheus' own message.  Credentials (basic auth,
+a bearer token) come from ``{env: NAME}`` or ``{file: PATH}``; TLS is verified unless a
+settings file says ``insecure_skip_verify: true``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import math
+import ssl
+import sys
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import aiohttp
+import numpy as np
+import numpy.typing as npt
+
+from powerplane.exporters.runtime.config import (
+    SECRET_SCHEMA,
+    ConfigError,
+    ConfigKind,
+    Secret,
+    from_document,
+    resolve_secret,
+    setting,
+    settings_schema,
+)
+from powerplane.exporters.runtime.http import BodyError, BodyTooLarge, public_url, read_body
+
+logger = logging.getLogger("powerplane.accounting.prometheus")
+
+#: Points per series Prometheus answers at most in one range query (its ``query_range`` limit).
+MAX_POINTS = 11_000
+#: Steps a range may use, shortest first: each divides the 15-minute market period.
+NICE_STEPS = (15.0, 30.0, 60.0, 120.0, 300.0, 900.0)
+#: HTTP statuses that mean "try again" rather than "this query is wrong".
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+
+FloatArray = npt.NDArray[np.float64]
+
+
+class QueryError(Exception):
+    """A query that failed for good: refused by Prometheus, malformed answer, or retries used up."""
+
+    def __init__(self, query: str, message: str) -> None:
+        shown = query if len(query) <= 200 else query[:197] + "..."
+        super().__init__(f"query {shown!r}: {message}")
+        self.query = query
+
+
+# --- settings ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BasicAuthSettings:
+    username: str = setting(schema={"minLength": 1}, doc="User name for HTTP basic auth.")
+    password: Secret = setting(
+        schema=SECRET_SCHEMA, doc="a secret: the password, `{env: NAME}` or `{file: PATH}`."
+    )
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    ca_file: str = setting("", doc="PEM file of the CAs to trust (empty: the system's).")
+    insecure_skip_verify: bool = setting(False, doc="Skip certificate checks (explicit, never the default).")
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """How to reach a Prometheus-compatible API (the file given to ``--prometheus-config``)."""
+
+    url: str = setting(
+        "", doc="Base URL of the API (`/api/v1/...` is appended); `--prometheus` overrides it."
+    )
+    basic_auth: BasicAuthSettings | None = setting(None, of=BasicAuthSettings, doc="HTTP basic auth.")
+    bearer_token: Secret | None = setting(
+        None, schema=SECRET_SCHEMA, doc="a secret: the bearer token, `{env: NAME}` or `{file: PATH}`."
+    )
+    headers: Mapping[str, str] = setting(
+        {}, schema={"type": "object", "additionalProperties": {"type": "string"}}, doc="Extra headers."
+    )
+    tls: TlsSettings = setting(TlsSettings(), of=TlsSettings, doc="TLS verification.")
+    timeout: float = setting(120.0, schema={"minimum": 1}, doc="Seconds one request may take.")
+    retries: int = setting(3, schema={"minimum": 0, "maximum": 10}, doc="Retries of a failed request.")
+    max_body_bytes: int = setting(
+        16 << 20, schema={"minimum": 65536}, doc="Largest answer read (a chunk beyond is asked in halves)."
+    )
+
+
+def _build(doc: Mapping[str, Any]) -> ClientSettings:
+    doc = dict(doc)
+    errors: list[str] = []
+    if "basic_auth" in doc and "bearer_token" in doc:
+        errors.append("basic_auth and bearer_token: give one of them, not both")
+    if errors:
+        raise ConfigError(errors)
+    if "bearer_token" in doc:
+        doc["bearer_token"] = resolve_secret(doc["bearer_token"], "bearer_token")
+    if "basic_auth" in doc:
+        auth = dict(doc["basic_auth"])
+        auth["password"] = resolve_secret(auth["password"], "basic_auth.password")
+        doc["basic_auth"] = auth
+    return from_document(ClientSettings, doc)
+
+
+KIND: ConfigKind[ClientSettings] = ConfigKind("prometheus-client", settings_schema(ClientSettings), _build)
+
+
+def _headers(settings: ClientSettings) -> dict[str, str]:
+    headers = dict(settings.headers)
+    if settings.bearer_token is not None:
+        headers["Authorization"] = f"Bearer {settings.bearer_token.reveal()}"
+    if settings.basic_auth is not None:
+        pair = f"{settings.basic_auth.username}:{settings.basic_auth.password.reveal()}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
+    return headers
+
+
+def _ssl_context(settings: ClientSettings) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=settings.tls.ca_file or None)
+    if settings.tls.insecure_skip_verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+# --- results -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One element of an instant vector."""
+
+    labels: Mapping[str, str]
+    time: float
+    value: float
+
+
+@dataclass(frozen=True)
+class Series:
+    """One series of a range answer: its labels and the points (numpy arrays of equal length)."""
+
+    labels: Mapping[str, str]
+    times: FloatArray
+    values: FloatArray
+
+
+@dataclass(frozen=True)
+class RangeChunk:
+    """The answer for one time chunk [start, end] of a range query."""
+
+    start: float
+    end: float
+    series: tuple[Series, ...]
+
+
+# --- steps and chunks ----------------------------------------------------------------------------
+
+
+def choose_step(start: float, end: float, target_points: int = 3000) -> float:
+    """The shortest of ``NICE_STEPS`` giving at most ``target_points`` points over [start, end]."""
+    span = max(end - start, 0.0)
+    for step in NICE_STEPS:
+        if span / step <= target_points:
+            return step
+    return NICE_STEPS[-1]
+
+
+def chunk_bounds(
+    start: float, end: float, step: float, points: int = MAX_POINTS
+) -> list[tuple[float, float]]:
+    """[start, end] cut into chunks of at most ``points`` evaluation times, none shared by two chunks.
+
+    Evaluation times are ``start + k * step``; a chunk ``(a, b)`` holds the times from ``a`` to
+    ``b`` inclusive, and the next chunk starts one step after ``b``.
+    """
+    if step <= 0 or not math.isfinite(step):
+        raise ValueError(f"step must be a positive number of seconds, not {step!r}")
+    if end < start:
+        raise ValueError("the range ends before it starts")
+    points = max(1, min(points, MAX_POINTS))
+    total = math.floor((end - start) / step + 1e-9) + 1
+    bounds = []
+    for first in range(0, total, points):
+        last = min(first + points, total) - 1
+        bounds.append((start + first * step, start + last * step))
+    return bounds
+
+
+# --- progress ------------------------------------------------------------------------------------
+
+
+class Progress:
+    """A one-line progress bar on a terminal; silent when ``stream`` is not a TTY."""
+
+    def __init__(
+        self, total: int = 0, stream: IO[str] | None = None, label: str = "querying", enabled: bool = True
+    ) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = enabled and self.stream.isatty()
+        self.total = total
+        self.done = 0
+        self.label = label
+
+    def add(self, units: int) -> None:
+        self.total += units
+        self._draw()
+
+    def advance(self, units: int = 1) -> None:
+        self.done += units
+        self._draw()
+
+    def _draw(self) -> None:
+        if not self.enabled or self.total <= 0:
+            return
+        width = 30
+        filled = int(width * min(self.done, self.total) / self.total)
+        self.stream.write(f"\r{self.label} [{'#' * filled}{' ' * (width - filled)}] {self.done}/{self.total}")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.total > 0:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+# --- the client ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Backoff:
+    retries: int
+    base: float = 0.5
+    attempt: int = field(default=0)
+
+    async def wait(self) -> bool:
+        """Sleep before the next try; False when the retries are used up."""
+        if self.attempt >= self.retries:
+            return False
+        await asyncio.sleep(self.base * (2**self.attempt))
+        self.attempt += 1
+        return True
+
+
+class PrometheusClient:
+    """The HTTP API of one Prometheus-compatible server (use as ``async with``)."""
+
+    def __init__(
+        self,
+        settings: ClientSettings,
+        progress: Progress | None = None,
+        session: aiohttp.ClientSession | None = None,
+        backoff_base: float = 0.5,
+    ) -> None:
+        if not settings.url:
+            raise ConfigError(["url: no Prometheus URL given (--prometheus or url in the settings file)"])
+        self.settings = settings
+        self.base = settings.url.rstrip("/")
+        self.progress = progress or Progress(enabled=False)
+        self.backoff_base = backoff_base
+        self._session = session
+        self._own_session = session is None
+        #: Points per chunk; halved when an answer passes the body cap.
+        self.chunk_points = MAX_POINTS
+
+    async def __aenter__(self) -> PrometheusClient:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                headers=_headers(self.settings),
+                timeout=aiohttp.ClientTimeout(total=self.settings.timeout),
+                connector=aiohttp.TCPConnector(ssl=_ssl_context(self.settings), limit=4),
+            )
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        if self._own_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _post(self, path: str, query: str, form: Mapping[str, str]) -> Any:
+        """POST a form to ``/api/v1/<path>``; the ``data`` of a successful answer."""
+        assert self._session is not None, "use PrometheusClient as 'async with'"
+        url = f"{self.base}/api/v1/{path}"
+        backoff = _Backoff(self.settings.retries, self.backoff_base)
+        while True:
+            try:
+                async with self._session.post(url, data=dict(form)) as response:
+                    body = await read_body(response, self.settings.max_body_bytes)
+                    status = response.status
+            except BodyTooLarge:
+                raise
+            except (aiohttp.ClientError, TimeoutError, BodyError) as exc:
+                cause = f"{public_url(url)}: {_describe(exc)}"
+                if await backoff.wait():
+                    logger.info("retrying after %s", cause)
+                    continue
+                raise QueryError(query, f"{cause} (after {backoff.attempt + 1} tries)") from None
+            if status in RETRY_STATUSES or status >= 500:
+                if await backoff.wait():
+                    logger.info("retrying after HTTP %d from %s", status, public_url(url))
+                    continue
+                raise QueryError(query, f"HTTP {status} from {public_url(url)}: {_error_text(body)}")
+            return _data(query, status, body, public_url(url))
+
+    async def query(self, expr: str, at: float | None = None) -> list[Sample]:
+        """An instant query: the vector (a scalar answer becomes one sample without labels)."""
+        form = {"query": expr}
+        if at is not None:
+            form["time"] = _ts(at)
+        data = await self._post("query", expr, form)
+        kind = data.get("resultType")
+        result = data.get("result")
+        if kind == "scalar" and isinstance(result, list):
+            return [Sample({}, *_point(expr, result))]
+        if kind != "vector" or not isinstance(result, list):
+            raise QueryError(expr, f"expected a vector, got resultType {kind!r}")
+        samples = []
+        for item in result:
+            labels = _labels(expr, item)
+            samples.append(Sample(labels, *_point(expr, item.get("value"))))
+        return samples
+
+    async def range_chunks(
+        self, expr: str, start: float, end: float, step: float
+    ) -> AsyncIterator[RangeChunk]:
+        """The range query [start, end] at ``step``, one chunk at a time (chunks never overlap)."""
+        pending = chunk_bounds(start, end, step, self.chunk_points)
+        self.progress.add(len(pending))
+        while pending:
+            a, b = pending.pop(0)
+            try:
+                series = await self._range(expr, a, b, step)
+            except BodyTooLarge:
+                points = round((b - a) / step) + 1
+                if points <= 1:
+                    raise QueryError(
+                        expr, f"one step's answer exceeds {self.settings.max_body_bytes} bytes"
+                    ) from None
+                self.chunk_points = max(1, points // 2)
+                halves = chunk_bounds(a, b, step, self.chunk_points)
+                pending[:0] = halves
+                self.progress.add(len(halves) - 1)
+                continue
+            self.progress.advance()
+            yield RangeChunk(a, b, series)
+
+    async def query_range(self, expr: str, start: float, end: float, step: float) -> list[Series]:
+        """The whole range query, chunks joined per series (for small answers)."""
+        parts: dict[tuple[tuple[str, str], ...], list[Series]] = {}
+        async for chunk in self.range_chunks(expr, start, end, step):
+            for series in chunk.series:
+                parts.setdefault(tuple(sorted(series.labels.items())), []).append(series)
+        return [
+            Series(dict(key), np.concatenate([s.times for s in ss]), np.concatenate([s.values for s in ss]))
+            for key, ss in parts.items()
+        ]
+
+    async def _range(self, expr: str, start: float, end: float, step: float) -> tuple[Series, ...]:
+        form = {"query": expr, "start": _ts(start), "end": _ts(end), "step": _ts(step)}
+        data = await self._post("query_range", expr, form)
+        if data.get("resultType") != "matrix" or not isinstance(data.get("result"), list):
+            raise QueryError(expr, f"expected a matrix, got resultType {data.get('resultType')!r}")
+        return tuple(_series(expr, item) for item in data["result"])
+
+
+# --- parsing answers -----------------------------------------------------------------------------
+
+
+def _ts(value: float) -> str:
+    return f"{value:.3f}".rstrip("0").rstrip(".")
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    text = str(exc) or type(exc).__name__
+    return text[:200]
+
+
+def _error_text(body: bytes) -> str:
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return body[:200].decode("utf-8", "replace").strip() or "(empty body)"
+    if isinstance(doc, dict) and isinstance(doc.get("error"), str):
+        kind = doc.get("errorType")
+        return f"{kind}: {doc['error'][:300]}" if isinstance(kind, str) else doc["error"][:300]
+    return str(doc)[:200]
+
+
+def _data(query: str, status: int, body: bytes, url: str) -> Mapping[str, Any]:
+    if status != 200:
+        raise QueryError(query, f"Prometheus refused it (HTTP {status}): {_error_text(body)}")
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise QueryError(query, f"{url} answered something that is not JSON") from None
+    if not isinstance(doc, dict) or doc.get("status") != "success":
+        error = doc.get("error") if isinstance(doc, dict) else None
+        raise QueryError(
+            query,
+            f"Prometheus answered status {doc.get('status') if isinstance(doc, dict) else '?'!r}: {error}",
+        )
+    for warning in doc.get("warnings") or ():
+        logger.warning("Prometheus warns about %s: %s", query[:120], str(warning)[:200])
+    data = doc.get("data")
+    if not isinstance(data, dict):
+        raise QueryError(query, "the answer has no 'data' object")
+    return data
+
+
+def _labels(query: str, item: Any) -> dict[str, str]:
+    if not isinstance(item, dict) or not isinstance(item.get("metric"), dict):
+        raise QueryError(query, "result item without a 'metric' object")
+    labels = item["metric"]
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
+        raise QueryError(query, "result item 'metric': labels must be strings")
+    return dict(labels)
+
+
+def _point(query: str, point: Any) -> tuple[float, float]:
+    if not isinstance(point, list | tuple) or len(point) != 2:
+        raise QueryError(query, f"'value': expected [time, \"value\"], got {str(point)[:60]}")
+    try:
+        return float(point[0]), float(point[1])
+    except (TypeError, ValueError):
+        raise QueryError(query, f"'value': not a number: {str(point)[:60]}") from None
+
+
+def _series(query: str, item: Any) -> Series:
+    labels = _labels(query, item)
+    values = item.get("values")
+    if not isinstance(values, list):
+        raise QueryError(query, f"series {_name(labels)}: 'values' is not a list")
+    try:
+        times = np.fromiter((p[0] for p in values), dtype=np.float64, count=len(values))
+        numbers = np.fromiter((float(p[1]) for p in values), dtype=np.float64, count=len(values))
+    except (TypeError, ValueError, IndexError, KeyError):
+        raise QueryError(
+            query, f"series {_name(labels)}: 'values' holds a point that is not [time, \"value\"]"
+        ) from None
+    return Series(labels, times, numbers)
+
+
+def _name(labels: Mapping[str, str]) -> str:
+    inner = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()) if k != "__name__")
+    return f"{labels.get('__name__', '')}{{{inner}}}"
+
+
+def settings_for(url: str | None, path: str | None) -> ClientSettings:
+    """The client settings from ``--prometheus-config`` (if any), ``url`` overriding its ``url``."""
+    settings = KIND.load(path) if path else ClientSettings()
+    if url:
+        settings = _replace_url(settings, url)
+    return settings
+
+
+def _replace_url(settings: ClientSettings, url: str) -> ClientSettings:
+    import dataclasses
+
+    return dataclasses.replace(settings, url=url)
+
+
+__all__: Sequence[str] = (
+    "KIND",
+    "MAX_POINTS",
+    "ClientSettings",
+    "Progress",
+    "PrometheusClient",
+    "QueryError",
+    "RangeChunk",
+    "Sample",
+    "Series",
+    "choose_step",
+    "chunk_bounds",
+    "settings_for",
+)
