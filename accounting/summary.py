@@ -632,7 +632,18 @@ def _nodes(prom: Prometheus, q: _Q, summary: Summary, constant: Mapping[str, boo
         )
     if summary.nodes:
         summary.coverage = sum(n.coverage for n in summary.nodes) / len(summary.nodes)
+    _disagreeing(prom, q, summary)
     _gaps(prom, q, summary)
+
+
+def _disagreeing(prom: Prometheus, q: _Q, summary: Summary) -> None:
+    """Name the nodes whose GPUs read more than the node's own meter during the job."""
+    lowest = f"min_over_time({model.REST}[{_range(q.range_s)}] @ {q.end:.3f}) < 0 and on (node) {q.nodes}"
+    for node, watts in sorted(_by_node(prom.query(lowest, q.end)).items()):
+        summary.statements.append(
+            f"{node}: its GPUs read more than the node's power meter during the job (the rest of the node "
+            f"down to {watts:.0f} W): the meters disagree, and the job's rest of node counts 0 there"
+        )
 
 
 def _gaps(prom: Prometheus, q: _Q, summary: Summary) -> None:

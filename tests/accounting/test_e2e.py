@@ -148,12 +148,12 @@ def test_the_ledger_matches_hand_computed_truth_and_adds_up(
                 render.write(tmp_path / "rules", RulesConfig(rate_window="20s")),
             )  # fmt: skip
             prom.wait_targets_up(2)
-            _scenario(lab, prom, t0, reset_at)
+            _scenario(lab, prom, t0, reset_at, tmp_path)
     finally:
         background_loop.run(server.stop())
 
 
-def _scenario(lab: SlurmCluster, prom: procs.Prometheus, t0: float, reset_at: float) -> None:
+def _scenario(lab: SlurmCluster, prom: procs.Prometheus, t0: float, reset_at: float, tmp_path: Path) -> None:
     _until(t0 + 1)
     mem = "--mem=1000"
     a = lab.sbatch("-w", "node-01", "-n", "2", "--gres=gpu:h100:1", mem, "--account=physics", user=REST_USER)
@@ -190,6 +190,8 @@ def _scenario(lab: SlurmCluster, prom: procs.Prometheus, t0: float, reset_at: fl
     _check_jobs(lab, prom, t0, a, b)
     _check_ledger(prom, t0)
     _check_hostile(lab, prom, c, d)
+    # Last: it reads the window from Prometheus, and would delay the checks that need slurmctld.
+    _check_epilog(lab, prom, b, tmp_path)
 
 
 def _check_jobs(lab: SlurmCluster, prom: procs.Prometheus, t0: float, a: str, b: str) -> None:
@@ -234,6 +236,29 @@ def _check_jobs(lab: SlurmCluster, prom: procs.Prometheus, t0: float, a: str, b:
         capture_output=True, text=True, env=lab.env(), timeout=120, check=True,
     ).stdout  # fmt: skip
     assert f"Job {a} of {REST_USER} (account physics" in text and "incomplete" in text and "reset" in text
+
+
+def _check_epilog(lab: SlurmCluster, prom: procs.Prometheus, job: str, tmp_path: Path) -> None:
+    """deploy/slurm/powerplane-slurm, run as slurmctld's EpilogSlurmctld, writes what the command says."""
+    site = tmp_path / "hook"
+    site.mkdir()
+    conf = site / "slurm-hooks.conf"
+    conf.write_text(
+        f"POWERPLANE={Path(sys.executable).parent / 'powerplane'}\nJOB_SUMMARY_DIR={site / 'jobs'}\n"
+        # The window from the Slurm exporter's series: slurmctld forgets an ended job after MinJobAge.
+        f"JOB_SUMMARY_DELAY=0\nJOB_ARGS=--prometheus {prom.url} --slurm prometheus\n"
+    )
+    env = {**lab.env(), "POWERPLANE_SLURM_HOOKS_CONF": str(conf), "SLURM_SCRIPT_CONTEXT": "epilog_slurmctld"}
+    hook = Path(__file__).resolve().parents[2] / "deploy" / "slurm" / "powerplane-slurm"
+    done = subprocess.run(
+        [str(hook)], env={**env, "SLURM_JOB_ID": job}, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and not done.stderr, done.stderr
+    written = [site / "jobs" / f"{job}.{kind}" for kind in ("json", "txt")]
+    procs.wait_until(lambda: all(p.exists() for p in written), 120, 0.5, "the epilog's summaries")
+    assert json.loads(written[0].read_text()) == _job(lab, prom.url, job, "--slurm", "prometheus")
+    assert written[1].read_text().startswith(f"Job {job} (cluster lab) of ")
+    assert sorted(p.name for p in (site / "jobs").iterdir()) == [f"{job}.json", f"{job}.txt"]
 
 
 def _check_ledger(prom: procs.Prometheus, t0: float) -> None:
