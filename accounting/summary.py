@@ -347,10 +347,11 @@ def summarize(prom: Prometheus, window: JobWindow, *, cluster: str = "", now: fl
         return summary
     summary.interval = interval
     q = _Q(job, end, math.ceil(end - window.start), cluster or window.cluster, interval)
-    constant = _shares(prom, q, summary)
-    if constant is None:
+    shares = _shares(prom, q, summary)
+    if shares is None:
         return summary
-    q = _near(prom, q)
+    constant, counts = shares
+    q = _near(prom, q, counts)
     _periods(prom, q, summary, constant)
     _gpu_counters(prom, q, summary, constant["gpu"])
     _nodes(prom, q, summary, constant)
@@ -364,9 +365,11 @@ def summarize(prom: Prometheus, window: JobWindow, *, cluster: str = "", now: fl
     return summary
 
 
-def _shares(prom: Prometheus, q: _Q, summary: Summary) -> dict[str, bool] | None:
-    """Whether the job's CPU shares and GPU fractions held still over the window; None: never seen."""
-    cpu_max = _by_node(prom.query(q.cpu_shares, q.end))
+def _shares(prom: Prometheus, q: _Q, summary: Summary) -> tuple[dict[str, bool], tuple[int, int]] | None:
+    """Whether the job's CPU shares and GPU fractions held still over the window, and how many series
+    of each it has there; None: never seen."""
+    cpu_rows = prom.query(q.cpu_shares, q.end)
+    cpu_max = _by_node(cpu_rows)
     cpu_min = _by_node(prom.query(q.over(f"{model.JOB_CPU_SHARE}{{{q.sel}}}", "min_over_time"), q.end))
     gpu_max = prom.query(q.fractions(), q.end)
     gpu_min = prom.query(q.fractions("min_over_time"), q.end)
@@ -401,19 +404,18 @@ def _shares(prom: Prometheus, q: _Q, summary: Summary) -> dict[str, bool] | None
         )
     summary.methods["gpu"] = "integrated GPU power"
     summary.methods["rest"] = "integrated best node power minus GPUs"
-    return {"rest": cpu_constant, "gpu": gpu_constant}
+    return {"rest": cpu_constant, "gpu": gpu_constant}, (len(cpu_rows), len(gpu_max))
 
 
-def _near(prom: Prometheus, q: _Q) -> _Q:
+def _near(prom: Prometheus, q: _Q, whole: tuple[int, int]) -> _Q:
     """``q`` reading the shares over the last minutes of the window when they are all there (they held
     still: the whole window says no more, and a day of a thousand nodes' GPUs is many samples)."""
     near = dataclasses.replace(q, near=min(q.range_s, max(600, int(10 * q.interval))))
     if near.near == q.range_s:
         return q
-    for whole, recent in ((q.cpu_shares, near.cpu_shares), (q.fractions(), near.fractions())):
-        if len(prom.query(recent, q.end)) != len(prom.query(whole, q.end)):
-            return q
-    return near
+    # The whole window's counts come from _shares: a day of GPU fractions is read once.
+    recent = (len(prom.query(near.cpu_shares, q.end)), len(prom.query(near.fractions(), q.end)))
+    return near if recent == whole else q
 
 
 def _energies(prom: Prometheus, q: _Q, expr: Any, cuts: list[tuple[float, float]]) -> list[dict[str, float]]:
