@@ -1,16 +1,22 @@
 """Scrape latency of the RAPL exporter against node_exporter's rapl collector, side by side.
 
 Both exporters run as their own processes on the same simulated powercap tree (two sockets,
-package/core/dram, counters advancing) and are scraped alternately over keep-alive
-connections with the headers Prometheus sends.  Prints p50/p99 per exporter and the ratios.
+package/core/uncore/dram, counters advancing) and are scraped alternately over keep-alive
+connections with the headers Prometheus sends (gzip, OpenMetrics preferred, text accepted).
+Each of ``--runs`` runs starts both afresh and prints p50/p99 per exporter, their ratios and
+the CPU time each process spent per scrape (from /proc/PID/stat: less sensitive to a loaded
+machine than latency).  The RESULT line gives the median ratio of the runs and their spread
+(min-max), and the worst run's ratios.
 
-    .venv/bin/python bench/rapl.py [--scrapes 2000] [--sockets 2]
+    .venv/bin/python bench/rapl.py [--runs 5] [--scrapes 2000] [--sockets 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
+import math
+import os
 import statistics
 import sys
 import tempfile
@@ -43,8 +49,69 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if q < 100 else max(values)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_bytes().rpartition(b")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def one_run(workdir: Path, node_exporter: str, scrapes: int, sockets: int) -> dict[str, tuple[float, ...]]:
+    """(p50 ms, p99 ms, CPU ms per scrape) of each exporter, scraped alternately."""
+    lab = PowercapLab(workdir / "sys", intel_server(sockets=sockets)).create().start(interval=0.1)
+    ours_port, theirs_port = procs.free_port(), procs.free_port()
+    ours = procs.Process(
+        [
+            sys.executable,
+            "-m",
+            "powerplane.cli",
+            "exporter",
+            "rapl",
+            f"--path.sysfs={workdir / 'sys'}",
+            f"--web.listen-address=127.0.0.1:{ours_port}",
+            "--log.level=warn",
+        ],
+        workdir / "ours.log",
+    )
+    theirs = procs.Process(
+        [
+            node_exporter,
+            "--collector.disable-defaults",
+            "--collector.rapl",
+            f"--path.sysfs={workdir / 'sys'}",
+            f"--web.listen-address=127.0.0.1:{theirs_port}",
+        ],
+        workdir / "node_exporter.log",
+    )
+    try:
+        ours.wait_ready(f"http://127.0.0.1:{ours_port}/-/ready")
+        theirs.wait_ready(f"http://127.0.0.1:{theirs_port}/metrics")
+        conns = {
+            "powerplane": (http.client.HTTPConnection("127.0.0.1", ours_port, timeout=10), ours.pid),
+            "node_exporter": (http.client.HTTPConnection("127.0.0.1", theirs_port, timeout=10), theirs.pid),
+        }
+        times: dict[str, list[float]] = {name: [] for name in conns}
+        for _ in range(50):  # warm-up: connections, caches, first discovery
+            for conn, _pid in conns.values():
+                scrape(conn)
+        cpu_before = {name: cpu_seconds(pid) for name, (_conn, pid) in conns.items()}
+        for i in range(scrapes):
+            order = list(conns) if i % 2 == 0 else list(reversed(conns))
+            for name in order:
+                times[name].append(scrape(conns[name][0]))
+        cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, (_conn, pid) in conns.items()}
+    finally:
+        ours.stop()
+        theirs.stop()
+        lab.stop()
+    return {
+        name: (percentile(values, 50) * 1e3, percentile(values, 99) * 1e3, cpu[name] / scrapes * 1e3)
+        for name, values in times.items()
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--scrapes", type=int, default=2000)
     parser.add_argument("--sockets", type=int, default=2)
     args = parser.parse_args()
@@ -52,62 +119,31 @@ def main() -> int:
     if node_exporter is None:
         print("node_exporter is not installed (Debian prometheus-node-exporter)", file=sys.stderr)
         return 1
-    with tempfile.TemporaryDirectory(prefix="bench-rapl-") as tmp:
-        workdir = Path(tmp)
-        lab = PowercapLab(workdir / "sys", intel_server(sockets=args.sockets)).create().start(interval=0.1)
-        ours_port, theirs_port = procs.free_port(), procs.free_port()
-        ours = procs.Process(
-            [
-                sys.executable,
-                "-m",
-                "powerplane.cli",
-                "exporter",
-                "rapl",
-                f"--path.sysfs={workdir / 'sys'}",
-                f"--web.listen-address=127.0.0.1:{ours_port}",
-                "--log.level=warn",
-            ],
-            workdir / "ours.log",
+    ratios: dict[str, list[float]] = {"p50": [], "p99": [], "cpu": []}
+    ours_p50 = []
+    for run in range(1, args.runs + 1):
+        with tempfile.TemporaryDirectory(prefix="bench-rapl-") as tmp:
+            figures = one_run(Path(tmp), node_exporter, args.scrapes, args.sockets)
+        (o50, o99, ocpu), (t50, t99, tcpu) = figures["powerplane"], figures["node_exporter"]
+        cpu_ratio = ocpu / tcpu if tcpu else math.nan  # nan: fewer scrapes than a clock tick
+        for key, ratio in (("p50", o50 / t50), ("p99", o99 / t99), ("cpu", cpu_ratio)):
+            ratios[key].append(ratio)
+        ours_p50.append(o50)
+        print(
+            f"run {run}: powerplane p50 {o50:.3f} ms p99 {o99:.3f} ms cpu {ocpu:.3f} ms/scrape | "
+            f"node_exporter p50 {t50:.3f} ms p99 {t99:.3f} ms cpu {tcpu:.3f} ms/scrape | "
+            f"ratios p50 {o50 / t50:.2f} p99 {o99 / t99:.2f} cpu {ratios['cpu'][-1]:.2f}",
+            flush=True,
         )
-        theirs = procs.Process(
-            [
-                node_exporter,
-                "--collector.disable-defaults",
-                "--collector.rapl",
-                f"--path.sysfs={workdir / 'sys'}",
-                f"--web.listen-address=127.0.0.1:{theirs_port}",
-            ],
-            workdir / "node_exporter.log",
-        )
-        try:
-            ours.wait_ready(f"http://127.0.0.1:{ours_port}/-/ready")
-            theirs.wait_ready(f"http://127.0.0.1:{theirs_port}/metrics")
-            conns = {
-                "powerplane": http.client.HTTPConnection("127.0.0.1", ours_port, timeout=10),
-                "node_exporter": http.client.HTTPConnection("127.0.0.1", theirs_port, timeout=10),
-            }
-            times: dict[str, list[float]] = {name: [] for name in conns}
-            for _ in range(50):  # warm-up: connections, caches, first discovery
-                for conn in conns.values():
-                    scrape(conn)
-            for i in range(args.scrapes):
-                order = list(conns) if i % 2 == 0 else list(reversed(conns))
-                for name in order:
-                    times[name].append(scrape(conns[name]))
-        finally:
-            ours.stop()
-            theirs.stop()
-            lab.stop()
-    figures = {}
-    for name, values in times.items():
-        p50, p99 = percentile(values, 50) * 1e3, percentile(values, 99) * 1e3
-        figures[name] = (p50, p99)
-        print(f"{name:>14}: p50 {p50:.3f} ms  p99 {p99:.3f} ms  ({len(values)} scrapes)")
-    (o50, o99), (t50, t99) = figures["powerplane"], figures["node_exporter"]
-    print(
-        f"RESULT rapl_p50_ratio={o50 / t50:.2f} rapl_p99_ratio={o99 / t99:.2f} "
-        f"rapl_p50_ms={o50:.3f} node_exporter_p50_ms={t50:.3f}"
-    )
+    fields = []
+    for key, values in ratios.items():
+        fields += [
+            f"rapl_{key}_ratio={statistics.median(values):.2f}",
+            f"rapl_{key}_ratio_spread={min(values):.2f}-{max(values):.2f}",
+        ]
+    fields.append(f"rapl_p50_ms={statistics.median(ours_p50):.3f}")
+    fields.append(f"runs={args.runs} scrapes={args.scrapes}")
+    print("RESULT " + " ".join(fields))
     return 0
 
 

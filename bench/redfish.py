@@ -124,7 +124,7 @@ async def bench(args: argparse.Namespace) -> None:
         config.write_text(
             "auths: {idrac: {username: root, password: {env: BENCH_BMC_PASSWORD}}}\n"
             f"modules: {{default: {{timeout: {args.timeout}}}}}\n"
-            "defaults: {scheme: http}\nallow: ['127.0.0.0/8']\n"
+            "defaults: {scheme: http}\nallow: ['127.0.0.0/8:*']\n"
         )
         port = procs.free_port()
         exporter = f"127.0.0.1:{port}"

@@ -8,12 +8,15 @@ Both exporters run as processes on 127.0.0.1 and walk the same columns:
 - snmpsim serving the real APC AP8641 recording: the ``apc_rpdu2`` profile's columns, and the
   same columns in snmp.yml.
 
-For each it reports the median probe time, the exporter's CPU per OID (from /proc over all
-probes) and the wall time of 20 concurrent probes (distinct auths, so powerplane cannot merge
-them).  The last line is ``RESULT snmp_walk_ratio_snmpd=... snmp_cpu_per_oid_us=...
-snmp_concurrent20_ratio=...`` (ratios: powerplane / snmp_exporter, lower is better).
+For each it reports the median probe time, the exporter's CPU per OID (from /proc around each
+probe) and the wall time of 20 concurrent probes (distinct auths, so powerplane cannot merge
+them); the two exporters' probes alternate, so a busy machine slows both alike.  ``--runs N``
+repeats the whole side-by-side measurement N times with the same processes and prints each
+run's ratios (powerplane / snmp_exporter, lower is better); the last line is
+``RESULT snmp_walk_snmpd=... snmp_cpu_snmpd=... snmp_walk_snmpsim=... snmp_cpu_snmpsim=... ...``
+with the median of each ratio and, over several runs, its spread (``_spread=min-max``).
 
-    .venv/bin/python bench/snmp.py [--rounds 30]
+    .venv/bin/python bench/snmp.py [--rounds 30] [--runs 5]
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from pathlib import Path
 import aiohttp
 import yaml
 
-from powerplane.exporters.snmp.exporter import CATALOGUE
+from powerplane.exporters.snmp.metrics import CATALOGUE
 from powerplane.exporters.snmp.profiles import load_profiles
 from powerplane.lab import procs
 from powerplane.lab.snmp import Snmpd, Snmpsim, apc_recording
@@ -107,19 +110,37 @@ async def fetch(client: aiohttp.ClientSession, url: str) -> tuple[float, bytes]:
     return time.perf_counter() - start, body
 
 
-async def measure(pid: int, urls: list[str], rounds: int) -> dict[str, float]:
+async def measure(
+    ours: tuple[int, list[str]], theirs: tuple[int, list[str]], rounds: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Both exporters' probe time, CPU per probe and 20 concurrent probes, interleaved.
+
+    The probes alternate (ours, theirs, theirs, ours, ...), so a change in the machine's load
+    falls on both alike; each probe's CPU is read from /proc around it."""
+    sides = {"ours": ours, "theirs": theirs}
+    walls: dict[str, list[float]] = {"ours": [], "theirs": []}
+    cpu = {"ours": 0.0, "theirs": 0.0}
+    concurrent = {"ours": 0.0, "theirs": 0.0}
     async with aiohttp.ClientSession() as client:
-        await fetch(client, urls[0])  # warm up (v3 discovery, module detection, imports)
-        walls = []
-        cpu0 = cpu_seconds(pid)
-        for _ in range(rounds):
-            wall, _body = await fetch(client, urls[0])
-            walls.append(wall)
-        cpu = cpu_seconds(pid) - cpu0
-        start = time.perf_counter()
-        await asyncio.gather(*(fetch(client, url) for url in urls[:20]))
-        concurrent = time.perf_counter() - start
-    return {"wall": statistics.median(walls), "cpu": cpu / rounds, "concurrent20": concurrent}
+        for _pid, urls in sides.values():
+            await fetch(client, urls[0])  # warm up (v3 discovery, module detection, imports)
+        for i in range(rounds):
+            for name in ("ours", "theirs") if i % 2 == 0 else ("theirs", "ours"):
+                pid, urls = sides[name]
+                before = cpu_seconds(pid)
+                wall, _body = await fetch(client, urls[0])
+                cpu[name] += cpu_seconds(pid) - before
+                walls[name].append(wall)
+        for name in ("ours", "theirs") if rounds % 2 == 0 else ("theirs", "ours"):
+            urls = sides[name][1]
+            start = time.perf_counter()
+            await asyncio.gather(*(fetch(client, url) for url in urls[:20]))
+            concurrent[name] = time.perf_counter() - start
+    a, b = (
+        {"wall": statistics.median(walls[n]), "cpu": cpu[n] / rounds, "concurrent20": concurrent[n]}
+        for n in ("ours", "theirs")
+    )
+    return a, b
 
 
 def count_oids(port: int, community: str, columns: list[str]) -> int:
@@ -140,7 +161,8 @@ def start(argv: list[str], workdir: Path, name: str, ready: str) -> procs.Proces
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=30, help="probes per exporter and agent in a run")
+    parser.add_argument("--runs", type=int, default=1, help="consecutive side-by-side runs")
     args = parser.parse_args()
     snmp_exporter = procs.find_binary("snmp_exporter")
     recording = apc_recording()
@@ -169,7 +191,7 @@ def main() -> None:
                     },
                 },
                 "default_auth": "public0",
-                "allow": ["127.0.0.1/32"],
+                "allow": ["127.0.0.1/32:*"],
                 "profile_files": [str(tmp / "host.yaml")],
                 "max_rows": 100000,
             }
@@ -209,48 +231,67 @@ def main() -> None:
                 f"http://127.0.0.1:{theirs_port}/",
             )
             try:
-                results = {}
+                agents = []
                 for agent, port, module, auth, columns in (
                     ("snmpd", snmpd.port, "bench_host", "public", host_columns),
-                    ("snmpsim AP8641", sim.port, "apc_rpdu2", "apc", apc_columns),
+                    ("snmpsim", sim.port, "apc_rpdu2", "apc", apc_columns),
                 ):
-                    oids = count_oids(
-                        port, "public" if auth == "public" else "apc-8641", list(columns.values())
-                    )
                     target = f"127.0.0.1:{port}"
                     ours_urls = [
                         f"http://127.0.0.1:{ours_port}/probe?target={target}&module={module}&auth={auth}{i}"
                         for i in range(20)
                     ]
-                    theirs_urls = [
-                        f"http://127.0.0.1:{theirs_port}/snmp?target={target}&module={module}"
-                    ] * 20
-                    a = asyncio.run(measure(ours.pid, ours_urls, args.rounds))
-                    b = asyncio.run(measure(theirs.pid, theirs_urls, args.rounds))
-                    results[agent] = (oids, a, b)
-                    print(f"\n{agent}: {len(columns)} columns, {oids} OIDs per probe, {args.rounds} probes")
-                    print(
-                        f"  {'':<14}{'walk ms':>10}{'CPU ms':>10}{'CPU us/OID':>12}{'20 concurrent ms':>18}"
-                    )
-                    for label, r in (("powerplane", a), ("snmp_exporter", b)):
-                        print(
-                            f"  {label:<14}{r['wall'] * 1e3:>10.1f}{r['cpu'] * 1e3:>10.2f}"
-                            f"{r['cpu'] / oids * 1e6:>12.2f}{r['concurrent20'] * 1e3:>18.1f}"
-                        )
-                    print(
-                        f"  ratio (powerplane / snmp_exporter): walk {a['wall'] / b['wall']:.2f}, "
-                        f"CPU {a['cpu'] / max(b['cpu'], 1e-9):.2f}, "
-                        f"20 concurrent {a['concurrent20'] / b['concurrent20']:.2f}"
-                    )
+                    theirs_url = f"http://127.0.0.1:{theirs_port}/snmp?target={target}&module={module}"
+                    theirs_urls = [theirs_url] * 20
+                    community = "public" if auth == "public" else "apc-8641"
+                    agents.append((agent, port, community, columns, ours_urls, theirs_urls))
+                runs = [run_once(ours.pid, theirs.pid, agents, args.rounds) for _ in range(args.runs)]
             finally:
                 ours.stop()
                 theirs.stop()
-    oids, a, b = results["snmpd"]
-    print(
-        f"RESULT snmp_walk_ratio_snmpd={a['wall'] / b['wall']:.3f} "
-        f"snmp_cpu_per_oid_us={a['cpu'] / oids * 1e6:.2f} "
-        f"snmp_concurrent20_ratio={a['concurrent20'] / b['concurrent20']:.3f}"
-    )
+    report(runs)
+
+
+Agent = tuple[str, int, str, dict[str, str], list[str], list[str]]
+
+
+def run_once(ours: int, theirs: int, agents: list[Agent], rounds: int) -> dict[str, float]:
+    """One side-by-side run on every agent: the ratios (powerplane / snmp_exporter) and our CPU per OID."""
+    ratios: dict[str, float] = {}
+    for agent, port, community, columns, ours_urls, theirs_urls in agents:
+        oids = count_oids(port, community, list(columns.values()))
+        a, b = asyncio.run(measure((ours, ours_urls), (theirs, theirs_urls), rounds))
+        print(f"\n{agent}: {len(columns)} columns, {oids} OIDs per probe, {rounds} probes")
+        print(f"  {'':<14}{'walk ms':>10}{'CPU ms':>10}{'CPU us/OID':>12}{'20 concurrent ms':>18}")
+        for label, r in (("powerplane", a), ("snmp_exporter", b)):
+            print(
+                f"  {label:<14}{r['wall'] * 1e3:>10.1f}{r['cpu'] * 1e3:>10.2f}"
+                f"{r['cpu'] / oids * 1e6:>12.2f}{r['concurrent20'] * 1e3:>18.1f}"
+            )
+        ratios[f"walk_{agent}"] = a["wall"] / b["wall"]
+        ratios[f"cpu_{agent}"] = a["cpu"] / max(b["cpu"], 1e-9)
+        ratios[f"concurrent20_{agent}"] = a["concurrent20"] / b["concurrent20"]
+        ratios[f"cpu_per_oid_us_{agent}"] = a["cpu"] / oids * 1e6
+        print(
+            f"  ratio (powerplane / snmp_exporter): walk {ratios[f'walk_{agent}']:.2f}, "
+            f"CPU {ratios[f'cpu_{agent}']:.2f}, 20 concurrent {ratios[f'concurrent20_{agent}']:.2f}"
+        )
+    return ratios
+
+
+def report(runs: list[dict[str, float]]) -> None:
+    """One line per run, then the medians with the spread over the runs (min-max)."""
+    print(f"\n{len(runs)} run(s), ratios powerplane / snmp_exporter (lower is better):")
+    names = list(runs[0])
+    for i, run in enumerate(runs, 1):
+        print(f"  run {i}: " + " ".join(f"{name}={run[name]:.3f}" for name in names))
+    fields = []
+    for name in names:
+        values = [run[name] for run in runs]
+        fields.append(f"snmp_{name}={statistics.median(values):.3f}")
+        if len(runs) > 1:
+            fields.append(f"snmp_{name}_spread={min(values):.3f}-{max(values):.3f}")
+    print("RESULT " + " ".join(fields))
 
 
 if __name__ == "__main__":

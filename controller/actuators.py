@@ -35,7 +35,7 @@ from typing import Any, Literal
 from powerplane.exporters.rapl.powercap import PowercapTree, Zone
 from powerplane.exporters.runtime import CollectorError, NoData, log
 
-from .policy import DomainCap, DomainLimits, clamp_note
+from .policy import DomainCap, DomainLimits, clamp_note, gpu_limits, rapl_limits
 
 logger = logging.getLogger("powerplane.controller")
 
@@ -268,10 +268,7 @@ class RaplActuator:
             if hardware <= 0 or original <= 0:
                 self.unsupported[domain] = "no usable maximum power (max_power_uw and the limit are 0)"
                 continue
-            top = min(hardware, original)
-            # RAPL has no minimum file; below ~1/8 of the maximum packages stop making progress.
-            low = min(round(hardware / 8e6, 3), top / 1e6)
-            out.append(DomainLimits(domain, "cpu", low, top / 1e6, original / 1e6))
+            out.append(rapl_limits(domain, hardware / 1e6, original / 1e6))
         return out
 
     def _mark(self, domain: str, exc: Exception) -> None:
@@ -517,13 +514,8 @@ class NvmlActuator:
             if domain in self.unsupported:
                 continue
             original = self._original_mw(gpu)
-            top = gpu.max_mw if original is None else min(gpu.max_mw, original)
-            low = min(gpu.min_mw, top)
-            out.append(
-                DomainLimits(
-                    domain, "gpu", low / 1e3, top / 1e3, None if original is None else original / 1e3
-                )
-            )
+            watts = None if original is None else original / 1e3
+            out.append(gpu_limits(domain, gpu.min_mw / 1e3, gpu.max_mw / 1e3, watts))
         return out
 
     def apply(self, caps: Iterable[DomainCap], dry_run: bool = False) -> list[Result]:

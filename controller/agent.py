@@ -42,8 +42,10 @@ from .policy import (
     Decision,
     DomainCap,
     DomainLimits,
+    LookAhead,
     Policy,
     PolicyError,
+    Priced,
     State,
     decide,
     next_boundary,
@@ -346,7 +348,8 @@ class Agent:
             value, source = signal_override, "command line"
         else:
             value, source = await self._read_signal(name, signal)
-        decision, state = decide(policy, self.states.get(name, State()), now, value)
+        outlook = await self._outlook(signal, now) if isinstance(policy.rule, LookAhead) else ()
+        decision, state = decide(policy, self.states.get(name, State()), now, value, outlook)
         self.states[name] = state
         if value is not None:
             self.signal_values[name] = value
@@ -453,6 +456,11 @@ class Agent:
         except SignalError as exc:
             log(logger, logging.WARNING, "signal unavailable", policy=name, error=exc)
             return None, signal.description
+
+    async def _outlook(self, signal: Signal, now: datetime) -> Sequence[Priced]:
+        """The curve around ``now`` for a look-ahead policy (read with the value: no new fetch)."""
+        read = getattr(signal, "outlook", None)
+        return tuple(await read(now)) if read is not None else ()
 
     def active_adjustments(self) -> list[Adjustment]:
         """The step-downs still in force (the expired ones are dropped)."""

@@ -15,16 +15,20 @@ time, then releases.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 T = TypeVar("T")
 DEFAULT_PERIOD = timedelta(minutes=15)
+#: How much of a curve a look-ahead decision reads around the instant it decides for (a local
+#: day of 25 hours is covered from either end).
+OUTLOOK_SPAN = timedelta(days=2)
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -150,6 +154,113 @@ class Bands:
         return self.base_level if index < 0 else self.bands[index].level
 
 
+class Priced(Protocol):
+    """A delivery period with its price (the market's ``Period`` is one)."""
+
+    @property
+    def start(self) -> datetime: ...
+    @property
+    def end(self) -> datetime: ...
+    @property
+    def price(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class LookAhead:
+    """Cap hardest in the day's most expensive periods, within a daily work budget.
+
+    The plan covers the local day (``schedule.timezone``) of the period decided for, from the
+    day's prices known ahead (the day-ahead curve).  Throughput under a cap ``c`` is modelled as
+    ``(c / max_watts) ** exponent`` of the full-power throughput, a concave curve (0 < exponent
+    < 1; 1 would be throughput proportional to power), and a node is assumed to draw its full
+    ``max_watts`` when uncapped, so the work it loses is never more than planned.  Among all
+    caps in [min_watts, max_watts] whose day's work lost is at most ``work_budget`` of the day's
+    work, the plan takes those of least energy cost.  Its solution has one parameter, the
+    day's cap threshold price ``k``: a period whose price is at or below ``k`` (or at or below
+    ``price_floor``) is not capped, a dearer one is capped at
+    ``max_watts * (k / price) ** (1 / (1 - exponent))``, at least ``min_watts`` — the dearer
+    the period, the harder the cap.  ``k`` is the lowest threshold that keeps within the budget
+    (found by bisection: the work lost falls as ``k`` rises).
+
+    The plan is a pure function of the day's prices, so every period of a day follows the same
+    plan whenever it is computed.  Periods of the day missing from the curve are left out of it.
+    """
+
+    min_watts: float
+    max_watts: float
+    work_budget: float
+    exponent: float = 0.5
+    price_floor: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_watts <= self.max_watts:
+            raise PolicyError("lookahead: need 0 < minWatts <= maxWatts")
+        if not 0.0 <= self.work_budget <= 1.0:
+            raise PolicyError("lookahead: workBudget must be within 0..1")
+        if not 0.0 < self.exponent < 1.0:
+            raise PolicyError("lookahead: exponent must be within 0..1 (exclusive)")
+
+    def cap(self, price: float, threshold: float) -> float | None:
+        """The cap of a period at ``price`` under the day's ``threshold`` (None: no cap)."""
+        if price <= self.price_floor or price <= threshold:
+            return None
+        ratio = (threshold / price) ** (1.0 / (1.0 - self.exponent)) if threshold > 0 else 0.0
+        watts = round(max(self.min_watts, self.max_watts * ratio), 3)
+        return None if watts >= self.max_watts else watts
+
+    def loss(self, watts: float | None) -> float:
+        """Share of the full-power throughput lost under ``watts`` (the model above)."""
+        return 0.0 if watts is None else 1.0 - (watts / self.max_watts) ** self.exponent
+
+    def threshold(self, prices: Sequence[float], seconds: Sequence[float]) -> float:
+        """The day's cap threshold price ``k``: the lowest that keeps the work lost in budget."""
+        return _threshold(self, tuple(prices), tuple(seconds))
+
+    def level(self, watts: float | None) -> str:
+        if watts is None:
+            return "low"
+        return "peak" if math.isclose(watts, self.min_watts) else "high"
+
+    def plan(
+        self, now: datetime, signal: float, outlook: Sequence[Priced], tz: ZoneInfo, period: timedelta
+    ) -> float | None:
+        """The cap of the period containing ``now`` (its price: ``signal``) from the day's curve."""
+        start = period_start(now, period)
+        day = utc(now).astimezone(tz).date()
+        periods = {start: (signal, period.total_seconds())}
+        for p in outlook:
+            begin = utc(p.start)
+            if begin != start and begin.astimezone(tz).date() == day and math.isfinite(p.price):
+                periods[begin] = (float(p.price), (utc(p.end) - begin).total_seconds())
+        # In time order: every period of a day asks for the same plan (one cached threshold).
+        ordered = [periods[k] for k in sorted(periods)]
+        return self.cap(signal, self.threshold([p for p, _ in ordered], [s for _, s in ordered]))
+
+
+@functools.lru_cache(maxsize=256)
+def _threshold(rule: LookAhead, prices: tuple[float, ...], seconds: tuple[float, ...]) -> float:
+    # Cached: every period of a day (and every node of a simulation) plans the same day.
+    total = sum(seconds)
+    budget = rule.work_budget * total
+    dear = [p for p in prices if p > rule.price_floor]
+    if not dear or total <= 0:
+        return max(prices, default=0.0)
+
+    def lost(k: float) -> float:
+        return sum(rule.loss(rule.cap(p, k)) * s for p, s in zip(prices, seconds, strict=True))
+
+    if lost(0.0) <= budget:
+        return 0.0  # the budget allows the hardest cap in every period dearer than the floor
+    low, high = 0.0, max(dear)  # lost(high) == 0 <= budget
+    for _ in range(60):
+        mid = (low + high) / 2
+        if lost(mid) <= budget:
+            high = mid
+        else:
+            low = mid
+    return high
+
+
 @dataclass(frozen=True)
 class Override:
     """A schedule override: in this window the policy's cap is replaced by ``watts`` or none."""
@@ -194,7 +305,7 @@ class Budget:
 @dataclass(frozen=True)
 class Policy:
     name: str
-    rule: Linear | Bands
+    rule: Linear | Bands | LookAhead
     period: timedelta = DEFAULT_PERIOD
     dwell: timedelta = timedelta(0)
     hold: timedelta = timedelta(hours=1)
@@ -236,12 +347,19 @@ class Decision:
         }
 
 
-def decide(policy: Policy, state: State, now: datetime, signal: float | None) -> tuple[Decision, State]:
+def decide(
+    policy: Policy,
+    state: State,
+    now: datetime,
+    signal: float | None,
+    outlook: Sequence[Priced] = (),
+) -> tuple[Decision, State]:
     """The node budget for the period containing ``now``, and the state to keep.
 
     Reasons: ``signal`` (computed from the signal), ``dwell`` (kept: the last change is too
     recent), ``override`` (a schedule window), ``signal-lost-hold`` and
-    ``signal-lost-release`` (no signal for this period).
+    ``signal-lost-release`` (no signal for this period).  ``outlook`` is the price curve around
+    ``now`` (only the look-ahead rule reads it: the other periods of the day).
     """
     now = utc(now)
     start = period_start(now, policy.period)
@@ -271,6 +389,10 @@ def decide(policy: Policy, state: State, now: datetime, signal: float | None) ->
     if isinstance(policy.rule, Linear):
         watts: float | None = round(policy.rule.watts(signal), 3)
         level = policy.rule.level(signal)
+        band = None
+    elif isinstance(policy.rule, LookAhead):
+        watts = policy.rule.plan(now, signal, outlook, policy.timezone, policy.period)
+        level = policy.rule.level(watts)
         band = None
     else:
         band = policy.rule.index(signal, state.band)
@@ -303,6 +425,21 @@ class DomainLimits:
     min_watts: float
     max_watts: float
     original_watts: float | None = None
+
+
+def rapl_limits(domain: str, hardware_watts: float, original_watts: float) -> DomainLimits:
+    """A RAPL package's range: up to the original limit (within the maximum), down to 1/8 of it.
+
+    RAPL has no minimum file; below about an eighth of the maximum packages stop making progress.
+    """
+    top = min(hardware_watts, original_watts)
+    return DomainLimits(domain, "cpu", min(round(hardware_watts / 8, 3), top), top, original_watts)
+
+
+def gpu_limits(domain: str, min_watts: float, max_watts: float, original_watts: float | None) -> DomainLimits:
+    """A GPU's range: NVML's limit constraints, topped by the original limit when it is known."""
+    top = max_watts if original_watts is None else min(max_watts, original_watts)
+    return DomainLimits(domain, "gpu", min(min_watts, top), top, original_watts)
 
 
 @dataclass(frozen=True)
@@ -373,6 +510,11 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "policy.bands.baseWatts": WATTS_RANGE,
     "policy.bands.thresholds[].above": SIGNAL_RANGE,
     "policy.bands.thresholds[].watts": WATTS_RANGE,
+    "policy.lookahead.minWatts": WATTS_RANGE,
+    "policy.lookahead.maxWatts": WATTS_RANGE,
+    "policy.lookahead.workBudget": (0.0, 1.0),
+    "policy.lookahead.exponent": (0.05, 0.95),
+    "policy.lookahead.priceFloor": SIGNAL_RANGE,
     "budget.cpuShare": (0.0, 1.0),
     "budget.shortTermRatio": (1.0, 4.0),
     "schedule.overrides[].watts": WATTS_RANGE,
@@ -526,6 +668,26 @@ def _bands(f: SpecReader, spec: Mapping[str, Any]) -> Bands | None:
     return f.build(where, lambda: Bands(tuple(bands), hysteresis or 0.0, base, base_level))
 
 
+#: The signals that carry a curve ahead (the look-ahead rule plans from it).
+CURVE_SIGNALS = ("curveFile", "market")
+
+
+def _lookahead(f: SpecReader, spec: Mapping[str, Any], signal: Any) -> LookAhead | None:
+    where = "policy.lookahead"
+    for key in ("minWatts", "maxWatts", "workBudget"):
+        if key not in spec:
+            f.fail(where, f"missing field {key!r}")
+    if isinstance(signal, Mapping) and signal and not set(signal) & set(CURVE_SIGNALS):
+        f.fail(where, "plans from the prices ahead: the signal must be curveFile or market")
+    low, high = f.number(spec, "minWatts", where), f.number(spec, "maxWatts", where)
+    budget = f.number(spec, "workBudget", where)
+    exponent = f.number(spec, "exponent", where, 0.5)
+    floor = f.number(spec, "priceFloor", where, 0.0)
+    if low is None or high is None or budget is None or exponent is None or floor is None:
+        return None
+    return f.build(where, lambda: LookAhead(low, high, budget, exponent, floor))
+
+
 def _time(f: SpecReader, spec: Mapping[str, Any], key: str, where: str, default: str) -> time | None:
     text = f.string(spec, key, where, default)
     if key == "end" and text == "24:00":
@@ -597,11 +759,13 @@ def policy_from_spec(name: str, spec: Mapping[str, Any]) -> Policy:
         raise PolicyError(f"spec: must be an object, not {type(spec).__name__}")
     policy = f.mapping(spec, "policy", "", required=True)
     kind = policy.get("type")
-    rule: Linear | Bands | None = None
+    rule: Linear | Bands | LookAhead | None = None
     if kind == "linear":
         rule = _linear(f, f.mapping(policy, "linear", "policy", required=True))
     elif kind == "bands":
         rule = _bands(f, f.mapping(policy, "bands", "policy", required=True))
+    elif kind == "lookahead":
+        rule = _lookahead(f, f.mapping(policy, "lookahead", "policy", required=True), spec.get("signal"))
     elif policy:
         f.fail("policy.type", f"unknown type {kind!r}")
     schedule = f.mapping(spec, "schedule", "")

@@ -27,16 +27,16 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from powerplane.exporters.market.curve import Curve
+from powerplane.exporters.market.curve import Curve, Period
 from powerplane.exporters.market.files import StaticProvider
 from powerplane.exporters.market.provider import NotPublished, ProviderError
 from powerplane.exporters.runtime import ConfigError, resolve_secret
 from powerplane.exporters.runtime.http import BodyError, read_json
 
-from .policy import DEFAULT_PERIOD, SpecReader, utc
+from .policy import DEFAULT_PERIOD, OUTLOOK_SPAN, SpecReader, utc
 
-#: How much of a curve file is read around the instant asked for.
-_SPAN = timedelta(days=1)
+#: How much of a curve file is read around the instant asked for (a look-ahead plans a local day).
+_SPAN = OUTLOOK_SPAN
 #: The largest answer read from an HTTP source (a 100-period curve is about 15 KB).
 MAX_BODY_BYTES = 4 * 1024 * 1024
 
@@ -71,6 +71,7 @@ class CurveSignal:
     area: str = ""
     description: str = "curve"
     _provider: StaticProvider | None = field(default=None, repr=False)
+    _last: Curve | None = field(default=None, repr=False)
 
     async def value(self, at: datetime) -> float | None:
         if self._provider is None:
@@ -82,7 +83,12 @@ class CurveSignal:
             return None
         except ProviderError as exc:
             raise SignalError(str(exc)) from None
+        self._last = curve
         return curve.price_at(at)
+
+    async def outlook(self, at: datetime) -> tuple[Period, ...]:
+        """The periods known around ``at`` (a day either side), as read by ``value``."""
+        return self._last.between(utc(at) - _SPAN, utc(at) + _SPAN) if self._last else ()
 
 
 @dataclass(frozen=True)
@@ -177,6 +183,14 @@ class MarketEndpointSignal:
                 if self._curve is None:
                     raise
         return self._curve.price_at(at)
+
+    async def outlook(self, at: datetime) -> tuple[Period, ...]:
+        """The periods of the cached curve within a day of ``at``."""
+        return self._curve.between(utc(at) - _SPAN, utc(at) + _SPAN) if self._curve else ()
+
+    async def curve(self) -> Curve:
+        """The whole curve the endpoint serves now (``powerplane simulate`` reads it)."""
+        return await self._fetch()
 
     async def _fetch(self) -> Curve:
         try:

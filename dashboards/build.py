@@ -29,6 +29,7 @@ from grafanalib._gen import DashboardEncoder
 
 from powerplane.rulegen.config import KIND as RULES_KIND
 from powerplane.rulegen.config import RulesConfig
+from powerplane.rulegen.model import scoped
 
 from .common import for_rules
 
@@ -169,11 +170,16 @@ def dashboards() -> dict[str, g.Dashboard]:
 def render(rules: RulesConfig | None = None) -> dict[str, str]:
     """File name → the JSON text Grafana loads; thresholds from ``rules`` (default: the shipped rules)."""
     files = {}
-    with for_rules(rules or RulesConfig()):
+    rules = rules or RulesConfig()
+    with for_rules(rules):
         built = dashboards()
     for uid, dash in built.items():
-        raw = json.loads(json.dumps(dash.to_json_data(), cls=DashboardEncoder))
-        text = json.dumps(grafana11(raw), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        raw = grafana11(json.loads(json.dumps(dash.to_json_data(), cls=DashboardEncoder)))
+        # The rules' scope labels (`cluster` for a global view) scope the panels' joins alike.
+        for panel in _walk(raw.get("panels", [])) if rules.scope_labels else ():
+            for target in panel.get("targets", []):
+                target["expr"] = scoped(target["expr"], rules.scope_labels)
+        text = json.dumps(raw, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
         files[f"{uid}.json"] = text
     return files
 
@@ -236,10 +242,15 @@ def check_command(directory: Path) -> None:
 @click.option(
     "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("docs/img"), show_default=True
 )
-@click.option("--seconds", type=click.FloatRange(10, 3600), default=90.0, show_default=True)
-def preview_command(out: Path, seconds: float) -> None:
+@click.option(
+    "--seconds", type=click.FloatRange(10, 3600), default=900.0, show_default=True, help="The window drawn."
+)
+@click.option(
+    "--spike/--no-spike", default=True, show_default=True, help="Center it on the demo's price spike."
+)
+def preview_command(out: Path, seconds: float, spike: bool) -> None:
     """Render PNG previews from a real Prometheus scraping the lab (needs the docs extra)."""
     from .preview import write_previews
 
-    for path in write_previews(out, seconds):
+    for path in write_previews(out, seconds, around_spike=spike):
         click.echo(f"wrote {path}")

@@ -55,7 +55,8 @@ def _power(layout: Layout) -> None:
             "BMC power, limit and capacity",
             [
                 (f"powerplane_redfish_power_watts{{{N}}}", "{{node}} input"),
-                (f"powerplane_redfish_power_limit_watts{{{N}}}", "{{node}} limit"),
+                # Only an enforced cap: one set but switched off is no limit on the node's headroom.
+                (f"powerplane_redfish_power_limit_watts{{{N}}}", "{{node}} limit (enforced)"),
                 (f"powerplane_redfish_power_capacity_watts{{{N}}}", "{{node}} capacity"),
             ],
             "watt",

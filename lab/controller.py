@@ -150,7 +150,7 @@ async def controller_component(ctx: DemoContext, period_s: int = 30) -> None:
         if nvml is not None:
             path = workdir / "controller-policy.yaml"
             path.write_text(yaml.safe_dump(policy, sort_keys=False))
-            port = procs.free_port()
+            port = ctx.port()
             process = procs.Process(
                 agent_argv(node, lab, workdir, path, port), workdir / "controller.log", env=nvml.env()
             )

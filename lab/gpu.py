@@ -1,10 +1,12 @@
-"""GPUs for the demo: a fake NVML machine, a fake kubelet and a GPU exporter process per node.
+"""GPUs for the demo: each node's fake NVML machine, a fake kubelet and a GPU exporter process.
 
 The NVML library is process-global, so each node's exporter runs as its own
 ``powerplane exporter gpu`` process whose environment points the dynamic loader at the fake
-library and the library at that node's config.  Node 1 has H100s held by Kubernetes pods,
-node 2 A100s (one in MIG mode) running HPC jobs, node 3 L40S boards; further nodes repeat the
-pattern.  ``ctx.shared["gpu"]`` maps node → ``FakeNvml`` (the controller sets limits through it).
+library and the library at that node's config.  The lab's node model drives the GPUs through
+the library's shared state, so NVML reports the same power the node's BMC and PDU outlets see.
+Node 1 has H100s held by Kubernetes pods, node 2 A100s (one in MIG mode) running HPC jobs,
+node 3 L40S boards; further nodes repeat the pattern (``powerplane.lab.model.node_gpus``).
+``ctx.shared["gpu"]`` maps node → ``FakeNvml`` (the controller sets limits through it).
 """
 
 from __future__ import annotations
@@ -19,26 +21,11 @@ from powerplane.exporters.gpu.podresources import DeviceAssignment
 
 from . import procs
 from .demo import DemoContext
-from .fakenvml import FakeGpu, FakeNvml, MigDevice
+from .fakenvml import FakeNvml
 from .kubelet import FakePodResources
+from .model import node_gpus
 
-
-def node_gpus(i: int) -> list[FakeGpu]:
-    """The GPUs of demo node ``i`` (0-based): busy, out of phase, so the sums move."""
-    kind = i % 3
-    if kind == 0:
-        return [FakeGpu("h100-sxm", util_base=0.6, util_amplitude=0.35, util_period_s=300, phase=g / 4)
-                for g in range(4)]  # fmt: skip
-    if kind == 1:
-        return [
-            FakeGpu("a100-sxm", util_base=0.7, util_amplitude=0.2, util_period_s=240),
-            FakeGpu(
-                "a100-sxm", mig=[MigDevice(1, 0, 40 << 30, 12 << 30), MigDevice(2, 0, 40 << 30, 30 << 30)]
-            ),
-        ]
-    return [
-        FakeGpu("l40s", util_base=0.4, util_amplitude=0.3, util_period_s=180, phase=g / 2) for g in range(2)
-    ]
+__all__ = ["exporter_argv", "gpu_component", "node_gpus", "socket_dir", "start_exporter"]
 
 
 def exporter_argv(port: int, extra: Sequence[str] = ()) -> list[str]:
@@ -54,9 +41,11 @@ def exporter_argv(port: int, extra: Sequence[str] = ()) -> list[str]:
     ]
 
 
-def start_exporter(nvml: FakeNvml, log_path: Path, extra: Sequence[str] = ()) -> tuple[procs.Process, str]:
+def start_exporter(
+    nvml: FakeNvml, log_path: Path, extra: Sequence[str] = (), port: int | None = None
+) -> tuple[procs.Process, str]:
     """``powerplane exporter gpu`` in its own process against ``nvml``; returns it and host:port."""
-    port = procs.free_port()
+    port = port or procs.free_port()
     process = procs.Process(exporter_argv(port, extra), log_path, env=nvml.env())
     address = f"127.0.0.1:{port}"
     process.wait_ready(f"http://{address}/-/ready", timeout=30.0)
@@ -72,13 +61,16 @@ def socket_dir(preferred: Path) -> Path:
 
 
 async def gpu_component(ctx: DemoContext) -> None:
-    """Fake GPUs, a fake kubelet and HPC job files per node, and a GPU exporter process each."""
+    """A fake kubelet and HPC job files per node, and a GPU exporter process on its fake NVML."""
     import pynvml  # noqa: F401 - fail early, with a clear error, if nvidia-ml-py is missing
 
+    model = ctx.cluster()
     machines: dict[str, FakeNvml] = {}
     targets = []
     for i, node in enumerate(ctx.nodes):
-        nvml = FakeNvml(ctx.workdir / node / "nvml", node_gpus(i))
+        nvml = model.nodes[node].nvml
+        if nvml is None:
+            continue
         machines[node] = nvml
         extra: list[str] = ["--pod-resources.socket="]
         if i % 3 == 0:
@@ -97,8 +89,9 @@ async def gpu_component(ctx: DemoContext) -> None:
             jobs.mkdir(parents=True, exist_ok=True)
             (jobs / "0").write_text(f"{41000 + i}\n")
             extra.append(f"--hpc-job-mapping.dir={jobs}")
+        port = ctx.port()
         process, address = await asyncio.to_thread(
-            start_exporter, nvml, ctx.workdir / node / "gpu-exporter.log", extra
+            start_exporter, nvml, ctx.workdir / node / "gpu-exporter.log", extra, port
         )
         ctx.stack.callback(process.stop)
         ctx.urls.append((f"GPU exporter ({node})", f"http://{address}/"))

@@ -1,71 +1,85 @@
 """The demo cluster's inventory, and the demo component serving it.
 
-``demo_inventory`` lays the demo's nodes out two per rack (one row, one cluster), each rack with
-a metered PDU feeding its nodes' outlets and a power budget; components that start simulated
-BMCs, PDUs or coolers publish their addresses in ``ctx.shared`` (``bmc_addresses``,
-``pdu_addresses``, ``cooler_addresses``, and ``snmp_auths`` naming each device's SNMP auth)
-before this component runs, and the inventory names
-them so ``powerplane inventory sd`` yields their probe targets.
+``demo_inventory`` writes down the lab's layout (``powerplane.lab.model.demo_layout``): one row,
+two nodes a rack, each rack with an A- and a B-feed PDU (a node's supplies alternate between
+them, one outlet each), its power budget and the in-row cooler serving it, and each node's GPUs.
+Components that start simulated BMCs, PDUs or coolers publish their addresses in ``ctx.shared``
+(``bmc_addresses``, ``pdu_addresses``, ``cooler_addresses``, and ``snmp_auths`` naming each
+device's SNMP auth) before this component runs, and the inventory names them so ``powerplane
+inventory sd`` yields their probe targets.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import yaml
 
 from .demo import DemoContext
+from .fakenvml import PROFILES
+from .model import NODES_PER_RACK, Layout, demo_layout, rack_of
 
-NODES_PER_RACK = 2
+__all__ = ["NODES_PER_RACK", "demo_inventory", "inventory_component", "rack_of"]
 
 
-def rack_of(index: int) -> str:
-    return f"rack-{index // NODES_PER_RACK + 1:02d}"
+def _probe(name: str, addresses: Mapping[str, str] | None, auths: Mapping[str, str] | None) -> dict[str, str]:
+    if not addresses or name not in addresses:
+        return {}
+    return {"address": addresses[name], "auth": (auths or {}).get(name, "public")}
 
 
 def demo_inventory(
     nodes: Sequence[str],
-    budget_watts: float = 4000.0,
+    budget_watts: float | None = None,
     bmc_addresses: Mapping[str, str] | None = None,
     pdu_addresses: Mapping[str, str] | None = None,
     cooler_addresses: Mapping[str, str] | None = None,
     market_area: str = "DE-LU",
     snmp_auths: Mapping[str, str] | None = None,
+    layout: Layout | None = None,
 ) -> dict[str, Any]:
-    """An inventory document (as loaded from YAML) for ``nodes``."""
-    racks = sorted({rack_of(i) for i in range(len(nodes))})
+    """An inventory document (as loaded from YAML) for ``nodes`` laid out as the lab lays them.
+
+    ``budget_watts`` gives every rack that budget instead of the layout's.
+    """
+    layout = layout or demo_layout(nodes)
     doc: dict[str, Any] = {
         "clusters": [{"name": "demo", "market_area": market_area}],
         "rows": [{"name": "row-a", "cluster": "demo"}],
-        "racks": [{"name": r, "row": "row-a", "power_budget_watts": budget_watts} for r in racks],
+        "racks": [
+            {"name": r.name, "row": r.row, "power_budget_watts": budget_watts or r.budget_w}
+            for r in layout.racks
+        ],
         "pdus": [],
         "coolers": [],
         "nodes": [],
     }
-    for rack in racks:
-        pdu: dict[str, Any] = {
-            "name": f"pdu-{rack}",
-            "rack": rack,
-            "rated_power_watts": 7360.0,
-            "phase_rated_current_amperes": 32.0,
-        }
-        if pdu_addresses and pdu["name"] in pdu_addresses:
-            pdu.update(address=pdu_addresses[pdu["name"]], auth=(snmp_auths or {}).get(pdu["name"], "public"))
-        doc["pdus"].append(pdu)
-    for name, address in (cooler_addresses or {}).items():
-        auth = (snmp_auths or {}).get(name, "public")
-        doc["coolers"].append({"name": name, "racks": racks, "address": address, "auth": auth})
-    for i, node in enumerate(nodes):
+    for pdu in layout.pdus:
         entry: dict[str, Any] = {
-            "name": node,
-            "rack": rack_of(i),
-            "partition": "cpu",
-            "pdu_outlets": [{"pdu": f"pdu-{rack_of(i)}", "outlet": str(i % NODES_PER_RACK + 1)}],
+            "name": pdu.name,
+            "rack": pdu.rack,
+            "rated_power_watts": pdu.rated_w,
+            "phase_rated_current_amperes": pdu.rated_a,
         }
-        if bmc_addresses and node in bmc_addresses:
-            entry["bmc"] = {"address": bmc_addresses[node], "auth": "demo"}
-        doc["nodes"].append(entry)
+        doc["pdus"].append({**entry, **_probe(pdu.name, pdu_addresses, snmp_auths)})
+    for cooler in layout.coolers:
+        entry = {"name": cooler.name, "racks": list(cooler.racks)}
+        doc["coolers"].append({**entry, **_probe(cooler.name, cooler_addresses, snmp_auths)})
+    for spec in layout.nodes:
+        node: dict[str, Any] = {
+            "name": spec.name,
+            "rack": spec.rack,
+            "partition": "gpu" if spec.gpus else "cpu",
+            "pdu_outlets": [{"pdu": pdu, "outlet": str(o.number)} for pdu, o in layout.outlets_of(spec.name)],
+        }
+        if spec.gpus:
+            ((profile, _count),) = Counter(g.profile for g in spec.gpus).most_common(1)
+            node["gpus"] = {"count": len(spec.gpus), "model": PROFILES[profile].name.replace(" ", "-")}
+        if bmc_addresses and spec.name in bmc_addresses:
+            node["bmc"] = {"address": bmc_addresses[spec.name], "auth": "demo"}
+        doc["nodes"].append(node)
     return doc
 
 
@@ -80,6 +94,7 @@ async def inventory_component(ctx: DemoContext) -> None:
         pdu_addresses=ctx.shared.get("pdu_addresses"),
         cooler_addresses=ctx.shared.get("cooler_addresses"),
         snmp_auths=ctx.shared.get("snmp_auths"),
+        layout=ctx.cluster().layout,
     )
     path = ctx.workdir / "inventory.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))

@@ -906,7 +906,7 @@ async def market_component(ctx: Any) -> None:
         pumped={DEMO_AREA: pumping(DEMO_AREA, first - timedelta(hours=6), last)},
         clock=lambda: datetime.now(UTC),
     )
-    entsoe_url = await fake.start()
+    entsoe_url = await fake.start(port=ctx.port() if ctx.base_port is not None else 0)
     ctx.stack.push_async_callback(fake.stop)
     ctx.urls.append(("Fake ENTSO-E API", entsoe_url + "/api"))
     token_file = workdir / "entsoe-token"

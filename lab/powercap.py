@@ -6,6 +6,10 @@ them in ``class/powercap/``.  ``energy_uj`` advances at each zone's simulated po
 at ``max_energy_range_uj``; a package's power follows the ``long_term`` limit written into its
 ``constraint_N_power_limit_uw`` file (the controller's writes take effect), and its subzones
 scale with it.  ``true_joules`` is the unwrapped ground truth that tests compare against.
+
+A ``source`` replaces that built-in demand: it gives each zone's power, and whoever provides it
+(the lab's node model, ``powerplane.lab.model``) reads the limits through ``limit_w`` and
+advances the counters itself, so the tree reports what that model says the packages draw.
 """
 
 from __future__ import annotations
@@ -140,11 +144,14 @@ class PowercapLab:
         root: Path,
         zones: Sequence[ZoneSpec],
         load: Callable[[float], float] | None = None,
+        source: Callable[[str], float] | None = None,
     ) -> None:
         self.root = Path(root)
         self.zones = {z.dirname: z for z in zones}
         #: Demand multiplier as a function of time (1.0 = each zone's ``watts``).
         self.load = load or (lambda _t: 1.0)
+        #: When set, each zone's power now (dirname → W), instead of ``watts`` times ``load``.
+        self.source = source
         self._raw: dict[str, int] = {}
         self._true: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -192,10 +199,14 @@ class PowercapLab:
 
     # --- simulation -----------------------------------------------------------------------
 
-    def _limit_w(self, dirname: str, constraint: str) -> float | None:
+    def limit_w(self, dirname: str, constraint: str) -> float | None:
+        """The limit written for ``constraint`` of a zone, or None (disabled, unset or unreadable)."""
         zone = self.zones[dirname]
         path = self.zone_dir(dirname)
-        if (path / "enabled").read_text().strip() == "0":
+        try:
+            if (path / "enabled").read_text().strip() == "0":
+                return None
+        except OSError:
             return None
         for n, c in enumerate(zone.constraints):
             if c.name == constraint:
@@ -208,6 +219,8 @@ class PowercapLab:
 
     def power(self, dirname: str, now: float | None = None) -> float:
         """The zone's simulated power now: demand, limited by its package's long_term limit."""
+        if self.source is not None:
+            return self.source(dirname)
         zone = self.zones[dirname]
         demand = zone.watts * self.load(time.monotonic() if now is None else now)
         package = zone.parent or dirname
@@ -215,7 +228,7 @@ class PowercapLab:
         if pkg_zone is None or zone.name == "dram" or pkg_zone.name.startswith("psys"):
             return demand
         pkg_demand = pkg_zone.watts * self.load(time.monotonic() if now is None else now)
-        cap = self._limit_w(package, "long_term")
+        cap = self.limit_w(package, "long_term")
         if cap is None or pkg_demand <= cap or pkg_demand <= 0:
             return demand
         return demand * cap / pkg_demand

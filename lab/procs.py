@@ -181,7 +181,44 @@ class Component:
         self.stop()
 
 
-class Prometheus(Component):
+class QueryApi:
+    """The Prometheus HTTP query API, as Prometheus and VictoriaMetrics both serve it at ``url``."""
+
+    url = ""
+
+    def api(self, path: str, **params: Any) -> Any:
+        query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
+        status, body = http_get(f"{self.url}/api/v1/{path}?{query}", timeout=10.0)
+        doc = json.loads(body)
+        if status != 200 or doc.get("status") != "success":
+            error = doc.get("error", body[:200])
+            raise RuntimeError(f"{type(self).__name__} {path} failed ({status}): {error}")
+        return doc["data"]
+
+    def query(self, expr: str, at: float | None = None) -> list[dict[str, Any]]:
+        """Instant query; returns the result vector."""
+        data = self.api("query", query=expr, time=at)
+        return list(data["result"]) if data["resultType"] == "vector" else [data["result"]]
+
+    def value(self, expr: str, at: float | None = None) -> float | None:
+        """The single value of an instant query, or None if it returned nothing."""
+        result = self.query(expr, at)
+        if not result:
+            return None
+        return float(result[0]["value"][1])
+
+    def wait_value(self, expr: str, timeout: float = 60.0) -> float:
+        """Wait until ``expr`` returns a value, and return it."""
+
+        def read() -> tuple[float] | None:
+            value = self.value(expr)
+            return None if value is None else (value,)
+
+        found: tuple[float] = wait_until(read, timeout, interval=0.5, what=f"a value for {expr!r}")  # type: ignore[assignment]
+        return found[0]
+
+
+class Prometheus(QueryApi, Component):
     """A real Prometheus on 127.0.0.1 with a temporary TSDB."""
 
     name = "prometheus"
@@ -228,36 +265,6 @@ class Prometheus(Component):
             "--web.enable-lifecycle",
             "--storage.tsdb.retention.time=1d",
         ]
-
-    def api(self, path: str, **params: Any) -> Any:
-        query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
-        status, body = http_get(f"{self.url}/api/v1/{path}?{query}", timeout=10.0)
-        doc = json.loads(body)
-        if status != 200 or doc.get("status") != "success":
-            raise RuntimeError(f"Prometheus {path} failed ({status}): {doc.get('error', body[:200])}")
-        return doc["data"]
-
-    def query(self, expr: str, at: float | None = None) -> list[dict[str, Any]]:
-        """Instant query; returns the result vector."""
-        data = self.api("query", query=expr, time=at)
-        return list(data["result"]) if data["resultType"] == "vector" else [data["result"]]
-
-    def value(self, expr: str, at: float | None = None) -> float | None:
-        """The single value of an instant query, or None if it returned nothing."""
-        result = self.query(expr, at)
-        if not result:
-            return None
-        return float(result[0]["value"][1])
-
-    def wait_value(self, expr: str, timeout: float = 60.0) -> float:
-        """Wait until ``expr`` returns a value, and return it."""
-
-        def read() -> tuple[float] | None:
-            value = self.value(expr)
-            return None if value is None else (value,)
-
-        found: tuple[float] = wait_until(read, timeout, interval=0.5, what=f"a value for {expr!r}")  # type: ignore[assignment]
-        return found[0]
 
     def targets(self) -> list[dict[str, Any]]:
         return list(self.api("targets")["activeTargets"])

@@ -4,7 +4,9 @@ Each ``SimulatedBMC`` has a model (which schemas it serves: the legacy ``Power``
 resources, the newer ``PowerSubsystem``/``ThermalSubsystem``/``EnvironmentMetrics``, or both;
 whether it honours ``$expand``; whether it has iDRAC telemetry reports), a session service
 with a cap on concurrent sessions (iDRAC allows about 8 and answers RAC0218 beyond that), and
-readings that follow the simulated node's load.  ``Faults`` inject what real BMCs do wrong:
+readings that follow the simulated node: a load curve of its own or, in the demo, the node's
+physical model (``powerplane.lab.model``: input power, the PSUs' split, fans, temperatures and
+energy all come from it).  ``Faults`` inject what real BMCs do wrong:
 slow answers, answers that never come, expired sessions, ``GeneralError`` on ``/Thermal``,
 malformed JSON, missing fields, wrong types and huge payloads.
 
@@ -24,6 +26,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import functools
 import json
 import math
@@ -40,10 +43,9 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from .powercap import PowercapLab
-
 if TYPE_CHECKING:
     from .demo import DemoContext
+    from .model import ClusterModel, NodeReading
 
 Json = dict[str, Any]
 ROOT = "/redfish/v1"
@@ -69,6 +71,7 @@ class BMCModel:
     telemetry: bool = False
     psus: int = 2
     fans: int = 6
+    fan_max_rpm: float = 16000.0
     idle_watts: float = 180.0
     max_watts: float = 720.0
     psu_capacity_watts: float = 1400.0
@@ -97,19 +100,40 @@ IDRAC_XE9680 = BMCModel(
     max_watts=6500.0,
     psu_capacity_watts=2800.0,
 )
+#: The 4-GPU HGX server (H100 SXM) the demo's GPU nodes are: new schema only, four PSUs.
+IDRAC_XE8640 = BMCModel(
+    "idrac-xe8640",
+    "PowerEdge XE8640",
+    "7.10.30.00",
+    legacy=False,
+    new=True,
+    energy=True,
+    psus=4,
+    fans=8,
+    fan_max_rpm=14000.0,
+    idle_watts=750.0,
+    max_watts=4500.0,
+    psu_capacity_watts=2800.0,
+)
+#: iDRAC 9 firmware 5.x on a GPU-dense 15th-generation server: legacy schema only.
+IDRAC9_R750XA = BMCModel(
+    "idrac9-r750xa",
+    "PowerEdge R750xa",
+    "5.10.50.00",
+    idle_watts=350.0,
+    max_watts=1750.0,
+    psu_capacity_watts=2400.0,
+)
 #: A minimal legacy BMC that rejects ``$expand`` (400), as some other vendors' firmware does.
 GENERIC_NOEXPAND = BMCModel("generic-noexpand", "Generic 1U", "1.0.0", expand=False, psus=1, fans=4)
 
-MODELS = {m.name: m for m in (IDRAC9_R640, IDRAC9_R760, IDRAC_XE9680, GENERIC_NOEXPAND)}
+MODELS = {
+    m.name: m for m in (IDRAC9_R640, IDRAC9_R760, IDRAC_XE9680, IDRAC_XE8640, IDRAC9_R750XA, GENERIC_NOEXPAND)
+}
 
 
 def uniform_latency(low: float, high: float) -> Callable[[], float]:
     return lambda: random.uniform(low, high)
-
-
-def lognormal_latency(median: float, sigma: float = 0.5, cap: float = 30.0) -> Callable[[], float]:
-    """Long-tailed latency around ``median`` seconds, as BMCs under load answer."""
-    return lambda: min(cap, median * math.exp(random.gauss(0.0, sigma)))
 
 
 @dataclass
@@ -154,8 +178,8 @@ class SimulatedBMC:
     session_timeout: float = 1800.0
     #: Node load (0..1) as a function of seconds since start.
     load: Callable[[float], float] = field(default=lambda _t: 0.5)
-    #: When set, the node's input power in watts overrides the load model (the demo ties it to RAPL).
-    power_source: Callable[[], float] | None = None
+    #: When set, the node's physical state (the demo's model): every reading comes from it.
+    node: Callable[[], NodeReading] | None = None
     power_limit_watts: float | None = 700.0
     faults: Faults = field(default_factory=Faults)
     host: str = "127.0.0.1"
@@ -185,12 +209,14 @@ class SimulatedBMC:
 
     def power_watts(self) -> float:
         """The node's input power now (what the BMC reports), rounded as iDRAC does."""
-        if self.power_source is not None:
-            return float(round(self.power_source()))
+        if self.node is not None:
+            return float(round(self.node().input_w))
         m = self.model
         return float(round(m.idle_watts + (m.max_watts - m.idle_watts) * self.utilisation()))
 
     def energy_kwh(self) -> float:
+        if self.node is not None:
+            return round(1000.0 + self.seed + self.node().input_j / 3.6e6, 3)
         now = time.monotonic()
         self._energy_kwh += self.power_watts() * (now - self._energy_at) / 3.6e6
         self._energy_at = now
@@ -198,6 +224,26 @@ class SimulatedBMC:
 
     def temperatures(self) -> list[tuple[str, str, str, float]]:
         """(id, name, physical context, °C)."""
+        if self.node is not None:
+            r = self.node()
+            return [
+                (
+                    "iDRAC.Embedded.1#SystemBoardInletTemp",
+                    "System Board Inlet Temp",
+                    "Intake",
+                    round(r.inlet_c),
+                ),
+                (
+                    "iDRAC.Embedded.1#SystemBoardExhaustTemp",
+                    "System Board Exhaust Temp",
+                    "Exhaust",
+                    round(r.exhaust_c),
+                ),
+                *(
+                    (f"iDRAC.Embedded.1#CPU{k}Temp", f"CPU{k} Temp", "CPU", round(c))
+                    for k, c in enumerate(r.cpu_c, start=1)
+                ),
+            ]
         u = self.utilisation()
         inlet = 21.0 + 2.0 * u
         return [
@@ -213,13 +259,31 @@ class SimulatedBMC:
         ]
 
     def fan_rpm(self, index: int) -> float:
+        if self.node is not None:
+            return float(round(self.model.fan_max_rpm * self.node().fan_ratio + 40 * index, -1))
         return float(round(3600 + 9000 * self.utilisation() + 40 * index, -1))
 
-    def psu_output_watts(self) -> float:
-        return round(self.power_watts() * 0.94 / max(1, self.model.psus), 1)
+    def fan_percent(self, index: int) -> float:
+        return round(100 * self.fan_rpm(index) / self.model.fan_max_rpm, 1)
 
-    def psu_input_watts(self) -> float:
-        return round(self.power_watts() / max(1, self.model.psus), 1)
+    def _psu(self, index: int) -> tuple[float, float]:
+        """(input, output) watts of PSU ``index`` (1-based)."""
+        if self.node is not None:
+            r = self.node()
+            if 1 <= index <= len(r.psu_input):
+                return r.psu_input[index - 1], r.psu_output[index - 1]
+        share = self.power_watts() / max(1, self.model.psus)
+        return share, share * 0.94
+
+    def psu_output_watts(self, index: int = 1) -> float:
+        return round(self._psu(index)[1], 1)
+
+    def psu_input_watts(self, index: int = 1) -> float:
+        return round(self._psu(index)[0], 1)
+
+    def psu_efficiency_percent(self, index: int = 1) -> int:
+        watts_in, watts_out = self._psu(index)
+        return round(100 * watts_out / watts_in) if watts_in > 0 else 94
 
     def open_sessions(self) -> int:
         self._expire()
@@ -412,12 +476,12 @@ class SimulatedBMC:
                 "Name": f"PS{i} Status",
                 "PowerCapacityWatts": m.psu_capacity_watts,
                 "PowerInputWatts": self._reading(
-                    m.psu_capacity_watts if m.psu_input_is_rating else self.psu_input_watts()
+                    m.psu_capacity_watts if m.psu_input_is_rating else self.psu_input_watts(i)
                 ),
-                "PowerOutputWatts": self._reading(self.psu_output_watts()),
-                "LastPowerOutputWatts": self.psu_output_watts(),
+                "PowerOutputWatts": self._reading(self.psu_output_watts(i)),
+                "LastPowerOutputWatts": self.psu_output_watts(i),
                 "LineInputVoltage": 230,
-                "EfficiencyPercent": 94,
+                "EfficiencyPercent": self.psu_efficiency_percent(i),
                 "Status": {"Health": "OK", "State": "Enabled"},
             }
             supplies.append(psu)
@@ -489,8 +553,10 @@ class SimulatedBMC:
             if match.group(2):
                 metrics: Json = {
                     "@odata.id": path,
-                    "InputPowerWatts": {"Reading": self._reading(self.psu_input_watts())},
-                    "OutputPowerWatts": {"Reading": self._reading(self.psu_output_watts())},
+                    "InputPowerWatts": {"Reading": self._reading(self.psu_input_watts(int(match.group(1))))},
+                    "OutputPowerWatts": {
+                        "Reading": self._reading(self.psu_output_watts(int(match.group(1))))
+                    },
                     "InputVoltage": {"Reading": 230},
                 }
                 if self.faults.missing_fields:
@@ -501,7 +567,9 @@ class SimulatedBMC:
                 "Id": f"PSU.Slot.{match.group(1)}",
                 "Name": f"PS{match.group(1)} Status",
                 "PowerCapacityWatts": m.psu_capacity_watts,
-                "EfficiencyRatings": [{"EfficiencyPercent": 94}],
+                "EfficiencyRatings": [
+                    {"EfficiencyPercent": self.psu_efficiency_percent(int(match.group(1)))}
+                ],
                 "Metrics": {"@odata.id": f"{base}/Metrics"},
                 "Status": {"Health": "OK", "State": "Enabled"},
             }
@@ -545,7 +613,7 @@ class SimulatedBMC:
                 "Id": f"Fan.Embedded.{i}",
                 "Name": f"System Board Fan{i}",
                 "PhysicalContext": "SystemBoard",
-                "SpeedPercent": {"Reading": self._reading(round(100 * rpm / 16000, 1)), "SpeedRPM": rpm},
+                "SpeedPercent": {"Reading": self._reading(self.fan_percent(i)), "SpeedRPM": rpm},
                 "Status": {"Health": "OK", "State": "Enabled"},
             }
         if path == f"{CHASSIS}/EnvironmentMetrics":
@@ -642,6 +710,7 @@ class RedfishLab:
     def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
         self.ssl_context = ssl_context
         self.bmcs: dict[tuple[str, int], SimulatedBMC] = {}
+        self._sites: dict[tuple[str, int], web.TCPSite] = {}
         self._pending: list[SimulatedBMC] = []
         self._runner: web.AppRunner | None = None
 
@@ -678,6 +747,14 @@ class RedfishLab:
             sock = server.sockets[0]  # type: ignore[attr-defined]
             bmc.port = int(sock.getsockname()[1])
             self.bmcs[(bmc.host, bmc.port)] = bmc
+            self._sites[(bmc.host, bmc.port)] = site
+
+    async def kill(self, bmc: SimulatedBMC) -> None:
+        """The BMC dies: its port closes, and connections to it are refused from now on."""
+        site = self._sites.pop((bmc.host, bmc.port), None)
+        self.bmcs.pop((bmc.host, bmc.port), None)
+        if site is not None:
+            await site.stop()
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -824,35 +901,40 @@ def fleet(
     ]
 
 
-def rapl_node_power(lab: PowercapLab, overhead_watts: float = 90.0, factor: float = 1.15) -> float:
-    """A node's input power from its simulated CPU packages: packages and DRAM plus the rest of
-    the platform (fans, disks, NICs, PSU losses)."""
-    watts = sum(lab.power(dirname) for dirname, zone in lab.zones.items() if zone.parent is None)
-    return overhead_watts + factor * watts
-
-
 async def redfish_component(ctx: DemoContext) -> None:
-    """One simulated iDRAC per demo node (its power follows the node's RAPL lab) and an exporter."""
-    from powerplane.exporters.redfish import make_server
+    """One simulated BMC per demo node, reading the node's physical model, and an exporter."""
     from powerplane.exporters.redfish.config import KIND
+    from powerplane.exporters.redfish.exporter import make_server
 
     password_file = ctx.workdir / "redfish-password"
     password_file.write_text(secrets.token_urlsafe(16) + "\n")
     password_file.chmod(0o600)
     password = password_file.read_text().strip()
     lab = RedfishLab()
-    powercap: dict[str, PowercapLab] = ctx.shared.get("powercap", {})
-    models = (IDRAC9_R760, IDRAC9_R640, IDRAC_XE9680)
+    model = ctx.cluster()
     bmcs: dict[str, SimulatedBMC] = {}
     for i, node in enumerate(ctx.nodes):
-        rapl = powercap.get(node)
+        spec = model.nodes[node].spec
+        max_watts = spec.max_input_w()
+        bmc_model = dataclasses.replace(
+            MODELS[spec.bmc],
+            psus=spec.psus,
+            fans=spec.fans,
+            fan_max_rpm=spec.fan_max_rpm,
+            psu_capacity_watts=spec.psu_capacity_w,
+            idle_watts=round(spec.idle_input_w()),
+            max_watts=round(max_watts),
+        )
         bmcs[node] = lab.add(
             SimulatedBMC(
                 f"bmc-{node}",
-                models[i % len(models)],
+                bmc_model,
                 password=password,
-                load=wave(phase=float(i), period_s=600.0),
-                power_source=functools.partial(rapl_node_power, rapl) if rapl is not None else None,
+                # The site's cap sits above what the node can draw: it never acts in the demo.
+                power_limit_watts=math.ceil(max_watts * 1.1 / 100) * 100,
+                node=functools.partial(_node_reading, model, node),
+                port=ctx.port() if ctx.base_port is not None else 0,
+                seed=i,
             )
         )
     await lab.start()
@@ -878,7 +960,12 @@ async def redfish_component(ctx: DemoContext) -> None:
     )
     ctx.scrape_configs.append({"job_name": "powerplane-redfish", "static_configs": [{"targets": [address]}]})
     ctx.shared["redfish"] = bmcs
+    ctx.shared["redfish_lab"] = lab
     ctx.shared["bmc_addresses"] = {node: bmc.address for node, bmc in bmcs.items()}
+
+
+def _node_reading(model: ClusterModel, node: str) -> NodeReading:
+    return model.snapshot.nodes[node]
 
 
 def main() -> None:

@@ -13,8 +13,11 @@ running interpreter lives somewhere ``nobody`` cannot read (a pyenv under /root)
 responder runs on the system ``python3`` of the same version with snmpsim and its pure-Python
 dependencies staged, world-readable, under the temporary directory.
 
-``snmprec_file`` helps write recordings; ``rack_demo`` (``snmp_component``) adds a rack of PDUs
-and an in-row cooler to ``powerplane demo``.
+The recording builders turn a reading (``PduReading``, ``CoolerReading`` of
+``powerplane.lab.model``) into each vendor's encoding; without one they write the fixed readings
+of the committed recordings.  ``snmp_component`` plays the demo's PDUs and in-row coolers with
+recordings rewritten from the lab's model every second (docs/lab.md says why this way and not
+with snmpsim's variation modules); the third-party APC AP8641 walk stays a parser fixture.
 """
 
 from __future__ import annotations
@@ -28,15 +31,24 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from powerplane.resources import output_dir, resource
 
 from . import procs
+from .model import ClusterModel, CoolerReading, OutletReading, PduReading, PduSpec, PhaseReading
 
-#: Recordings written for this project, shipped beside this module.
-RECORDINGS = Path(__file__).resolve().parent / "snmprec"
+if TYPE_CHECKING:
+    from .demo import DemoContext
 
+#: Recordings written for this project, shipped as package data (a wheel has them too).
+RECORDINGS: Traversable = resource("powerplane.lab", "snmprec")
+
+#: The recording a ``Snmpsim`` with a v3 user serves to SNMPv3 requests without a context name.
+V3_RECORDING = "self"
 V3_USER = "powerplane"
 V3_AUTH = "powerplane-auth-pass"
 V3_PRIV = "powerplane-priv-pass"
@@ -80,13 +92,17 @@ def _wait_snmp(port: int, community: str, proc: procs.Process, timeout: float) -
 class Snmpd:
     """The net-snmp agent on 127.0.0.1 with a generated configuration."""
 
-    def __init__(self, workdir: Path, community: str = "public", port: int | None = None) -> None:
+    def __init__(
+        self, workdir: Path, community: str = "public", port: int | None = None, extra_config: str = ""
+    ) -> None:
         self.binary = procs.find_binary("snmpd")
         if self.binary is None:
             raise FileNotFoundError("snmpd is not installed (Debian package 'snmpd')")
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.community = community
+        #: Lines added to the generated snmpd.conf (e.g. ``extend`` commands serving long values).
+        self.extra_config = extra_config
         self.port = port or procs.free_port()
         self.process: procs.Process | None = None
 
@@ -98,7 +114,7 @@ class Snmpd:
             f"rocommunity {self.community} 127.0.0.1\n"
             f'createUser {V3_USER} SHA "{V3_AUTH}" AES "{V3_PRIV}"\n'
             f"rouser {V3_USER} priv\n"
-            "sysLocation powerplane lab\nsysContact lab@example.invalid\nsysServices 72\n"
+            "sysLocation powerplane lab\nsysContact lab@example.invalid\nsysServices 72\n" + self.extra_config
         )
         assert self.binary is not None
         self.process = procs.Process(
@@ -179,7 +195,8 @@ def snmpsim_runtime() -> tuple[str, dict[str, str]]:
         importlib.metadata.distribution("snmpsim")
     except importlib.metadata.PackageNotFoundError:
         raise FileNotFoundError("snmpsim is not installed (pip install snmpsim)") from None
-    dists = _distribution_closure(["snmpsim", "pysmi"])
+    # cryptography: pysnmp's SNMPv3 privacy, an optional dependency of it (without, v3 fails).
+    dists = _distribution_closure(["snmpsim", "pysmi", "cryptography"])
     site_dirs = {str(Path(str(d.locate_file(""))).resolve()) for d in dists}
     interpreter_readable = _readable_by_others(Path(sys.executable)) and _readable_by_others(
         Path(sys.base_prefix) / "lib"
@@ -231,12 +248,22 @@ class Snmpsim:
     def __init__(
         self,
         workdir: Path,
-        recordings: Mapping[str, Path | str],
+        recordings: Mapping[str, Traversable | str],
         port: int | None = None,
+        v3_user: tuple[str, str, str] | None = None,
     ) -> None:
-        """``recordings`` maps community → .snmprec file (or its text)."""
+        """``recordings`` maps community → .snmprec file (a path or a shipped resource) or its text.
+
+        ``v3_user`` (user name, SHA auth password, AES priv password) also answers SNMPv3
+        authPriv: a request without a context name, as a PDU's agent gets them, reads the
+        recording ``V3_RECORDING`` (snmpsim picks a v3 request's data by context name, and an
+        empty one by its own engine's label).
+        """
         self.workdir = Path(workdir)
         self.port = port or procs.free_port()
+        self.v3_user = v3_user
+        if v3_user is not None and V3_RECORDING not in recordings:
+            raise ValueError(f"SNMPv3 is served from the recording {V3_RECORDING!r}; give one")
         self.recordings = dict(recordings)
         if not self.recordings:
             raise ValueError("snmpsim needs at least one recording")
@@ -252,10 +279,10 @@ class Snmpsim:
         cache.mkdir()
         for community, source in self.recordings.items():
             target = data / f"{community}.snmprec"
-            if isinstance(source, Path):
-                shutil.copyfile(source, target)
-            else:
+            if isinstance(source, str):
                 target.write_text(source)
+            else:
+                target.write_bytes(source.read_bytes())
         # The responder drops to nobody before it reads the data and writes its index.
         for path in (base, data):
             os.chmod(path, 0o755)
@@ -269,6 +296,8 @@ class Snmpsim:
                 interpreter,
                 "-c",
                 "import sys; from snmpsim.commands.responder import main; sys.exit(main())",
+                # An engine's options (--v3-engine-id first) precede its data and endpoint.
+                *self._v3_arguments(),
                 f"--data-dir={data}",
                 f"--cache-dir={cache}",
                 f"--agent-udpv4-endpoint=127.0.0.1:{self.port}",
@@ -279,8 +308,23 @@ class Snmpsim:
             cwd=base,
             env=env,
         )
-        _wait_snmp(self.port, next(iter(self.recordings)), self.process, timeout)
+        # snmpsim serves the recording named for its own engine under the empty community.
+        first = next(iter(self.recordings))
+        _wait_snmp(self.port, "" if first == V3_RECORDING else first, self.process, timeout)
         return self
+
+    def _v3_arguments(self) -> list[str]:
+        if self.v3_user is None:
+            return []
+        user, auth_key, priv_key = self.v3_user
+        return [
+            "--v3-engine-id=auto",
+            f"--v3-user={user}",
+            f"--v3-auth-key={auth_key}",
+            "--v3-auth-proto=SHA",
+            f"--v3-priv-key={priv_key}",
+            "--v3-priv-proto=AES",
+        ]
 
     def replace(self, community: str, text: str) -> None:
         """Serve new readings for ``community`` while running (a device that heats up, say).
@@ -318,6 +362,7 @@ class Snmpsim:
 
 #: snmprec type tags.
 INTEGER, OCTETS, OID, COUNTER32, GAUGE32, TIMETICKS, COUNTER64 = "2", "4", "6", "65", "66", "67", "70"
+_NUMERIC = {INTEGER, COUNTER32, GAUGE32, TIMETICKS, COUNTER64}
 
 
 @dataclass(frozen=True)
@@ -327,8 +372,13 @@ class Row:
     value: Any
 
 
-def snmprec_text(rows: Sequence[Row]) -> str:
-    """Recording text with rows sorted by OID (snmpsim serves them in file order)."""
+def snmprec_text(rows: Sequence[Row], width: int = 0) -> str:
+    """Recording text with rows sorted by OID (snmpsim serves them in file order).
+
+    ``width`` pads every number to that many characters, so a recording rewritten with new
+    readings keeps each line at the same offset: snmpsim looks lines up by the offsets it
+    indexed, and a file replaced between its indexing and its reading then still answers right.
+    """
 
     def key(row: Row) -> tuple[int, ...]:
         return tuple(int(p) for p in row.oid.split("."))
@@ -337,152 +387,191 @@ def snmprec_text(rows: Sequence[Row]) -> str:
     for row in sorted(rows, key=key):
         if isinstance(row.value, bytes):
             lines.append(f"{row.oid}|{row.tag}x|{row.value.hex()}")
+        elif width and row.tag in _NUMERIC and isinstance(row.value, int):
+            lines.append(f"{row.oid}|{row.tag}|{row.value:0{width}d}")
         else:
             lines.append(f"{row.oid}|{row.tag}|{row.value}")
     return "\n".join(lines) + "\n"
 
 
-def _system(sys_object_id: str, descr: str, name: str) -> list[Row]:
+#: The width of numbers in the recordings the demo rewrites every second (snmprec_text).
+LIVE_WIDTH = 12
+
+
+def _system(sys_object_id: str, descr: str, name: str, uptime: int = 123456) -> list[Row]:
     return [
         Row("1.3.6.1.2.1.1.1.0", OCTETS, descr),
         Row("1.3.6.1.2.1.1.2.0", OID, sys_object_id),
-        Row("1.3.6.1.2.1.1.3.0", TIMETICKS, 123456),
+        Row("1.3.6.1.2.1.1.3.0", TIMETICKS, uptime),
         Row("1.3.6.1.2.1.1.5.0", OCTETS, name),
     ]
 
 
-def _value(value: int, moving_fraction: float, moving: bool) -> tuple[str, Any]:
-    """A reading: fixed, or (for the demo) an snmpsim numeric variation around it."""
-    if not moving or value <= 0 or moving_fraction <= 0:
-        return INTEGER, value
-    amplitude = max(1, int(value * moving_fraction))
-    return f"{INTEGER}:numeric", _sine(value, amplitude)
+def _scaled(value: float, scale: float) -> int:
+    return round(value * scale)
 
 
-def _sine(base: int, amplitude: int, period_s: float = 300.0) -> str:
-    rate = 2 * 3.141592653589793 / period_s
-    return (
-        f"min={max(0, base - amplitude)},max={base + amplitude},initial={base},"
-        f"function=sin,rate={rate:.6f},scale={amplitude}"
-    )
+def _outlets(
+    watts: Callable[[int], float], amps: Callable[[int], float], wh: Callable[[int], float]
+) -> tuple[OutletReading, ...]:
+    return tuple(OutletReading(f"node-{n:02d}", watts(n), amps(n), wh(n)) for n in range(1, 9))
 
 
-def _energy(value: int, per_second: float, moving: bool, tag: str = INTEGER) -> tuple[str, Any]:
-    if not moving:
-        return tag, value
-    # Without a function the variation is initial + rate * seconds since start: a steady meter.
-    return f"{tag}:numeric", f"min=0,initial={value},rate={per_second:.6f}"
+#: The readings of the committed recordings (lab/snmprec/): fixed, for the profile tests.
+STATIC_READINGS: dict[str, PduReading | CoolerReading] = {
+    "raritan-px3": PduReading(
+        2840.0, 1234567.0, (PhaseReading("1", 230.0, 1.2345, 2840.0),),
+        _outlets(lambda n: (3000 + 250 * n) / 10, lambda n: (1300 + 100 * n) / 1000, lambda n: 50000.0 * n),
+    ),
+    "sentry4": PduReading(
+        3120.0, 4567800.0,
+        tuple(PhaseReading(str(p), (2300 + p) / 10, (450 + p) / 100, 1040.0) for p in (1, 2, 3)),
+        _outlets(lambda n: 300.0 + 20 * n, lambda n: (150 + 10 * n) / 100, lambda n: 100000.0 * n),
+        (24.5, None), (0.45,),
+    ),
+    "vertiv-v5": PduReading(
+        2500.0, 9876543.0,
+        tuple(PhaseReading(f"L{p}", (2290 + p) / 10, (360 + p) / 100, 830.0) for p in (1, 2, 3)),
+        _outlets(lambda n: 280.0 + 10 * n, lambda n: (120 + 5 * n) / 100, lambda n: 200000.0 + n),
+        (23.1,), (0.38,),
+    ),
+    "apc-inrow": CoolerReading(
+        11800.0, 12000.0, 1.25, 0.655, 22.4, 18.0, 32.0, 12.0, 17.0, 0.452, False, 23600.0, 24000.0
+    ),
+}  # fmt: skip
 
 
-def raritan_pdu2(moving: bool = False, outlets: int = 8) -> str:
-    """A Raritan PX3 (PDU2-MIB) with one inlet and ``outlets`` metered outlets."""
+def raritan_pdu2(
+    reading: PduReading | None = None, name: str = "px3-rack", width: int = 0, uptime: int = 123456
+) -> str:
+    """A Raritan PX3 (PDU2-MIB): one inlet and metered outlets, each reading with its decimal digits."""
+    r = reading or STATIC_READINGS["raritan-px3"]
+    assert isinstance(r, PduReading)
     base = "1.3.6.1.4.1.13742.6"
-    rows = _system(f"{base}", "Raritan PX3-5190R", "px3-rack")
-    inlet = {
-        1: (4, 12345),
-        4: (0, 230),
-        5: (0, 2840),
-        8: (0, 1234567),
-    }  # sensor type: (decimal digits, reading)
+    rows = _system(base, "Raritan PX3-5190R", name, uptime)
+    phase = r.phases[0]
+    # sensor type: (decimal digits, reading) - 1 rmsCurrent, 4 rmsVoltage, 5 activePower, 8 activeEnergy
+    inlet = {1: (4, phase.amps), 4: (0, phase.volts), 5: (0, r.watts), 8: (0, r.wh)}
     for sensor, (digits, value) in inlet.items():
+        encoded = _scaled(value, 10**digits)
         rows.append(Row(f"{base}.3.3.4.1.7.1.1.{sensor}", INTEGER, digits))
-        rows.append(Row(f"{base}.5.2.3.1.4.1.1.{sensor}", GAUGE32, value))
-        tag, signed = (
-            _energy(value, 0.8, moving) if sensor == 8 else _value(value, 0.1 if sensor == 5 else 0, moving)
-        )
-        rows.append(Row(f"{base}.5.2.3.1.6.1.1.{sensor}", tag, signed))
-    for n in range(1, outlets + 1):
-        watts = 3000 + 250 * n  # tenths of W
-        rows.append(Row(f"{base}.3.5.3.1.3.1.{n}", OCTETS, f"node-{n:02d}"))
-        for sensor, digits, value in ((1, 3, 1300 + 100 * n), (5, 1, watts), (8, 0, 50000 * n)):
+        rows.append(Row(f"{base}.5.2.3.1.4.1.1.{sensor}", GAUGE32, encoded))
+        rows.append(Row(f"{base}.5.2.3.1.6.1.1.{sensor}", INTEGER, encoded))
+    for n, outlet in enumerate(r.outlets, start=1):
+        rows.append(Row(f"{base}.3.5.3.1.3.1.{n}", OCTETS, outlet.name))
+        for sensor, digits, value in ((1, 3, outlet.amps), (5, 1, outlet.watts), (8, 0, outlet.wh)):
             rows.append(Row(f"{base}.3.5.4.1.7.1.{n}.{sensor}", INTEGER, digits))
-            if sensor == 8:
-                tag, reading = _energy(value, watts / 10 / 3600, moving, GAUGE32)
-            else:
-                tag, reading = _value(value, 0.15, moving)
-                tag = tag.replace(INTEGER, GAUGE32, 1)
-            rows.append(Row(f"{base}.5.4.3.1.4.1.{n}.{sensor}", tag, reading))
-    return snmprec_text(rows)
+            rows.append(Row(f"{base}.5.4.3.1.4.1.{n}.{sensor}", GAUGE32, _scaled(value, 10**digits)))
+    return snmprec_text(rows, width)
 
 
-def servertech_sentry4(moving: bool = False, outlets: int = 8) -> str:
-    """A ServerTech Sentry4 PRO2 with one unit, one input cord, three phases and outlets."""
+def _sensor(value: float | None, scale: float) -> int:
+    return -1 if value is None else _scaled(value, scale)  # -1: no probe connected
+
+
+def servertech_sentry4(
+    reading: PduReading | None = None, name: str = "sentry4-rack", width: int = 0, uptime: int = 123456
+) -> str:
+    """A ServerTech Sentry4 PRO2: one unit and input cord, its phases, outlets and sensors."""
+    r = reading or STATIC_READINGS["sentry4"]
+    assert isinstance(r, PduReading)
     base = "1.3.6.1.4.1.1718.4.1"
-    rows = _system("1.3.6.1.4.1.1718.4", "Sentry Switched PDU", "sentry4-rack")
-    rows.append(Row(f"{base}.3.3.1.3.1.1", *_value(3120, 0.1, moving)))
-    rows.append(Row(f"{base}.3.3.1.10.1.1", *_energy(45678, 3120 / 360000, moving)))
-    for phase in (1, 2, 3):
+    rows = _system("1.3.6.1.4.1.1718.4", "Sentry Switched PDU", name, uptime)
+    rows.append(Row(f"{base}.3.3.1.3.1.1", INTEGER, _scaled(r.watts, 1)))
+    rows.append(Row(f"{base}.3.3.1.10.1.1", INTEGER, _scaled(r.wh, 0.01)))  # tenths of kWh
+    for p, phase in enumerate(r.phases, start=1):
         rows += [
-            Row(f"{base}.5.3.1.3.1.1.{phase}", INTEGER, 2300 + phase),
-            Row(f"{base}.5.3.1.6.1.1.{phase}", *_value(450 + phase, 0.1, moving)),
-            Row(f"{base}.5.3.1.8.1.1.{phase}", *_value(1040, 0.1, moving)),
+            Row(f"{base}.5.3.1.3.1.1.{p}", INTEGER, _scaled(phase.volts, 10)),
+            Row(f"{base}.5.3.1.6.1.1.{p}", INTEGER, _scaled(phase.amps, 100)),
+            Row(f"{base}.5.3.1.8.1.1.{p}", INTEGER, _scaled(phase.watts, 1)),
         ]
-    for n in range(1, outlets + 1):
+    for n, outlet in enumerate(r.outlets, start=1):
         rows += [
-            Row(f"{base}.8.2.1.3.1.1.{n}", OCTETS, f"node-{n:02d}"),
-            Row(f"{base}.8.3.1.3.1.1.{n}", *_value(150 + 10 * n, 0.1, moving)),
-            Row(f"{base}.8.3.1.7.1.1.{n}", *_value(300 + 20 * n, 0.1, moving)),
-            Row(f"{base}.8.3.1.14.1.1.{n}", *_energy(100000 * n, (300 + 20 * n) / 3600, moving)),
+            Row(f"{base}.8.2.1.3.1.1.{n}", OCTETS, outlet.name),
+            Row(f"{base}.8.3.1.3.1.1.{n}", INTEGER, _scaled(outlet.amps, 100)),
+            Row(f"{base}.8.3.1.7.1.1.{n}", INTEGER, _scaled(outlet.watts, 1)),
+            Row(f"{base}.8.3.1.14.1.1.{n}", INTEGER, _scaled(outlet.wh, 1)),
         ]
-    rows += [
-        Row(f"{base}.9.3.1.1.1.1", INTEGER, 245),
-        Row(f"{base}.9.3.1.1.1.2", INTEGER, -1),  # no probe connected
-        Row(f"{base}.10.3.1.1.1.1", INTEGER, 45),
-    ]
-    return snmprec_text(rows)
+    rows += [Row(f"{base}.9.3.1.1.1.{k}", INTEGER, _sensor(t, 10)) for k, t in enumerate(r.temperatures, 1)]
+    rows += [Row(f"{base}.10.3.1.1.1.{k}", INTEGER, _sensor(h, 100)) for k, h in enumerate(r.humidities, 1)]
+    return snmprec_text(rows, width)
 
 
-def vertiv_geist_v5(moving: bool = False, outlets: int = 8) -> str:
-    """A Vertiv/Geist rPDU with V5 firmware: totals, three phases, outlets, internal sensor."""
+def vertiv_geist_v5(
+    reading: PduReading | None = None, name: str = "geist-rack", width: int = 0, uptime: int = 123456
+) -> str:
+    """A Vertiv/Geist rPDU with V5 firmware: totals, phases, outlets and its internal sensor."""
+    r = reading or STATIC_READINGS["vertiv-v5"]
+    assert isinstance(r, PduReading)
     base = "1.3.6.1.4.1.21239.5"
-    rows = _system(f"{base}.2", "Vertiv Geist rPDU", "geist-rack")
-    rows.append(Row(f"{base}.2.3.1.1.8.1", *_value(2500, 0.1, moving)))
-    rows.append(Row(f"{base}.2.3.1.1.12.1", *_energy(9876543, 2500 / 3600, moving)))
-    for phase, label in ((1, "L1"), (2, "L2"), (3, "L3")):
+    rows = _system(f"{base}.2", "Vertiv Geist rPDU", name, uptime)
+    rows.append(Row(f"{base}.2.3.1.1.8.1", INTEGER, _scaled(r.watts, 1)))
+    rows.append(Row(f"{base}.2.3.1.1.12.1", INTEGER, _scaled(r.wh, 1)))
+    for p, phase in enumerate(r.phases, start=1):
         rows += [
-            Row(f"{base}.2.3.2.1.3.1.{phase}", OCTETS, label),
-            Row(f"{base}.2.3.2.1.4.1.{phase}", INTEGER, 2290 + phase),
-            Row(f"{base}.2.3.2.1.6.1.{phase}", *_value(360 + phase, 0.1, moving)),
-            Row(f"{base}.2.3.2.1.8.1.{phase}", *_value(830, 0.1, moving)),
+            Row(f"{base}.2.3.2.1.3.1.{p}", OCTETS, phase.label),
+            Row(f"{base}.2.3.2.1.4.1.{p}", INTEGER, _scaled(phase.volts, 10)),
+            Row(f"{base}.2.3.2.1.6.1.{p}", INTEGER, _scaled(phase.amps, 100)),
+            Row(f"{base}.2.3.2.1.8.1.{p}", INTEGER, _scaled(phase.watts, 1)),
         ]
-    for n in range(1, outlets + 1):
+    for n, outlet in enumerate(r.outlets, start=1):
         rows += [
-            Row(f"{base}.2.3.5.1.3.1.{n}", OCTETS, f"node-{n:02d}"),
-            Row(f"{base}.2.3.5.1.4.1.{n}", *_value(120 + 5 * n, 0.1, moving)),
-            Row(f"{base}.2.3.5.1.6.1.{n}", *_value(280 + 10 * n, 0.1, moving)),
-            Row(f"{base}.2.3.5.1.10.1.{n}", *_energy(200000 + n, (280 + 10 * n) / 3600, moving)),
+            Row(f"{base}.2.3.5.1.3.1.{n}", OCTETS, outlet.name),
+            Row(f"{base}.2.3.5.1.4.1.{n}", INTEGER, _scaled(outlet.amps, 100)),
+            Row(f"{base}.2.3.5.1.6.1.{n}", INTEGER, _scaled(outlet.watts, 1)),
+            Row(f"{base}.2.3.5.1.10.1.{n}", INTEGER, _scaled(outlet.wh, 1)),
         ]
-    rows += [Row(f"{base}.1.2.2.1.5.1", INTEGER, 231), Row(f"{base}.1.2.2.1.6.1", INTEGER, 38)]
-    return snmprec_text(rows)
-
-
-def apc_inrow(moving: bool = False, supply_celsius: float = 18.0, return_celsius: float = 32.0) -> str:
-    """An APC InRow RC (ACRC) with group status and an airIRRP humidity reading.
-
-    ``supply_celsius`` and ``return_celsius`` set the air temperatures (a hot cooler in tests).
-    """
-    unit = "1.3.6.1.4.1.318.1.1.13.3.2.2.2"
-    rows = _system("1.3.6.1.4.1.318.1.3.14.5", "APC InRow RC ACRC301S", "inrow-01")
-    readings = {
-        2: (118, 0.2),
-        3: (120, 0.2),
-        5: (1250, 0.1),
-        7: (224, 0.03),
-        9: (round(supply_celsius * 10), 0.02),
-        11: (round(return_celsius * 10), 0.03),
-        16: (655, 0.1),
-        24: (120, 0.0),
-        26: (170, 0.02),
-        27: (1, 0.0),
-    }
-    for column, (value, fraction) in readings.items():
-        rows.append(Row(f"{unit}.{column}.0", *_value(value, fraction, moving)))
     rows += [
-        Row("1.3.6.1.4.1.318.1.1.13.3.2.1.1.1.0", *_value(236, 0.2, moving)),
-        Row("1.3.6.1.4.1.318.1.1.13.3.2.1.1.2.0", *_value(240, 0.2, moving)),
-        Row("1.3.6.1.4.1.318.1.1.13.3.3.1.2.2.14.0", INTEGER, 452),
+        Row(f"{base}.1.2.2.1.5.1", INTEGER, _sensor(r.temperatures[0] if r.temperatures else None, 10)),
+        Row(f"{base}.1.2.2.1.6.1", INTEGER, _sensor(r.humidities[0] if r.humidities else None, 100)),
     ]
-    return snmprec_text(rows)
+    return snmprec_text(rows, width)
+
+
+def apc_inrow(
+    reading: CoolerReading | None = None,
+    supply_celsius: float | None = None,
+    return_celsius: float | None = None,
+    name: str = "inrow-01",
+    width: int = 0,
+    uptime: int = 123456,
+) -> str:
+    """An APC InRow RC (ACRC) with group status, run hours and its airIR alarm count.
+
+    ``supply_celsius`` and ``return_celsius`` change those air temperatures (a hot cooler in tests).
+    """
+    r = reading or STATIC_READINGS["apc-inrow"]
+    assert isinstance(r, CoolerReading)
+    if supply_celsius is not None:
+        r = replace(r, supply_c=supply_celsius)
+    if return_celsius is not None:
+        r = replace(r, return_c=return_celsius)
+    unit = "1.3.6.1.4.1.318.1.1.13.3.2.2.2"
+    rows = _system("1.3.6.1.4.1.318.1.3.14.5", "APC InRow RC ACRC301S", name, uptime)
+    columns = {
+        2: _scaled(r.output_w, 0.01),  # tenths of kW
+        3: _scaled(r.demand_w, 0.01),
+        5: _scaled(r.airflow_m3s, 1000),  # L/s
+        7: _scaled(r.rack_inlet_c, 10),
+        9: _scaled(r.supply_c, 10),
+        11: _scaled(r.return_c, 10),
+        16: _scaled(r.fan_ratio, 1000),  # tenths of %
+        24: _scaled(r.fluid_in_c, 10),
+        26: _scaled(r.fluid_out_c, 10),
+        27: 2 if r.leak else 1,
+        1: 2,  # operating mode: on
+    }
+    rows += [Row(f"{unit}.{column}.0", INTEGER, value) for column, value in columns.items()]
+    rows += [
+        Row("1.3.6.1.4.1.318.1.1.13.3.2.1.1.1.0", INTEGER, _scaled(r.group_output_w, 0.01)),
+        Row("1.3.6.1.4.1.318.1.1.13.3.2.1.1.2.0", INTEGER, _scaled(r.group_demand_w, 0.01)),
+        Row("1.3.6.1.4.1.318.1.1.13.3.2.2.3.1.0", INTEGER, 1500),  # run hours: air filter, fan 1, fan 2
+        Row("1.3.6.1.4.1.318.1.1.13.3.2.2.3.2.0", INTEGER, 41230),
+        Row("1.3.6.1.4.1.318.1.1.13.3.2.2.3.3.0", INTEGER, 41220),
+        Row("1.3.6.1.4.1.318.1.1.13.3.2.2.4.1.0", INTEGER, 12),  # air filter service interval
+        Row("1.3.6.1.4.1.318.1.1.13.3.1.1.0", INTEGER, 0),  # active alarms
+    ]
+    return snmprec_text(rows, width)
 
 
 #: Project recordings: community → builder.
@@ -494,8 +583,12 @@ BUILDERS: dict[str, Callable[..., str]] = {
 }
 
 
-def write_recordings(folder: Path = RECORDINGS) -> list[Path]:
-    """(Re)write the committed static recordings (``python -m powerplane.lab.snmp``)."""
+def write_recordings(folder: Path | None = None) -> list[Path]:
+    """(Re)write the committed static recordings (``python -m powerplane.lab.snmp``).
+
+    Into ``folder``, else into the checkout's lab/snmprec/; never into an installed package.
+    """
+    folder = output_dir(folder, "lab/snmprec", "writing the lab's SNMP recordings")
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for community, build in BUILDERS.items():
@@ -510,60 +603,111 @@ if __name__ == "__main__":
         print(written_path)
 
 
-async def snmp_component(ctx: Any) -> None:
-    """``powerplane demo``: a rack of PDUs (APC AP8641 recording, Raritan, Sentry4, Vertiv) and an
-    InRow cooler, served by snmpsim with moving readings, probed by the SNMP exporter."""
+def live_recordings(model: ClusterModel) -> dict[str, Callable[[], str]]:
+    """Device name → a function writing its recording from the model's latest readings."""
+
+    def uptime() -> int:
+        return 123456 + int(model.snapshot.t * 100)
+
+    def pdu(spec: PduSpec) -> Callable[[], str]:
+        build = BUILDERS[spec.vendor]
+        return lambda: build(
+            model.snapshot.pdus[spec.name], name=spec.name, width=LIVE_WIDTH, uptime=uptime()
+        )
+
+    def cooler(name: str) -> Callable[[], str]:
+        return lambda: apc_inrow(model.snapshot.coolers[name], name=name, width=LIVE_WIDTH, uptime=uptime())
+
+    devices = {spec.name: pdu(spec) for spec in model.layout.pdus}
+    devices.update({spec.name: cooler(spec.name) for spec in model.layout.coolers})
+    return devices
+
+
+async def _rewrite_every_second(sim: Snmpsim, devices: Mapping[str, Callable[[], str]]) -> None:
     import asyncio
     import logging
 
     from powerplane.exporters.runtime import log
-    from powerplane.exporters.snmp.exporter import KIND, make_server
 
-    recordings: dict[str, Path | str] = {name: build(moving=True) for name, build in BUILDERS.items()}
-    apc = apc_recording()
-    if apc is not None:
-        recordings["apc-8641"] = apc
+    def rewrite() -> None:
+        for name, build in devices.items():
+            sim.replace(name, build())
+
+    while True:
+        # On the second: snmpsim tells versions apart by their whole-second modification time.
+        await asyncio.sleep(1.0 - time.time() % 1.0)
+        try:
+            await asyncio.to_thread(rewrite)
+        except OSError as exc:  # a full disk, say: keep serving the last readings
+            log(
+                logging.getLogger("powerplane.demo"),
+                logging.WARNING,
+                "SNMP recordings not rewritten",
+                cause=str(exc),
+            )
+
+
+async def snmp_component(ctx: DemoContext) -> None:
+    """``powerplane demo``: the racks' A/B-feed PDUs (Raritan, Sentry4, Vertiv) and in-row coolers,
+    played by snmpsim from recordings rewritten every second from the lab's model, and the SNMP
+    exporter probing them."""
+    import asyncio
+    import contextlib
+    import logging
+
+    import yaml
+
+    from powerplane.exporters.runtime import log
+    from powerplane.exporters.snmp.config import KIND
+    from powerplane.exporters.snmp.exporter import make_server
+
+    model = ctx.cluster()
+    devices = live_recordings(model)
     try:
-        sim = Snmpsim(ctx.workdir / "snmp", recordings)
+        sim = Snmpsim(
+            ctx.workdir / "snmp", {name: build() for name, build in devices.items()}, port=ctx.port()
+        )
         await asyncio.to_thread(sim.start)
     except (FileNotFoundError, RuntimeError, TimeoutError) as exc:
         log(logging.getLogger("powerplane.demo"), logging.WARNING, "SNMP lab not started", cause=str(exc))
         return
     ctx.stack.callback(sim.stop)
+    rewriter = asyncio.ensure_future(_rewrite_every_second(sim, devices))
+
+    async def stop_rewriting() -> None:
+        rewriter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await rewriter
+
+    ctx.stack.push_async_callback(stop_rewriting)
     secrets = ctx.workdir / "snmp" / "secrets"
     secrets.mkdir(parents=True, exist_ok=True)
     auths = {}
-    for community in recordings:
-        (secrets / community).write_text(community)
-        auths[community] = {"version": 2, "community": {"file": str(secrets / community)}}
-    config = KIND.load_text(
-        __import__("yaml").safe_dump({"auths": auths, "allow": ["127.0.0.1/32"], "timeout": 10})
-    )
-    address = await ctx.serve(make_server(config), "SNMP exporter (rack PDUs, InRow cooler)")
+    for name in devices:
+        (secrets / name).write_text(name)
+        auths[name] = {"version": 2, "community": {"file": str(secrets / name)}}
+    config = KIND.load_text(yaml.safe_dump({"auths": auths, "allow": ["127.0.0.1/32:*"], "timeout": 10}))
+    address = await ctx.serve(make_server(config), "SNMP exporter (PDUs, in-row coolers)")
     agent = f"127.0.0.1:{sim.port}"
-    # Each rack of the demo inventory is fed by one PDU, named as the inventory names it, so the
-    # outlet → node and PDU → rack joins work; the project-written recordings (whose readings
-    # move) go first, spare recordings keep their own names.
-    from .inventory import rack_of
-
-    racks = sorted({rack_of(i) for i in range(len(ctx.nodes))})
-    pdus = sorted((c for c in recordings if "inrow" not in c), key=lambda c: (c == "apc-8641", c))
-    names = {c: (f"pdu-{racks[i]}" if i < len(racks) else c) for i, c in enumerate(pdus)}
-    names.update({c: c for c in recordings if "inrow" in c})
-    ctx.shared["pdu_addresses"] = {names[c]: agent for c in pdus if names[c] != c}
-    ctx.shared["cooler_addresses"] = {c: agent for c in recordings if "inrow" in c}
-    ctx.shared["snmp_auths"] = {names[c]: c for c in recordings}
-    for community in recordings:
-        role = "cooler" if "inrow" in community else "pdu"
+    ctx.shared["pdu_addresses"] = {spec.name: agent for spec in model.layout.pdus}
+    ctx.shared["cooler_addresses"] = {spec.name: agent for spec in model.layout.coolers}
+    ctx.shared["snmp_auths"] = {name: name for name in devices}
+    for job, role, names in (
+        ("powerplane-snmp-pdu", "pdu", [spec.name for spec in model.layout.pdus]),
+        ("powerplane-snmp-cooler", "cooler", [spec.name for spec in model.layout.coolers]),
+    ):
         ctx.scrape_configs.append(
             {
-                "job_name": f"powerplane-snmp-{community}",
+                "job_name": job,
                 "metrics_path": "/probe",
-                "params": {"auth": [community]},
                 "scrape_timeout": "4s",
-                "static_configs": [{"targets": [agent], "labels": {role: names[community]}}],
+                # One agent plays every device; the community (auth) picks the device.
+                "static_configs": [
+                    {"targets": [agent], "labels": {role: name, "__param_auth": name}} for name in names
+                ],
                 "relabel_configs": [
                     {"source_labels": ["__address__"], "target_label": "__param_target"},
+                    {"source_labels": ["__param_auth"], "target_label": "instance"},
                     {"target_label": "__address__", "replacement": address},
                 ],
             }

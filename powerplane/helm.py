@@ -127,8 +127,3 @@ def lint(
     ]
     messages.extend(LintMessage("error", "", str(e)) for e in report.get("errors", []) or [])
     return messages
-
-
-def engine_version() -> str:
-    """The Helm SDK version inside the wheel, e.g. ``v4.2.3``."""
-    return str(_helm().helm_sdk_version())

@@ -8,6 +8,7 @@ import re
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -21,6 +22,21 @@ def parse(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
         for sample in family.samples:
             samples.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
     return samples
+
+
+class FakeClock:
+    """A monotonic clock that moves only when a test says so (``clock.now += 601``)."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def logged(caplog: Any) -> str:
+    """Every captured log line with its structured fields, as the logfmt output would show them."""
+    return "\n".join(f"{r.getMessage()} {getattr(r, 'fields', '')}" for r in caplog.records)
 
 
 def without_runtime_noise(text: str) -> str:

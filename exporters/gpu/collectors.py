@@ -4,6 +4,7 @@ NVML is absent."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
@@ -50,7 +51,7 @@ from .nvml import (
     MigReading,
     Nvml,
     clock_event_reasons,
-    field_value,
+    field_values,
     memory_info,
     pynvml,
 )
@@ -83,6 +84,83 @@ class _Calls:
         return None
 
 
+Result = tuple[GpuReading, list[str]]
+
+
+class _Read:
+    """One GPU's read in a batch: ``taken`` once a thread starts it or a later batch takes it over."""
+
+    __slots__ = ("collector", "future", "taken")
+
+    def __init__(self, collector: GpuCollector, future: asyncio.Future[Result]) -> None:
+        self.collector = collector
+        self.future = future
+        self.taken = False
+
+
+class ReadBatch:
+    """The reads of every GPU in one scrape, made in one worker thread and handed back together.
+
+    NVML calls block, so they run off the event loop; a thread hop per GPU (a pool submission,
+    a thread woken, the loop woken, the GIL passed to and fro) costs more than the GPU's reads.
+    Collectors that fetch in the same turn of the loop (a scrape starts them all at once) share
+    one hop.  A read that hangs (NVML calls cannot be interrupted) holds up its batch for that
+    scrape; the next scrape waits only for the GPU that hangs and takes the reads queued behind
+    it, or finished but not yet handed back, into a batch of its own.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queued: list[_Read] = []
+
+    def submit(self, collector: GpuCollector) -> asyncio.Future[Result]:
+        loop = asyncio.get_running_loop()
+        current = collector.current_read
+        if current is not None and not current.future.done():
+            with self._lock:
+                if current.taken and current.collector.reading:
+                    return current.future  # being read now, perhaps hung: wait for it
+                current.taken = True  # stuck behind a hung read: read it here instead
+            read = _Read(collector, current.future)
+        else:
+            read = _Read(collector, loop.create_future())
+        collector.current_read = read
+        if not self._queued:
+            loop.call_soon(self._start, loop)
+        self._queued.append(read)
+        return read.future
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch, self._queued = self._queued, []
+        loop.run_in_executor(None, self._run, loop, batch)
+
+    def _run(self, loop: asyncio.AbstractEventLoop, batch: list[_Read]) -> None:
+        done: list[tuple[_Read, Result | None, BaseException | None]] = []
+        for read in batch:
+            with self._lock:
+                if read.taken:
+                    continue
+                read.taken = read.collector.reading = True
+            try:
+                done.append((read, read.collector.read(), None))
+            except BaseException as exc:  # handed to the awaiting fetch, which reports it
+                done.append((read, None, exc))
+            finally:
+                read.collector.reading = False
+        loop.call_soon_threadsafe(_settle, done)
+
+
+def _settle(done: list[tuple[_Read, Result | None, BaseException | None]]) -> None:
+    for read, result, exc in done:
+        if read.future.done() or read.collector.current_read is not read:
+            continue  # a later batch took this GPU over
+        if exc is not None:
+            read.future.set_exception(exc)
+        else:
+            assert result is not None
+            read.future.set_result(result)
+
+
 class GpuCollector(Collector[GpuReading]):
     """Everything about one GPU."""
 
@@ -94,6 +172,7 @@ class GpuCollector(Collector[GpuReading]):
         namings: Sequence[str],
         attribution: Attribution,
         hostname: str,
+        batch: ReadBatch | None = None,
     ) -> None:
         self.name = f"gpu{index}"
         self.nvml = nvml
@@ -103,15 +182,16 @@ class GpuCollector(Collector[GpuReading]):
         self.attribution = attribution
         self.hostname = hostname
         self.energy = ResettableCounter()
-        self._inflight: asyncio.Future[tuple[GpuReading, list[str]]] | None = None
+        self.batch = batch or ReadBatch()
+        #: The batch's bookkeeping: this GPU's latest read, and whether a thread is in it now.
+        self.current_read: _Read | None = None
+        self.reading = False
         self._handle: Any = None
 
     async def fetch(self, deadline: Deadline) -> GpuReading | Partial[GpuReading]:
         # A hung NVML call cannot be cancelled: a new scrape waits for the read in flight
-        # instead of stacking up threads behind it.
-        if self._inflight is None or self._inflight.done():
-            self._inflight = asyncio.ensure_future(asyncio.to_thread(self.read))
-        reading, errors = await asyncio.shield(self._inflight)
+        # instead of stacking up threads behind it (shielded: a timed-out scrape leaves it be).
+        reading, errors = await asyncio.shield(self.batch.submit(self))
         return Partial(reading, errors) if errors else reading
 
     def lost(self) -> CollectorError:
@@ -147,7 +227,7 @@ class GpuCollector(Collector[GpuReading]):
     def _fields(self, nv: Any, get: _Calls, handle: Any, reading: GpuReading) -> dict[int, float]:
         """The one batch of field values, with the classic calls where a driver lacks a field."""
         values = get("field_values", lambda: nv.nvmlDeviceGetFieldValues(handle, list(FIELDS)))
-        fv = {int(v.fieldId): field_value(v) for v in values or () if v.nvmlReturn == 0}
+        fv = field_values(values) if values is not None else {}
         if FI_POWER_INSTANT in fv:
             reading.power_watts = fv[FI_POWER_INSTANT] / 1000.0
         else:

@@ -17,7 +17,7 @@ from ..runtime.cli import WebOptions, web_options
 from ..runtime.config import option_defaults
 from ..runtime.logs import log
 from .attribution import Attribution, JobCollector, PodCollector
-from .collectors import AbsentCollector, GpuCollector
+from .collectors import AbsentCollector, GpuCollector, ReadBatch
 from .config import NAMINGS, GpuOptions
 from .nvml import Nvml
 from .xid import XidWatcher
@@ -36,8 +36,9 @@ def _collectors(nvml: Nvml, options: GpuOptions, hostname: str | None) -> tuple[
         watcher.start()
         shutdown.append(watcher.stop)
     host = hostname or os.environ.get("NODE_NAME") or socket.gethostname()
+    batch = ReadBatch()
     collectors: list[Collector[Any]] = [
-        GpuCollector(nvml, i, watcher, options.namings, attribution, host) for i in range(nvml.count)
+        GpuCollector(nvml, i, watcher, options.namings, attribution, host, batch) for i in range(nvml.count)
     ]
     if options.pod_resources_socket:
         collectors.append(

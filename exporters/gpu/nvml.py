@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -171,22 +173,39 @@ class Nvml:
             self.unsupported.pop(index, None)
 
 
-def field_value(v: Any) -> float:
-    kind = int(v.valueType)
-    value = v.value
-    if kind == 0:
-        return float(value.dVal)
-    if kind == 1:
-        return float(value.uiVal)
-    if kind == 2:
-        return float(value.ulVal)
-    if kind == 3:
-        return float(value.ullVal)
-    if kind == 4:
-        return float(value.sllVal)
-    if kind == 5:
-        return float(value.siVal)
-    return float(value.usVal)
+#: struct formats of nvmlValue_t's members by nvmlValueType_t (native sizes: c_ulong is 8 bytes
+#: on 64-bit Linux); an unknown type reads as the smallest member (usVal).
+_VALUE_FORMATS = tuple(struct.Struct("@" + f) for f in "dILQqiH")
+
+
+def field_values(values: Any) -> dict[int, float]:
+    """``{field id: value}`` of the fields NVML answered (nvmlReturn 0) in an array from
+    ``nvmlDeviceGetFieldValues``.
+
+    Decoded from the array's bytes at once: reading each member through pynvml's structures
+    (four attributes and a union per field) costs more than the NVML call that filled them.
+    The offsets are taken from pynvml's own structure, so they follow its layout.
+    """
+    element = values._type_
+    size = ctypes.sizeof(element)
+    ids, kinds, returns, value_at = (
+        element.fieldId.offset,
+        element.valueType.offset,
+        element.nvmlReturn.offset,
+        element.value.offset,
+    )
+    raw = bytes(values)
+    out: dict[int, float] = {}
+    for base in range(0, len(raw), size):
+        if _INT.unpack_from(raw, base + returns)[0] != 0:
+            continue
+        kind = _INT.unpack_from(raw, base + kinds)[0]
+        fmt = _VALUE_FORMATS[kind if 0 <= kind < 6 else 6]
+        out[_UINT.unpack_from(raw, base + ids)[0]] = float(fmt.unpack_from(raw, base + value_at)[0])
+    return out
+
+
+_INT, _UINT = struct.Struct("@i"), struct.Struct("@I")
 
 
 def memory_info(nv: Any, handle: Any) -> Any:

@@ -37,6 +37,7 @@ class RaplEnergyCollector(Collector[EnergySnapshot]):
     """Wrap-safe energy counters of every zone that has one."""
 
     name = "energy"
+    waits = False  # sysfs reads
 
     def __init__(self, tree: PowercapTree) -> None:
         self.tree = tree
@@ -94,6 +95,7 @@ class RaplLimitsCollector(Collector[LimitsSnapshot]):
     """Power limits, time windows and maxima by constraint name; zone enabled state."""
 
     name = "limits"
+    waits = False  # sysfs reads
 
     def __init__(self, tree: PowercapTree) -> None:
         self.tree = tree
@@ -137,7 +139,7 @@ class RaplLimitsCollector(Collector[LimitsSnapshot]):
         for zone, value in snapshot.enabled:
             enabled.add_metric(zone.labels, value)
         for zone, c, watts, seconds in snapshot.limits:
-            label_values = [*zone.labels, c.name]
+            label_values = (*zone.labels, c.name)
             limit.add_metric(label_values, watts)
             if seconds is not None:
                 window.add_metric(label_values, seconds)

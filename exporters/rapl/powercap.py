@@ -7,6 +7,7 @@ import os
 import re
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from ..runtime import (
@@ -44,25 +45,30 @@ class Zone:
     energy_file: str = ""
     enabled_file: str = ""
 
-    @property
-    def labels(self) -> list[str]:
-        return [self.zone, self.index]
+    @cached_property
+    def labels(self) -> tuple[str, str]:
+        return (self.zone, self.index)
 
 
-def read_text(path: Path | str) -> str:
+def read_bytes(path: Path | str) -> bytes:
     # os.open/os.read: a sysfs attribute is one small read, and this is the scrape's hot path.
     fd = os.open(path, os.O_RDONLY)
     try:
-        return os.read(fd, 256).decode("ascii", "replace").strip()
+        return os.read(fd, 256)
     finally:
         os.close(fd)
 
 
+def read_text(path: Path | str) -> str:
+    return read_bytes(path).decode("ascii", "replace").strip()
+
+
 def read_int(path: Path | str, zone: str) -> int:
-    text = read_text(path)
+    raw = read_bytes(path)
     try:
-        return int(text)
+        return int(raw)  # int() takes the bytes as they are and ignores the newline
     except ValueError:
+        text = raw.decode("ascii", "replace").strip()
         name = os.path.basename(path)
         raise CollectorError(f"{zone}/{name}: not an integer: {text[:32]!r}") from None
 

@@ -1,14 +1,32 @@
 """HTTP, sessions and discovery for Redfish targets: one aiohttp session for the whole process.
 
-Sessions (``X-Auth-Token``) are created once per (target, auth), shared by every probe and
-collector, re-created when the BMC answers 401 (the session expired), and deleted when the
-exporter shuts down.  A login runs as a task of its own, shielded from the probe that started it:
-a probe that times out while the BMC is still creating the session must not abandon the token,
-or the session would stay open on the BMC until its idle timeout.  The number of sessions this
-process holds on one BMC never exceeds the auth's ``max_sessions``.
+Every request goes to the target's own origin: a path from a document or a header passes
+``links.same_origin`` or is refused and counted, and no redirect is followed (a logout
+included), so nothing a BMC sends can make the exporter hand its credentials to another host.
+Every body is read through ``runtime.http`` with the module's ``max_response_bytes`` as the cap.
+
+Sessions (``X-Auth-Token``) are created once per (target, auth) — concurrent probes join the one
+login under way — shared by every probe and collector, and deleted when the exporter shuts down
+or the target is evicted.  A login runs as a task of its own, shielded from the probe that
+started it: a probe that times out while the BMC is still creating the session must not abandon
+the token.  The number of sessions this process holds on one BMC never exceeds the auth's
+``max_sessions``, counting a session until the BMC has answered its deletion.  When the BMC
+answers 401 the session is deleted first and a new one made once; a failed login, or a new
+session the BMC refuses at once, defers the next login 1 s, then 2, 4, … up to 5 minutes
+(``powerplane_redfish_login_backoff_targets``), so a BMC that refuses every login sees a few
+attempts per minute at first and one per five minutes after, not one per probe (account
+lockout on real BMCs).
 
 Discovery reads the service root (unauthenticated), the first system, its chassis and manager,
-and remembers the paths per target for ``discovery_ttl`` seconds (or until one answers 404).
+and remembers the paths per target for ``discovery_ttl`` seconds, or until one of those paths
+answers 404 (the tree changed, e.g. after a firmware update).  A 404 on any other path (a
+dangling link to one PSU's ``Metrics``, which real firmware has) is a leaf: the collector that
+follows it records it as dangling (logged once), skips it until the next discovery, and nothing
+else is discovered again.
+
+What the client remembers per (BMC, auth) — session, paths, the energy meter's counter — is
+evicted ``state_ttl`` seconds after the target's last probe (``ExpiringMap``); an evicted
+target's session is deleted on the BMC first.
 """
 
 from __future__ import annotations
@@ -25,9 +43,13 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import aiohttp
+from yarl import URL
 
-from ..runtime import CollectorError, Deadline, log
+from ..runtime import CollectorError, Deadline, ResettableCounter, log
+from ..runtime.http import BodyError, BodyTooLarge, format_size, read_body
+from ..runtime.state import DEFAULT_STATE_TTL, Clock, ExpiringMap
 from .config import Auth, Module
+from .links import LinkRefused, same_origin
 
 logger = logging.getLogger("powerplane.redfish")
 
@@ -37,6 +59,13 @@ ROOT = "/redfish/v1"
 DEFAULT_SESSIONS = "/redfish/v1/SessionService/Sessions"
 #: A login gets at least this long even when the probe that needed it has less time left.
 LOGIN_TIMEOUT = 30.0
+#: A session's deletion waits this long for the BMC's answer.
+LOGOUT_TIMEOUT = 5.0
+#: The first wait after a failed login, doubled after each further failure up to the cap.
+BACKOFF_FIRST = 1.0
+BACKOFF_CAP = 300.0
+#: Error bodies are read this far (enough for any Redfish error message).
+ERROR_BODY_BYTES = 65536
 RAC0218 = "RAC0218"
 
 
@@ -68,9 +97,30 @@ class Discovery:
     thermal_subsystem: str | None = None
     environment_metrics: str | None = None
     reports: str | None = None
+    sensors: str | None = None
     bmc_firmware: str = ""
     bmc_model: str = ""
     at: float = field(default_factory=time.monotonic)
+
+    def paths(self) -> set[str]:
+        """The discovered paths: a 404 on one of them means the tree changed."""
+        found = (
+            self.system,
+            self.chassis,
+            self.manager,
+            self.power,
+            self.thermal,
+            self.power_subsystem,
+            self.thermal_subsystem,
+            self.environment_metrics,
+            self.reports,
+            self.sensors,
+        )
+        return {p for p in found if p}
+
+
+#: Dangling links remembered per target at most (each is skipped until the next discovery).
+MAX_DANGLING = 64
 
 
 @dataclass
@@ -83,14 +133,37 @@ class Target:
     sessions_uri: str = DEFAULT_SESSIONS
     token: str | None = None
     session_uri: str | None = None
+    #: Whether a request with the current session has succeeded (a 401 then means it expired).
+    session_served: bool = False
     login_task: asyncio.Task[None] | None = None
+    #: Logins (or new sessions refused at once) that failed in a row, and when to try again.
+    failed_logins: int = 0
+    next_login: float = 0.0
     discovery: Discovery | None = None
     discovery_task: asyncio.Task[Discovery] | None = None
     expand_refused: bool = False
+    #: Leaf paths that answered 404 since the last discovery: not requested again until then.
+    dangling: set[str] = field(default_factory=set)
+    #: The chassis' temperature Sensors, learned from its Sensors collection (None: not yet).
+    temperature_sensors: list[str] | None = None
     requests: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(4))
+    #: The BMC's energy meter as a counter that survives meter resets (made on first reading).
+    energy_meter: ResettableCounter | None = None
+
+    @property
+    def origin(self) -> URL:
+        # Parsed when used rather than kept: a scan of many targets keeps less per target.
+        return URL(self.base)
+
+    @property
+    def energy(self) -> ResettableCounter:
+        if self.energy_meter is None:
+            self.energy_meter = ResettableCounter()
+        return self.energy_meter
 
 
 def _link(doc: Any, *path: str | int) -> str | None:
+    """The ``@odata.id`` at ``path`` in ``doc`` (a request checks where it leads)."""
     node = doc
     for part in path:
         if isinstance(part, int):
@@ -101,7 +174,7 @@ def _link(doc: Any, *path: str | int) -> str | None:
         node = node[part] if isinstance(part, int) else node.get(part)
     if isinstance(node, dict):
         node = node.get("@odata.id")
-    return node if isinstance(node, str) and node.startswith("/") else None
+    return node if isinstance(node, str) else None
 
 
 def _clean(text: Any, limit: int = 160) -> str:
@@ -113,7 +186,7 @@ def _clean(text: Any, limit: int = 160) -> str:
 def describe_failure(status: int, body: bytes) -> tuple[str, str]:
     """(message id, text) of a Redfish error body, or ("", "") when it is not one."""
     try:
-        doc = json.loads(body[:65536])
+        doc = json.loads(body[:ERROR_BODY_BYTES])
     except (ValueError, RecursionError):
         return "", ""
     error = doc.get("error") if isinstance(doc, dict) else None
@@ -126,17 +199,45 @@ def describe_failure(status: int, body: bytes) -> tuple[str, str]:
     return _clean(message_id, 80), _clean(text)
 
 
+async def _joined(target: Target, attribute: str) -> Any:
+    """Await the target's task under ``attribute`` (shielded), then forget it once done.
+
+    A finished task holds its exception and with it the frames of the failed requests (some
+    20 KB a target): kept, every BMC that ever failed would cost that until it is evicted."""
+    task: asyncio.Task[Any] = getattr(target, attribute)
+    try:
+        return await asyncio.shield(task)
+    finally:
+        if task.done() and getattr(target, attribute) is task:
+            setattr(target, attribute, None)
+
+
+def _http_error(where: str, status: int, body: bytes) -> RedfishError:
+    message_id, text = describe_failure(status, body)
+    if RAC0218 in message_id or RAC0218 in text:
+        detail = f" {RAC0218}: the BMC's maximum number of sessions is reached ({text or message_id})"
+        return SessionLimitError(f"{where}: HTTP {status}{detail}", status, message_id)
+    detail = f" {message_id}: {text}" if message_id or text else ""
+    return RedfishError(f"{where}: HTTP {status}{detail}", status, message_id)
+
+
 class RedfishClient:
     """One aiohttp session (connection pool) for every target of the process."""
 
-    def __init__(self, connections: int = 1024) -> None:
+    def __init__(
+        self, connections: int = 1024, state_ttl: float = DEFAULT_STATE_TTL, clock: Clock | None = None
+    ) -> None:
         self._connections = connections
         self._http: aiohttp.ClientSession | None = None
-        self._targets: dict[tuple[str, str], Target] = {}
+        self.clock = clock or time.monotonic
+        self.targets: ExpiringMap[tuple[str, str], Target] = ExpiringMap(
+            state_ttl, on_evict=self._evicted, clock=self.clock
+        )
         self._ssl: dict[str, Any] = {}
-        self.held: Counter[str] = Counter()  # device → sessions held
+        self.held: Counter[str] = Counter()  # device → sessions held (no zero entries)
         self.stats: Counter[str] = Counter()
         self._background: set[asyncio.Task[Any]] = set()
+        self._retiring: set[asyncio.Task[None]] = set()
 
     def http(self) -> aiohttp.ClientSession:
         if self._http is None or self._http.closed:
@@ -149,12 +250,29 @@ class RedfishClient:
         return self._http
 
     def target(self, base: str, device: str, auth: Auth, module: Module) -> Target:
-        key = (base, auth.name)
-        target = self._targets.get(key)
-        if target is None:
-            target = Target(base, device, auth, requests=asyncio.Semaphore(module.max_concurrent_requests))
-            self._targets[key] = target
-        return target
+        """The state of (BMC, auth), created on first use and marked used now."""
+        return self.targets.get(
+            (base, auth.name),
+            lambda: Target(base, device, auth, requests=asyncio.Semaphore(module.max_concurrent_requests)),
+        )
+
+    def backing_off(self) -> int:
+        """Targets whose next login is deferred now."""
+        now = self.clock()
+        return sum(1 for t in self.targets.values() if t.next_login > now)
+
+    def _evicted(self, _key: tuple[str, str], target: Target) -> None:
+        if target.token is None and (target.login_task is None or target.login_task.done()):
+            return  # no session to delete
+        task = asyncio.ensure_future(self._retire(target))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+    async def _retire(self, target: Target) -> None:
+        """Delete an evicted target's session, once a login still under way has finished."""
+        if target.login_task is not None and not target.login_task.done():
+            await asyncio.wait([target.login_task], timeout=LOGIN_TIMEOUT)
+        await self.logout(target)
 
     def _ssl_for(self, auth: Auth, base: str) -> Any:
         if not base.startswith("https:"):
@@ -177,6 +295,21 @@ class RedfishClient:
 
     # --- requests ------------------------------------------------------------------------
 
+    def url(self, target: Target, link: object) -> URL:
+        """The URL of ``link`` on the target's origin; a refused link is counted and raised."""
+        try:
+            return same_origin(target.origin, link)
+        except LinkRefused as exc:
+            self.stats["links_refused"] += 1
+            raise RedfishError(f"link {_clean(link, 100)!r} refused: {exc}") from None
+
+    def _credentials(self, target: Target) -> dict[str, str]:
+        auth = target.auth
+        if auth.method == "basic":
+            pair = f"{auth.user()}:{auth.password.reveal()}".encode()
+            return {"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
+        return {"X-Auth-Token": target.token} if target.token else {}
+
     async def request(
         self,
         target: Target,
@@ -187,52 +320,42 @@ class RedfishClient:
         body: Json | None = None,
         authenticated: bool = True,
     ) -> tuple[int, Any, Any]:
-        """(status, parsed JSON or None, headers); raises RedfishError on 4xx/5xx or bad JSON."""
-        auth = target.auth
-        headers: dict[str, str] = {}
-        if authenticated:
-            if auth.method == "basic":
-                pair = f"{auth.user()}:{auth.password.reveal()}".encode()
-                headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
-            elif target.token:
-                headers["X-Auth-Token"] = target.token
+        """(status, parsed JSON or None, headers); raises RedfishError on 3xx-5xx or bad JSON."""
+        url = self.url(target, path)
+        where = f"{method} {_clean(url.path_qs, 120)}"
+        headers = self._credentials(target) if authenticated else {}
         timeout = aiohttp.ClientTimeout(total=max(0.05, deadline.remaining()))
         self.stats["requests"] += 1
-        where = f"{method} {path}"
         async with target.requests:
             try:
                 async with self.http().request(
                     method,
-                    target.base + path,
+                    url,
                     headers=headers,
                     json=body,
-                    ssl=self._ssl_for(auth, target.base),
+                    ssl=self._ssl_for(target.auth, target.base),
                     timeout=timeout,
-                    allow_redirects=False,
+                    allow_redirects=False,  # never with credentials, to wherever it points
                 ) as response:
-                    length = response.content_length
-                    if length is not None and length > max_bytes:
-                        raise RedfishError(f"{where}: response of {length} bytes exceeds {max_bytes}")
-                    raw = bytearray()
-                    async for chunk in response.content.iter_chunked(65536):
-                        raw += chunk
-                        if len(raw) > max_bytes:
-                            raise RedfishError(f"{where}: response exceeds {max_bytes} bytes")
                     status, response_headers = response.status, response.headers
+                    raw = await read_body(response, max_bytes if status < 300 else ERROR_BODY_BYTES)
             except TimeoutError:
                 raise RedfishError(f"{where}: timed out") from None
+            except BodyTooLarge as exc:
+                raise RedfishError(
+                    f"{where}: response exceeds the limit of {format_size(exc.limit)}"
+                ) from None
+            except BodyError as exc:
+                raise RedfishError(f"{where}: {_clean(exc, 120)}") from None
             except aiohttp.ClientSSLError as exc:
                 raise RedfishError(f"{where}: TLS: {_clean(exc, 200)}") from None
             except aiohttp.ClientError as exc:
                 raise RedfishError(f"{where}: {type(exc).__name__}: {_clean(exc)}") from None
         self.stats[f"status_{status // 100}xx"] += 1
+        if 300 <= status < 400:
+            raise RedfishError(f"{where}: HTTP {status}: redirect not followed", status)
         if status >= 400:
-            message_id, text = describe_failure(status, bytes(raw))
-            detail = f" {message_id}: {text}" if message_id or text else ""
-            error_cls = SessionLimitError if RAC0218 in message_id or RAC0218 in text else RedfishError
-            if error_cls is SessionLimitError:
-                detail = f" {RAC0218}: the BMC's maximum number of sessions is reached ({text or message_id})"
-            raise error_cls(f"{where}: HTTP {status}{detail}", status, message_id)
+            raise _http_error(where, status, raw)
         if not raw.strip():
             return status, None, response_headers
         try:
@@ -243,8 +366,9 @@ class RedfishClient:
         return status, doc, response_headers
 
     async def get(self, target: Target, path: str, deadline: Deadline, module: Module) -> Json:
-        """An authenticated GET of a JSON object; logs in again once on 401."""
-        if target.auth.method == "session" and target.token is None:
+        """An authenticated GET of a JSON object; on 401, a new session and one retry."""
+        session = target.auth.method == "session"
+        if session and target.token is None:
             await self.login(target, deadline)
         used = target.token
         try:
@@ -252,95 +376,147 @@ class RedfishClient:
                 target, "GET", path, deadline, module.max_response_bytes
             )
         except RedfishError as exc:
-            if exc.status == 404 and target.discovery is not None and "?" not in path:
+            found = target.discovery
+            if exc.status == 404 and found is not None and path in found.paths():
                 target.discovery = None  # the tree changed (firmware update?): discover again
-            if exc.status != 401 or target.auth.method != "session":
+            if exc.status != 401 or not session:
                 raise
-            self.stats["session_expired"] += 1
-            if target.token == used:
-                self._forget_session(target)
+            if used is not None and target.token == used:
+                self._renew(target, deadline)
             await self.login(target, deadline)
             _status, doc, _headers = await self.request(
                 target, "GET", path, deadline, module.max_response_bytes
             )
+        if used is not None and target.token == used:
+            # The session works: the logins that made it were good (a new one that is refused at
+            # once does not reset the backoff).
+            target.session_served = True
+            target.failed_logins, target.next_login = 0, 0.0
         if not isinstance(doc, dict):
-            raise RedfishError(f"GET {path}: expected a JSON object, got {type(doc).__name__}")
+            raise RedfishError(f"GET {_clean(path, 120)}: expected a JSON object, got {type(doc).__name__}")
         return doc
 
     # --- sessions ------------------------------------------------------------------------
 
-    def _forget_session(self, target: Target) -> None:
-        if target.token is not None:
-            target.token = None
-            target.session_uri = None
-            self.held[target.device] -= 1
+    def _release(self, device: str) -> None:
+        self.held[device] -= 1
+        if self.held[device] <= 0:
+            del self.held[device]
+
+    def _take_session(self, target: Target) -> tuple[str | None, str | None]:
+        """The target's session (URI, token), no longer used; still held until deleted."""
+        uri, token = target.session_uri, target.token
+        target.token = target.session_uri = None
+        target.session_served = False
+        return uri, token
+
+    def _failed_login(self, target: Target, stat: str) -> None:
+        target.failed_logins += 1
+        wait = min(BACKOFF_CAP, BACKOFF_FIRST * 2 ** (target.failed_logins - 1))
+        target.next_login = self.clock() + wait
+        self.stats[stat] += 1
+
+    def _renew(self, target: Target, deadline: Deadline) -> None:
+        """The BMC answered 401 to the target's session: delete it, then log in again.
+
+        Both steps are one task that concurrent requests join, so the old session is gone from
+        the BMC before the new one is made, and only one new one is."""
+        rejected = not target.session_served  # a new session refused at once: logins do not work
+        uri, token = self._take_session(target)
+        seconds = max(deadline.remaining(), LOGIN_TIMEOUT)
+
+        async def renew() -> None:
+            await self._delete(target, uri, token)
+            if rejected:
+                self._failed_login(target, "login_session_rejected")
+                raise RedfishError("the BMC refused a new session at once (HTTP 401); logins back off")
+            self.stats["session_expired"] += 1
+            await self._login(target, seconds)
+
+        target.login_task = self._spawn(renew())
 
     async def login(self, target: Target, deadline: Deadline) -> None:
-        """Create the target's session, or join the login already under way."""
+        """Create the target's session, or join the login (or renewal) already under way."""
         if target.token is not None:
             return
         if target.login_task is None or target.login_task.done():
+            wait = target.next_login - self.clock()
+            if wait > 0:
+                self.stats["logins_deferred"] += 1
+                raise RedfishError(
+                    f"login deferred {wait:.0f} s after {target.failed_logins} failure(s) in a row (backoff)"
+                )
             if self.held[target.device] >= target.auth.max_sessions:
                 raise RedfishError(
                     f"session budget of {target.auth.max_sessions} for this BMC is used up; not logging in"
                 )
             target.login_task = self._spawn(self._login(target, max(deadline.remaining(), LOGIN_TIMEOUT)))
-        await asyncio.shield(target.login_task)
+        await _joined(target, "login_task")
 
     async def _login(self, target: Target, seconds: float) -> None:
         auth = target.auth
         body = {"UserName": auth.user(), "Password": auth.password.reveal()}
         self.held[target.device] += 1  # reserved before the BMC can create it
         try:
-            status, doc, headers = await self.request(
+            _status, doc, headers = await self.request(
                 target, "POST", target.sessions_uri, Deadline.after(seconds), 65536, body, authenticated=False
             )
-        except SessionLimitError:
-            self.held[target.device] -= 1
-            self.stats["login_session_limit"] += 1
+            token = headers.get("X-Auth-Token")
+            if not token:
+                raise RedfishError(f"POST {_clean(target.sessions_uri)}: no X-Auth-Token in the answer")
+        except BaseException as exc:
+            self._release(target.device)
+            limit = isinstance(exc, SessionLimitError)
+            self._failed_login(target, "login_session_limit" if limit else "login_failed")
             raise
-        except BaseException:
-            self.held[target.device] -= 1
-            self.stats["login_failed"] += 1
-            raise
-        token = headers.get("X-Auth-Token")
-        if not token:
-            self.held[target.device] -= 1
-            self.stats["login_failed"] += 1
-            raise RedfishError(f"POST {target.sessions_uri}: HTTP {status} without an X-Auth-Token")
-        location = headers.get("Location") or _link(doc, "@odata.id") or ""
-        if "://" in location:
-            location = "/" + location.split("://", 1)[1].partition("/")[2]
         target.token = token
-        target.session_uri = location or None
+        target.session_uri = self._session_path(target, headers.get("Location"), doc)
         self.stats["sessions_created"] += 1
         log(logger, logging.DEBUG, "session created", target=target.base, auth=auth.name)
 
+    def _session_path(self, target: Target, location: str | None, doc: Any) -> str | None:
+        """Where the new session can be deleted: ``Location``, else the body's ``@odata.id``."""
+        for link in (location, _link(doc, "@odata.id")):
+            if link:
+                with contextlib.suppress(RedfishError):
+                    return self.url(target, link).path
+        return None
+
     async def logout(self, target: Target) -> None:
-        uri = target.session_uri
-        token = target.token
-        self._forget_session(target)
-        if not uri or not token:
+        uri, token = self._take_session(target)
+        await self._delete(target, uri, token)
+
+    async def _delete(self, target: Target, uri: str | None, token: str | None) -> None:
+        """Delete a session on the BMC (never following a redirect), then stop counting it."""
+        if token is None:
             return
-        headers = {"X-Auth-Token": token}
-        with contextlib.suppress(aiohttp.ClientError, TimeoutError, OSError):
-            async with self.http().delete(
-                target.base + uri,
-                headers=headers,
-                ssl=self._ssl_for(target.auth, target.base),
-                timeout=aiohttp.ClientTimeout(total=5.0),
-            ) as response:
-                await response.read()
-                if response.status < 300 or response.status == 404:
-                    self.stats["sessions_deleted"] += 1
+        try:
+            if uri is None:
+                return
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError, OSError, RedfishError):
+                async with self.http().delete(
+                    self.url(target, uri),
+                    headers={"X-Auth-Token": token},
+                    ssl=self._ssl_for(target.auth, target.base),
+                    timeout=aiohttp.ClientTimeout(total=LOGOUT_TIMEOUT),
+                    allow_redirects=False,
+                ) as response:
+                    await read_body(response, ERROR_BODY_BYTES)
+                    if response.status < 300 or response.status == 404:
+                        self.stats["sessions_deleted"] += 1
+        finally:
+            self._release(target.device)
 
     async def close(self) -> None:
         """Delete every session this process holds, then close the connection pool."""
+        targets = [t for _key, t in self.targets.drain()]
         # Logins under way may still yield a token that must be deleted: give them a moment.
-        pending = [t.login_task for t in self._targets.values() if t.login_task and not t.login_task.done()]
+        pending = [t.login_task for t in targets if t.login_task and not t.login_task.done()]
         if pending:
             await asyncio.wait(pending, timeout=5.0)
-        await asyncio.gather(*(self.logout(t) for t in self._targets.values()), return_exceptions=True)
+        await asyncio.gather(*(self.logout(t) for t in targets), return_exceptions=True)
+        if self._retiring:
+            await asyncio.wait(list(self._retiring), timeout=10.0)
         for task in list(self._background):
             task.cancel()
         if self._http is not None:
@@ -355,9 +531,25 @@ class RedfishClient:
             return found
         if target.discovery_task is None or target.discovery_task.done():
             target.discovery_task = self._spawn(self._discover(target, deadline, module))
-        found = await asyncio.shield(target.discovery_task)
-        target.discovery = found
-        return found
+        discovered: Discovery = await _joined(target, "discovery_task")
+        if target.discovery is not discovered:
+            target.dangling.clear()  # a new tree: its links are tried afresh
+            target.temperature_sensors = None
+        target.discovery = discovered
+        return discovered
+
+    def dangling(self, target: Target, path: str) -> None:
+        """Remember a leaf that answered 404; logged the first time, skipped until rediscovery."""
+        if path in target.dangling or len(target.dangling) >= MAX_DANGLING:
+            return
+        target.dangling.add(path)
+        log(
+            logger,
+            logging.INFO,
+            "dangling link skipped until the next discovery",
+            target=target.base,
+            path=_clean(path, 120),
+        )
 
     async def _discover(self, target: Target, deadline: Deadline, module: Module) -> Discovery:
         _s, root, _h = await self.request(
@@ -404,6 +596,7 @@ class RedfishClient:
             power_subsystem=_link(chassis, "PowerSubsystem"),
             thermal_subsystem=_link(chassis, "ThermalSubsystem"),
             environment_metrics=_link(chassis, "EnvironmentMetrics"),
+            sensors=_link(chassis, "Sensors"),
         )
         if found.manager:
             # Firmware and model are facts for the info metric, not worth failing discovery over.

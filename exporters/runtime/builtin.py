@@ -31,6 +31,27 @@ PROBES_COALESCED = MetricSpec(
     "Probes answered by joining a probe already in flight.",
     ("exporter",),
 )
+PROBES_NOT_STARTED = MetricSpec(
+    "powerplane_probes_not_started_total",
+    "counter",
+    "Probes answered target_up 0 without a fetch: no slot of the device (device_busy) or of the "
+    "process (process_busy) was free by half their deadline.",
+    ("exporter", "reason"),
+)
+DEVICE_STRINGS = MetricSpec(
+    "powerplane_device_strings_sanitised_total",
+    "counter",
+    "Strings from devices changed before use as label values: cut to the length cap (truncated) "
+    "or stripped of control characters and invalid UTF-8 (invalid).",
+    ("exporter", "reason"),
+)
+PROBE_STATE = MetricSpec(
+    "powerplane_probe_state_entries",
+    "gauge",
+    "Entries of per-target state held now (sessions and paths, counters, detected modules, failure "
+    "logs); each is evicted state_ttl after its target's last probe.",
+    ("exporter",),
+)
 PROBES_IN_FLIGHT = MetricSpec(
     "powerplane_probes_in_flight", "gauge", "Probes being fetched now.", ("exporter",)
 )
@@ -45,6 +66,9 @@ METRICS = (
     PROBE_DURATION,
     PROBES,
     PROBES_COALESCED,
+    PROBES_NOT_STARTED,
+    DEVICE_STRINGS,
+    PROBE_STATE,
     PROBES_IN_FLIGHT,
     BUILD_INFO,
 )

@@ -25,6 +25,7 @@ from typing import Any, Generic, TypeVar
 from prometheus_client.core import Metric
 
 from .builtin import COLLECTOR_DURATION, COLLECTOR_SUCCESS
+from .exposition import Family
 from .logs import FailureLog
 
 S = TypeVar("S")
@@ -64,10 +65,60 @@ class Deadline:
         return time.monotonic() >= self.at
 
 
+class DeviceText:
+    """Strings from devices made fit for label values, once, where they enter the exporter.
+
+    A device may send anything: invalid UTF-8, lone surrogates (JSON's ``"\\ud800"``), CR, NUL
+    or BEL, thousands of characters.  A label value must be valid UTF-8, must not break a line
+    of the exposition, and should be short.  Calling the instance returns the value with white
+    space folded to spaces, other control and format characters dropped, surrogates and bytes
+    that are not UTF-8 replaced by U+FFFD and at most ``limit`` characters (the last one an
+    ellipsis when cut).  ``truncated`` and ``invalid`` count the values changed, for the
+    exporter's ``powerplane_device_strings_sanitised_total``.
+    """
+
+    def __init__(self, limit: int = 128) -> None:
+        self.limit = limit
+        self.truncated = 0
+        self.invalid = 0
+
+    def __call__(self, value: object) -> str:
+        if isinstance(value, bytes | bytearray):
+            text = bytes(value).decode("utf-8", "replace")
+            changed = "\ufffd" in text
+        else:
+            text = value if isinstance(value, str) else str(value)
+            changed = False
+        if not (text.isascii() and text.isprintable()):
+            cleaned = "".join(_clean_char(c) for c in text)
+            changed = changed or cleaned != text
+            text = cleaned
+        text = text.strip()
+        if changed:
+            self.invalid += 1
+        if len(text) > self.limit:
+            self.truncated += 1
+            text = text[: self.limit - 1] + "…"
+        return text
+
+
+def _clean_char(char: str) -> str:
+    if char.isprintable():
+        return char
+    if char.isspace():
+        return " "
+    return "\ufffd" if "\ud800" <= char <= "\udfff" else ""
+
+
 class Collector(ABC, Generic[S]):
     """One source of metrics.  ``fetch`` does the I/O; ``render`` must be pure and fast."""
 
     name: str = "collector"
+    #: False for a collector whose ``fetch`` never suspends (it reads local files such as sysfs,
+    #: as node_exporter's collectors do): the scrape then awaits it in place, without a task or
+    #: a timer, which cost more than the reads of a small tree.  A timeout could not interrupt
+    #: such a fetch anyway: it has no await at which to cancel it.
+    waits: bool = True
 
     @abstractmethod
     async def fetch(self, deadline: Deadline) -> S | Partial[S]:
@@ -113,7 +164,10 @@ class _Fetched:
 async def _fetch(collector: Collector[Any], deadline: Deadline) -> _Fetched:
     start = time.perf_counter()
     try:
-        async with asyncio.timeout(deadline.remaining()):
+        if collector.waits:
+            async with asyncio.timeout(deadline.remaining()):
+                snapshot = await collector.fetch(deadline)
+        else:
             snapshot = await collector.fetch(deadline)
     except asyncio.CancelledError:
         raise
@@ -154,14 +208,35 @@ def _render(
     return Outcome(collector.name, True, duration, metrics)
 
 
-async def run_collector(
-    collector: Collector[Any],
-    deadline: Deadline,
-    failures: FailureLog,
-    key: tuple[str, ...],
-) -> Outcome:
-    """Fetch and render one collector.  Never raises (except cancellation)."""
-    return _render(collector, await _fetch(collector, deadline), failures, key)
+class _Lines(Metric):
+    """A family merged from parts that are all given as text lines (``text_chunks``): the
+    lines are joined, and samples are read from the parts only where something asks for them."""
+
+    def __init__(self, parts: Sequence[Metric]) -> None:
+        first = parts[0]
+        super().__init__(first.name, first.documentation, first.type, first.unit)
+        self.parts = list(parts)
+        self.text_chunks = [chunk for part in parts for chunk in part.text_chunks]  # type: ignore[attr-defined]
+
+    @property
+    def samples(self) -> list[Any]:
+        return [s for part in self.parts for s in part.samples]
+
+    @samples.setter
+    def samples(self, value: list[Any]) -> None:
+        if value:  # Metric.__init__ sets it empty; the parts give the rest
+            raise AttributeError("merged text families read their samples from their parts")
+
+
+def _merged(parts: Sequence[Metric]) -> Metric:
+    rows = [p for p in parts if isinstance(p, Family)]
+    if len(rows) == len(parts) and all(p.labelnames == rows[0].labelnames for p in rows):
+        return Family.merged(rows)
+    if all(getattr(part, "text_chunks", None) is not None for part in parts):
+        return _Lines(parts)
+    merged = Metric(parts[0].name, parts[0].documentation, parts[0].type, parts[0].unit)
+    merged.samples = [s for part in parts for s in part.samples]
+    return merged
 
 
 class Scrape:
@@ -186,9 +261,7 @@ class Scrape:
                 yield parts[0]
                 continue
             # Several collectors (one per GPU, say) may emit the same family: expose it once.
-            merged = Metric(parts[0].name, parts[0].documentation, parts[0].type, parts[0].unit)
-            merged.samples = [s for part in parts for s in part.samples]
-            yield merged
+            yield _merged(parts)
         yield from self.extra
         success = COLLECTOR_SUCCESS.family()
         duration = COLLECTOR_DURATION.family()
@@ -213,8 +286,14 @@ async def run_collectors(
     collectors).  One outcome per collector, in order.
     """
     keys = [(exporter, c.name) + ((target,) if target else ()) for c in collectors]
-    if len(collectors) == 1:
-        fetched = [await _fetch(collectors[0], deadline)]
-    else:
-        fetched = list(await asyncio.gather(*(_fetch(c, deadline) for c in collectors)))
+    # Collectors that never wait run first, in place; then the others concurrently.
+    inline = {id(c): await _fetch(c, deadline) for c in collectors if not c.waits}
+    waiting = [c for c in collectors if c.waits]
+    results = []
+    if len(waiting) == 1:
+        results = [await _fetch(waiting[0], deadline)]
+    elif waiting:
+        results = list(await asyncio.gather(*(_fetch(c, deadline) for c in waiting)))
+    concurrent = iter(results)
+    fetched = [next(concurrent) if c.waits else inline[id(c)] for c in collectors]
     return [_render(c, f, failures, k) for c, f, k in zip(collectors, fetched, keys, strict=True)]

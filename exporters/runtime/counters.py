@@ -8,8 +8,9 @@ operator can clear, an NVML counter after a driver reload) drops to an arbitrary
 drop is a reset, and the counter we expose must keep increasing from where it was.
 
 Both classes accumulate per key, so one instance serves every zone, outlet or GPU of an
-exporter.  The first reading of a key is exposed as-is, so a fresh exporter agrees with the
-device (and with node_exporter) until the first wrap or reset.
+exporter (or, in the multi-target exporters, every meter of one device: the instance lives in
+that device's state and is evicted with it).  The first reading of a key is exposed as-is, so
+a fresh exporter agrees with the device (and with node_exporter) until the first wrap or reset.
 """
 
 from __future__ import annotations
@@ -47,9 +48,6 @@ class WrappingCounter:
         state.total += delta
         return state.total
 
-    def forget(self, key: Hashable) -> None:
-        self._state.pop(key, None)
-
 
 class ResettableCounter:
     """Accumulates readings of meters that may be reset to any lower value."""
@@ -72,6 +70,3 @@ class ResettableCounter:
             state.total += raw - state.last_raw
         state.last_raw = raw
         return state.total
-
-    def forget(self, key: Hashable) -> None:
-        self._state.pop(key, None)

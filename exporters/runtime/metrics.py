@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from .exposition import Family
 
 Kind = Literal["gauge", "counter", "info"]
 
@@ -46,14 +46,15 @@ class MetricSpec:
         if any(not v for v in self.values.values()):
             raise ValueError(f"{self.name}: an enumerated label needs at least one value")
 
-    def family(self, labels: Sequence[str] | None = None) -> GaugeMetricFamily | CounterMetricFamily:
+    def family(self, labels: Sequence[str] | None = None) -> Family:
         """An empty family for this metric (``labels`` narrows or reorders the label names)."""
         names = list(self.labels if labels is None else labels)
-        if self.kind == "counter":
-            return CounterMetricFamily(self.name.removesuffix("_total"), self.help, labels=names)
         # Info metrics are gauges of value 1 whose labels carry the information (the form PromQL
-        # joins on with group_left), so they need no family of their own.
-        return GaugeMetricFamily(self.name, self.help, labels=names)
+        # joins on with group_left), so they need no family type of their own.
+        kind = "counter" if self.kind == "counter" else "gauge"
+        return Family(
+            self.name.removesuffix("_total") if kind == "counter" else self.name, self.help, kind, names
+        )
 
 
 def render_markdown(sections: Iterable[tuple[str, Sequence[MetricSpec]]]) -> str:

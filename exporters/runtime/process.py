@@ -15,7 +15,9 @@ import os
 import resource
 from collections.abc import Iterator
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
+
+from .exposition import Family
 
 
 def _boot_time() -> float:
@@ -41,38 +43,45 @@ class ProcessMetrics:
 
     @staticmethod
     def _stat() -> list[bytes]:
-        with open("/proc/self/stat", "rb") as f:
-            # Fields after the command name, which is in parentheses and may contain spaces.
-            return f.read().rpartition(b")")[2].split()
+        # os.open/os.read: one unbuffered read, no file object (this runs on every scrape).
+        fd = os.open("/proc/self/stat", os.O_RDONLY)
+        try:
+            data = os.read(fd, 4096)
+        finally:
+            os.close(fd)
+        # Fields after the command name, which is in parentheses and may contain spaces.
+        return data.rpartition(b")")[2].split()
 
     def collect(self) -> Iterator[Metric]:
         try:
             stat = self._stat()
         except OSError:
             return
-        yield GaugeMetricFamily(
-            "process_virtual_memory_bytes", "Virtual memory size in bytes.", float(stat[20])
-        )
-        yield GaugeMetricFamily(
+        yield _one("process_virtual_memory_bytes", "Virtual memory size in bytes.", float(stat[20]))
+        yield _one(
             "process_resident_memory_bytes", "Resident memory size in bytes.", float(stat[21]) * self._page
         )
         if self._start is not None:
-            yield GaugeMetricFamily(
+            yield _one(
                 "process_start_time_seconds",
                 "Start time of the process since unix epoch in seconds.",
                 self._start,
             )
         cpu = (float(stat[11]) + float(stat[12])) / self._ticks
-        yield CounterMetricFamily(
-            "process_cpu_seconds", "Total user and system CPU time spent in seconds.", cpu
-        )
+        yield _one("process_cpu_seconds", "Total user and system CPU time spent in seconds.", cpu, "counter")
         try:
-            yield GaugeMetricFamily(
-                "process_open_fds",
-                "Number of open file descriptors.",
-                float(len(os.listdir("/proc/self/fd"))),
-            )
+            fds = float(len(os.listdir("/proc/self/fd")))
         except OSError:
             pass
+        else:
+            yield _one("process_open_fds", "Number of open file descriptors.", fds)
         soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        yield GaugeMetricFamily("process_max_fds", "Maximum number of open file descriptors.", float(soft))
+        yield _one("process_max_fds", "Maximum number of open file descriptors.", float(soft))
+
+
+def _one(name: str, documentation: str, value: float, kind: str = "gauge") -> Family:
+    # A Family row renders from the exposition's line cache; a prometheus_client family would
+    # build a Sample and a label dict for each of these every scrape.
+    family = Family(name, documentation, kind)
+    family.rows.append(((), value))
+    return family

@@ -9,6 +9,7 @@ timeout (the module's, for probes), so an answer always arrives before Prometheu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import logging
 import signal
@@ -17,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 from prometheus_client.exposition import choose_encoder
 
@@ -27,6 +28,7 @@ from . import exposition
 from .builtin import BUILD_INFO
 from .collector import Collector, Deadline, Scrape, run_collectors
 from .logs import FailureLog, log
+from .metrics import MetricSpec
 from .probe import Prober, ProbeRequestError, ProbeRunner
 from .process import ProcessMetrics
 from .webconfig import BasicAuth, WebConfig, headers_middleware
@@ -70,6 +72,18 @@ class _Chain:
             yield from part.collect()
 
 
+class _Constant:
+    """A series that never changes (the build info): one family, built once, rendered from the
+    exposition's line cache rather than through a prometheus_client metric every scrape."""
+
+    def __init__(self, spec: MetricSpec, labels: tuple[str, ...], value: float = 1.0) -> None:
+        self.family = spec.family()
+        self.family.add_metric(labels, value)
+
+    def collect(self) -> Iterator[Metric]:
+        yield self.family
+
+
 class ExporterServer:
     """An exporter's HTTP server."""
 
@@ -98,14 +112,13 @@ class ExporterServer:
         self.failures = FailureLog(logging.getLogger(f"powerplane.{exporter}"))
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(ProcessMetrics())
-        Gauge(BUILD_INFO.name, BUILD_INFO.help, BUILD_INFO.labels, registry=self.registry).labels(
-            exporter, __version__
-        ).set(1)
+        self.registry.register(_Constant(BUILD_INFO, (exporter, __version__)))
         self._probe_concurrency = (max_concurrency, per_device_concurrency)
         self.runner: ProbeRunner | None = None
         self._extra_routes = list(routes)
         self._on_shutdown = list(on_shutdown)
         self._app_runner: web.AppRunner | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         self.ready = True
 
     # --- handlers -----------------------------------------------------------------------
@@ -135,8 +148,8 @@ class ExporterServer:
         # The text format is what Prometheus parses fastest and what we render fastest; it is
         # acceptable to every Prometheus.  OpenMetrics only for a client that accepts nothing else.
         if "openmetrics" in accept and "text/plain" not in accept and "*/*" not in accept:
-            encoder, content_type = choose_encoder(accept)
-            body = encoder(source)
+            _encoder, content_type = choose_encoder(accept)  # the version the client asked for
+            body = exposition.render_openmetrics(source.collect())
         else:
             body, content_type = exposition.render(source.collect()), exposition.CONTENT_TYPE
         headers = {"Content-Type": content_type}
@@ -144,8 +157,8 @@ class ExporterServer:
             # Inline: aiohttp's own compression moves bodies over 4 KiB to a thread pool, and the
             # thread hop costs more than compressing a scrape.  Level 1: a RAPL scrape shrinks to
             # 1077 bytes (1011 at level 6) in 17 µs instead of 30 µs.
-            compressor = zlib.compressobj(1, zlib.DEFLATED, 31)
-            body = compressor.compress(body) + compressor.flush()
+            # One call (wbits 31: the gzip container): no compressor object to build and join.
+            body = zlib.compress(body, 1, 31)
             headers["Content-Encoding"] = "gzip"
             headers["Vary"] = "Accept-Encoding"
         return web.Response(body=body, headers=headers)
@@ -192,14 +205,23 @@ class ExporterServer:
         app.router.add_get("/-/ready", self.handle_ready)
         if self.prober is not None:
             max_total, per_device = self._probe_concurrency
-            self.runner = ProbeRunner(self.prober, self.failures, self.registry, max_total, per_device)
+            self.runner = ProbeRunner(self.prober, self.registry, max_total, per_device)
             app.router.add_get("/probe", self.handle_probe)
+            app.on_startup.append(self._start_sweeper)
         for method, path, handler in self._extra_routes:
             app.router.add_route(method, path, handler)
         app.on_cleanup.append(self._cleanup)
         return app
 
+    async def _start_sweeper(self, _app: web.Application) -> None:
+        assert self.runner is not None
+        self._sweeper = asyncio.ensure_future(self.runner.sweep_forever())
+
     async def _cleanup(self, _app: web.Application) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
         for hook in self._on_shutdown:
             await hook()
         if self.prober is not None:

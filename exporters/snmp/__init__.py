@@ -18,15 +18,11 @@ times out or answers garbage fails its collector while the others are still expo
 
 from powerplane.components import Component
 
-from .exporter import METRICS, SnmpProber, command, make_server
-
-__all__ = ["METRICS", "SnmpProber", "command", "make_server"]
-
 COMPONENT = Component(
     name="snmp",
     order=40,
     exporter="powerplane.exporters.snmp.exporter:command",
-    config_kinds=(("snmp", "powerplane.exporters.snmp.exporter:KIND"),),
-    metrics=("powerplane.exporters.snmp.exporter:METRICS",),
+    config_kinds=(("snmp", "powerplane.exporters.snmp.config:KIND"),),
+    metrics=("powerplane.exporters.snmp.metrics:METRICS",),
     demo="powerplane.lab.snmp:snmp_component",
 )

@@ -107,9 +107,6 @@ class Table:
     columns: tuple[tuple[str, str], ...]  # (name, OID)
     rules: tuple[MetricRule, ...]
 
-    def oid(self, column: str) -> str:
-        return dict(self.columns)[column]
-
 
 @dataclass(frozen=True)
 class Profile:
@@ -128,9 +125,6 @@ class Profile:
             if sys_object_id == prefix or sys_object_id.startswith(prefix + "."):
                 best = max(best, len(prefix))
         return best
-
-    def walked_oids(self) -> list[str]:
-        return [oid for table in self.tables for _name, oid in table.columns]
 
 
 def _label_source(spec: Mapping[str, Any]) -> LabelSource:

@@ -18,6 +18,16 @@ For another process (the exporter as a subprocess, the controller)::
 
     subprocess.Popen([...], env={**os.environ, **nvml.env()})   # LD_LIBRARY_PATH + FAKENVML_CONFIG
 
+A model in another process can drive the GPUs instead of the library's own sine: with
+``FakeNvml(..., shared=True)`` the config names a memory-mapped file (``<config>.shared``) in which
+``nvml.shared.publish([...])`` places each GPU's demand, power, energy and utilisation; the
+library serves those (temperature, clocks and throttle reasons follow them), so the lab's node
+model (``powerplane.lab.model``) is the one truth behind NVML and the node's other meters::
+
+    nvml = FakeNvml(tmp_path, [FakeGpu("h100-sxm")], shared=True)
+    nvml.write()
+    nvml.shared.publish([SharedReading(demand_mw=650e3, power_mw=500e3, energy_mj=1e9, utilization=0.9)])
+
 The same machine can be described in YAML or JSON (``{driver_version: ..., gpus: [{profile:
 h100-sxm, ...}]}``) and loaded with ``FakeNvml.from_spec``; ``python -m powerplane.lab.fakenvml
 SPEC DIR`` builds the library and prints the environment to use.
@@ -29,19 +39,24 @@ import ctypes
 import dataclasses
 import hashlib
 import json
+import mmap
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-SOURCE = Path(__file__).with_name("fakenvml.c")
+from powerplane.resources import on_disk, resource
+
+SOURCE: Traversable = resource("powerplane.lab.fakenvml", "fakenvml.c")
 LIBRARY_NAME = "libnvidia-ml.so.1"
 CONFIG_ENV = "FAKENVML_CONFIG"
 
@@ -191,11 +206,12 @@ def build(directory: Path | None = None, cc: str | None = None) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=".fakenvml-", suffix=".so", dir=directory)
     os.close(fd)
     try:
-        subprocess.run(
-            [compiler, "-O2", "-Wall", "-shared", "-fPIC", "-fvisibility=hidden",
-             f"-Wl,-soname,{LIBRARY_NAME}", "-o", tmp, str(SOURCE), "-lm", "-lpthread"],
-            check=True, capture_output=True, text=True,
-        )  # fmt: skip
+        with on_disk(SOURCE) as source:  # the compiler needs a file, a wheel may be a zip
+            subprocess.run(
+                [compiler, "-O2", "-Wall", "-shared", "-fPIC", "-fvisibility=hidden",
+                 f"-Wl,-soname,{LIBRARY_NAME}", "-o", tmp, str(source), "-lm", "-lpthread"],
+                check=True, capture_output=True, text=True,
+            )  # fmt: skip
     except subprocess.CalledProcessError as exc:
         os.unlink(tmp)
         raise RuntimeError(f"building the fake NVML library failed:\n{exc.stderr}") from None
@@ -229,6 +245,71 @@ def reset_call_count() -> None:
     preload().fakenvml_reset_call_count()
 
 
+#: GPUs the library (and its shared state) holds at most: MAX_GPUS in fakenvml.c.
+MAX_GPUS = 64
+
+
+@dataclass(frozen=True)
+class SharedReading:
+    """What a driving model publishes for one GPU (NVML's units: milliwatts, millijoules)."""
+
+    demand_mw: float
+    power_mw: float
+    energy_mj: float
+    utilization: float
+
+
+class SharedState:
+    """The memory-mapped file through which a model drives the library's GPUs.
+
+    Layout (``struct shared_state`` in fakenvml.c, little-endian): magic, sequence, version,
+    GPU count, padding to 64 bytes, then per GPU four doubles.  The writer makes the sequence
+    odd, writes, and makes it even again; the library retries a read that saw an odd or changed
+    sequence, so it never serves a half-written reading.  The file is created at its full size
+    and never truncated (the library maps it).
+    """
+
+    MAGIC = 0x31534C4D564E4650
+    HEADER = struct.Struct("<QQII40x")
+    GPU = struct.Struct("<4d")
+    SIZE = HEADER.size + MAX_GPUS * GPU.size
+
+    def __init__(self, path: Path, gpus: int) -> None:
+        if not 0 <= gpus <= MAX_GPUS:
+            raise ValueError(f"{path}: {gpus} GPUs (at most {MAX_GPUS})")
+        self.path = Path(path)
+        self.gpus = gpus
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+        tmp.write_bytes(self.HEADER.pack(self.MAGIC, 0, 1, gpus) + bytes(self.SIZE - self.HEADER.size))
+        os.replace(tmp, self.path)
+        with open(self.path, "r+b") as file:
+            self._map = mmap.mmap(file.fileno(), self.SIZE)  # keeps its own descriptor
+        self._seq = 0
+
+    def publish(self, readings: Sequence[SharedReading]) -> None:
+        """Replace every GPU's readings at once (``readings[i]`` is GPU i)."""
+        if len(readings) != self.gpus:
+            raise ValueError(f"{self.path}: {len(readings)} readings for {self.gpus} GPUs")
+        self._seq += 1
+        struct.pack_into("<Q", self._map, 8, self._seq)  # odd: an update is under way
+        for i, r in enumerate(readings):
+            self.GPU.pack_into(
+                self._map,
+                self.HEADER.size + i * self.GPU.size,
+                r.demand_mw,
+                r.power_mw,
+                r.energy_mj,
+                r.utilization,
+            )
+        self._seq += 1
+        struct.pack_into("<Q", self._map, 8, self._seq)
+
+    def close(self) -> None:
+        if not self._map.closed:
+            self._map.close()
+
+
 def _clean(value: str, what: str) -> str:
     if any(c in value for c in "\n\r\0"):
         raise ValueError(f"{what}: line breaks are not allowed")
@@ -245,13 +326,17 @@ class FakeNvml:
         driver_version: str = "550.90.07",
         cuda_version: int = 12040,
         name: str = "fakenvml",
+        shared: bool = False,
     ) -> None:
+        """``shared``: a model drives the GPUs through ``self.shared`` (see the module's docstring)."""
         self.directory = Path(directory)
         self.gpus = list(gpus)
         self.driver_version = driver_version
         self.cuda_version = cuda_version
         self.config_path = self.directory / f"{name}.conf"
         self.state_path = Path(f"{self.config_path}.state")
+        self.shared_path = Path(f"{self.config_path}.shared") if shared else None
+        self.shared: SharedState | None = None
         self._libdir: Path | None = None
 
     @classmethod
@@ -299,6 +384,8 @@ class FakeNvml:
             f"cuda_version {int(self.cuda_version)}",
             f"state_file {self.state_path}",
         ]
+        if self.shared_path is not None:
+            lines.append(f"shared_state {self.shared_path}")
         for i, gpu in enumerate(self.gpus):
             p = PROFILES[gpu.profile]
             memory_total = p.memory_total_bytes
@@ -356,6 +443,8 @@ class FakeNvml:
     def write(self) -> Path:
         """Write the config atomically (the library may be reading it at this moment)."""
         self.directory.mkdir(parents=True, exist_ok=True)
+        if self.shared_path is not None and self.shared is None:
+            self.shared = SharedState(self.shared_path, len(self.gpus))
         tmp = self.config_path.with_name(f".{self.config_path.name}.{os.getpid()}")
         tmp.write_text(self.render())
         os.replace(tmp, self.config_path)
@@ -398,18 +487,44 @@ class FakeNvml:
         """Limits set through nvmlDeviceSetPowerManagementLimit (GPU index → mW); defaults omitted."""
         limits: dict[int, int] = {}
         try:
-            text = self.state_path.read_text()
+            text = self.state_path.read_bytes().decode("utf-8", "replace")
         except FileNotFoundError:
             return limits
         for line in text.splitlines():
             parts = line.split()
-            if len(parts) == 3 and parts[0] == "limit":
-                limits[int(parts[1])] = int(parts[2])
+            # The library stops at the first line it cannot read, and so does this.
+            if len(parts) != 3 or parts[0] != "limit" or not (parts[1].isdigit() and parts[2].isdigit()):
+                break
+            limits[int(parts[1])] = int(parts[2])
         return limits
+
+    def set_power_limit_mw(self, index: int, milliwatts: int) -> None:
+        """Set a GPU's limit as ``nvidia-smi -pl`` does, within its min/max (the library sees it)."""
+        gpu = self.gpus[index]
+        p = PROFILES[gpu.profile]
+        low = int(gpu.overrides.get("power_limit_min_mw", p.power_limit_min_mw))
+        high = int(gpu.overrides.get("power_limit_max_mw", p.power_limit_max_mw))
+        if not low <= milliwatts <= high:
+            raise ValueError(f"GPU {index}: {milliwatts} mW is outside {low}..{high} mW")
+        limits = self.power_limits_mw()
+        default = int(gpu.overrides.get("power_limit_default_mw", p.power_limit_default_mw))
+        if milliwatts == default:
+            limits.pop(index, None)  # as the library writes it: the default is no entry
+        else:
+            limits[index] = milliwatts
+        self.directory.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_path.with_name(f".{self.state_path.name}.{os.getpid()}")
+        tmp.write_text("".join(f"limit {i} {mw}\n" for i, mw in sorted(limits.items())))
+        os.replace(tmp, self.state_path)
 
     def reset_power_limits(self) -> None:
         """Back to the default limits, as after a driver reload."""
         self.state_path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """Unmap the shared state (the file stays: a library may still map it)."""
+        if self.shared is not None:
+            self.shared.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -426,11 +541,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 __all__ = [
     "CONFIG_ENV",
     "FEATURES",
+    "MAX_GPUS",
     "PROFILES",
     "FakeGpu",
     "FakeNvml",
     "GpuProfile",
     "MigDevice",
+    "SharedReading",
+    "SharedState",
     "build",
     "call_count",
     "preload",

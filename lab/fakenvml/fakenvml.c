@@ -10,7 +10,11 @@
  * process using the same config (controller, exporter) sees them.
  *
  * Power is a function of wall-clock time (a sine around a base utilisation), capped by the
- * current power limit; the energy counter integrates that power in 10 ms steps.
+ * current power limit; the energy counter integrates that power in 10 ms steps.  When the config
+ * names a `shared_state` file, another process (the lab's node model) drives the GPUs instead:
+ * it publishes each GPU's demand, power, energy and utilisation there (a memory-mapped file
+ * under a sequence lock) and the library serves those, so the GPU exporter, the controller and
+ * the node's other meters all see one machine.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -20,6 +24,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -118,6 +125,18 @@ static struct device mig_handles[MAX_GPUS][MAX_MIG];
 static struct event_set sets[MAX_SETS];
 static unsigned long long calls;
 
+/* The shared state a driving process publishes (layout mirrored by powerplane.lab.fakenvml). */
+#define SHARED_MAGIC 0x31534c4d564e4650ULL /* "PFNVMLS1" little-endian */
+struct shared_gpu { double demand_mw, power_mw, energy_mj, utilization; };
+struct shared_state {
+    uint64_t magic, seq;      /* seq: odd while the writer is in the middle of an update */
+    uint32_t version, ngpus;
+    uint64_t reserved[5];
+    struct shared_gpu gpu[MAX_GPUS];
+};
+static char shared_path[4096], mapped_path[4096];
+static const struct shared_state *shared;
+
 #define MAGIC 0x6e766d6cu
 
 EXPORT unsigned long long fakenvml_call_count(void) { return __atomic_load_n(&calls, __ATOMIC_RELAXED); }
@@ -164,6 +183,7 @@ static void load_config(FILE *f) {
     char line[2048];
     struct gpu *g = NULL;
     ngpus = 0;
+    shared_path[0] = 0;
     while (fgets(line, sizeof line, f)) {
         line[strcspn(line, "\r\n")] = 0;
         if (line[0] == '#' || line[0] == 0) continue;
@@ -181,6 +201,7 @@ static void load_config(FILE *f) {
         if (strcmp(key, "nvml_version") == 0) { copy_str(nvml_version, sizeof nvml_version, value); continue; }
         if (strcmp(key, "cuda_version") == 0) { cuda_version = atoi(value); continue; }
         if (strcmp(key, "state_file") == 0) { copy_str(state_path, sizeof state_path, value); continue; }
+        if (strcmp(key, "shared_state") == 0) { copy_str(shared_path, sizeof shared_path, value); continue; }
         if (!g) continue;
 #define S(k, field) if (strcmp(key, k) == 0) { copy_str(g->field, sizeof g->field, value); continue; }
 #define U(k, field) if (strcmp(key, k) == 0) { g->field = (unsigned)strtoul(value, NULL, 0); continue; }
@@ -251,6 +272,59 @@ static void load_state(void) {
     fclose(f);
 }
 
+/* Map the shared state the config names (again when the file was replaced); without a usable
+ * one the built-in model serves, so a file that is missing, short or not ours is never fatal.
+ * The writer creates the file at its full size and never truncates it. */
+static void map_shared(void) {
+    static dev_t mapped_dev;
+    static ino_t mapped_ino;
+    struct stat st;
+    int exists = shared_path[0] && stat(shared_path, &st) == 0;
+    if (strcmp(shared_path, mapped_path) == 0 && (!exists || (st.st_dev == mapped_dev && st.st_ino == mapped_ino)))
+        return;
+    if (shared) munmap((void *)shared, sizeof *shared);
+    shared = NULL;
+    copy_str(mapped_path, sizeof mapped_path, shared_path);
+    mapped_dev = 0; mapped_ino = 0;
+    if (!exists) return;
+    int fd = open(shared_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    if (fstat(fd, &st) == 0 && st.st_size >= (off_t)sizeof(struct shared_state)) {
+        void *p = mmap(NULL, sizeof(struct shared_state), PROT_READ, MAP_SHARED, fd, 0);
+        if (p != MAP_FAILED) {
+            if (((const struct shared_state *)p)->magic == SHARED_MAGIC) {
+                shared = p; mapped_dev = st.st_dev; mapped_ino = st.st_ino;
+            } else {
+                munmap(p, sizeof(struct shared_state));
+            }
+        }
+    }
+    close(fd);
+}
+
+static double sane(double v) { return isfinite(v) && v > 0 ? v : 0; }
+
+/* GPU i's published readings; 0 when nothing (valid) has been published for it. */
+static int shared_gpu(int i, struct shared_gpu *out) {
+    if (!shared || i < 0 || i >= MAX_GPUS) return 0;
+    for (int tries = 0; tries < 10000; tries++) {
+        uint64_t before = __atomic_load_n(&shared->seq, __ATOMIC_ACQUIRE);
+        if (before == 0) return 0; /* never published */
+        if (before & 1) { sched_yield(); continue; }
+        if ((unsigned)i >= __atomic_load_n(&shared->ngpus, __ATOMIC_RELAXED)) return 0;
+        struct shared_gpu copy;
+        memcpy(&copy, (const void *)&shared->gpu[i], sizeof copy);
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&shared->seq, __ATOMIC_RELAXED) == before) {
+            /* Whatever the writer put there, never a negative or NaN reading. */
+            out->demand_mw = sane(copy.demand_mw); out->power_mw = sane(copy.power_mw);
+            out->energy_mj = sane(copy.energy_mj); out->utilization = sane(copy.utilization);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* Re-read the config and state files when they change.  Called with the lock held. */
 static void refresh(void) {
     if (changed(config_path, &config_mtime, &config_size, &config_ino)) {
@@ -261,6 +335,7 @@ static void refresh(void) {
             snprintf(state_path, sizeof state_path, "%s.state", config_path);
             load_config(f);
             fclose(f);
+            map_shared();
             if (strcmp(saved_state, state_path) != 0) {
                 memset(&state_mtime, 0, sizeof state_mtime);
                 memset(limits_mw, 0, sizeof limits_mw);
@@ -276,6 +351,8 @@ static unsigned current_limit(int i) {
 }
 
 static double utilization_at(const struct gpu *g, double t) {
+    struct shared_gpu sg;
+    if (shared_gpu((int)(g - gpus), &sg)) return sg.utilization > 1 ? 1 : sg.utilization;
     double u = g->util_base;
     if (g->util_amplitude != 0 && g->util_period_s > 0)
         u += g->util_amplitude * sin(2 * M_PI * (t / g->util_period_s + g->phase));
@@ -283,16 +360,22 @@ static double utilization_at(const struct gpu *g, double t) {
 }
 
 static double demand_mw(const struct gpu *g, double t) {
+    struct shared_gpu sg;
+    if (shared_gpu((int)(g - gpus), &sg)) return sg.demand_mw;
     return g->power_idle_mw + (g->power_max_mw - (double)g->power_idle_mw) * utilization_at(g, t);
 }
 
 /* Power follows the limit: the board never draws more than its enforced limit. */
 static double power_mw(int i, double t) {
+    struct shared_gpu sg;
+    if (shared_gpu(i, &sg)) return sg.power_mw;
     double d = demand_mw(&gpus[i], t), cap = current_limit(i);
     return d > cap ? cap : d;
 }
 
 static double energy_mj(int i) {
+    struct shared_gpu sg;
+    if (shared_gpu(i, &sg)) return sg.energy_mj; /* the driving model integrates it */
     struct runtime *r = &rt[i];
     double t = now_s();
     if (!r->started) {

@@ -97,6 +97,11 @@ class RulesConfig:
     cooler_return_max_celsius: float = setting(45.0, doc="Highest cooler return air temperature.")
     humidity_min_ratio: float = setting(0.2, schema=_RATIO, doc="Lowest relative humidity at a cooler.")
     humidity_max_ratio: float = setting(0.8, schema=_RATIO, doc="Highest relative humidity at a cooler.")
+    cooler_standby_selector: str = setting(
+        'cooler!=""',
+        doc="Coolers whose standby alerts (PowerplaneCoolerInStandby); leave out units that stand by "
+        'by design, e.g. `cooler!~"inrow-0[78]"` for two backup units.',
+    )
     market_tomorrow_hour_utc: int = setting(
         14,
         schema={"minimum": 0, "maximum": 23},
@@ -173,6 +178,16 @@ class RulesConfig:
         {},
         schema={"type": "object", "additionalProperties": DURATION},
         doc='`for` durations by alert name; the key `"*"` overrides every alert.',
+    )
+    scope_labels: tuple[str, ...] = setting(
+        (),
+        schema={
+            "type": "array",
+            "items": {"type": "string", "pattern": "^[a-zA-Z_][a-zA-Z0-9_]*$"},
+            "uniqueItems": True,
+        },
+        doc="Labels that keep sites apart where rules see several at once (`[cluster]` for rules "
+        "evaluated globally over shards that add a `cluster` label): added to every `by` and `on`.",
     )
     interval: str = setting(
         "",

@@ -116,7 +116,49 @@ def _cooler(c: RulesConfig) -> list[Alert]:
             "Cooler {{ $labels.cooler }} detects a leak",
             "The leak sensor of cooler {{ $labels.cooler }} has tripped.",
         ),
+        Alert(
+            "PowerplaneCoolerInAlarm",
+            "powerplane_cooling_active_alarms > 0",
+            "5m",
+            "warning",
+            "Cooler {{ $labels.cooler }} reports an active alarm",
+            "Cooler {{ $labels.cooler }} reports {{ $value }} active alarm condition(s); "
+            "read them on the unit's display or web interface.",
+        ),
+        Alert(
+            "PowerplaneCoolerInStandby",
+            _matching('powerplane_cooling_operating_mode{mode="standby"', c.cooler_standby_selector)
+            + " == 1",
+            "15m",
+            "warning",
+            "Cooler {{ $labels.cooler }} is in standby",
+            "Cooler {{ $labels.cooler }} has been in standby for 15 minutes and removes no heat.",
+        ),
+        Alert(
+            "PowerplaneCoolerFilterServiceDue",
+            "powerplane_cooling_filter_run_seconds > powerplane_cooling_filter_service_interval_seconds\n"
+            "and powerplane_cooling_filter_service_interval_seconds > 0",
+            "1h",
+            "warning",
+            "The air filter of cooler {{ $labels.cooler }} is past its service interval",
+            "The air filter of cooler {{ $labels.cooler }} has run {{ $value | humanizeDuration }} "
+            "since its last service, longer than the interval set on the unit.",
+        ),
+        Alert(
+            # The same incident seen by a server's BMC (liquid-cooled chassis), next to the coolers'.
+            "PowerplaneNodeLeakDetected",
+            "powerplane_redfish_leak_detected > 0",
+            "0s",
+            "critical",
+            "{{ $labels.node }} detects a leak",
+            "Leak detector {{ $labels.detector }} of {{ $labels.node }} reports a leak (BMC LeakDetection).",
+        ),
     ]
+
+
+def _matching(opening: str, selector: str) -> str:
+    """``opening`` (a selector without its closing brace) with the site's matchers added."""
+    return f"{opening},{selector}}}" if selector.strip() else f"{opening}}}"
 
 
 def _market(c: RulesConfig) -> list[Alert]:

@@ -1,5 +1,5 @@
 """Alerts on GPUs (temperature, power, memory, XID and ECC errors) and on nodes as their BMC sees
-them (inlet air, power limit, power supplies, fans)."""
+them (inlet air, power limit, node power reading, power supplies and their redundancy, fans)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,12 @@ from .config import RulesConfig
 from .model import Alert, Family, fmt, new_errors, sel
 
 _GPU = "GPU {{ $labels.gpu }} on {{ $labels.node }}"
+_CRITICAL = 'powerplane_redfish_log_newest_entry_timestamp_seconds{severity="critical"}'
+
+
+#: GPUs powerplane's controller holds at a cap: its desired caps carry the GPU exporter's ``gpu``
+#: label (empty for the CPU packages' caps, which match no GPU).
+CONTROLLER_GPU_CAPS = "powerplane_controller_cap_desired_watts"
 
 
 def _gpu_power(c: RulesConfig) -> Alert:
@@ -14,10 +20,13 @@ def _gpu_power(c: RulesConfig) -> Alert:
         expr = f"powerplane_gpu_power_watts > {fmt(c.gpu_power_watts)}"
         text = f"above {fmt(c.gpu_power_watts)} W"
     else:
+        # A GPU held at a cap powerplane's controller set is doing what it was told: that is not
+        # an alert.  One at a limit someone else lowered, or at its own limit, still alerts.
         expr = (
             "powerplane_gpu_power_watts\n>= on (node, gpu) group_left ()\n"
             f"  {fmt(c.gpu_power_limit_ratio)} * max by (node, gpu) "
-            f"(powerplane_gpu_power_limit_watts{sel(c.gpu_power_limit_selector)})"
+            f"(powerplane_gpu_power_limit_watts{sel(c.gpu_power_limit_selector)})\n"
+            f"unless on (node, gpu) {CONTROLLER_GPU_CAPS}"
         )
         text = f"at {fmt(c.gpu_power_limit_ratio * 100)} % or more of its power limit"
     return Alert(
@@ -98,9 +107,33 @@ def _node(c: RulesConfig) -> list[Alert]:
             "  (max by (instance) (powerplane_redfish_power_limit_watts) > 0)",
             "10m",
             "warning",
-            "{{ $labels.node }} draws more than its BMC power limit",
-            "{{ $labels.node }} draws {{ $value | humanize }}W, above the power limit set in its BMC, "
+            "{{ $labels.node }} draws more than its BMC's enforced power cap",
+            "{{ $labels.node }} draws {{ $value | humanize }}W, above the power cap its BMC enforces, "
             "for 10 minutes.",
+        ),
+        Alert(
+            # A BMC still answering but without node power (firmware update, a chassis that lost
+            # its power resource): the probe is up, so no target-down alert says it.
+            "PowerplaneBmcPowerReadingLost",
+            "max by (instance, node) (max_over_time(powerplane_redfish_power_watts[1d]))\n"
+            "unless on (instance) powerplane_redfish_power_watts\n"
+            "and on (instance) powerplane_target_up == 1",
+            "15m",
+            "warning",
+            "The BMC of {{ $labels.node }} no longer reports node power",
+            "The BMC {{ $labels.instance }} of {{ $labels.node }} answers probes but has reported no node "
+            "power for 15 minutes, after reporting it in the last day; its power collector fails.",
+        ),
+        Alert(
+            # A new newest critical entry; a log seen for the first time alerts only on an entry
+            # under an hour old, so starting the exporter does not replay a BMC's history.
+            "PowerplaneBmcCriticalLogEntry",
+            f"changes({_CRITICAL}[15m]) > 0\nor\n({_CRITICAL} unless {_CRITICAL} offset 15m) > time() - 3600",
+            "0s",
+            "warning",
+            "The BMC of {{ $labels.node }} logged a critical event",
+            "The BMC {{ $labels.instance }} of {{ $labels.node }} has a new critical entry in its "
+            "{{ $labels.log }} log; read it on the BMC.",
         ),
         Alert(
             "PowerplanePsuUnhealthy",
@@ -110,6 +143,16 @@ def _node(c: RulesConfig) -> list[Alert]:
             "Power supply {{ $labels.resource }} of {{ $labels.node }} is {{ $labels.state }}",
             "The BMC of {{ $labels.node }} reports {{ $labels.resource }} as {{ $labels.state }}; "
             "the node may have lost power redundancy.",
+        ),
+        Alert(
+            "PowerplanePsuRedundancyLost",
+            "powerplane_redfish_psu_redundancy == 0",
+            "5m",
+            "warning",
+            "{{ $labels.node }} has lost power supply redundancy",
+            "The BMC of {{ $labels.node }} reports its PSU redundancy group {{ $labels.group }} "
+            "({{ $labels.mode }}) without redundancy for 5 minutes: one more PSU or feed failure "
+            "powers the node off.",
         ),
         Alert(
             "PowerplaneFanUnhealthy",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -68,3 +69,40 @@ def new_errors(metric: str, window: str) -> str:
     # increase() misses the first error of a series that did not exist before; `unless offset`
     # catches a counter that appeared within the window.
     return f"increase({metric}[{window}]) > 0\nor\n({metric} > 0 unless {metric} offset {window})"
+
+
+_GROUPING = re.compile(
+    r"\b(?P<kw>by|on)\s*\((?P<labels>[^()]*)\)(?P<group>\s*(?:group_left|group_right)\s*\((?P<extra>[^()]*)\))?"
+)
+
+
+def _label_list(text: str) -> list[str]:
+    return [label.strip() for label in text.split(",") if label.strip()]
+
+
+def scoped(expr: str, labels: Sequence[str]) -> str:
+    """``expr`` with ``labels`` added to every non-empty ``by (...)`` and ``on (...)``.
+
+    Where rules see several sites at once (shards remote-writing to one TSDB, each adding a
+    ``cluster`` label), an aggregation ``by (node)`` or a join ``on (node)`` would merge two
+    clusters' nodes of the same name; scoped, each keeps to its own.  Empty groupings stay empty:
+    ``sum by ()`` is a deliberate total and ``on ()`` joins a series without labels, such as
+    ``hour()``.  A label added to ``on`` leaves the ``group_left``/``group_right`` that follows,
+    since PromQL refuses a label in both.
+    """
+    if not labels:
+        return expr
+
+    def repl(match: re.Match[str]) -> str:
+        present = _label_list(match.group("labels"))
+        if not present:
+            return match.group(0)
+        added = [label for label in labels if label not in present]
+        out = f"{match.group('kw')} ({', '.join([*added, *present])})"
+        if match.group("group"):
+            keyword = "group_left" if "group_left" in match.group("group") else "group_right"
+            extra = [label for label in _label_list(match.group("extra")) if label not in labels]
+            out += f" {keyword} ({', '.join(extra)})"
+        return out
+
+    return _GROUPING.sub(repl, expr)

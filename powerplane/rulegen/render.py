@@ -12,7 +12,7 @@ import yaml
 from powerplane.exporters.runtime.metrics import MetricSpec
 
 from .config import RulesConfig
-from .model import Alert, Family, Recording
+from .model import Alert, Family, Recording, scoped
 
 RECORDING_FILE = "powerplane-recording.yaml"
 ALERTS_FILE = "powerplane-alerts.yaml"
@@ -54,7 +54,7 @@ def _for(c: RulesConfig, alert: Alert) -> str:
 def _alert_rule(c: RulesConfig, a: Alert) -> dict[str, Any]:
     return {
         "alert": a.name,
-        "expr": a.expr,
+        "expr": scoped(a.expr, c.scope_labels),
         "for": _for(c, a),
         "labels": {"severity": a.severity},
         "annotations": {
@@ -69,7 +69,7 @@ def render(c: RulesConfig | None = None) -> dict[str, dict[str, Any]]:
     """The rule files' documents by file name."""
     c = c or RulesConfig()
     extra = {"interval": c.interval} if c.interval else {}
-    recording = [{"record": r.record, "expr": r.expr} for r in recording_rules(c)]
+    recording = [{"record": r.record, "expr": scoped(r.expr, c.scope_labels)} for r in recording_rules(c)]
     alerting = [_alert_rule(c, a) for a in alerts(c)]
     return {
         RECORDING_FILE: {"groups": [{"name": "powerplane.recording", **extra, "rules": recording}]},

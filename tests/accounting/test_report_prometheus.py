@@ -9,10 +9,11 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import trustme
 from aiohttp import web
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from powerplane.accounting.prometheus import (
@@ -35,6 +36,9 @@ T0 = 1_772_409_600  # 2026-03-02T00:00:00Z
 # --- chunks and steps ------------------------------------------------------------------------------
 
 
+# No per-example deadline: the machines that run these are shared, and a wall-clock limit would
+# make the test a timed one.
+@settings(deadline=None)
 @given(
     start=st.integers(0, 10**9),
     steps=st.integers(0, 60_000),
@@ -149,6 +153,41 @@ async def test_small_body_cap_halves_the_chunks(real_prometheus: Any) -> None:
         series = await prom.query_range('ramp{node="n1"}', T0, T0 + 3600, 1)
     assert len(series) == 1 and len(series[0].times) == 3601
     assert (series[0].values == series[0].times - T0 + 1).all()
+
+
+async def test_metric_names_come_from_the_index_of_the_range(real_prometheus: Any) -> None:
+    async with PrometheusClient(ClientSettings(url=real_prometheus.url)) as prom:
+        names = await prom.label_values("__name__", T0, T0 + 3600)
+        nodes = await prom.label_values("node", T0, T0 + 3600)
+        before = await prom.label_values("__name__", T0 - 10 * 86400, T0 - 9 * 86400)
+    assert "ramp" in names and sorted(nodes) == ["n1", "n2"]
+    assert "ramp" not in before
+
+
+def test_the_typed_decoder_and_the_checked_one_agree() -> None:
+    from powerplane.accounting import prometheus as client_module
+
+    doc = {
+        "status": "success",
+        "warnings": ["a partial answer"],
+        "infos": ["a field the client does not read"],
+        "data": {
+            "resultType": "matrix",
+            "result": [
+                {"metric": {"node": "a"}, "values": [[1, "2.5"], [2.5, "NaN"], [3, "+Inf"], [4, "-1e3"]]},
+                {"metric": {}, "values": []},
+            ],
+        },
+    }
+    fast = client_module._matrix("q", 200, json.dumps(doc).encode(), "u")
+    checked = [client_module._series("q", item) for item in doc["data"]["result"]]  # type: ignore[index]
+    assert [s.labels for s in fast] == [{"node": "a"}, {}]
+    for a, b in zip(fast, checked, strict=True):
+        assert a.labels == b.labels
+        np.testing.assert_array_equal(a.times, b.times)
+        np.testing.assert_array_equal(a.values, b.values)
+    np.testing.assert_array_equal(fast[0].times, [1.0, 2.5, 3.0, 4.0])
+    np.testing.assert_array_equal(fast[0].values, [2.5, np.nan, np.inf, -1000.0])
 
 
 # --- hostile and failing servers ----------------------------------------------------------------
@@ -350,3 +389,15 @@ def test_progress_draws_only_on_a_terminal() -> None:
     bar.advance(2)
     bar.close()
     assert "2/4" in tty.getvalue() and tty.getvalue().endswith("\n")
+
+
+def test_the_docs_settings_example_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    import re
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "reports.md").read_text()
+    example = re.search(r"```yaml\n(url: .*?)```", text, re.S)
+    assert example, "docs/reports.md has no settings example"
+    monkeypatch.setenv("PROM_PASSWORD", "pw-docs-example")
+    settings = KIND.load_text(example.group(1), "docs/reports.md")
+    assert settings.basic_auth is not None and settings.basic_auth.username == "report"
+    assert settings.headers == {"X-Scope-OrgID": "tenant-a"} and not settings.tls.insecure_skip_verify

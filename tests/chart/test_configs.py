@@ -138,10 +138,10 @@ def probe_params(objects: list[dict[str, Any]], component: str) -> list[dict[str
 
 def make_prober(component: str, config: Any) -> Prober:
     if component == "redfish":
-        from powerplane.exporters.redfish import RedfishProber
+        from powerplane.exporters.redfish.prober import RedfishProber
 
         return RedfishProber(config)
-    from powerplane.exporters.snmp.exporter import SnmpProber
+    from powerplane.exporters.snmp.prober import SnmpProber
 
     # No session is opened: resolving a probe only builds the job.
     return SnmpProber(config, session_factory=lambda *args: object())

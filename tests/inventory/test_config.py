@@ -29,7 +29,7 @@ def test_cross_references_are_all_reported() -> None:
     doc["racks"].append({"name": "rack-x", "row": "no-such-row"})
     doc["nodes"][0]["rack"] = "nowhere"
     doc["nodes"][1]["pdu_outlets"] = [{"pdu": "ghost", "outlet": 1}]
-    doc["nodes"][2]["pdu_outlets"] = [{"pdu": "pdu-rack-01", "outlet": "1"}]  # node n1 has it already
+    doc["nodes"][2]["pdu_outlets"] = [{"pdu": "pdu-rack-01-a", "outlet": "1"}]  # node n1 has it already
     doc["nodes"].append({"name": "n1", "rack": "rack-01"})
     with pytest.raises(ConfigError) as err:
         load(doc)
@@ -37,7 +37,7 @@ def test_cross_references_are_all_reported() -> None:
     assert "racks.2.row: unknown row 'no-such-row'" in text
     assert "nodes.0.rack: unknown rack 'nowhere'" in text
     assert "nodes.1.pdu_outlets.0.pdu: unknown pdu 'ghost'" in text
-    assert "outlet 1 of pdu-rack-01 already feeds 'n1'" in text
+    assert "outlet 1 of pdu-rack-01-a already feeds 'n1'" in text
     assert "nodes: 'n1' is defined twice" in text
 
 

@@ -21,9 +21,9 @@ import yaml
 
 from powerplane.exporters.inventory.exporter import make_server as inventory_server
 from powerplane.exporters.rapl.exporter import make_server as rapl_server
-from powerplane.exporters.redfish import make_server as redfish_server
 from powerplane.exporters.redfish.config import KIND as REDFISH_KIND
-from powerplane.exporters.snmp.exporter import KIND as SNMP_KIND
+from powerplane.exporters.redfish.exporter import make_server as redfish_server
+from powerplane.exporters.snmp.config import KIND as SNMP_KIND
 from powerplane.exporters.snmp.exporter import make_server as snmp_server
 from powerplane.lab import procs
 from powerplane.lab.fakenvml import FakeGpu, FakeNvml
@@ -35,7 +35,7 @@ from powerplane.lab.snmp import Snmpsim, apc_inrow
 from powerplane.rulegen import render
 from powerplane.rulegen.config import RulesConfig
 from tests.conftest import require_binary
-from tests.test_snmp import require_snmpsim
+from tests.snmp.conftest import require_snmpsim
 
 pytestmark = pytest.mark.e2e
 
@@ -252,7 +252,7 @@ def test_device_faults_reach_alertmanager_and_resolve(
                 yaml.safe_dump(
                     {
                         "auths": {"inrow": {"version": 2, "community": {"file": str(community)}}},
-                        "allow": ["127.0.0.1/32"],
+                        "allow": ["127.0.0.1/32:*"],
                         "timeout": 5,
                     }
                 )
@@ -261,7 +261,7 @@ def test_device_faults_reach_alertmanager_and_resolve(
         "redfish": redfish_server(
             REDFISH_KIND.load_text(
                 "auths: {idrac: {username: root, password: {env: RULES_E2E_BMC_PASSWORD}}}\n"
-                "defaults: {scheme: http}\nallow: ['127.0.0.1/32']\n"
+                "defaults: {scheme: http}\nallow: ['127.0.0.1/32:*']\n"
             )
         ),
     }
@@ -386,8 +386,9 @@ def check_selectors(prom: procs.Prometheus, psus: int, fans: int) -> None:
     assert count("powerplane_gpu_memory_used_bytes / powerplane_gpu_memory_total_bytes") == 2
     for point in ("supply", "return"):
         assert count(f'powerplane_cooling_temperature_celsius{{point="{point}",cooler="{COOLER}"}}') == 1
-    assert count(f'powerplane_cooling_humidity_ratio{{cooler="{COOLER}"}}') == 1
     assert count(f'powerplane_cooling_leak_detected{{cooler="{COOLER}"}}') == 1
+    assert count(f'powerplane_cooling_operating_mode{{cooler="{COOLER}"}}') == 3  # standby, on, idle
+    assert count(f'powerplane_cooling_operating_mode{{mode="standby",{c.cooler_standby_selector}}}') == 1
     assert count(f"powerplane_redfish_temperature_celsius{{{c.inlet_selector}}}") == 1
     states = len(("ok", "warning", "critical"))
     assert count(f"powerplane_redfish_health{{{c.psu_health_selector}}}") == psus * states

@@ -91,7 +91,7 @@ def test_promtool_check_rules() -> None:
 def test_promtool_unit_tests() -> None:
     promtool = require_binary("promtool")
     result = subprocess.run(
-        [promtool, "test", "rules", *map(str, TESTS)], cwd=RULES, capture_output=True, text=True, timeout=120
+        [promtool, "test", "rules", *map(str, TESTS)], cwd=RULES, capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stdout + result.stderr
 

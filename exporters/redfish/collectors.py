@@ -1,0 +1,753 @@
+"""The Redfish collectors and the per-probe request memo they share.
+
+One probe of one BMC builds a ``ProbeContext`` and one collector per enabled part (power, PSUs,
+thermal, health, system, telemetry).  The collectors' fetches run concurrently; a request two
+collectors need (the PSU collection, the thermal subsystem) is made once per probe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+from prometheus_client.core import Metric
+
+from ..runtime import Collector, CollectorError, Deadline, NoData, Partial
+from ..runtime.collector import DeviceText
+from ..runtime.metrics import MetricSpec
+from .client import Discovery, RedfishClient, RedfishError, Target
+from .config import Module
+from .metrics import (
+    CHASSIS_TEMPERATURE,
+    ENERGY,
+    FAN_RATIO,
+    FAN_RPM,
+    HEALTH,
+    HEALTH_STATES,
+    LEAK,
+    LOG_ENTRIES,
+    LOG_ENTRIES_READ,
+    LOG_NEWEST,
+    POWER,
+    POWER_BUDGET,
+    POWER_CAPACITY,
+    POWER_INTERVAL,
+    POWER_INTERVAL_SECONDS,
+    POWER_LIMIT,
+    POWER_LIMIT_CONFIGURED,
+    POWER_LIMIT_ENFORCED,
+    POWER_SOURCE,
+    POWERED_ON,
+    PSU_CAPACITY,
+    PSU_EFFICIENCY,
+    PSU_ENERGY,
+    PSU_INPUT,
+    PSU_OUTPUT,
+    PSU_REDUNDANCY,
+    PSU_TEMPERATURE,
+    PSU_VOLTAGE,
+    SYSTEM_INFO,
+    TELEMETRY,
+    TEMPERATURE,
+    TEMPERATURE_SUMMARY,
+    VOLTAGE,
+)
+from .parse import (
+    PSU,
+    Doc,
+    Fan,
+    LogSnapshot,
+    PowerSnapshot,
+    Redundancy,
+    SystemSnapshot,
+    Temperature,
+    ThermalSnapshot,
+    dell_power_cap,
+    environment_power,
+    environment_thermal,
+    leak_detectors,
+    legacy_power,
+    legacy_psus,
+    legacy_thermal,
+    log_entries,
+    new_fan,
+    new_psu,
+    new_thermal_metrics,
+    newest_samples,
+    psu_redundancy,
+    sensor_temperature,
+    summarise,
+    system_info,
+    voltages,
+)
+
+T = TypeVar("T")
+EXPAND_REFUSED = (400, 403, 404, 405, 406, 501)
+
+
+class ProbeContext:
+    """One probe of one target: requests shared between its collectors, made at most once."""
+
+    def __init__(self, client: RedfishClient, target: Target, module: Module, text: DeviceText) -> None:
+        self.client = client
+        self.target = target
+        self.module = module
+        self.text = text
+        self.deadline = Deadline.after(module.timeout)
+        self._discovery: Discovery | None = None
+        self._memo: dict[str, asyncio.Future[Any]] = {}
+        #: PSU redundancy groups, read with the PSUs (``psus``).
+        self.redundancy: list[Redundancy] = []
+
+    async def connect(self, deadline: Deadline) -> None:
+        self.deadline = deadline
+        self._discovery = await self.client.discover(self.target, deadline, self.module)
+
+    @property
+    def discovery(self) -> Discovery:
+        if self._discovery is None:
+            raise CollectorError("not connected")
+        return self._discovery
+
+    def once(self, key: str, factory: Callable[[], Awaitable[T]]) -> Awaitable[T]:
+        future = self._memo.get(key)
+        if future is None:
+            future = asyncio.ensure_future(factory())
+            # Retrieve the result of a fetch whose collectors all gave up, so it is not logged.
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())
+            self._memo[key] = future
+        # shield: one collector giving up must not cancel a request another collector awaits.
+        return asyncio.shield(future)
+
+    def doc(self, data: Any, where: str, errors: list[str]) -> Doc:
+        """A view of a document whose strings pass through the exporter's ``DeviceText``."""
+        return Doc(data, where, errors, clean=self.text)
+
+    async def get(self, path: str) -> dict[str, Any]:
+        return await self.once(path, lambda: self.client.get(self.target, path, self.deadline, self.module))
+
+    async def leaf(self, path: str) -> dict[str, Any] | None:
+        """A resource a document links to; None when the link dangles (HTTP 404).
+
+        A dangling leaf is logged once and not requested again until the next discovery; only
+        a 404 on a discovered path makes the client discover again."""
+        if path in self.target.dangling:
+            return None
+        try:
+            return await self.get(path)
+        except RedfishError as exc:
+            if exc.status != 404:
+                raise
+            self.client.dangling(self.target, path)
+            return None
+
+    async def members(self, path: str, errors: list[str], levels: int = 1) -> list[dict[str, Any]]:
+        """A collection's members, expanded in one request where the service allows it.
+
+        At most the module's ``max_members`` are read (the rest are dropped, counted and
+        reported); a member that cannot be read is reported and the others are kept."""
+        doc: dict[str, Any] | None = None
+        levels = min(levels, self.discovery.expand_levels)
+        if levels and not self.target.expand_refused:
+            try:
+                doc = await self.get(f"{path}?$expand=.($levels={levels})")
+            except RedfishError as exc:
+                if exc.status not in EXPAND_REFUSED:
+                    raise
+                self.target.expand_refused = True  # remembered per target: fall back from now on
+        if doc is None:
+            doc = await self.get(path)
+        members = doc.get("Members")
+        if not isinstance(members, list):
+            raise RedfishError(f"{path}: Members: missing or not an array")
+        cap = self.module.max_members
+        if len(members) > cap:
+            self.client.stats["members_dropped"] += len(members) - cap
+            errors.append(f"{path}: {len(members)} members, the first {cap} read (max_members)")
+            members = members[:cap]
+        out: list[dict[str, Any] | None] = []
+        pending: dict[int, str] = {}
+        for i, member in enumerate(members):
+            if isinstance(member, dict) and set(member) - {"@odata.id"}:
+                out.append(member)
+            elif isinstance(member, dict) and isinstance(member.get("@odata.id"), str):
+                pending[i] = member["@odata.id"]
+                out.append(None)
+        fetched = await asyncio.gather(*(self.get(p) for p in pending.values()), return_exceptions=True)
+        for i, member_doc in zip(pending, fetched, strict=True):
+            if isinstance(member_doc, BaseException):
+                errors.append(str(member_doc))
+            else:
+                out[i] = member_doc
+        return [m for m in out if m is not None]
+
+    def use_new(self, link: str | None) -> bool:
+        return link is not None and self.module.schema != "legacy"
+
+    def use_legacy(self, link: str | None) -> bool:
+        return link is not None and self.module.schema != "new"
+
+    async def psus(self) -> tuple[list[PSU], list[str]]:
+        return await self.once("#psus", self._psus)
+
+    async def _psus(self) -> tuple[list[PSU], list[str]]:
+        d = self.discovery
+        errors: list[str] = []
+        if self.use_new(d.power_subsystem):
+            assert d.power_subsystem is not None
+            subsystem = self.doc(await self.get(d.power_subsystem), "PowerSubsystem", errors)
+            self.redundancy = psu_redundancy(subsystem, "PowerSupplyRedundancy")
+            collection = subsystem.obj("PowerSupplies")
+            link = collection.text("@odata.id") if collection is not None else None
+            if link is None:
+                return [], errors
+            items = await self.members(link, errors, levels=2)
+            psus: list[PSU] = []
+            for i, item in enumerate(items):
+                doc = self.doc(item, f"PowerSupplies[{i}]", errors)
+                if doc.absent():
+                    continue
+                metrics = doc.obj("Metrics")
+                if metrics is not None and set(metrics.data) == {"@odata.id"}:
+                    try:
+                        linked = await self.leaf(metrics.data["@odata.id"])
+                    except RedfishError as exc:
+                        errors.append(str(exc))
+                        linked = None
+                    where = f"{name_of_item(doc, i)}/Metrics"
+                    metrics = self.doc(linked, where, errors) if linked is not None else None
+                psu = new_psu(doc, metrics, f"psu{i}")
+                if psu.energy_joules is not None:
+                    psu.energy_joules = self.target.energy.update(f"psu/{psu.id}", psu.energy_joules)
+                psus.append(psu)
+            return psus, errors
+        if self.use_legacy(d.power):
+            assert d.power is not None
+            power = self.doc(await self.get(d.power), "Power", errors)
+            self.redundancy = psu_redundancy(power, "Redundancy")
+            return legacy_psus(power), errors
+        raise NoData("the chassis links neither PowerSubsystem nor Power")
+
+    async def thermal(self) -> tuple[ThermalSnapshot, list[str]]:
+        return await self.once("#thermal", self._thermal)
+
+    async def _thermal(self) -> tuple[ThermalSnapshot, list[str]]:
+        d = self.discovery
+        errors: list[str] = []
+        if self.use_new(d.thermal_subsystem):
+            snap = await self._new_thermal(errors)
+        elif self.use_legacy(d.thermal):
+            assert d.thermal is not None
+            snap = legacy_thermal(self.doc(await self.get(d.thermal), "Thermal", errors))
+        else:
+            raise NoData("the chassis links neither ThermalSubsystem nor Thermal")
+        if self.use_new(d.environment_metrics):
+            assert d.environment_metrics is not None
+            try:
+                doc = self.doc(await self.get(d.environment_metrics), "EnvironmentMetrics", errors)
+                environment_thermal(doc, snap)
+            except RedfishError as exc:
+                errors.append(str(exc))
+        return snap, errors
+
+    async def _new_thermal(self, errors: list[str]) -> ThermalSnapshot:
+        assert self.discovery.thermal_subsystem is not None
+        subsystem = self.doc(await self.get(self.discovery.thermal_subsystem), "ThermalSubsystem", errors)
+        snap = ThermalSnapshot()
+        metrics_link = subsystem.text("ThermalMetrics", "@odata.id")
+        fans_link = subsystem.text("Fans", "@odata.id")
+
+        async def nothing() -> Any:
+            return None
+
+        results: tuple[Any, Any] = await asyncio.gather(
+            self.get(metrics_link) if metrics_link else nothing(),
+            self.members(fans_link, errors) if fans_link else nothing(),
+            return_exceptions=True,
+        )
+        metrics_doc, fan_docs = results
+        if isinstance(metrics_doc, BaseException):
+            errors.append(str(metrics_doc))
+        elif metrics_doc is not None:
+            new_thermal_metrics(self.doc(metrics_doc, "ThermalMetrics", errors), snap)
+        try:
+            sensors = await self._sensor_temperatures(errors)
+        except RedfishError as exc:
+            errors.append(str(exc))
+            sensors = []
+        if sensors:
+            # ThermalMetrics readings backed by one of these sensors would be duplicates.
+            covered = {t.source for t in sensors}
+            snap.temperatures = sensors + [t for t in snap.temperatures if t.source not in covered]
+        if isinstance(fan_docs, BaseException):
+            errors.append(str(fan_docs))
+        elif fan_docs is not None:
+            for i, fan in enumerate(fan_docs):
+                doc = self.doc(fan, f"Fans[{i}]", errors)
+                if not doc.absent():
+                    snap.fans.append(new_fan(doc, f"fan{i}"))
+        leak_link = subsystem.text("LeakDetection", "@odata.id")
+        if leak_link:
+            snap.leaks = await self._leaks(leak_link, errors)
+        summarise(snap)
+        if not snap.temperatures and not snap.fans and errors:
+            raise CollectorError("; ".join(errors))
+        return snap
+
+    async def _leaks(self, link: str, errors: list[str]) -> list[tuple[str, bool]]:
+        """Leak detectors: the LeakDetection's groups in one request, else its LeakDetectors."""
+        try:
+            found = await self.leaf(link)
+            if found is None:
+                return []
+            detection = self.doc(found, "LeakDetection", errors)
+            leaks = leak_detectors(detection)
+            collection = detection.text("LeakDetectors", "@odata.id")
+            if not leaks and collection:
+                for i, member in enumerate(await self.members(collection, errors)):
+                    leaks += leak_detectors(self.doc(member, f"LeakDetectors[{i}]", errors))
+            return leaks
+        except RedfishError as exc:
+            errors.append(str(exc))
+            return []
+
+    async def _sensor_temperatures(self, errors: list[str]) -> list[Temperature]:
+        """Every temperature Sensor of the chassis, with its Name and PhysicalContext.
+
+        ThermalMetrics may carry summary readings only (intake, exhaust) and no CPU or DIMM
+        temperature: the chassis' Sensors collection has them, named and placed as legacy
+        Thermal shows them, so both schemas give the same sensors.  Expanded, it is one
+        request; otherwise every member is read once per discovery and from then on only the
+        temperature sensors (at most ``max_members``)."""
+        collection = self.discovery.sensors
+        if not collection:
+            return []
+        known = self.target.temperature_sensors
+        if known is not None and not (self.discovery.expand_levels and not self.target.expand_refused):
+            fetched = await asyncio.gather(*(self.leaf(uri) for uri in known), return_exceptions=True)
+            docs = [doc for doc in fetched if isinstance(doc, dict)]
+            errors += [str(doc) for doc in fetched if isinstance(doc, BaseException)]
+        else:
+            docs = await self.members(collection, errors)
+        temperatures: list[Temperature] = []
+        for i, doc in enumerate(docs):
+            temperature = sensor_temperature(self.doc(doc, f"Sensors[{i}]", errors))
+            if temperature is not None:
+                temperatures.append(temperature)
+        self.target.temperature_sensors = [t.source for t in temperatures if t.source]
+        return temperatures
+
+
+def name_of_item(doc: Doc, i: int) -> str:
+    return doc.text("Id") or doc.text("MemberId") or f"PowerSupplies[{i}]"
+
+
+def _partial(snapshot: T, errors: list[str]) -> T | Partial[T]:
+    return Partial(snapshot, errors) if errors else snapshot
+
+
+class PowerCollector(Collector[PowerSnapshot]):
+    """Node power by the documented precedence, the limit and whether it is enforced, budgets."""
+
+    name = "power"
+
+    def __init__(self, ctx: ProbeContext) -> None:
+        self.ctx = ctx
+
+    async def fetch(self, deadline: Deadline) -> PowerSnapshot | Partial[PowerSnapshot]:
+        ctx = self.ctx
+        d = ctx.discovery
+        snap = PowerSnapshot()
+        errors: list[str] = []
+        new = ctx.use_new(d.environment_metrics)
+        if new:
+            assert d.environment_metrics is not None
+            await self._read(d.environment_metrics, "EnvironmentMetrics", errors, environment_power, snap)
+        if ctx.use_new(d.power_subsystem):
+            assert d.power_subsystem is not None
+            await self._read(d.power_subsystem, "PowerSubsystem", errors, _capacity, snap)
+        if ctx.use_legacy(d.power) and (snap.watts is None or not new):
+            assert d.power is not None
+            await self._read(d.power, "Power", errors, _legacy, snap)
+        if snap.watts is None and d.reports:
+            await self._telemetry(d.reports, snap, errors)
+        if snap.watts is None and ctx.use_new(d.power_subsystem) and not (new or ctx.use_legacy(d.power)):
+            await self._psu_sum(snap, errors)
+        if snap.limit_watts is not None:
+            await self._read(d.system, "System", errors, dell_power_cap, snap)
+        if snap.watts is None:
+            if not errors and not (d.environment_metrics or d.power or d.power_subsystem):
+                raise NoData("the chassis links neither EnvironmentMetrics, PowerSubsystem nor Power")
+            missing = "no node power reading: " + ("; ".join(errors) or "no source has a value")
+            if not snap.has_readings():
+                raise CollectorError(missing)
+            errors = [missing]  # what else was read (limit, capacity, energy) is still exported
+        if snap.energy_joules is not None:
+            snap.energy_joules = ctx.target.energy.update("node", snap.energy_joules)
+        return _partial(snap, errors)
+
+    async def _read(
+        self,
+        path: str,
+        where: str,
+        errors: list[str],
+        read: Callable[[Doc, PowerSnapshot], None],
+        snap: PowerSnapshot,
+    ) -> None:
+        try:
+            read(self.ctx.doc(await self.ctx.get(path), where, errors), snap)
+        except RedfishError as exc:
+            errors.append(str(exc))
+
+    async def _telemetry(self, reports: str, snap: PowerSnapshot, errors: list[str]) -> None:
+        try:
+            doc = await self.ctx.leaf(f"{reports}/PowerMetrics")
+        except RedfishError as exc:
+            errors.append(str(exc))
+            return
+        if doc is None:
+            return  # no such report on this BMC: not a failure
+        samples = newest_samples(self.ctx.doc(doc, "PowerMetrics", errors))
+        watts = [v for (metric, _c), v in samples.items() if metric == "SystemInputPower"]
+        if watts:
+            snap.watts, snap.source = watts[0], "telemetry"
+
+    async def _psu_sum(self, snap: PowerSnapshot, errors: list[str]) -> None:
+        """The last resort: the sum of the supplies' metered input, for a chassis that links
+        PowerSubsystem but neither EnvironmentMetrics nor Power (a failing reading of those is
+        an error, not a reason to switch sources).
+
+        Only from PSU Metrics readings, never legacy ``PowerInputWatts``, which some firmware
+        fills with the rating; only when every supply present has a reading."""
+        try:
+            psus, _errors = await self.ctx.psus()  # the PSU collector reports their errors
+        except (RedfishError, NoData) as exc:
+            errors.append(str(exc))
+            return
+        inputs = [p.input_watts for p in psus]
+        if inputs and all(w is not None for w in inputs):
+            snap.watts, snap.source = sum(w for w in inputs if w is not None), "psu_input_sum"
+
+    def render(self, snapshot: PowerSnapshot) -> Iterable[Metric]:
+        if snapshot.watts is not None:
+            power = POWER.family()
+            power.add_metric([], snapshot.watts)
+            source = POWER_SOURCE.family()
+            source.add_metric([snapshot.source], 1.0)
+            yield power
+            yield source
+        if snapshot.stats:
+            stats = POWER_INTERVAL.family()
+            for stat, value in snapshot.stats.items():
+                stats.add_metric([stat], value)
+            yield stats
+        if snapshot.budget:
+            budget = POWER_BUDGET.family()
+            for kind, value in snapshot.budget.items():
+                budget.add_metric([kind], value)
+            yield budget
+        enforced = None if snapshot.limit_watts is None else float(snapshot.enforced_limit() is not None)
+        scalars: list[tuple[MetricSpec, float | None]] = [
+            (POWER_INTERVAL_SECONDS, snapshot.interval_seconds),
+            (POWER_LIMIT, snapshot.enforced_limit()),
+            (POWER_LIMIT_CONFIGURED, snapshot.limit_watts),
+            (POWER_LIMIT_ENFORCED, enforced),
+            (POWER_CAPACITY, snapshot.capacity_watts),
+            (ENERGY, snapshot.energy_joules),
+        ]
+        for spec, reading in scalars:
+            if reading is not None:
+                family = spec.family()
+                family.add_metric([], reading)
+                yield family
+        if snapshot.voltages:
+            volts = VOLTAGE.family()
+            for sensor, value in _unique(snapshot.voltages, lambda v: v[0]):
+                volts.add_metric([sensor], value)
+            yield volts
+
+
+def _capacity(doc: Doc, snap: PowerSnapshot) -> None:
+    """PowerSubsystem: CapacityWatts, and the Allocation's requested and allocated watts."""
+    capacity = doc.number("CapacityWatts")
+    if capacity is not None:
+        snap.capacity_watts = capacity
+    for kind, key in (("allocated", "AllocatedWatts"), ("requested", "RequestedWatts")):
+        value = doc.number("Allocation", key)
+        if value is not None:
+            snap.budget.setdefault(kind, value)
+
+
+def _legacy(doc: Doc, snap: PowerSnapshot) -> None:
+    legacy_power(doc, snap)
+    snap.voltages = voltages(doc)
+
+
+PSUSnapshot = tuple[list[PSU], list[Redundancy]]
+
+
+class PSUCollector(Collector[PSUSnapshot]):
+    name = "psu"
+
+    def __init__(self, ctx: ProbeContext) -> None:
+        self.ctx = ctx
+
+    async def fetch(self, deadline: Deadline) -> PSUSnapshot | Partial[PSUSnapshot]:
+        psus, errors = await self.ctx.psus()
+        return _partial((psus, self.ctx.redundancy), errors)
+
+    def render(self, snapshot: PSUSnapshot) -> Iterable[Metric]:
+        psus, groups = snapshot
+        if groups:
+            redundancy = PSU_REDUNDANCY.family()
+            for group in _unique(groups, lambda g: g.group):
+                redundancy.add_metric([group.group, group.mode], float(group.redundant))
+            yield redundancy
+        fields = (
+            (PSU_INPUT, "input_watts"),
+            (PSU_OUTPUT, "output_watts"),
+            (PSU_CAPACITY, "capacity_watts"),
+            (PSU_EFFICIENCY, "efficiency_ratio"),
+            (PSU_VOLTAGE, "input_volts"),
+            (PSU_TEMPERATURE, "temperature_celsius"),
+            (PSU_ENERGY, "energy_joules"),
+        )
+        for spec, attr in fields:
+            family = spec.family()
+            for psu in psus:
+                value = getattr(psu, attr)
+                if value is not None:
+                    family.add_metric([psu.id], value)
+            if family.samples:
+                yield family
+
+
+class ThermalCollector(Collector[ThermalSnapshot]):
+    name = "thermal"
+
+    def __init__(self, ctx: ProbeContext) -> None:
+        self.ctx = ctx
+
+    async def fetch(self, deadline: Deadline) -> ThermalSnapshot | Partial[ThermalSnapshot]:
+        snap, errors = await self.ctx.thermal()
+        return _partial(snap, errors)
+
+    def render(self, snapshot: ThermalSnapshot) -> Iterable[Metric]:
+        temps = TEMPERATURE.family()
+        for t in _unique(snapshot.temperatures, lambda t: (t.sensor, t.context)):
+            temps.add_metric([t.sensor, t.context], t.celsius)
+        summary = TEMPERATURE_SUMMARY.family()
+        for context, value in snapshot.summary.items():
+            summary.add_metric([context], value)
+        rpm = FAN_RPM.family()
+        ratio = FAN_RATIO.family()
+        for fan in _unique(snapshot.fans, lambda f: f.id):
+            if fan.rpm is not None:
+                rpm.add_metric([fan.id], fan.rpm)
+            if fan.ratio is not None:
+                ratio.add_metric([fan.id], fan.ratio)
+        families = [temps, summary, rpm, ratio]
+        if snapshot.leaks:
+            leaks = LEAK.family()
+            for name, leaking in _unique(snapshot.leaks, lambda leak: leak[0]):
+                leaks.add_metric([name], float(leaking))
+            families.append(leaks)
+        if snapshot.chassis_celsius is not None:
+            chassis = CHASSIS_TEMPERATURE.family()
+            chassis.add_metric([], snapshot.chassis_celsius)
+            families.append(chassis)
+        return families
+
+
+def _unique(items: Iterable[T], key: Callable[[T], Any]) -> Iterator[T]:
+    # Duplicate label sets make the whole exposition invalid; keep the first of each.
+    seen: set[Any] = set()
+    for item in items:
+        k = key(item)
+        if k not in seen:
+            seen.add(k)
+            yield item
+
+
+HealthSnapshot = list[tuple[str, str | None]]
+
+
+class HealthCollector(Collector[HealthSnapshot]):
+    name = "health"
+
+    def __init__(self, ctx: ProbeContext) -> None:
+        self.ctx = ctx
+
+    async def fetch(self, deadline: Deadline) -> HealthSnapshot | Partial[HealthSnapshot]:
+        ctx = self.ctx
+        d = ctx.discovery
+        errors: list[str] = []
+        out: HealthSnapshot = []
+        for resource, path in (("system", d.system), ("chassis", d.chassis)):
+            try:
+                doc = ctx.doc(await ctx.get(path), resource, errors)
+                out.append((resource, doc.text("Status", "HealthRollup") or doc.text("Status", "Health")))
+            except RedfishError as exc:
+                errors.append(str(exc))
+        parts: list[Awaitable[Any]] = [ctx.psus(), ctx.thermal()]
+        psus, thermal = await asyncio.gather(*parts, return_exceptions=True)
+        if isinstance(psus, tuple):
+            out += [(f"psu/{p.id}", p.health) for p in psus[0]]
+        elif not isinstance(psus, NoData):
+            errors.append(f"PSUs: {psus}")
+        if isinstance(thermal, tuple):
+            fans: list[Fan] = thermal[0].fans
+            out += [(f"fan/{f.id}", f.health) for f in fans]
+        elif not isinstance(thermal, NoData):
+            errors.append(f"fans: {thermal}")
+        if not out:
+            raise CollectorError("; ".join(errors) or "no health reported")
+        return _partial(out, errors)
+
+    def render(self, snapshot: HealthSnapshot) -> Iterable[Metric]:
+        family = HEALTH.family()
+        for resource, health in _unique(snapshot, lambda r: r[0]):
+            current = (health or "").lower()
+            for state in HEALTH_STATES:
+                family.add_metric([resource, state], 1.0 if state == current else 0.0)
+        yield family
+
+
+class SystemCollector(Collector[SystemSnapshot]):
+    name = "system"
+
+    def __init__(self, ctx: ProbeContext) -> None:
+        self.ctx = ctx
+
+    async def fetch(self, deadline: Deadline) -> SystemSnapshot | Partial[SystemSnapshot]:
+        d = self.ctx.discovery
+        errors: list[str] = []
+        system = self.ctx.doc(await self.ctx.get(d.system), "System", errors)
+        snap = system_info(system, self.ctx.text(d.bmc_firmware), self.ctx.text(d.bmc_model))
+        return _partial(snap, errors)
+
+    def render(self, snapshot: SystemSnapshot) -> Iterable[Metric]:
+        info = SYSTEM_INFO.family()
+        info.add_metric([snapshot.labels[label] for label in SYSTEM_INFO.labels], 1.0)
+        yield info
+        if snapshot.powered_on is not None:
+            on = POWERED_ON.family()
+            on.add_metric([], snapshot.powered_on)
+            yield on
+
+
+TelemetrySnapshot = list[tuple[str, str, str, float]]
+REPORTS = ("PowerMetrics", "ThermalSensor")
+
+
+class TelemetryCollector(Collector[TelemetrySnapshot]):
+    name = "telemetry"
+
+    def __init__(self, ctx: ProbeContext) -> None:
+        self.ctx = ctx
+
+    async def fetch(self, deadline: Deadline) -> TelemetrySnapshot | Partial[TelemetrySnapshot]:
+        reports = self.ctx.discovery.reports
+        if not reports:
+            raise NoData("the BMC has no telemetry service")
+        errors: list[str] = []
+        out: TelemetrySnapshot = []
+        # A report this BMC lacks (ThermalSensor is Dell's) answers 404: absent, not a failure.
+        docs = await asyncio.gather(
+            *(self.ctx.leaf(f"{reports}/{r}") for r in REPORTS), return_exceptions=True
+        )
+        for report, doc in zip(REPORTS, docs, strict=True):
+            if isinstance(doc, BaseException):
+                errors.append(str(doc))
+                continue
+            if doc is None:
+                continue
+            for (metric, context), value in newest_samples(self.ctx.doc(doc, report, errors)).items():
+                out.append((report, metric, context, value))
+        if not out and errors:
+            raise CollectorError("; ".join(errors))
+        if not out and all(doc is None for doc in docs):
+            raise NoData(f"the BMC serves none of the reports {', '.join(REPORTS)}")
+        return _partial(out, errors)
+
+    def render(self, snapshot: TelemetrySnapshot) -> Iterable[Metric]:
+        family = TELEMETRY.family()
+        for report, metric, context, value in snapshot:
+            family.add_metric([report, metric, context], value)
+        yield family
+
+
+class EventLogCollector(Collector[list[LogSnapshot]]):
+    """The BMC's event logs (SEL, iDRAC Lifecycle log, iLO IML) through ``LogServices``.
+
+    Entries are counted, never exported one by one: per log the number of entries, and of the
+    page read (the BMC's first page, at most ``max_members`` entries) the count and the newest
+    ``Created`` per severity."""
+
+    name = "eventlog"
+
+    def __init__(self, ctx: ProbeContext) -> None:
+        self.ctx = ctx
+
+    async def fetch(self, deadline: Deadline) -> list[LogSnapshot] | Partial[list[LogSnapshot]]:
+        ctx = self.ctx
+        errors: list[str] = []
+        logs: list[LogSnapshot] = []
+        owners = [("system", ctx.discovery.system), ("manager", ctx.discovery.manager)]
+        for owner, path in owners:
+            if path is None:
+                continue
+            try:
+                services = _link_of(await ctx.get(path), "LogServices")
+                for service in await ctx.members(services, errors) if services else []:
+                    logs += await self._log(owner, service, errors)
+            except RedfishError as exc:
+                errors.append(str(exc))
+        if not logs and not errors:
+            raise NoData("the BMC has no log services")
+        if not logs:
+            raise CollectorError("; ".join(errors))
+        return _partial(logs, errors)
+
+    async def _log(self, owner: str, service: dict[str, Any], errors: list[str]) -> list[LogSnapshot]:
+        doc = self.ctx.doc(service, "LogService", errors)
+        entries = _link_of(service, "Entries")
+        if entries is None or doc.text("Status", "State") in ("Disabled", "Absent"):
+            return []
+        name = f"{owner}/{doc.text('Id') or entries.rstrip('/').rsplit('/', 2)[-2]}"
+        page = await self.ctx.leaf(entries)
+        if page is None:
+            return []
+        members = page.get("Members")
+        if isinstance(members, list) and len(members) > self.ctx.module.max_members:
+            page = {**page, "Members": members[: self.ctx.module.max_members]}
+        return [log_entries(self.ctx.doc(page, f"{name} Entries", errors), name)]
+
+    def render(self, snapshot: list[LogSnapshot]) -> Iterable[Metric]:
+        entries, read, newest = LOG_ENTRIES.family(), LOG_ENTRIES_READ.family(), LOG_NEWEST.family()
+        for log in _unique(snapshot, lambda s: s.log):
+            entries.add_metric([log.log], float(log.entries))
+            for severity, count in log.by_severity.items():
+                read.add_metric([log.log, severity], float(count))
+            for severity, stamp in log.newest.items():
+                newest.add_metric([log.log, severity], stamp)
+        return [entries, read, newest]
+
+
+def _link_of(doc: Any, key: str) -> str | None:
+    node = doc.get(key) if isinstance(doc, dict) else None
+    link = node.get("@odata.id") if isinstance(node, dict) else None
+    return link if isinstance(link, str) else None
+
+
+#: The collectors a module can switch on, by name.
+COLLECTORS: dict[str, Callable[[ProbeContext], Collector[Any]]] = {
+    "power": PowerCollector,
+    "psu": PSUCollector,
+    "thermal": ThermalCollector,
+    "health": HealthCollector,
+    "system": SystemCollector,
+    "telemetry": TelemetryCollector,
+    "eventlog": EventLogCollector,
+}

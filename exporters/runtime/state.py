@@ -1,0 +1,138 @@
+"""Per-target state with a bound: what the process remembers about a target expires when unused.
+
+A multi-target exporter remembers things per target between probes: sessions, discovered paths,
+counters that must stay monotonic, detected modules, the failure last logged.  Every distinct
+allowed target adds entries, so without a bound a scan of an allowed /16 grows the process for
+good.  ``ExpiringMap`` is the one mechanism every such structure uses: an entry unused for
+``ttl`` seconds (several scrape intervals; each exporter's ``state_ttl``) is evicted, and the
+owner's ``on_evict`` releases what it holds (the Redfish client logs out of the session).
+
+The map is kept in order of last use, so an eviction pass looks at the oldest entries only and
+stops at the first live one: every access runs one, at a cost proportional to what it evicts.
+The clock is injectable, so tests move time instead of waiting for it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import gc
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+Clock = Callable[[], float]
+
+#: Seconds a target's state (sessions, counters, detected modules, failure logs) outlives its last
+#: probe: ten scrapes at a one-minute interval.
+DEFAULT_STATE_TTL = 600.0
+
+
+#: After an eviction pass that freed this many entries, the memory is handed back to the system.
+RELEASE_AFTER = 1000
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    name = ctypes.util.find_library("c")
+    library = ctypes.CDLL(name) if name else None
+    trim: Callable[[int], int] | None = getattr(library, "malloc_trim", None)
+    return trim
+
+
+def release_memory() -> None:
+    """Collect garbage and return freed heap to the operating system (glibc's ``malloc_trim``).
+
+    Freed Python objects go back to the interpreter's and the C library's free lists, not to
+    the system: without this, the RSS a scan of many targets raised stays raised long after
+    their state was evicted."""
+    gc.collect()
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+class ExpiringMap(Generic[K, V]):
+    """A mapping whose entries are evicted ``ttl`` seconds after their last use."""
+
+    def __init__(
+        self,
+        ttl: float,
+        *,
+        clock: Clock = time.monotonic,
+        on_evict: Callable[[K, V], object] | None = None,
+    ) -> None:
+        self.ttl = ttl
+        self.clock = clock
+        self.on_evict = on_evict
+        self._entries: OrderedDict[K, tuple[V, float]] = OrderedDict()
+        #: Entries evicted so far (for the exporter's own metrics and for tests).
+        self.evicted = 0
+
+    def get(self, key: K, factory: Callable[[], V]) -> V:
+        """The entry for ``key`` (made by ``factory`` when absent), marked as used now."""
+        now = self.clock()
+        self._expire(now)
+        found = self._entries.get(key)
+        value = factory() if found is None else found[0]
+        self._entries[key] = (value, now)
+        self._entries.move_to_end(key)
+        return value
+
+    def peek(self, key: K) -> V | None:
+        """The entry for ``key`` without marking it used (None when absent or expired)."""
+        self._expire(self.clock())
+        found = self._entries.get(key)
+        return None if found is None else found[0]
+
+    def touch(self, key: K) -> None:
+        """Mark ``key`` used now, if present."""
+        found = self._entries.get(key)
+        if found is not None:
+            self._entries[key] = (found[0], self.clock())
+            self._entries.move_to_end(key)
+
+    def discard(self, key: K) -> V | None:
+        """Remove ``key`` without calling ``on_evict`` (the owner releases it itself)."""
+        found = self._entries.pop(key, None)
+        return None if found is None else found[0]
+
+    def sweep(self) -> int:
+        """Evict every expired entry now; the number evicted."""
+        return self._expire(self.clock())
+
+    def drain(self) -> list[tuple[K, V]]:
+        """Remove and return every entry, without ``on_evict`` (shutdown releases them all)."""
+        items = [(k, v) for k, (v, _t) in self._entries.items()]
+        self._entries.clear()
+        return items
+
+    def _expire(self, now: float) -> int:
+        count = 0
+        while self._entries:
+            key, (value, used) = next(iter(self._entries.items()))
+            if now - used < self.ttl:
+                break
+            del self._entries[key]
+            count += 1
+            if self.on_evict is not None:
+                self.on_evict(key, value)
+        self.evicted += count
+        return count
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
+    def values(self) -> Iterator[V]:
+        return (v for v, _t in list(self._entries.values()))
+
+    def items(self) -> Iterator[tuple[K, V]]:
+        return ((k, v) for k, (v, _t) in list(self._entries.items()))
