@@ -10,7 +10,9 @@ COMPONENT = Component(
     name="accounting",
     order=85,
     commands=(
+        ("job", "powerplane.accounting.job:command"),
         ("report", "powerplane.accounting.report.cli:command"),
         ("measure", "powerplane.accounting.measure:command"),
     ),
+    metrics=("powerplane.accounting.metrics:INPUTS",),
 )

@@ -122,8 +122,8 @@ VARIABLES: dict[str, tuple[str, str]] = {
     ),
     "gpu": ("GPU", 'label_values(powerplane_gpu_info{node=~"$node"}, gpu)'),
     "area": ("Market area", "label_values(powerplane_market_price_eur_per_mwh, area)"),
-    "namespace": ("Namespace", "label_values(pod:powerplane_gpu_power_watts:sum, namespace)"),
-    "hpc_job": ("HPC job", "label_values(hpc_job:powerplane_gpu_power_watts:sum, hpc_job)"),
+    "namespace": ("Namespace", "label_values(pod:powerplane_power_watts:attributed, namespace)"),
+    "hpc_job": ("HPC job", "label_values(hpc_job:powerplane_power_watts:attributed, hpc_job)"),
 }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,11 +114,17 @@ class PodCollector(Collector[PodSnapshot]):
 
 @dataclass(frozen=True)
 class JobSnapshot:
-    jobs: tuple[tuple[Identity, str], ...]
+    #: (GPU, MIG GPU instance or "", job ID)
+    jobs: tuple[tuple[Identity, str, str], ...]
+
+
+#: A mapping file's name: a GPU index, or ``<gpu>.<gpu instance>`` for a MIG instance (dcgm-exporter's).
+_MAPPING_NAME = re.compile(r"([0-9]{1,6})(?:\.([0-9]{1,6}))?")
 
 
 class JobCollector(Collector[JobSnapshot]):
-    """HPC jobs per GPU from a directory of files named by GPU index, one job ID per line."""
+    """HPC jobs per GPU from a directory of files named by GPU index (``<gpu>.<gpu instance>`` for
+    a MIG instance), one job ID per line."""
 
     name = "jobs"
     MAX_BYTES = 64 * 1024
@@ -139,49 +146,55 @@ class JobCollector(Collector[JobSnapshot]):
         except OSError as exc:
             raise CollectorError(f"{self.directory}: {exc.strerror}") from None
         errors: list[str] = []
-        jobs: dict[int, list[str]] = {}
+        jobs: dict[tuple[int, str], list[str]] = {}
         for name in names:
             if name.startswith("."):
                 continue  # editors' and atomic writers' temporary files
-            if not name.isdigit():
-                errors.append(f"{self.directory}/{name}: not named by a GPU index")
+            match = _MAPPING_NAME.fullmatch(name)
+            if match is None:
+                errors.append(f"{self.directory}/{name}: not named by a GPU index (or <gpu>.<gpu instance>)")
                 continue
-            index = int(name)
-            try:
-                with open(self.directory / name, "rb") as f:
-                    data = f.read(self.MAX_BYTES + 1)
-            except OSError as exc:
-                errors.append(f"{self.directory}/{name}: {exc.strerror}")
-                continue
-            if len(data) > self.MAX_BYTES:
-                errors.append(f"{self.directory}/{name}: larger than {self.MAX_BYTES} bytes, ignored")
-                continue
-            ids = []
-            for line in data.decode("utf-8", "replace").splitlines():
-                job = line.strip()
-                if not job:
-                    continue
-                if len(job) > 128 or not job.isprintable():
-                    errors.append(f"{self.directory}/{name}: job id {job[:32]!r} rejected")
-                    continue
-                ids.append(job)
+            ids = self._job_ids(name, errors)
             if ids:
-                jobs[index] = ids
-        self.attribution.jobs = jobs
+                jobs[(int(match.group(1)), match.group(2) or "")] = ids
+        # dcgm labels go on whole GPUs only: a MIG instance's job is not the GPU's.
+        self.attribution.jobs = {index: ids for (index, gi), ids in jobs.items() if not gi}
         rows = []
         identities = self.nvml.identities_now()
-        for index, ids in sorted(jobs.items()):
+        for (index, gi), ids in sorted(jobs.items()):
             ident = identities.get(index)
             if ident is None:
                 if index >= self.nvml.count:
-                    errors.append(f"{self.directory}/{index}: no GPU {index} on this node")
+                    name = f"{index}.{gi}" if gi else str(index)
+                    errors.append(f"{self.directory}/{name}: no GPU {index} on this node")
                 continue
-            rows += [(ident, job) for job in ids]
+            rows += [(ident, gi, job) for job in ids]
         snapshot = JobSnapshot(tuple(rows))
         return Partial(snapshot, errors) if errors else snapshot
 
+    def _job_ids(self, name: str, errors: list[str]) -> list[str]:
+        try:
+            with open(self.directory / name, "rb") as f:
+                data = f.read(self.MAX_BYTES + 1)
+        except OSError as exc:
+            errors.append(f"{self.directory}/{name}: {exc.strerror}")
+            return []
+        if len(data) > self.MAX_BYTES:
+            errors.append(f"{self.directory}/{name}: larger than {self.MAX_BYTES} bytes, ignored")
+            return []
+        ids = []
+        for line in data.decode("utf-8", "replace").splitlines():
+            job = line.strip()
+            if not job:
+                continue
+            if len(job) > 128 or not job.isprintable():
+                errors.append(f"{self.directory}/{name}: job id {job[:32]!r} rejected")
+                continue
+            ids.append(job)
+        return ids
+
     def render(self, snapshot: JobSnapshot) -> Iterable[Metric]:
         family = JOB_INFO.family()
-        for ident, job in snapshot.jobs:
-            family.add_metric([*ident.labels, job], 1.0)
+        for ident, gi, job in snapshot.jobs:
+            family.add_metric([*ident.labels, gi, job], 1.0)
         yield family

@@ -340,7 +340,8 @@ def render_powerplane(r: GpuReading) -> Iterable[Metric]:
     ident = r.identity
     labels = ident.labels
     info = INFO.family()
-    info.add_metric([*labels, ident.model, ident.pci_bus_id, ident.driver_version], 1.0)
+    minor = "" if ident.minor is None else str(ident.minor)
+    info.add_metric([*labels, ident.model, ident.pci_bus_id, ident.driver_version, minor], 1.0)
     yield info
     for spec, value in (
         (POWER, r.power_watts),

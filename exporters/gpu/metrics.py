@@ -22,8 +22,9 @@ _GPU = ("gpu", "uuid")
 INFO = MetricSpec(
     "powerplane_gpu_info",
     "info",
-    "One series per GPU: its model, PCI address and the driver version.",
-    ("gpu", "uuid", "model", "pci_bus_id", "driver_version"),
+    "One series per GPU: its model, PCI address, the driver version and the device minor number "
+    "(/dev/nvidiaN, which Slurm's GPU index IDX refers to; empty where NVML does not report it).",
+    ("gpu", "uuid", "model", "pci_bus_id", "driver_version", "minor_number"),
 )
 POWER = MetricSpec("powerplane_gpu_power_watts", "gauge", "Instantaneous board power draw.", _GPU)
 ENERGY = MetricSpec(
@@ -113,8 +114,9 @@ POD_INFO = MetricSpec(
 JOB_INFO = MetricSpec(
     "powerplane_gpu_job_info",
     "info",
-    "An HPC job running on the GPU, from the job mapping directory; join it on gpu and uuid.",
-    ("gpu", "uuid", "hpc_job"),
+    "An HPC job running on the GPU (or on one of its MIG instances: gpu_instance, from a file named "
+    "<gpu>.<gpu instance>), from the job mapping directory; join it on gpu and uuid.",
+    ("gpu", "uuid", "gpu_instance", "hpc_job"),
     source="HPC job mapping files",
 )
 METRICS = (

@@ -393,6 +393,7 @@ JOB_ALLOCATION = MetricSpec(
     "gauge",
     "What a running job holds on each of its nodes: resource=cpus, memory_bytes or gpus.",
     ("job_id", "node", "resource"),
+    values={"resource": ("cpus", "memory_bytes", "gpus")},
 )
 JOB_GPU = MetricSpec(
     _P + "job_gpu_info",

@@ -143,6 +143,37 @@ class RulesConfig:
     slurm_data_max_age_seconds: float = setting(
         600.0, schema=_POSITIVE, doc="PowerplaneSlurmDataStale when Slurm's data is older than this."
     )
+    accounting_slurm_gpu_label: str = setting(
+        "minor_number",
+        schema={"enum": ["minor_number", "gpu"]},
+        doc="The GPU exporter's label that Slurm's GPU index (IDX) equals: minor_number (/dev/nvidiaN, "
+        "what Slurm allocates) or gpu (NVML's index, where the two agree).",
+    )
+    accounting_pod_cpu_selector: str = setting(
+        'container!="", container!="POD"',
+        doc="cAdvisor container_cpu_usage_seconds_total series summed into a pod's CPU usage.",
+    )
+    accounting_user_series: bool = setting(
+        True,
+        doc="Record power, cost and CO2 per Slurm user (off where users are many; the Slurm exporter's "
+        "privacy.users applies either way).",
+    )
+    accounting_pue: float | None = setting(
+        None,
+        schema={"type": ["number", "null"], "minimum": 1},
+        doc="Facility overhead as a configured PUE: overhead = IT power x (PUE - 1), recorded apart from IT "
+        "power.",
+    )
+    accounting_facility_power_query: str = setting(
+        "",
+        doc="Facility overhead measured instead: a PromQL expression of the overhead power (W) by cluster "
+        "(cooling, distribution losses), shared among the cluster's nodes by their power.",
+    )
+    accounting_overattributed_ratio: float = setting(
+        0.02,
+        schema=_RATIO,
+        doc="PowerplaneAccountingOverAttributed when a node's unattributed power is below -this share of it.",
+    )
     for_overrides: Mapping[str, str] = setting(
         {},
         schema={"type": "object", "additionalProperties": DURATION},
@@ -167,8 +198,16 @@ class RulesConfig:
 
 def _build(doc: Mapping[str, Any]) -> RulesConfig:
     config = from_document(RulesConfig, doc)
+    errors = []
     if "{anchor}" not in config.runbook_url:
-        raise ConfigError(["runbook_url: must contain {anchor}"])
+        errors.append("runbook_url: must contain {anchor}")
+    if config.accounting_pue is not None and config.accounting_facility_power_query:
+        errors.append(
+            "accounting_facility_power_query: a measured facility overhead and accounting_pue exclude each "
+            "other (set one)"
+        )
+    if errors:
+        raise ConfigError(errors)
     return config
 
 

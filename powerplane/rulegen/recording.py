@@ -1,5 +1,5 @@
-"""Recording rules: node power from the best source, its sums per rack/row/cluster, cost,
-attribution to pods and jobs, and each node's status.
+"""Recording rules: node power from the best source, its sums per rack/row/cluster, cost and each
+node's status (attribution to jobs and pods is the accounting family's).
 
 Node input power comes from the best source available per node: the BMC (Redfish), else the sum
 of the PDU outlets that feed the node (via ``powerplane_pdu_outlet_info``), else RAPL plus GPU
@@ -146,29 +146,6 @@ def _cost_and_use(c: RulesConfig) -> list[Recording]:
     ]
 
 
-def _attribution(level: str, labels: tuple[str, ...], info: str) -> list[Recording]:
-    # A GPU shared by several pods or jobs counts fully for each of them.
-    by = ", ".join(labels)
-    owners = f"max by (node, gpu, {by}) ({info})"
-    return [
-        Recording(
-            f"{level}:powerplane_gpu_power_watts:sum",
-            f"sum by ({by}) (\n  {owners}\n"
-            "  * on (node, gpu) group_left () max by (node, gpu) (powerplane_gpu_power_watts)\n)",
-            labels,
-            f"GPU power attributed through {info} (a shared GPU counts fully for each owner).",
-        ),
-        Recording(
-            f"{level}:powerplane_gpu_energy_joules:increase1h",
-            f"sum by ({by}) (\n  {owners}\n"
-            "  * on (node, gpu) group_left ()"
-            " sum by (node, gpu) (increase(powerplane_gpu_energy_joules_total[1h]))\n)",
-            labels,
-            f"GPU energy over the last hour, attributed through {info}.",
-        ),
-    ]
-
-
 _STATUS = Recording(
     "node:powerplane_status:state",
     # 2 offline: in the inventory but no power from any source; 1 degraded: a warning or critical
@@ -190,8 +167,6 @@ def recording_rules(c: RulesConfig) -> list[Recording]:
         *_node_power(c),
         *_site_power(c),
         *_cost_and_use(c),
-        *_attribution("pod", ("namespace", "pod"), "powerplane_gpu_pod_info"),
-        *_attribution("hpc_job", ("hpc_job",), "powerplane_gpu_job_info"),
         _STATUS,
     ]
 

@@ -25,6 +25,7 @@ FAMILIES: tuple[str, ...] = (
     "powerplane.rulegen.facility",
     "powerplane.rulegen.platform",
     "powerplane.rulegen.slurm",
+    "powerplane.rulegen.accounting",
 )
 
 

@@ -43,10 +43,12 @@ def test_metric_names_follow_the_conventions() -> None:
         "_eur_per_mwh",
         "_cubic_meters_per_second",
     )
+    from powerplane.accounting.metrics import INPUTS
     from powerplane.exporters.gpu import dcgm
 
-    # The GPU exporter's dcgm naming profile reproduces dcgm-exporter's names and units verbatim.
-    compat = {spec.name for spec in dcgm.METRICS}
+    # The GPU exporter's dcgm naming profile reproduces dcgm-exporter's names and units verbatim;
+    # the accounting rules read Kubernetes' own series (cAdvisor, kube-state-metrics) by their names.
+    compat = {spec.name for spec in dcgm.METRICS} | {spec.name for spec in INPUTS}
     for name, spec in all_specs().items():
         # Recorded series are named level:metric:operation (tests/rules/test_generator.py checks them).
         if name in compat or spec.source == "recording rule":

@@ -102,6 +102,19 @@ async def test_job_info_from_the_mapping_directory(tmp_path: Path) -> None:
         _, s = await server.scrape()
         assert success(s, "jobs") == 0
         assert {(dict(k)["gpu"], dict(k)["hpc_job"]) for k in s["powerplane_gpu_job_info"]} == {("0", "4242")}
+        # MIG instances: files named <gpu>.<gpu instance>, as dcgm-exporter reads them
+        (jobs / "0").write_text("4242\n")
+        (jobs / "1").unlink()
+        (jobs / "1.3").write_text("5001\n")
+        (jobs / "1.5").write_text("5002\n5003\n")
+        (jobs / "1.x").write_text("5004\n")
+        (jobs / "9.1").write_text("5005\n")
+        _, s = await server.scrape()
+        rows = {(k["gpu"], k["gpu_instance"], k["hpc_job"]) for k in map(dict, s["powerplane_gpu_job_info"])}
+        assert rows == {("0", "", "4242"), ("1", "3", "5001"), ("1", "5", "5002"), ("1", "5", "5003")}
+        assert success(s, "jobs") == 0  # 1.x and 9.1 are reported, the others exported
+        (gpu1,) = [dict(k) for k in s["DCGM_FI_DEV_GPU_UTIL"] if ("gpu", "1") in k]
+        assert "hpc_job" not in gpu1  # a MIG instance's job is not the whole GPU's
         for name in os.listdir(jobs):
             (jobs / name).unlink()
         jobs.rmdir()

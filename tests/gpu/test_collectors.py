@@ -36,6 +36,7 @@ async def test_every_metric_matches_nvml(tmp_path: Path) -> None:
         "model": "NVIDIA H100 80GB HBM3",
         "pci_bus_id": "00000000:18:00.0",
         "driver_version": "550.54.15",
+        "minor_number": "0",
     }
     assert value(s, "powerplane_gpu_power_watts", **g0) == pytest.approx(637.0)
     assert (

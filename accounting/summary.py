@@ -1,0 +1,683 @@
+"""One job's ledger over its exact window: energy per part, power, cost per market period, CO2,
+its share of each node, and how complete the data was.
+
+The job's shares come from the accounting rules (``powerplane.accounting.model``): its allocated
+CPU share of each node's rest and its fraction of each GPU it holds.  Slurm allocations do not
+change while a job runs, so when a share is the same over the whole window it is applied to the
+node's *measured* power from the job's first second to its last, whatever the Slurm exporter's
+scrape interval (its series only appear a scrape after the start).  A share that changed (a GPU
+shared for part of the job) is integrated from the recorded per-job series instead, and the
+summary says so.  GPU energy comes from the GPUs' energy counters (``increase`` over the window)
+when they cover it without a reset, else from integrated power; the rest of the node is
+integrated from the best node power.  Cost sums each market period's energy at that period's
+price; CO2 each period's energy at its carbon intensity.  Gaps are named, never filled.
+
+Every integral reads raw samples over a range (``sum_over_time`` of a recorded series times the
+rules' interval, ``avg_over_time`` of a scraped one), once per market period, so a day of a
+thousand nodes costs a few range reads, not a query per step.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import itertools
+import json
+import math
+import statistics
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import model
+from .window import JobWindow
+
+#: A Prometheus answer larger than this is refused (a 1,000-node day is a few MB).
+MAX_ANSWER_BYTES = 256 << 20
+#: Named gaps are listed for this many nodes at most (the count of the others is given).
+MAX_GAP_NODES = 10
+DEFAULT_PERIOD_SECONDS = 900.0
+
+
+class PrometheusError(RuntimeError):
+    pass
+
+
+class Prometheus:
+    """The few queries the job summary needs (POSTed: a selector may name many nodes)."""
+
+    def __init__(self, url: str, token: str | None = None, timeout: float = 60.0) -> None:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"Prometheus URL {parts.scheme}://{parts.hostname or ''}: not an http(s) URL")
+        host = parts.hostname + (f":{parts.port}" if parts.port else "")
+        #: The URL as errors may show it: no user, no password.
+        self.where = urllib.parse.urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
+        self.headers: dict[str, str] = {}
+        if token:
+            self.headers["Authorization"] = f"Bearer {token}"
+        elif parts.username is not None:
+            pair = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+            self.headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+        self.timeout = timeout
+
+    def _api(self, path: str, params: Mapping[str, str], *, get: bool = False) -> Any:
+        encoded = urllib.parse.urlencode(params)
+        url = f"{self.where}/api/v1/{path}" + (f"?{encoded}" if get else "")
+        request = urllib.request.Request(  # noqa: S310 - the scheme is checked in __init__
+            url, data=None if get else encoded.encode(), headers=self.headers
+        )
+        where = self.where
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - http(s) only
+                body = response.read(MAX_ANSWER_BYTES + 1)
+        except urllib.error.HTTPError as exc:
+            with exc:
+                detail = exc.read(2000).decode("utf-8", "replace")
+            try:
+                detail = json.loads(detail).get("error", detail)
+            except ValueError:
+                pass
+            raise PrometheusError(f"Prometheus {where} {path}: HTTP {exc.code}: {detail[:300]}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise PrometheusError(f"Prometheus {where}: {getattr(exc, 'reason', exc)}") from None
+        if len(body) > MAX_ANSWER_BYTES:
+            raise PrometheusError(f"Prometheus {where} {path}: answer over {MAX_ANSWER_BYTES} bytes")
+        try:
+            return json.loads(body)["data"]
+        except (ValueError, KeyError, TypeError):
+            raise PrometheusError(f"Prometheus {where} {path}: not a Prometheus API answer") from None
+
+    def query(self, expr: str, at: float) -> list[dict[str, Any]]:
+        data = self._api("query", {"query": expr, "time": f"{at:.3f}"})
+        return list(data.get("result", [])) if data.get("resultType") == "vector" else []
+
+    def query_samples(self, expr: str, at: float) -> list[dict[str, Any]]:
+        """A range selector's raw samples (``expr`` is ``selector[range]``)."""
+        data = self._api("query", {"query": expr, "time": f"{at:.3f}"})
+        return list(data.get("result", [])) if data.get("resultType") == "matrix" else []
+
+    def rule_interval(self, record: str) -> float | None:
+        """The evaluation interval of the rule group recording ``record``."""
+        for group in self._api("rules", {"type": "record"}, get=True).get("groups", []):
+            if any(r.get("name") == record for r in group.get("rules", [])):
+                return float(group.get("interval") or 0) or None
+        return None
+
+    def query_range(self, expr: str, start: float, end: float, step: float) -> list[dict[str, Any]]:
+        params = {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}
+        return list(self._api("query_range", params).get("result", []))
+
+
+# --- the result ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Period:
+    """One market period of one area, clipped to the job's window."""
+
+    area: str
+    start: float
+    end: float
+    #: kWh by part (gpu, rest, and facility when configured).
+    parts: dict[str, float] = field(default_factory=dict)
+    price_eur_per_mwh: float | None = None
+    carbon_grams_per_kwh: float | None = None
+
+    @property
+    def energy_kwh(self) -> float:
+        """IT energy (facility overhead apart)."""
+        return sum(v for k, v in self.parts.items() if k in model.PARTS)
+
+    def _rate(self, value: float | None, kwh: float) -> float | None:
+        return None if value is None else kwh * value / 1000
+
+    @property
+    def cost_eur(self) -> float | None:
+        return self._rate(self.price_eur_per_mwh, self.energy_kwh)
+
+    @property
+    def co2_kg(self) -> float | None:
+        return self._rate(self.carbon_grams_per_kwh, self.energy_kwh)
+
+    @property
+    def facility_cost_eur(self) -> float | None:
+        return self._rate(self.price_eur_per_mwh, self.parts.get("facility", 0.0))
+
+    @property
+    def facility_co2_kg(self) -> float | None:
+        return self._rate(self.carbon_grams_per_kwh, self.parts.get("facility", 0.0))
+
+
+@dataclass
+class NodeShare:
+    node: str
+    energy_kwh: float
+    node_energy_kwh: float | None
+    cpu_share: float | None
+    gpus: int
+    coverage: float
+
+
+@dataclass
+class Summary:
+    window: JobWindow
+    start: float | None = None
+    end: float | None = None
+    #: The accounting rules' evaluation interval: each recorded sample stands for that long.
+    interval: float = 0.0
+    energy_kwh: dict[str, float] = field(default_factory=dict)
+    methods: dict[str, str] = field(default_factory=dict)
+    average_watts: float | None = None
+    peak_watts: float | None = None
+    periods: list[Period] = field(default_factory=list)
+    nodes: list[NodeShare] = field(default_factory=list)
+    coverage: float | None = None
+    statements: list[str] = field(default_factory=list)
+
+    @property
+    def it_energy_kwh(self) -> float | None:
+        parts = [self.energy_kwh[p] for p in model.PARTS if p in self.energy_kwh]
+        return sum(parts) if parts else None
+
+    def total(self, attr: str) -> float | None:
+        """The sum of a per-period figure (cost, CO2) over the priced periods; None when none is."""
+        known = [v for p in self.periods if (v := getattr(p, attr)) is not None]
+        return sum(known) if known else None
+
+    def unknown_kwh(self, attr: str) -> float:
+        """IT energy of the periods whose ``attr`` (price, carbon) is unknown."""
+        return sum(p.energy_kwh for p in self.periods if getattr(p, attr) is None)
+
+
+# --- PromQL --------------------------------------------------------------------------------------
+
+
+def _esc(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _range(seconds: float) -> str:
+    """A range that holds ``(t - seconds, t]``: Prometheus 2's ranges hold both ends."""
+    return f"{max(1, round(seconds * 1000) - 1)}ms"
+
+
+@dataclass(frozen=True)
+class _Q:
+    """The job's expressions over its window ``(end - range_s, end]``."""
+
+    job: str
+    end: float
+    range_s: int
+    cluster: str = ""
+    interval: float = 60.0
+    #: Read the (constant) shares over this many seconds before the end instead of the whole window.
+    near: int | None = None
+
+    @property
+    def sel(self) -> str:
+        cluster = f', cluster="{_esc(self.cluster)}"' if self.cluster else ""
+        return f'hpc_job="{_esc(self.job)}"{cluster}'
+
+    def over(self, series: str, fn: str = "max_over_time", near: bool = False) -> str:
+        seconds = self.near if near and self.near else self.range_s
+        return f"{fn}({series}[{seconds}s] @ {self.end:.3f})"
+
+    @property
+    def cpu_shares(self) -> str:
+        return self.over(f"{model.JOB_CPU_SHARE}{{{self.sel}}}", near=True)
+
+    def fractions(self, fn: str = "max_over_time") -> str:
+        """The job's fraction of each GPU unit it held (its holder series times the unit's share)."""
+        near = fn == "max_over_time"
+        return (
+            f"{self.over(f'{model.JOB_HOLDER}{{{self.sel}}}', near=near)}\n"
+            f"* on (node, gpu, gpu_instance) group_left () {self.over(model.GPU_SHARE, fn, near=near)}"
+        )
+
+    @property
+    def gpu_fractions(self) -> str:
+        return f"sum by (node, gpu) ({self.fractions()})"
+
+    @property
+    def nodes(self) -> str:
+        return (
+            f"(max by (node) ({self.cpu_shares}) or max by (node) "
+            f"({self.over(f'{model.JOB_HOLDER}{{{self.sel}}}', near=True)}))"
+        )
+
+    def energy(self, part: str, constant: bool, seconds: float, at: float | None) -> str:
+        """Joules of the job's ``part`` per node over ``(at - seconds, at]`` (at each step when None)."""
+        pin = "" if at is None else f" @ {at:.3f}"
+        window = f"[{_range(seconds)}]{pin}"
+        if not constant:
+            recorded = f'{model.JOB_POWER}{{{self.sel}, part="{part}"}}'
+            return f"sum by (node) (sum_over_time({recorded}{window})) * {self.interval:g}"
+        if part == "rest":
+            return (
+                f"clamp_min(sum_over_time({model.REST}{window}), 0) * {self.interval:g}\n"
+                f"* on (node) group_left () {self.cpu_shares}"
+            )
+        # Scraped, not recorded: its average over the range (at least two rule intervals, so a short
+        # edge still has a sample) times the range.
+        avg = f"[{_range(max(seconds, 2 * self.interval))}]{pin}"
+        watts = f"max by (node, gpu) (avg_over_time(powerplane_gpu_power_watts{avg}))"
+        held = f"on (node, gpu) group_right () {self.gpu_fractions}"
+        return f"sum by (node) (\n  {watts} * {seconds:g}\n  * {held}\n)"
+
+    @property
+    def area_map(self) -> str:
+        area = (
+            f"max by (node, area) ({self.over('powerplane_node_info', 'last_over_time', near=True)}"
+            f" * on (cluster) group_left (area) max by (cluster, area)"
+            f" ({self.over('powerplane_cluster_info', 'last_over_time', near=True)}))"
+        )
+        return f"({area} or ({self.nodes} * 0 + 1 unless on (node) {area}))"
+
+    def by_area(self, expr: str) -> str:
+        return f"sum by (area) (\n  ({expr})\n  * on (node) group_left (area) {self.area_map}\n)"
+
+
+def _scalar(result: Sequence[Mapping[str, Any]]) -> float | None:
+    if not result:
+        return None
+    value = float(result[0]["value"][1])
+    return value if math.isfinite(value) else None
+
+
+def _by_node(result: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    return {r["metric"].get("node", ""): float(r["value"][1]) for r in result}
+
+
+def _by_area(result: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    return {r["metric"].get("area", ""): float(r["value"][1]) for r in result}
+
+
+def _grid(start: float, end: float, period: float) -> list[tuple[float, float]]:
+    """The market periods ``[a, b)`` that meet ``[start, end]``, aligned like the market's."""
+    first = math.floor(start / period) * period
+    count = max(1, math.ceil((end - first) / period))
+    return [(first + i * period, first + (i + 1) * period) for i in range(count)]
+
+
+def _cuts(start: float, end: float, period: float) -> list[tuple[float, float]]:
+    """The window cut at the market periods' edges."""
+    return [(max(a, start), min(b, end)) for a, b in _grid(start, end, period)]
+
+
+def utc(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def _span(a: float, b: float) -> str:
+    return f"{time.strftime('%H:%M:%S', time.gmtime(a))}-{time.strftime('%H:%M:%S', time.gmtime(b))} UTC"
+
+
+# --- the computation -----------------------------------------------------------------------------
+
+
+def summarize(prom: Prometheus, window: JobWindow, *, cluster: str = "", now: float | None = None) -> Summary:
+    """The job's summary (``Summary.statements`` says what could not be known, and why)."""
+    now = time.time() if now is None else now
+    summary = Summary(window, statements=list(window.notes))
+    job = window.job_id
+    if window.source == "scontrol" and not window.nodes:
+        summary.statements.append(
+            f"job {job} ran on no nodes (state {window.state or 'unknown'}): there is nothing to account"
+        )
+        return summary
+    if window.start is None:
+        summary.statements.append(f"job {job} has not started (state {window.state or 'unknown'})")
+        return summary
+    end = window.end if window.end is not None else now
+    if window.end is None:
+        summary.statements.append(f"job {job} is still running: the figures run to {utc(end)}")
+    if end <= window.start:
+        summary.statements.append(f"job {job} ran for no measurable time ({utc(window.start)} to {utc(end)})")
+        return summary
+    summary.start, summary.end = window.start, end
+    interval = prom.rule_interval(model.REST)
+    if interval is None:
+        summary.statements.append("this Prometheus does not evaluate the accounting rules: nothing to read")
+        return summary
+    summary.interval = interval
+    q = _Q(job, end, math.ceil(end - window.start), cluster or window.cluster, interval)
+    shares = _shares(prom, q, summary)
+    if shares is None:
+        return summary
+    constant, counts = shares
+    q = _near(prom, q, counts)
+    _periods(prom, q, summary, constant)
+    _gpu_counters(prom, q, summary, constant["gpu"])
+    _nodes(prom, q, summary, constant)
+    if summary.coverage == 0:
+        # Nothing was measured: the energy is unknown, not zero.
+        summary.energy_kwh, summary.periods, summary.peak_watts = {}, [], None
+        summary.statements.append(f"no power data on any node of job {job}: energy, cost and CO2 are unknown")
+    it = summary.it_energy_kwh
+    if it is not None:
+        summary.average_watts = it * 3.6e6 / (end - window.start)
+    return summary
+
+
+def _shares(prom: Prometheus, q: _Q, summary: Summary) -> tuple[dict[str, bool], tuple[int, int]] | None:
+    """Whether the job's CPU shares and GPU fractions held still over the window, and how many series
+    of each it has there; None: never seen."""
+    cpu_rows = prom.query(q.cpu_shares, q.end)
+    cpu_max = _by_node(cpu_rows)
+    cpu_min = _by_node(prom.query(q.over(f"{model.JOB_CPU_SHARE}{{{q.sel}}}", "min_over_time"), q.end))
+    gpu_max = prom.query(q.fractions(), q.end)
+    gpu_min = prom.query(q.fractions("min_over_time"), q.end)
+    seen = set(cpu_max) | {r["metric"].get("node", "") for r in gpu_max}
+    job = q.job
+    if not seen:
+        summary.statements.append(
+            f"Prometheus has no allocation of job {job} (the accounting rules never saw it: a job shorter "
+            "than the Slurm exporter's scrape interval, or no Slurm exporter): its energy is unknown, "
+            "not zero"
+        )
+        return None
+    absent = sorted(set(summary.window.nodes) - seen)
+    if absent:
+        shown = ", ".join(absent[:10]) + (f" and {len(absent) - 10} more" if len(absent) > 10 else "")
+        summary.statements.append(
+            f"Slurm lists {shown} for job {job}, but Prometheus has no allocation there"
+        )
+    cpu_constant = all(abs(cpu_max[n] - cpu_min.get(n, -1)) < 1e-9 for n in cpu_max)
+    values = {tuple(sorted(r["metric"].items())): float(r["value"][1]) for r in gpu_max}
+    lows = {tuple(sorted(r["metric"].items())): float(r["value"][1]) for r in gpu_min}
+    gpu_constant = all(abs(v - lows.get(k, -1)) < 1e-9 for k, v in values.items())
+    if not cpu_constant:
+        summary.statements.append(
+            "the job's CPU share of a node changed during the job: its rest of node is integrated from "
+            "the recorded per-job series (a scrape may be missing at each end)"
+        )
+    if not gpu_constant:
+        summary.statements.append(
+            "the job's share of a GPU changed during the job (shared for part of it): its GPU energy is "
+            "integrated from the recorded per-job series"
+        )
+    summary.methods["gpu"] = "integrated GPU power"
+    summary.methods["rest"] = "integrated best node power minus GPUs"
+    return {"rest": cpu_constant, "gpu": gpu_constant}, (len(cpu_rows), len(gpu_max))
+
+
+def _near(prom: Prometheus, q: _Q, whole: tuple[int, int]) -> _Q:
+    """``q`` reading the shares over the last minutes of the window when they are all there (they held
+    still: the whole window says no more, and a day of a thousand nodes' GPUs is many samples)."""
+    near = dataclasses.replace(q, near=min(q.range_s, max(600, int(10 * q.interval))))
+    if near.near == q.range_s:
+        return q
+    # The whole window's counts come from _shares: a day of GPU fractions is read once.
+    recent = (len(prom.query(near.cpu_shares, q.end)), len(prom.query(near.fractions(), q.end)))
+    return near if recent == whole else q
+
+
+def _energies(prom: Prometheus, q: _Q, expr: Any, cuts: list[tuple[float, float]]) -> list[dict[str, float]]:
+    """Joules by area in each of ``cuts``: the full periods in one range query, the edges alone."""
+    out: list[dict[str, float]] = [{} for _ in cuts]
+    inner = [i for i, (a, b) in enumerate(cuts) if 0 < i < len(cuts) - 1]
+    if inner:
+        first, last = cuts[inner[0]][1], cuts[inner[-1]][1]
+        period = cuts[inner[0]][1] - cuts[inner[0]][0]
+        for r in prom.query_range(q.by_area(expr(period, None)), first, last, period):
+            area = r["metric"].get("area", "")
+            for t, v in r.get("values", []):
+                i = inner[0] + round((float(t) - first) / period)
+                if i in inner and math.isfinite(float(v)):
+                    out[i][area] = float(v)
+    for i in sorted({0, len(cuts) - 1}):
+        a, b = cuts[i]
+        out[i] = _by_area(prom.query(q.by_area(expr(b - a, b)), q.end))
+    return out
+
+
+def _value_in(samples: Sequence[tuple[float, float]], lo: float, hi: float) -> float | None:
+    values = [v for t, v in samples if lo <= t < hi]
+    return statistics.median(values) if values else None
+
+
+def _curve(prom: Prometheus, metric: str, area: str, grid: list[tuple[float, float]]) -> list[float | None]:
+    """Each period's value of a per-area series: the median of its middle half (a scrape's lag at the
+    change does not count).  A period whose middle half is still to come (under way now) takes the
+    later half of what it has so far; a period without samples has no value (a gap, said as such)."""
+    period = grid[0][1] - grid[0][0]
+    now = time.time()
+    until = min(grid[-1][1], now)
+    rows = prom.query_samples(f'{metric}{{area="{_esc(area)}"}}[{_range(until - grid[0][0])}]', until)
+    samples = sorted((float(t), float(v)) for r in rows for t, v in r.get("values", []))
+    out = []
+    for a, _b in grid:
+        if a + 3 * period / 4 <= now:
+            out.append(_value_in(samples, a + period / 4, a + 3 * period / 4))
+        else:
+            out.append(_value_in(samples, a + (now - a) / 2, now + 1))
+    return out
+
+
+def _period_length(prom: Prometheus, q: _Q, areas: Sequence[str], summary: Summary) -> float:
+    lengths = set()
+    for area in areas:
+        found = _scalar(
+            prom.query(
+                q.over(f'powerplane_market_period_seconds{{area="{_esc(area)}"}}', "last_over_time"), q.end
+            )
+        )
+        if found and found > 0:
+            lengths.add(found)
+    if len(lengths) > 1:
+        summary.statements.append(
+            f"the job's market areas have periods of {sorted(lengths)} s: the shortest is used"
+        )
+    return min(lengths) if lengths else DEFAULT_PERIOD_SECONDS
+
+
+def _periods(prom: Prometheus, q: _Q, summary: Summary, constant: Mapping[str, bool]) -> None:
+    """Energy per market period and part, with the period's price and carbon intensity."""
+    assert summary.start is not None and summary.end is not None
+    areas = sorted(_by_area(prom.query(f"count by (area) ({q.area_map})", q.end)))
+    period = _period_length(prom, q, [a for a in areas if a], summary)
+    cuts = _cuts(summary.start, summary.end, period)
+    grid = _grid(summary.start, summary.end, period)
+    energies: dict[str, list[dict[str, float]]] = {}
+    for part in model.PARTS:
+
+        def expr(seconds: float, at: float | None, part: str = part) -> str:
+            return q.energy(part, constant[part], seconds, at)
+
+        energies[part] = _energies(prom, q, expr, cuts)
+    facility = f"{model.JOBS.series('powerplane_facility_power_watts', 'attributed')}{{{q.sel}}}"
+    if prom.query(f"count({q.over(facility, 'last_over_time')})", q.end):
+
+        def overhead(seconds: float, at: float | None) -> str:
+            pin = "" if at is None else f" @ {at:.3f}"
+            return f"sum by (node) (sum_over_time({facility}[{_range(seconds)}]{pin})) * {q.interval:g}"
+
+        energies["facility"] = _energies(prom, q, overhead, cuts)
+        summary.methods["facility"] = (
+            "integrated facility overhead (the accounting rules' PUE or facility meter)"
+        )
+    for area in areas:
+        prices = (
+            _curve(prom, "powerplane_market_price_eur_per_mwh", area, grid) if area else [None] * len(grid)
+        )
+        carbon = (
+            _curve(prom, "powerplane_grid_carbon_intensity_grams_per_kwh", area, grid) if area else prices
+        )
+        for i, (a, b) in enumerate(cuts):
+            parts = {part: e[i][area] / 3.6e6 for part, e in energies.items() if area in e[i]}
+            if parts:
+                summary.periods.append(Period(area, a, b, parts, prices[i], carbon[i]))
+    for part in energies:
+        summary.energy_kwh[part] = sum(p.parts.get(part, 0.0) for p in summary.periods)
+    peak = prom.query(f"max({q.over(f'{model.JOB_TOTAL}{{{q.sel}}}')})", q.end)
+    summary.peak_watts = _scalar(peak)
+    _price_statements(summary)
+
+
+def _price_statements(summary: Summary) -> None:
+    no_area = sum(p.energy_kwh for p in summary.periods if not p.area)
+    if no_area:
+        summary.statements.append(
+            f"{no_area:.4g} kWh ran on nodes with no market area in the inventory (powerplane_node_info, "
+            "powerplane_cluster_info): unpriced and without CO2"
+        )
+    for p in summary.periods:
+        if not p.area or not p.energy_kwh:
+            continue
+        if p.price_eur_per_mwh is None:
+            summary.statements.append(
+                f"no price for {p.area} {_span(p.start, p.end)}: {p.energy_kwh:.4g} kWh unpriced, the cost "
+                "is incomplete"
+            )
+        if p.carbon_grams_per_kwh is None:
+            summary.statements.append(
+                f"no carbon intensity for {p.area} {_span(p.start, p.end)}: {p.energy_kwh:.4g} kWh without "
+                "CO2, the CO2 is incomplete"
+            )
+
+
+def _gpu_counters(prom: Prometheus, q: _Q, summary: Summary, constant: bool) -> None:
+    """GPU energy from the GPUs' energy counters where they cover the window without a reset."""
+    integrated = summary.energy_kwh.get("gpu", 0.0)
+    fractions = f"sum by (node, gpu) ({q.fractions()})"
+    held = prom.query(fractions, q.end)
+    if not held or not constant:
+        return
+    assert summary.start is not None
+    e = f"{q.end:.3f}"
+    reasons = []
+    for at, where in ((summary.start, "start"), (q.end, "end")):
+        have = prom.query(
+            f"max by (node, gpu) ({model.GPU_ENERGY} @ {at:.3f}) and on (node, gpu) {fractions}", q.end
+        )
+        if len(have) < len(held):
+            reasons.append(f"{len(held) - len(have)} of its GPUs have no energy counter at the job's {where}")
+    window = f"[{q.range_s}s] @ {e}"
+    resets = prom.query(
+        f"max by (node, gpu) (resets({model.GPU_ENERGY}{window})) > 0 and on (node, gpu) {fractions}", q.end
+    )
+    for r in resets[:MAX_GAP_NODES]:
+        m = r["metric"]
+        reasons.append(
+            f"the energy counter of GPU {m.get('gpu')} on {m.get('node')} reset during the job (an exporter "
+            "restart with a driver reload)"
+        )
+    if reasons:
+        summary.statements += [f"GPU energy is integrated from power: {reason}" for reason in reasons]
+        return
+    joules = _scalar(
+        prom.query(
+            f"sum(max by (node, gpu) (increase({model.GPU_ENERGY}{window})) * on (node, gpu) {fractions})",
+            q.end,
+        )
+    )
+    if joules is None:
+        return
+    counted = joules / 3.6e6
+    summary.methods["gpu"] = (
+        "energy counters (increase of powerplane_gpu_energy_joules_total x the job's share)"
+    )
+    if integrated > 0:
+        scale = counted / integrated
+        for p in summary.periods:  # the counters give the total, integrated power its spread over periods
+            if "gpu" in p.parts:
+                p.parts["gpu"] *= scale
+        if abs(scale - 1) > 0.05:
+            summary.statements.append(
+                f"the GPUs' energy counters read {100 * (scale - 1):+.1f} % against their integrated power "
+                "(power is sampled once a scrape); the counters are used"
+            )
+    summary.energy_kwh["gpu"] = counted
+
+
+def _nodes(prom: Prometheus, q: _Q, summary: Summary, constant: Mapping[str, bool]) -> None:
+    """Per node: the job's energy, the node's, the job's CPU share and GPUs, and the data's coverage."""
+    e, seconds = q.end, q.range_s
+    rest = _by_node(prom.query(q.energy("rest", constant["rest"], seconds, e), e))
+    if summary.methods.get("gpu", "").startswith("energy counters"):
+        counted = f"max by (node, gpu) (increase({model.GPU_ENERGY}[{seconds}s] @ {e:.3f}))"
+        gpu = _by_node(prom.query(f"sum by (node) ({counted} * on (node, gpu) {q.gpu_fractions})", e))
+    else:
+        gpu = _by_node(prom.query(q.energy("gpu", constant["gpu"], seconds, e), e))
+    window = f"[{_range(seconds)}] @ {e:.3f}"
+    # A node's best source may change during the job (one series per source): they add up.
+    node_energy = _by_node(
+        prom.query(
+            f"sum by (node) (sum_over_time({model.BEST}{window})) * {q.interval:g} and on (node) {q.nodes}", e
+        )
+    )
+    counts = _by_node(
+        prom.query(f"sum by (node) (count_over_time({model.BEST}{window})) and on (node) {q.nodes}", e)
+    )
+    cpu = _by_node(prom.query(q.cpu_shares, e))
+    gpus: dict[str, int] = defaultdict(int)
+    for r in prom.query(q.over(f"{model.JOB_HOLDER}{{{q.sel}}}"), e):
+        gpus[r["metric"].get("node", "")] += 1
+    expected = max(1.0, seconds / q.interval)
+    for node in sorted(set(cpu) | set(gpus)):
+        total = node_energy.get(node)
+        summary.nodes.append(
+            NodeShare(
+                node,
+                (rest.get(node, 0.0) + gpu.get(node, 0.0)) / 3.6e6,
+                None if total is None else total / 3.6e6,
+                cpu.get(node),
+                gpus.get(node, 0),
+                min(1.0, counts.get(node, 0) / expected),
+            )
+        )
+    if summary.nodes:
+        summary.coverage = sum(n.coverage for n in summary.nodes) / len(summary.nodes)
+    _disagreeing(prom, q, summary)
+    _gaps(prom, q, summary)
+
+
+def _disagreeing(prom: Prometheus, q: _Q, summary: Summary) -> None:
+    """Name the nodes whose GPUs read more than the node's own meter during the job."""
+    lowest = f"min_over_time({model.REST}[{_range(q.range_s)}] @ {q.end:.3f}) < 0 and on (node) {q.nodes}"
+    for node, watts in sorted(_by_node(prom.query(lowest, q.end)).items()):
+        summary.statements.append(
+            f"{node}: its GPUs read more than the node's power meter during the job (the rest of the node "
+            f"down to {watts:.0f} W): the meters disagree, and the job's rest of node counts 0 there"
+        )
+
+
+def _gaps(prom: Prometheus, q: _Q, summary: Summary) -> None:
+    """Name each node without power data, and the gaps of (at most MAX_GAP_NODES) nodes with some."""
+    assert summary.start is not None and summary.end is not None
+    for n in summary.nodes:
+        if n.coverage == 0:
+            summary.statements.append(
+                f"{n.node}: no power data during the job: its energy there is missing, not estimated"
+            )
+    # A sample stands for one rule interval; a node missing more than one has a gap.
+    partial = [n.node for n in summary.nodes if 0 < n.coverage < 1 - 1.5 * q.interval / q.range_s]
+    if len(partial) > MAX_GAP_NODES:
+        summary.statements.append(f"{len(partial) - MAX_GAP_NODES} more nodes have gaps in their power data")
+    if not partial:
+        return
+    names = "|".join(re_escape(n) for n in partial[:MAX_GAP_NODES])
+    rows = prom.query_samples(f'{model.BEST}{{node=~"{_esc(names)}"}}[{_range(q.range_s)}]', q.end)
+    times: dict[str, list[float]] = defaultdict(list)
+    for r in rows:
+        times[r["metric"].get("node", "")] += [float(t) for t, _v in r.get("values", [])]
+    limit = 1.5 * q.interval
+    for node in partial[:MAX_GAP_NODES]:
+        stamps = [summary.start, *sorted(times.get(node, [])), summary.end]
+        for a, b in itertools.pairwise(stamps):
+            if b - a > limit:
+                summary.statements.append(
+                    f"{node}: no power data {_span(a, b)} ({b - a:.0f} s): that energy is missing, not "
+                    "estimated"
+                )
+
+
+def re_escape(name: str) -> str:
+    """A node name as a literal in a PromQL (RE2) regex."""
+    return "".join("\\" + ch if ch in r".+*?()|[]{}^$\\" else ch for ch in name)
