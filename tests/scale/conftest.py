@@ -95,8 +95,9 @@ def _cluster_jobs(
             [
                 {
                     "targets": [f"127.0.0.1:{snmpsim_port}"],
-                    # One snmpsim serves every PDU, each under its own community (auth).
-                    "labels": {"pdu": f"pdu-{rack}", "__param_auth": f"{cluster}-pdu-{rack}"},
+                    # One snmpsim serves every PDU, each under its own community (auth); the rack's
+                    # A-feed PDU of the inventory is metered, its B feed left out.
+                    "labels": {"pdu": f"pdu-{rack}-a", "__param_auth": f"{cluster}-pdu-{rack}"},
                 }
                 for rack in RACKS
             ],
@@ -201,6 +202,6 @@ def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
             )
         )
         expected = {(c, "powerplane-redfish-probe", n) for c in CLUSTERS for n in NODES}
-        expected |= {(c, "powerplane-snmp-pdu", f"pdu-{r}") for c in CLUSTERS for r in RACKS}
+        expected |= {(c, "powerplane-snmp-pdu", f"pdu-{r}-a") for c in CLUSTERS for r in RACKS}
         expected |= {(c, "powerplane-inventory", "") for c in CLUSTERS}
         yield Topology(sharded, am, local, redfish, snmp, expected, jobs)
