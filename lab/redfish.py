@@ -133,7 +133,8 @@ MODELS = {
 
 
 def uniform_latency(low: float, high: float) -> Callable[[], float]:
-    return lambda: random.uniform(low, high)
+    draw = random.Random()  # its own generator: BMC threads leave the shared state alone
+    return lambda: draw.uniform(low, high)
 
 
 @dataclass

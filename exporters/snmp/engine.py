@@ -29,6 +29,8 @@ from typing import Any, Protocol
 from ..runtime import Deadline
 from . import ber
 
+_IDS = random.Random()
+
 Value = int | float | str | bytes | None
 
 
@@ -139,7 +141,8 @@ class GufoSession:
         #: v2c walks tables with its own GETBULK requests (``_walk_columns``).
         self._v2c = credentials.version == 2
         self._community = credentials.community.encode()
-        self._request_id = random.randrange(1, 1 << 30)
+        # Not the module's shared generator: a session must not disturb anyone's random state.
+        self._request_id = _IDS.randrange(1, 1 << 30)
         self._opened = False
         self._buffer = bytearray(65536)  # any UDP datagram fits
         self._max_repetitions = max_repetitions

@@ -97,7 +97,9 @@ def test_gpu_exporter_loads_nvml_under_its_hardening(node: BootedNode, tmp_path:
     )
     text = metrics(port)
     assert len(re.findall(r"^powerplane_gpu_power_watts\{", text, re.M)) == 2, text[-1500:]
-    assert re.search(r'^powerplane_gpu_job_info\{gpu="0",uuid="[^"]+",hpc_job="4242"\} 1', text, re.M)
+    assert re.search(
+        r'^powerplane_gpu_job_info\{gpu="0",uuid="[^"]+",gpu_instance="",hpc_job="4242"\} 1', text, re.M
+    )
     assert node.status("powerplane-gpu.service", "CapEff")["CapEff"] == "0000000000000000"
 
 
