@@ -74,7 +74,7 @@ def test_powerplane_job_summarises_a_running_demo_job(
         # and left unpriced, never guessed: cost and CO2 then exist only from the priced periods on.
         unpriced = [x for x in got["statements"] if x.startswith("no price for ")]
         if got["cost_eur"] is None:
-            assert unpriced and got["co2_kg"] is None, json.dumps(got)
+            assert unpriced, json.dumps(got)
         else:
             assert got["cost_eur"] > 0 and got["co2_kg"] is not None, json.dumps(got)
         assert got["node_share"][0]["gpus"] == 2
