@@ -8,15 +8,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
-from powerplane.exporters.snmp.config import KIND
 from powerplane.exporters.snmp.exporter import make_server
 from powerplane.lab import procs
 from powerplane.lab.snmp import Snmpsim, snmpsim_runtime
 
 from ..conftest import IN_CI
 from ..helpers import parse, undocumented, value
+from .conftest import snmp_config
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "snmp"
 HOUR, WEEK = 3600.0, 604800.0
@@ -62,21 +61,11 @@ def agents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Snmpsim]:
         yield sim
 
 
-def _config(tmp_path: Path, community: str) -> object:
-    secret = tmp_path / f"community-{community}"
-    secret.write_text(community + "\n")
-    doc = {
-        "auths": {community: {"version": 2, "community": {"file": str(secret)}}},
-        "allow": ["127.0.0.0/8:*"],
-    }
-    return KIND.load_text(yaml.safe_dump({**doc, "timeout": 5}))
-
-
 class Prober:
     """One exporter kept running, so its counters carry from probe to probe."""
 
     def __init__(self, loop: procs.BackgroundLoop, tmp_path: Path, community: str, port: int) -> None:
-        self.loop, self.server = loop, make_server(_config(tmp_path, community))
+        self.loop, self.server = loop, make_server(snmp_config(tmp_path, [community]))
         self.port = port
 
     def __enter__(self) -> Prober:
