@@ -23,6 +23,7 @@ from powerplane.exporters.runtime import (
     log,
     parse_listen_address,
     resolve_secret,
+    setup_logging,
 )
 from powerplane.exporters.runtime.cli import WebOptions, web_options
 
@@ -272,6 +273,8 @@ def reconcile_once(
     node: str | None,
 ) -> None:
     """Decide once for the policy in FILE and print the decisions as JSON."""
+    # Warnings (a signal that cannot be read, a clamp) go to stderr with their fields.
+    setup_logging("warning")
     if prices is not None and signal_value is not None:
         raise click.UsageError("give --prices or --signal-value, not both")
     try:
@@ -319,6 +322,7 @@ def reconcile_once(
 @_gpu
 def restore(sysfs: Path, state_file: Path, no_gpu: bool) -> None:
     """Put back the original limits recorded in the state file."""
+    setup_logging("warning")
     actuators = Actuators(sysfs, state_file, None if no_gpu else load_nvml())
     if not actuators.state.load():
         click.echo("nothing to restore")

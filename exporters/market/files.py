@@ -44,8 +44,13 @@ def _days(start: datetime, end: datetime, tz: ZoneInfo) -> list[date]:
 def read_csv_periods(
     text: str, where: str, default_step: timedelta | None, value_keys: tuple[str, ...] = PRICE_KEYS
 ) -> list[Period]:
-    """Rows ``start,[end,]price`` (a header row names the columns) → periods."""
-    reader = csv.DictReader(io.StringIO(text))
+    """Rows ``start,[end,]price`` (a header row names the columns) → periods.
+
+    Blank lines and lines starting with ``#`` are comments; errors give the file's own line number.
+    """
+    lines = enumerate(text.splitlines(), 1)
+    kept = [(n, line) for n, line in lines if line.strip() and not line.lstrip().startswith("#")]
+    reader = csv.DictReader(line for _, line in kept)
     fields = [f.strip() for f in reader.fieldnames or []]
     price_col = next((f for f in value_keys if f in fields), None)
     if "start" not in fields or price_col is None:
@@ -53,7 +58,8 @@ def read_csv_periods(
             f"{where}: CSV needs a header with 'start' and {value_keys[0]!r} columns", "malformed"
         )
     periods = []
-    for line, row in enumerate(reader, start=2):
+    for row in reader:
+        line = kept[reader.line_num - 1][0]
         row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
         try:
             start = parse_instant(row["start"])

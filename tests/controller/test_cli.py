@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from powerplane.cli import main
 from powerplane.lab import procs
@@ -40,12 +40,17 @@ def setup(tmp_path: Path) -> tuple[PowercapLab, Path, Path]:
     return lab, policy, prices
 
 
-def once(tmp_path: Path, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(
+def once_result(tmp_path: Path, *args: str) -> Result:
+    return CliRunner().invoke(
         main,
         ["controller", "reconcile-once", "--no-gpu", "--state-file", str(tmp_path / "state.json"), *args],
     )
-    return result.exit_code, result.output
+
+
+def once(tmp_path: Path, *args: str) -> tuple[int, str]:
+    """Exit code and stdout (the JSON outcome) when it succeeds, else everything it wrote."""
+    result = once_result(tmp_path, *args)
+    return result.exit_code, result.stdout if result.exit_code == 0 else result.output
 
 
 def test_reconcile_once_with_prices_at_an_instant(
@@ -152,14 +157,17 @@ def test_reconcile_once_invalid_policy(
 
 def test_reconcile_once_bad_curve(setup: tuple[PowercapLab, Path, Path], tmp_path: Path) -> None:
     lab, policy, prices = setup
-    prices.write_text("start,price\n2026-03-29T00:45:00Z,lots\n")
-    code, out = once(
+    # Comment lines are skipped, and the error names the file and its own line number.
+    prices.write_text("# EUR/MWh\nstart,price\n\n# spring\n2026-03-29T00:45:00Z,lots\n")
+    result = once_result(
         tmp_path, "--policy", str(policy), "--path.sysfs", str(lab.root), "--prices", str(prices)
     )
-    doc = json.loads(out)
-    assert code == 0
+    doc = json.loads(result.stdout)
+    assert result.exit_code == 0
     # A broken curve is a lost signal (logged), never a cap.
     assert doc["decision"]["reason"] == "signal-lost-release" and limit_uw(lab) == 250_000_000
+    assert "signal unavailable" in result.stderr
+    assert f"{prices.name}: line 5: could not convert string to float: 'lots'" in result.stderr
 
 
 def test_crd_command_prints_the_crd() -> None:

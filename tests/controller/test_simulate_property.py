@@ -187,7 +187,7 @@ def test_the_first_period_is_what_reconcile_once_prints(
          "--dry-run", "--state-file", str(work / "state.json"), "--node", "n1"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    printed = json.loads(result.output)
+    printed = json.loads(result.stdout)
     assert printed["decision"] == sim.decisions[0].as_dict()
     # CPU only here (--no-gpu): the simulation of the same node without its GPUs.
     cpu_only = [d for d in lab_devices(1) if d.kind == "cpu"]

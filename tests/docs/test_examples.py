@@ -157,7 +157,7 @@ def test_the_policy_decides_on_the_example_curve() -> None:
         ],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    decision = json.loads(result.output[result.output.index("{") :])["decision"]
+    decision = json.loads(result.stdout)["decision"]
     # 19:00 is the evening peak (265 EUR/MWh): the policy is near its lowest cap.
     assert decision["reason"] == "signal" and decision["signal"] == pytest.approx(264.83)
     assert 6000 <= decision["watts"] < 6800

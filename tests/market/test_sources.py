@@ -217,6 +217,19 @@ async def test_static_periods_override_profile_and_csv(tmp_path: Path) -> None:
     assert [p.price for p in curve] == [42.5, -1.0]
 
 
+async def test_static_csv_skips_comments_and_counts_lines_of_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    path.write_text(
+        "# prices in EUR/MWh\nstart,price\n\n2025-11-21T11:00:00+01:00,42.5\n  # noon\n"
+        "2025-11-21T11:15:00+01:00,-1\n"
+    )
+    curve = await StaticProvider("s", path).fetch("DE-LU", T0, T0 + timedelta(hours=1))
+    assert [p.price for p in curve] == [42.5, -1.0]
+    path.write_text(path.read_text() + "# late\n2025-11-21T11:30:00+01:00,high\n")
+    with pytest.raises(ProviderError, match=r"c\.csv: line 8: could not convert"):
+        await StaticProvider("s", path).fetch("DE-LU", T0, T0 + timedelta(hours=1))
+
+
 @pytest.mark.parametrize(
     ("text", "needle"),
     [
