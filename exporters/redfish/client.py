@@ -17,9 +17,12 @@ session the BMC refuses at once, defers the next login 1 s, then 2, 4, … up to
 attempts per minute at first and one per five minutes after, not one per probe (account
 lockout on real BMCs).
 
-Discovery reads the service root (unauthenticated), the first system, its chassis and manager,
-and remembers the paths per target for ``discovery_ttl`` seconds, or until one of those paths
-answers 404 (the tree changed, e.g. after a firmware update).  A 404 on any other path (a
+Discovery reads the service root (unauthenticated), every system (at most ``max_systems``),
+every chassis (those the systems link, then the Chassis collection's; at most ``max_chassis``)
+and the manager, and remembers the paths per target for ``discovery_ttl`` seconds, or until a
+system's or the manager's path answers 404 (the tree changed, e.g. after a firmware update).  A
+404 on a chassis' path reads that chassis again, only it (a pulled blade is dropped, the other
+chassis keep their paths).  A 404 on any other path (a
 dangling link to one PSU's ``Metrics``, which real firmware has) is a leaf: the collector that
 follows it records it as dangling (logged once), skips it until the next discovery, and nothing
 else is discovered again.
