@@ -100,6 +100,7 @@ class ProbeContext:
         self.deadline = Deadline.after(module.timeout)
         self._discovery: Discovery | None = None
         self._memo: dict[str, asyncio.Future[Any]] = {}
+        self._labels: dict[str, str] = {}
 
     async def connect(self, deadline: Deadline) -> None:
         self.deadline = deadline
@@ -190,10 +191,18 @@ class ProbeContext:
         return link is not None and self.module.schema != "new"
 
     def chassis_label(self, chassis: ChassisPaths) -> str:
-        return self.text(chassis.id)
+        return self._label(chassis.path, chassis.id)
 
     def system_label(self, system: SystemPaths) -> str:
-        return self.text(system.id)
+        return self._label(system.path, system.id)
+
+    def _label(self, path: str, resource_id: str) -> str:
+        # Cleaned once per probe: several collectors label the same resource, and the exporter
+        # counts each string it had to clean.
+        label = self._labels.get(path)
+        if label is None:
+            label = self._labels[path] = self.text(resource_id)
+        return label
 
     async def psus(self, d: ChassisPaths) -> tuple[list[PSU], list[Redundancy], list[str]]:
         """The chassis' PSUs and redundancy groups, read once per probe (power, psu, health)."""

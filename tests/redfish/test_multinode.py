@@ -297,7 +297,14 @@ async def test_hostile_ids_keep_the_exposition_valid(start: Start) -> None:
     docs[f"{V1}/Systems/Node1"]["Id"] = "Node2"  # a duplicate: the first one is kept
     docs[f"{V1}/Systems/Node3"]["Id"] = {"not": "a string"}  # the path's last segment instead
     docs[f"{V1}/Systems/Node4"]["Id"] = "N\r\n# TYPE x counter" + "4" * 500
-    samples = await (await start(docs)).probe()
+    bmc = await start(docs)
+    samples = await bmc.probe()
     systems = set(labelled(samples, "powerplane_redfish_system_powered_on", "system"))
     assert "Node2" in systems and "Node3" in systems and len(systems) == 3
     assert all(len(s) <= 128 and "\n" not in s for s in systems)
+    # The bad Id is cleaned once per probe, however many collectors label that system.
+    sanitised = "powerplane_device_strings_sanitised_total"
+    counts = [value(await bmc.own(), sanitised, reason=r) for r in ("invalid", "truncated")]
+    await bmc.probe()
+    again = [value(await bmc.own(), sanitised, reason=r) for r in ("invalid", "truncated")]
+    assert [b - a for a, b in zip(counts, again, strict=True)] == counts == [1.0, 1.0]
