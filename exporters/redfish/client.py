@@ -155,6 +155,14 @@ class Discovery:
         """The chassis ``path`` is one of the discovered paths of."""
         return next((c for c in self.chassis if path in c.paths()), None)
 
+    def main_chassis(self) -> ChassisPaths | None:
+        """The chassis BMC-wide figures belong to (telemetry's ``SystemInputPower``): the first
+        one the only system links (a rack server beside its drive bays), else the only chassis."""
+        if len(self.systems) == 1 and self.systems[0].chassis:
+            first = _key(self.systems[0].chassis[0])
+            return next((c for c in self.chassis if _key(c.path) == first), None)
+        return self.chassis[0] if len(self.chassis) == 1 else None
+
     def system_of(self, chassis: ChassisPaths) -> SystemPaths | None:
         """The system the chassis powers: the one it links, else one linking it, else the only one."""
         for system in self.systems:

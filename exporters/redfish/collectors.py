@@ -426,8 +426,9 @@ class PowerCollector(Collector[Each[PowerSnapshot]]):
             assert d.power is not None
             await self._read(d.power, "Power", errors, _legacy, snap)
         reports = ctx.discovery.reports
-        if snap.watts is None and reports and len(ctx.discovery.chassis) == 1:
-            # SystemInputPower is the BMC's one figure: it belongs to a chassis only when there is one.
+        if snap.watts is None and reports and ctx.discovery.main_chassis() is d:
+            # SystemInputPower is the BMC's one figure: the one system's chassis', nobody's on a
+            # BMC of several systems.
             await self._telemetry(reports, snap, errors)
         if snap.watts is None and ctx.use_new(d.power_subsystem) and not (new or ctx.use_legacy(d.power)):
             await self._psu_sum(d, snap, errors)

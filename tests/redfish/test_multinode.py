@@ -291,6 +291,18 @@ def test_the_system_a_chassis_powers() -> None:
     assert many.system_of(ChassisPaths("/c/X", "X")) is None  # an enclosure powers no one system
 
 
+def test_the_chassis_bmc_wide_figures_belong_to() -> None:
+    """Telemetry's SystemInputPower: the one system's first chassis (not its drive bay), the only
+    chassis, or none on a BMC of several systems."""
+    server, bay = ChassisPaths("/c/1/", "1"), ChassisPaths("/c/Bay", "Bay")
+    system = SystemPaths("/s/1", "1", chassis=("/c/1",))
+    assert Discovery("/s", [system], [bay, server], None, 0).main_chassis() is server
+    assert Discovery("/s", [SystemPaths("/s/1", "1")], [bay], None, 0).main_chassis() is bay
+    two = [system, SystemPaths("/s/2", "2", chassis=("/c/1",))]
+    assert Discovery("/s", two, [server], None, 0).main_chassis() is server
+    assert Discovery("/s", two, [server, bay], None, 0).main_chassis() is None
+
+
 async def test_hostile_ids_keep_the_exposition_valid(start: Start) -> None:
     """Duplicate, missing, non-string and oversized Ids: label values stay valid and unique."""
     docs = device("multinode-2u4n")
