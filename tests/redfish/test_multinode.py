@@ -199,6 +199,9 @@ async def test_single_system_bmcs_keep_a_stable_label(start: Start) -> None:
         assert labelled(samples, "powerplane_redfish_system_powered_on", "system") == {
             "System.Embedded.1": 1.0
         }
+    ilo = await (await start(device("ilo4-dl360-gen9"))).probe()  # trailing-slash URIs
+    assert set(labelled(ilo, "powerplane_redfish_fan_speed_ratio", "chassis")) == {"1"}
+    assert set(labelled(ilo, "powerplane_redfish_system_info", "system")) == {"1"}
 
 
 # --- bounds -----------------------------------------------------------------------------------
