@@ -66,7 +66,9 @@ def sources(rules: RulesConfig) -> tuple[Source, ...]:
         Source(
             "bmc",
             "sum by (node) (increase(powerplane_redfish_energy_joules_total[$s]))",
-            "max by (node) (avg_over_time(powerplane_redfish_power_watts[$s])) * $seconds",
+            # Blades of one BMC summed per scrape, then the max over replicas (as the recording rule).
+            "max by (node) (sum without (chassis) (avg_over_time(powerplane_redfish_power_watts[$s])))"
+            " * $seconds",
         ),
         Source(
             "pdu",

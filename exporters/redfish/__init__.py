@@ -17,15 +17,22 @@ Health is one series per resource and state: ``state`` is ``ok``, ``warning`` or
 the value is 1 for the resource's current state and 0 for the other two (all 0 when the BMC
 reports no health).
 
-    powerplane_redfish_power_watts 412.0
-    powerplane_redfish_power_source_info{source="environment_metrics"} 1.0
-    powerplane_redfish_power_limit_watts 700.0
-    powerplane_redfish_power_limit_enforced 1.0
-    powerplane_redfish_psu_output_watts{psu="PSU.Slot.1"} 193.6
-    powerplane_redfish_temperature_celsius{context="Intake",sensor="System Board Inlet Temp"} 22.0
-    powerplane_redfish_fan_speed_rpm{fan="System Board Fan1"} 8040.0
-    powerplane_redfish_health{resource="system",state="ok"} 1.0
-    powerplane_redfish_system_info{model="PowerEdge R760",serial="CNSIM0001",...} 1.0
+Every system and chassis of the BMC is read (up to the module's ``max_systems`` and
+``max_chassis``), each with its Redfish ``Id`` as the ``system`` or ``chassis`` label, also on a
+rack server's one system and chassis.  A chassis holding other chassis that report power (a blade
+enclosure) reports its power as ``powerplane_redfish_enclosure_power_watts``, so summing
+``powerplane_redfish_power_watts`` over chassis never counts a blade twice.
+
+    powerplane_redfish_power_watts{chassis="System.Embedded.1"} 412.0
+    powerplane_redfish_power_source_info{chassis="System.Embedded.1",source="environment_metrics"} 1.0
+    powerplane_redfish_power_limit_watts{chassis="System.Embedded.1"} 700.0
+    powerplane_redfish_psu_output_watts{chassis="System.Embedded.1",psu="PSU.Slot.1"} 193.6
+    powerplane_redfish_temperature_celsius{chassis="System.Embedded.1",sensor="Inlet",context="Intake"} 22.0
+    powerplane_redfish_fan_speed_rpm{chassis="System.Embedded.1",fan="System Board Fan1"} 8040.0
+    powerplane_redfish_health{resource="system",state="ok",system="System.Embedded.1",chassis=""} 1.0
+    powerplane_redfish_system_info{system="System.Embedded.1",model="PowerEdge R760",...} 1.0
+    powerplane_redfish_enclosure_power_watts{chassis="Enclosure.1"} 1580.0
+    powerplane_redfish_chassis_info{chassis="Sled.1",system="Sled.1",contained_by="Enclosure.1",...} 1.0
 """
 
 from powerplane.components import Component

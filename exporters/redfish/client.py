@@ -17,9 +17,12 @@ session the BMC refuses at once, defers the next login 1 s, then 2, 4, … up to
 attempts per minute at first and one per five minutes after, not one per probe (account
 lockout on real BMCs).
 
-Discovery reads the service root (unauthenticated), the first system, its chassis and manager,
-and remembers the paths per target for ``discovery_ttl`` seconds, or until one of those paths
-answers 404 (the tree changed, e.g. after a firmware update).  A 404 on any other path (a
+Discovery reads the service root (unauthenticated), every system (at most ``max_systems``),
+every chassis (those the systems link, then the Chassis collection's; at most ``max_chassis``)
+and the manager, and remembers the paths per target for ``discovery_ttl`` seconds, or until a
+system's or the manager's path answers 404 (the tree changed, e.g. after a firmware update).  A
+404 on a chassis' path reads that chassis again, only it (a pulled blade is dropped, the other
+chassis keep their paths).  A 404 on any other path (a
 dangling link to one PSU's ``Metrics``, which real firmware has) is a leaf: the collector that
 follows it records it as dangling (logged once), skips it until the next discovery, and nothing
 else is discovered again.
@@ -39,7 +42,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import aiohttp
@@ -82,41 +85,117 @@ class SessionLimitError(RedfishError):
     """The BMC refused a login because its sessions are used up (iDRAC RAC0218)."""
 
 
-@dataclass
-class Discovery:
-    """Paths found from the service root, and facts that change only with firmware."""
+@dataclass(frozen=True)
+class ChassisPaths:
+    """One chassis: its ``Id``, the resources it links (None: not linked) and its place."""
 
-    sessions: str
-    system: str
-    chassis: str
-    manager: str | None
-    expand_levels: int
+    path: str
+    id: str
     power: str | None = None
     thermal: str | None = None
     power_subsystem: str | None = None
     thermal_subsystem: str | None = None
     environment_metrics: str | None = None
-    reports: str | None = None
     sensors: str | None = None
-    bmc_firmware: str = ""
-    bmc_model: str = ""
-    at: float = field(default_factory=time.monotonic)
+    #: The systems it links (``Links.ComputerSystems``) and the chassis that holds it.
+    systems: tuple[str, ...] = ()
+    manager: str | None = None
+    contained_by: str | None = None
+    contains: tuple[str, ...] = ()
+    #: Whether it holds other chassis that report power (a blade enclosure): its power is the
+    #: sum of theirs and more, so it is not node power.
+    enclosure: bool = False
+
+    def powered(self) -> bool:
+        return bool(self.power or self.power_subsystem or self.environment_metrics)
 
     def paths(self) -> set[str]:
-        """The discovered paths: a 404 on one of them means the tree changed."""
         found = (
-            self.system,
-            self.chassis,
-            self.manager,
+            self.path,
             self.power,
             self.thermal,
             self.power_subsystem,
             self.thermal_subsystem,
             self.environment_metrics,
-            self.reports,
             self.sensors,
         )
         return {p for p in found if p}
+
+
+@dataclass(frozen=True)
+class SystemPaths:
+    """One computer system: its ``Id`` and the chassis it links (``Links.Chassis``)."""
+
+    path: str
+    id: str
+    chassis: tuple[str, ...] = ()
+    manager: str | None = None
+
+
+@dataclass
+class Discovery:
+    """Paths found from the service root, and facts that change only with firmware."""
+
+    sessions: str
+    systems: list[SystemPaths]
+    chassis: list[ChassisPaths]
+    manager: str | None
+    expand_levels: int
+    reports: str | None = None
+    bmc_firmware: str = ""
+    bmc_model: str = ""
+    at: float = field(default_factory=time.monotonic)
+
+    def paths(self) -> set[str]:
+        """The discovered paths outside any chassis: a 404 on one means the tree changed."""
+        found = [s.path for s in self.systems] + [self.manager, self.reports]
+        return {p for p in found if p}
+
+    def chassis_of(self, path: str) -> ChassisPaths | None:
+        """The chassis ``path`` is one of the discovered paths of."""
+        return next((c for c in self.chassis if path in c.paths()), None)
+
+    def main_chassis(self) -> ChassisPaths | None:
+        """The chassis BMC-wide figures belong to (telemetry's ``SystemInputPower``): the first
+        one the only system links (a rack server beside its drive bays), else the only chassis."""
+        if len(self.systems) == 1 and self.systems[0].chassis:
+            first = _key(self.systems[0].chassis[0])
+            return next((c for c in self.chassis if _key(c.path) == first), None)
+        return self.chassis[0] if len(self.chassis) == 1 else None
+
+    def system_of(self, chassis: ChassisPaths) -> SystemPaths | None:
+        """The system the chassis powers: the one it links, else one linking it, else the only one."""
+        for system in self.systems:
+            if _same(system.path, chassis.systems) or _same(chassis.path, system.chassis):
+                return system
+        return self.systems[0] if len(self.systems) == 1 else None
+
+
+def _key(path: str) -> str:
+    # iLO writes collection members with a trailing slash, other BMCs without.
+    return path.rstrip("/")
+
+
+def _same(path: str, paths: tuple[str, ...]) -> bool:
+    return _key(path) in {_key(p) for p in paths}
+
+
+def _enclosures(chassis: list[ChassisPaths]) -> list[ChassisPaths]:
+    """Mark the chassis that hold another chassis reporting power (by ``ContainedBy`` or
+    ``Contains``): a blade enclosure's reading includes its blades'."""
+    out = []
+    for c in chassis:
+        held = any(
+            other is not c
+            and other.powered()
+            and (
+                (other.contained_by and _key(other.contained_by) == _key(c.path))
+                or _same(other.path, c.contains)
+            )
+            for other in chassis
+        )
+        out.append(replace(c, enclosure=held and c.powered()))
+    return out
 
 
 #: Dangling links remembered per target at most (each is skipped until the next discovery).
@@ -144,8 +223,12 @@ class Target:
     expand_refused: bool = False
     #: Leaf paths that answered 404 since the last discovery: not requested again until then.
     dangling: set[str] = field(default_factory=set)
-    #: The chassis' temperature Sensors, learned from its Sensors collection (None: not yet).
-    temperature_sensors: list[str] | None = None
+    #: Each chassis' temperature Sensors (by chassis path), learned from its Sensors collection.
+    temperature_sensors: dict[str, list[str]] = field(default_factory=dict)
+    #: Chassis with a discovered path that answered 404: read again before the next probe.
+    stale: set[str] = field(default_factory=set)
+    #: Whether the systems or chassis dropped by the module's caps have been logged.
+    capped_logged: bool = False
     requests: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(4))
     #: The BMC's energy meter as a counter that survives meter resets (made on first reading).
     energy_meter: ResettableCounter | None = None
@@ -377,8 +460,12 @@ class RedfishClient:
             )
         except RedfishError as exc:
             found = target.discovery
-            if exc.status == 404 and found is not None and path in found.paths():
-                target.discovery = None  # the tree changed (firmware update?): discover again
+            if exc.status == 404 and found is not None:
+                owner = found.chassis_of(path)
+                if owner is not None:
+                    target.stale.add(owner.path)  # that chassis changed: read it again, only it
+                elif path in found.paths():
+                    target.discovery = None  # the tree changed (firmware update?): discover again
             if exc.status != 401 or not session:
                 raise
             if used is not None and target.token == used:
@@ -527,14 +614,21 @@ class RedfishClient:
 
     async def discover(self, target: Target, deadline: Deadline, module: Module) -> Discovery:
         found = target.discovery
-        if found is not None and time.monotonic() - found.at < module.discovery_ttl:
+        fresh = found is not None and time.monotonic() - found.at < module.discovery_ttl
+        if found is not None and fresh and not target.stale:
             return found
         if target.discovery_task is None or target.discovery_task.done():
-            target.discovery_task = self._spawn(self._discover(target, deadline, module))
+            work = (
+                self._refresh(target, found, deadline, module)
+                if found is not None and fresh
+                else self._discover(target, deadline, module)
+            )
+            target.discovery_task = self._spawn(work)
         discovered: Discovery = await _joined(target, "discovery_task")
-        if target.discovery is not discovered:
+        if target.discovery is None or target.discovery.at != discovered.at:
             target.dangling.clear()  # a new tree: its links are tried afresh
-            target.temperature_sensors = None
+            target.temperature_sensors.clear()
+            target.stale.clear()
         target.discovery = discovered
         return discovered
 
@@ -568,35 +662,15 @@ class RedfishClient:
             )
         if not module.expand:
             levels = 0
-        systems_uri = _link(root, "Systems")
-        if systems_uri is None:
-            raise RedfishError("service root: no Systems link")
-        systems = await self.get(target, systems_uri, deadline, module)
-        system_uri = _link(systems, "Members", 0)
-        if system_uri is None:
-            raise RedfishError(f"{systems_uri}: Members: no computer system")
-        system = await self.get(target, system_uri, deadline, module)
-        chassis_uri = _link(system, "Links", "Chassis", 0)
-        if chassis_uri is None:
-            chassis_collection = _link(root, "Chassis")
-            if chassis_collection is None:
-                raise RedfishError("service root: no Chassis link")
-            chassis_uri = _link(await self.get(target, chassis_collection, deadline, module), "Members", 0)
-            if chassis_uri is None:
-                raise RedfishError(f"{chassis_collection}: Members: no chassis")
-        chassis = await self.get(target, chassis_uri, deadline, module)
+        systems = await self._systems(target, root, deadline, module)
+        chassis = await self._all_chassis(target, root, systems, deadline, module)
+        managers = [s.manager for s in systems] + [c.manager for c in chassis]
         found = Discovery(
             sessions=target.sessions_uri,
-            system=system_uri,
-            chassis=chassis_uri,
-            manager=_link(system, "Links", "ManagedBy", 0) or _link(chassis, "Links", "ManagedBy", 0),
+            systems=systems,
+            chassis=chassis,
+            manager=next((m for m in managers if m), None),
             expand_levels=levels,
-            power=_link(chassis, "Power"),
-            thermal=_link(chassis, "Thermal"),
-            power_subsystem=_link(chassis, "PowerSubsystem"),
-            thermal_subsystem=_link(chassis, "ThermalSubsystem"),
-            environment_metrics=_link(chassis, "EnvironmentMetrics"),
-            sensors=_link(chassis, "Sensors"),
         )
         if found.manager:
             # Firmware and model are facts for the info metric, not worth failing discovery over.
@@ -613,8 +687,157 @@ class RedfishClient:
             logging.DEBUG,
             "discovered",
             target=target.base,
-            system=system_uri,
-            chassis=chassis_uri,
+            systems=len(systems),
+            chassis=len(chassis),
             expand_levels=levels,
         )
         return found
+
+    def _capped(self, target: Target, kind: str, links: list[str], cap: int) -> list[str]:
+        """The first ``cap`` of ``links``; the rest are counted and, once per target, logged."""
+        if len(links) <= cap:
+            return links
+        self.stats[f"{kind}_dropped"] += len(links) - cap
+        if not target.capped_logged:
+            target.capped_logged = True
+            log(
+                logger,
+                logging.WARNING,
+                f"BMC lists more {kind} than max_{kind}: the rest are not read",
+                target=target.base,
+                listed=len(links),
+                read=cap,
+            )
+        return links[:cap]
+
+    async def _read_all(
+        self, target: Target, links: list[str], deadline: Deadline, module: Module
+    ) -> list[tuple[str, Json]]:
+        """(link, document) of each link that could be read; none readable raises the first error."""
+        docs = await asyncio.gather(
+            *(self.get(target, link, deadline, module) for link in links), return_exceptions=True
+        )
+        read = [(link, doc) for link, doc in zip(links, docs, strict=True) if isinstance(doc, dict)]
+        failed = [doc for doc in docs if isinstance(doc, BaseException)]
+        if not read and failed:
+            raise failed[0]
+        for exc in failed:
+            if not isinstance(exc, RedfishError):
+                raise exc
+            log(logger, logging.INFO, "member not read at discovery", target=target.base, error=_clean(exc))
+        return read
+
+    async def _systems(
+        self, target: Target, root: Json, deadline: Deadline, module: Module
+    ) -> list[SystemPaths]:
+        systems_uri = _link(root, "Systems")
+        if systems_uri is None:
+            raise RedfishError("service root: no Systems link")
+        links = _member_links(await self.get(target, systems_uri, deadline, module))
+        if not links:
+            raise RedfishError(f"{systems_uri}: Members: no computer system")
+        links = self._capped(target, "systems", links, module.max_systems)
+        return [
+            SystemPaths(
+                path=link,
+                id=_resource_id(doc, link),
+                chassis=tuple(_links(doc, "Links", "Chassis")),
+                manager=_link(doc, "Links", "ManagedBy", 0),
+            )
+            for link, doc in await self._read_all(target, links, deadline, module)
+        ]
+
+    async def _all_chassis(
+        self, target: Target, root: Json, systems: list[SystemPaths], deadline: Deadline, module: Module
+    ) -> list[ChassisPaths]:
+        """Every chassis: those the systems link first, then the rest of the Chassis collection.
+
+        The collection is optional where the systems link their chassis (some services answer
+        404 for it)."""
+        links = [c for s in systems for c in s.chassis]
+        collection = _link(root, "Chassis")
+        if collection is not None:
+            try:
+                links += _member_links(await self.get(target, collection, deadline, module))
+            except RedfishError:
+                if not links:
+                    raise
+        elif not links:
+            raise RedfishError("service root: no Chassis link")
+        first: dict[str, str] = {}
+        for link in links:
+            first.setdefault(_key(link), link)
+        unique = list(first.values())
+        if not unique:
+            raise RedfishError(f"{collection}: Members: no chassis")
+        unique = self._capped(target, "chassis", unique, module.max_chassis)
+        read = await self._read_all(target, unique, deadline, module)
+        return _enclosures([_chassis(link, doc) for link, doc in read])
+
+    async def _refresh(
+        self, target: Target, found: Discovery, deadline: Deadline, module: Module
+    ) -> Discovery:
+        """Read the stale chassis again, only them: one that answers 404 is gone (a blade
+        pulled), the others keep their paths; one that cannot be read now stays stale."""
+        stale = set(target.stale)
+        kept: list[ChassisPaths] = []
+        for chassis in found.chassis:
+            if chassis.path not in stale:
+                kept.append(chassis)
+                continue
+            try:
+                doc = await self.get(target, chassis.path, deadline, module)
+            except RedfishError as exc:
+                if exc.status != 404:
+                    kept.append(chassis)
+                    stale.discard(chassis.path)  # tried again at the next probe
+                    continue
+                log(logger, logging.INFO, "chassis gone", target=target.base, chassis=_clean(chassis.path))
+            else:
+                kept.append(_chassis(chassis.path, doc))
+            target.temperature_sensors.pop(chassis.path, None)
+        target.stale -= stale
+        if not kept:
+            raise RedfishError("no chassis left after rediscovery")
+        return replace(found, chassis=_enclosures(kept))
+
+
+def _member_links(collection: Json) -> list[str]:
+    members = collection.get("Members")
+    if not isinstance(members, list):
+        return []
+    return [link for i in range(len(members)) if (link := _link(members, i)) is not None]
+
+
+def _links(doc: Any, *path: str) -> list[str]:
+    node = doc
+    for part in path:
+        node = node.get(part) if isinstance(node, dict) else None
+    if not isinstance(node, list):
+        return []
+    return [link for i in range(len(node)) if (link := _link(node, i)) is not None]
+
+
+def _resource_id(doc: Json, link: str) -> str:
+    """The resource's ``Id``, else the last segment of its path (label ``system``/``chassis``)."""
+    found = doc.get("Id")
+    if isinstance(found, str | int) and not isinstance(found, bool) and str(found).strip():
+        return str(found)
+    return link.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _chassis(link: str, doc: Json) -> ChassisPaths:
+    return ChassisPaths(
+        path=link,
+        id=_resource_id(doc, link),
+        power=_link(doc, "Power"),
+        thermal=_link(doc, "Thermal"),
+        power_subsystem=_link(doc, "PowerSubsystem"),
+        thermal_subsystem=_link(doc, "ThermalSubsystem"),
+        environment_metrics=_link(doc, "EnvironmentMetrics"),
+        sensors=_link(doc, "Sensors"),
+        systems=tuple(_links(doc, "Links", "ComputerSystems")),
+        contained_by=_link(doc, "Links", "ContainedBy"),
+        contains=tuple(_links(doc, "Links", "Contains")),
+        manager=_link(doc, "Links", "ManagedBy", 0),
+    )

@@ -16,10 +16,13 @@ from prometheus_client.core import Metric
 from ..runtime import Collector, CollectorError, Deadline, NoData, Partial
 from ..runtime.collector import DeviceText
 from ..runtime.metrics import MetricSpec
-from .client import Discovery, RedfishClient, RedfishError, Target
+from .client import ChassisPaths, Discovery, RedfishClient, RedfishError, SystemPaths, Target
 from .config import Module
 from .metrics import (
+    CHASSIS_INFO,
     CHASSIS_TEMPERATURE,
+    ENCLOSURE_ENERGY,
+    ENCLOSURE_POWER,
     ENERGY,
     FAN_RATIO,
     FAN_RPM,
@@ -97,8 +100,7 @@ class ProbeContext:
         self.deadline = Deadline.after(module.timeout)
         self._discovery: Discovery | None = None
         self._memo: dict[str, asyncio.Future[Any]] = {}
-        #: PSU redundancy groups, read with the PSUs (``psus``).
-        self.redundancy: list[Redundancy] = []
+        self._labels: dict[str, str] = {}
 
     async def connect(self, deadline: Deadline) -> None:
         self.deadline = deadline
@@ -188,20 +190,34 @@ class ProbeContext:
     def use_legacy(self, link: str | None) -> bool:
         return link is not None and self.module.schema != "new"
 
-    async def psus(self) -> tuple[list[PSU], list[str]]:
-        return await self.once("#psus", self._psus)
+    def chassis_label(self, chassis: ChassisPaths) -> str:
+        return self._label(chassis.path, chassis.id)
 
-    async def _psus(self) -> tuple[list[PSU], list[str]]:
-        d = self.discovery
+    def system_label(self, system: SystemPaths) -> str:
+        return self._label(system.path, system.id)
+
+    def _label(self, path: str, resource_id: str) -> str:
+        # Cleaned once per probe: several collectors label the same resource, and the exporter
+        # counts each string it had to clean.
+        label = self._labels.get(path)
+        if label is None:
+            label = self._labels[path] = self.text(resource_id)
+        return label
+
+    async def psus(self, d: ChassisPaths) -> tuple[list[PSU], list[Redundancy], list[str]]:
+        """The chassis' PSUs and redundancy groups, read once per probe (power, psu, health)."""
+        return await self.once(f"#psus {d.path}", lambda: self._psus(d))
+
+    async def _psus(self, d: ChassisPaths) -> tuple[list[PSU], list[Redundancy], list[str]]:
         errors: list[str] = []
         if self.use_new(d.power_subsystem):
             assert d.power_subsystem is not None
             subsystem = self.doc(await self.get(d.power_subsystem), "PowerSubsystem", errors)
-            self.redundancy = psu_redundancy(subsystem, "PowerSupplyRedundancy")
+            redundancy = psu_redundancy(subsystem, "PowerSupplyRedundancy")
             collection = subsystem.obj("PowerSupplies")
             link = collection.text("@odata.id") if collection is not None else None
             if link is None:
-                return [], errors
+                return [], redundancy, errors
             items = await self.members(link, errors, levels=2)
             psus: list[PSU] = []
             for i, item in enumerate(items):
@@ -219,24 +235,23 @@ class ProbeContext:
                     metrics = self.doc(linked, where, errors) if linked is not None else None
                 psu = new_psu(doc, metrics, f"psu{i}")
                 if psu.energy_joules is not None:
-                    psu.energy_joules = self.target.energy.update(f"psu/{psu.id}", psu.energy_joules)
+                    key = f"{d.path} psu/{psu.id}"
+                    psu.energy_joules = self.target.energy.update(key, psu.energy_joules)
                 psus.append(psu)
-            return psus, errors
+            return psus, redundancy, errors
         if self.use_legacy(d.power):
             assert d.power is not None
             power = self.doc(await self.get(d.power), "Power", errors)
-            self.redundancy = psu_redundancy(power, "Redundancy")
-            return legacy_psus(power), errors
+            return legacy_psus(power), psu_redundancy(power, "Redundancy"), errors
         raise NoData("the chassis links neither PowerSubsystem nor Power")
 
-    async def thermal(self) -> tuple[ThermalSnapshot, list[str]]:
-        return await self.once("#thermal", self._thermal)
+    async def thermal(self, d: ChassisPaths) -> tuple[ThermalSnapshot, list[str]]:
+        return await self.once(f"#thermal {d.path}", lambda: self._thermal(d))
 
-    async def _thermal(self) -> tuple[ThermalSnapshot, list[str]]:
-        d = self.discovery
+    async def _thermal(self, d: ChassisPaths) -> tuple[ThermalSnapshot, list[str]]:
         errors: list[str] = []
         if self.use_new(d.thermal_subsystem):
-            snap = await self._new_thermal(errors)
+            snap = await self._new_thermal(d, errors)
         elif self.use_legacy(d.thermal):
             assert d.thermal is not None
             snap = legacy_thermal(self.doc(await self.get(d.thermal), "Thermal", errors))
@@ -251,9 +266,9 @@ class ProbeContext:
                 errors.append(str(exc))
         return snap, errors
 
-    async def _new_thermal(self, errors: list[str]) -> ThermalSnapshot:
-        assert self.discovery.thermal_subsystem is not None
-        subsystem = self.doc(await self.get(self.discovery.thermal_subsystem), "ThermalSubsystem", errors)
+    async def _new_thermal(self, d: ChassisPaths, errors: list[str]) -> ThermalSnapshot:
+        assert d.thermal_subsystem is not None
+        subsystem = self.doc(await self.get(d.thermal_subsystem), "ThermalSubsystem", errors)
         snap = ThermalSnapshot()
         metrics_link = subsystem.text("ThermalMetrics", "@odata.id")
         fans_link = subsystem.text("Fans", "@odata.id")
@@ -272,7 +287,7 @@ class ProbeContext:
         elif metrics_doc is not None:
             new_thermal_metrics(self.doc(metrics_doc, "ThermalMetrics", errors), snap)
         try:
-            sensors = await self._sensor_temperatures(errors)
+            sensors = await self._sensor_temperatures(d, errors)
         except RedfishError as exc:
             errors.append(str(exc))
             sensors = []
@@ -312,7 +327,7 @@ class ProbeContext:
             errors.append(str(exc))
             return []
 
-    async def _sensor_temperatures(self, errors: list[str]) -> list[Temperature]:
+    async def _sensor_temperatures(self, d: ChassisPaths, errors: list[str]) -> list[Temperature]:
         """Every temperature Sensor of the chassis, with its Name and PhysicalContext.
 
         ThermalMetrics may carry summary readings only (intake, exhaust) and no CPU or DIMM
@@ -320,10 +335,10 @@ class ProbeContext:
         Thermal shows them, so both schemas give the same sensors.  Expanded, it is one
         request; otherwise every member is read once per discovery and from then on only the
         temperature sensors (at most ``max_members``)."""
-        collection = self.discovery.sensors
+        collection = d.sensors
         if not collection:
             return []
-        known = self.target.temperature_sensors
+        known = self.target.temperature_sensors.get(d.path)
         if known is not None and not (self.discovery.expand_levels and not self.target.expand_refused):
             fetched = await asyncio.gather(*(self.leaf(uri) for uri in known), return_exceptions=True)
             docs = [doc for doc in fetched if isinstance(doc, dict)]
@@ -335,7 +350,7 @@ class ProbeContext:
             temperature = sensor_temperature(self.doc(doc, f"Sensors[{i}]", errors))
             if temperature is not None:
                 temperatures.append(temperature)
-        self.target.temperature_sensors = [t.source for t in temperatures if t.source]
+        self.target.temperature_sensors[d.path] = [t.source for t in temperatures if t.source]
         return temperatures
 
 
@@ -347,17 +362,57 @@ def _partial(snapshot: T, errors: list[str]) -> T | Partial[T]:
     return Partial(snapshot, errors) if errors else snapshot
 
 
-class PowerCollector(Collector[PowerSnapshot]):
-    """Node power by the documented precedence, the limit and whether it is enforced, budgets."""
+#: One part of each chassis that has it: (the chassis' label, the chassis, what was read).
+Each = list[tuple[str, ChassisPaths, T]]
+
+
+async def each_chassis(
+    ctx: ProbeContext, read: Callable[[ChassisPaths], Awaitable[tuple[T, list[str]]]]
+) -> Each[T] | Partial[Each[T]]:
+    """``read`` of every discovered chassis, concurrently; one failing keeps the others.
+
+    A chassis without the resource (``NoData``) is skipped; the collector has no data only when
+    none has it.  With several chassis each error names the chassis by its Id."""
+    chassis = ctx.discovery.chassis
+    results = await asyncio.gather(*(read(c) for c in chassis), return_exceptions=True)
+    out: Each[T] = []
+    errors: list[str] = []
+    failures: list[str] = []
+    absent = "no chassis has it"
+    for c, result in zip(chassis, results, strict=True):
+        label = ctx.chassis_label(c)
+        named = f"chassis {label}: " if len(chassis) > 1 else ""
+        if isinstance(result, NoData):
+            absent = str(result)
+        elif isinstance(result, CollectorError):
+            failures.append(named + str(result))
+        elif isinstance(result, BaseException):
+            raise result
+        else:
+            snapshot, found = result
+            out.append((label, c, snapshot))
+            errors += [named + e for e in found]
+    if not out and failures:
+        raise CollectorError("; ".join(failures))
+    if not out:
+        raise NoData(absent)
+    return _partial(out, errors + failures)
+
+
+class PowerCollector(Collector[Each[PowerSnapshot]]):
+    """Node power by the documented precedence, the limit and whether it is enforced, budgets;
+    per chassis, an enclosure's power under its own names (it includes its blades')."""
 
     name = "power"
 
     def __init__(self, ctx: ProbeContext) -> None:
         self.ctx = ctx
 
-    async def fetch(self, deadline: Deadline) -> PowerSnapshot | Partial[PowerSnapshot]:
+    async def fetch(self, deadline: Deadline) -> Each[PowerSnapshot] | Partial[Each[PowerSnapshot]]:
+        return await each_chassis(self.ctx, self._chassis)
+
+    async def _chassis(self, d: ChassisPaths) -> tuple[PowerSnapshot, list[str]]:
         ctx = self.ctx
-        d = ctx.discovery
         snap = PowerSnapshot()
         errors: list[str] = []
         new = ctx.use_new(d.environment_metrics)
@@ -370,22 +425,26 @@ class PowerCollector(Collector[PowerSnapshot]):
         if ctx.use_legacy(d.power) and (snap.watts is None or not new):
             assert d.power is not None
             await self._read(d.power, "Power", errors, _legacy, snap)
-        if snap.watts is None and d.reports:
-            await self._telemetry(d.reports, snap, errors)
+        reports = ctx.discovery.reports
+        if snap.watts is None and reports and ctx.discovery.main_chassis() is d:
+            # SystemInputPower is the BMC's one figure: the one system's chassis', nobody's on a
+            # BMC of several systems.
+            await self._telemetry(reports, snap, errors)
         if snap.watts is None and ctx.use_new(d.power_subsystem) and not (new or ctx.use_legacy(d.power)):
-            await self._psu_sum(snap, errors)
-        if snap.limit_watts is not None:
-            await self._read(d.system, "System", errors, dell_power_cap, snap)
+            await self._psu_sum(d, snap, errors)
+        system = ctx.discovery.system_of(d)
+        if snap.limit_watts is not None and system is not None:
+            await self._read(system.path, "System", errors, dell_power_cap, snap)
         if snap.watts is None:
-            if not errors and not (d.environment_metrics or d.power or d.power_subsystem):
+            if not errors and not d.powered():
                 raise NoData("the chassis links neither EnvironmentMetrics, PowerSubsystem nor Power")
             missing = "no node power reading: " + ("; ".join(errors) or "no source has a value")
             if not snap.has_readings():
                 raise CollectorError(missing)
             errors = [missing]  # what else was read (limit, capacity, energy) is still exported
         if snap.energy_joules is not None:
-            snap.energy_joules = ctx.target.energy.update("node", snap.energy_joules)
-        return _partial(snap, errors)
+            snap.energy_joules = ctx.target.energy.update(f"{d.path} node", snap.energy_joules)
+        return snap, errors
 
     async def _read(
         self,
@@ -413,7 +472,7 @@ class PowerCollector(Collector[PowerSnapshot]):
         if watts:
             snap.watts, snap.source = watts[0], "telemetry"
 
-    async def _psu_sum(self, snap: PowerSnapshot, errors: list[str]) -> None:
+    async def _psu_sum(self, d: ChassisPaths, snap: PowerSnapshot, errors: list[str]) -> None:
         """The last resort: the sum of the supplies' metered input, for a chassis that links
         PowerSubsystem but neither EnvironmentMetrics nor Power (a failing reading of those is
         an error, not a reason to switch sources).
@@ -421,7 +480,7 @@ class PowerCollector(Collector[PowerSnapshot]):
         Only from PSU Metrics readings, never legacy ``PowerInputWatts``, which some firmware
         fills with the rating; only when every supply present has a reading."""
         try:
-            psus, _errors = await self.ctx.psus()  # the PSU collector reports their errors
+            psus, _redundancy, _errors = await self.ctx.psus(d)  # the PSU collector reports their errors
         except (RedfishError, NoData) as exc:
             errors.append(str(exc))
             return
@@ -429,43 +488,41 @@ class PowerCollector(Collector[PowerSnapshot]):
         if inputs and all(w is not None for w in inputs):
             snap.watts, snap.source = sum(w for w in inputs if w is not None), "psu_input_sum"
 
-    def render(self, snapshot: PowerSnapshot) -> Iterable[Metric]:
-        if snapshot.watts is not None:
-            power = POWER.family()
-            power.add_metric([], snapshot.watts)
-            source = POWER_SOURCE.family()
-            source.add_metric([snapshot.source], 1.0)
-            yield power
-            yield source
-        if snapshot.stats:
-            stats = POWER_INTERVAL.family()
-            for stat, value in snapshot.stats.items():
-                stats.add_metric([stat], value)
-            yield stats
-        if snapshot.budget:
-            budget = POWER_BUDGET.family()
-            for kind, value in snapshot.budget.items():
-                budget.add_metric([kind], value)
-            yield budget
-        enforced = None if snapshot.limit_watts is None else float(snapshot.enforced_limit() is not None)
-        scalars: list[tuple[MetricSpec, float | None]] = [
-            (POWER_INTERVAL_SECONDS, snapshot.interval_seconds),
-            (POWER_LIMIT, snapshot.enforced_limit()),
-            (POWER_LIMIT_CONFIGURED, snapshot.limit_watts),
-            (POWER_LIMIT_ENFORCED, enforced),
-            (POWER_CAPACITY, snapshot.capacity_watts),
-            (ENERGY, snapshot.energy_joules),
-        ]
-        for spec, reading in scalars:
-            if reading is not None:
-                family = spec.family()
-                family.add_metric([], reading)
-                yield family
-        if snapshot.voltages:
-            volts = VOLTAGE.family()
-            for sensor, value in _unique(snapshot.voltages, lambda v: v[0]):
-                volts.add_metric([sensor], value)
-            yield volts
+    def render(self, snapshot: Each[PowerSnapshot]) -> Iterable[Metric]:
+        power, source = POWER.family(), POWER_SOURCE.family()
+        enclosure, enclosure_energy = ENCLOSURE_POWER.family(), ENCLOSURE_ENERGY.family()
+        stats, budget, volts = POWER_INTERVAL.family(), POWER_BUDGET.family(), VOLTAGE.family()
+        scalars = {
+            spec: spec.family() for spec in (POWER_INTERVAL_SECONDS, POWER_LIMIT, POWER_LIMIT_CONFIGURED)
+        }
+        scalars.update({spec: spec.family() for spec in (POWER_LIMIT_ENFORCED, POWER_CAPACITY, ENERGY)})
+        for chassis, c, snap in _unique(snapshot, lambda each: each[0]):
+            if snap.watts is not None:
+                (enclosure if c.enclosure else power).add_metric([chassis], snap.watts)
+                source.add_metric([chassis, snap.source], 1.0)
+            for stat, value in snap.stats.items():
+                stats.add_metric([chassis, stat], value)
+            for kind, value in snap.budget.items():
+                budget.add_metric([chassis, kind], value)
+            enforced = None if snap.limit_watts is None else float(snap.enforced_limit() is not None)
+            readings: list[tuple[MetricSpec, float | None]] = [
+                (POWER_INTERVAL_SECONDS, snap.interval_seconds),
+                (POWER_LIMIT, snap.enforced_limit()),
+                (POWER_LIMIT_CONFIGURED, snap.limit_watts),
+                (POWER_LIMIT_ENFORCED, enforced),
+                (POWER_CAPACITY, snap.capacity_watts),
+            ]
+            for spec, reading in readings:
+                if reading is not None:
+                    scalars[spec].add_metric([chassis], reading)
+            if snap.energy_joules is not None:
+                (enclosure_energy if c.enclosure else scalars[ENERGY]).add_metric(
+                    [chassis], snap.energy_joules
+                )
+            for sensor, value in _unique(snap.voltages, lambda v: v[0]):
+                volts.add_metric([chassis, sensor], value)
+        families = [power, source, enclosure, stats, budget, *scalars.values(), enclosure_energy, volts]
+        return [family for family in families if family.samples]
 
 
 def _capacity(doc: Doc, snap: PowerSnapshot) -> None:
@@ -484,7 +541,7 @@ def _legacy(doc: Doc, snap: PowerSnapshot) -> None:
     snap.voltages = voltages(doc)
 
 
-PSUSnapshot = tuple[list[PSU], list[Redundancy]]
+PSUSnapshot = Each[tuple[list[PSU], list[Redundancy]]]
 
 
 class PSUCollector(Collector[PSUSnapshot]):
@@ -494,16 +551,25 @@ class PSUCollector(Collector[PSUSnapshot]):
         self.ctx = ctx
 
     async def fetch(self, deadline: Deadline) -> PSUSnapshot | Partial[PSUSnapshot]:
-        psus, errors = await self.ctx.psus()
-        return _partial((psus, self.ctx.redundancy), errors)
+        async def read(d: ChassisPaths) -> tuple[tuple[list[PSU], list[Redundancy]], list[str]]:
+            psus, redundancy, errors = await self.ctx.psus(d)
+            return (psus, redundancy), errors
+
+        return await each_chassis(self.ctx, read)
 
     def render(self, snapshot: PSUSnapshot) -> Iterable[Metric]:
-        psus, groups = snapshot
-        if groups:
-            redundancy = PSU_REDUNDANCY.family()
-            for group in _unique(groups, lambda g: g.group):
-                redundancy.add_metric([group.group, group.mode], float(group.redundant))
-            yield redundancy
+        redundancy = PSU_REDUNDANCY.family()
+        for chassis, group in _unique(
+            ((chassis, g) for chassis, _c, (_p, groups) in snapshot for g in groups),
+            lambda g: (g[0], g[1].group),
+        ):
+            redundancy.add_metric([chassis, group.group, group.mode], float(group.redundant))
+        families = [redundancy]
+        psus = list(
+            _unique(
+                ((chassis, p) for chassis, _c, (ps, _g) in snapshot for p in ps), lambda p: (p[0], p[1].id)
+            )
+        )
         fields = (
             (PSU_INPUT, "input_watts"),
             (PSU_OUTPUT, "output_watts"),
@@ -515,49 +581,46 @@ class PSUCollector(Collector[PSUSnapshot]):
         )
         for spec, attr in fields:
             family = spec.family()
-            for psu in psus:
+            for chassis, psu in psus:
                 value = getattr(psu, attr)
                 if value is not None:
-                    family.add_metric([psu.id], value)
-            if family.samples:
-                yield family
+                    family.add_metric([chassis, psu.id], value)
+            families.append(family)
+        return [family for family in families if family.samples]
 
 
-class ThermalCollector(Collector[ThermalSnapshot]):
+class ThermalCollector(Collector[Each[ThermalSnapshot]]):
     name = "thermal"
 
     def __init__(self, ctx: ProbeContext) -> None:
         self.ctx = ctx
 
-    async def fetch(self, deadline: Deadline) -> ThermalSnapshot | Partial[ThermalSnapshot]:
-        snap, errors = await self.ctx.thermal()
-        return _partial(snap, errors)
+    async def fetch(self, deadline: Deadline) -> Each[ThermalSnapshot] | Partial[Each[ThermalSnapshot]]:
+        return await each_chassis(self.ctx, self.ctx.thermal)
 
-    def render(self, snapshot: ThermalSnapshot) -> Iterable[Metric]:
-        temps = TEMPERATURE.family()
-        for t in _unique(snapshot.temperatures, lambda t: (t.sensor, t.context)):
-            temps.add_metric([t.sensor, t.context], t.celsius)
-        summary = TEMPERATURE_SUMMARY.family()
-        for context, value in snapshot.summary.items():
-            summary.add_metric([context], value)
-        rpm = FAN_RPM.family()
-        ratio = FAN_RATIO.family()
-        for fan in _unique(snapshot.fans, lambda f: f.id):
-            if fan.rpm is not None:
-                rpm.add_metric([fan.id], fan.rpm)
-            if fan.ratio is not None:
-                ratio.add_metric([fan.id], fan.ratio)
-        families = [temps, summary, rpm, ratio]
-        if snapshot.leaks:
-            leaks = LEAK.family()
-            for name, leaking in _unique(snapshot.leaks, lambda leak: leak[0]):
-                leaks.add_metric([name], float(leaking))
-            families.append(leaks)
-        if snapshot.chassis_celsius is not None:
-            chassis = CHASSIS_TEMPERATURE.family()
-            chassis.add_metric([], snapshot.chassis_celsius)
-            families.append(chassis)
-        return families
+    def render(self, snapshot: Each[ThermalSnapshot]) -> Iterable[Metric]:
+        temps, summary, chassis_temps = (
+            TEMPERATURE.family(),
+            TEMPERATURE_SUMMARY.family(),
+            CHASSIS_TEMPERATURE.family(),
+        )
+        rpm, ratio, leaks = FAN_RPM.family(), FAN_RATIO.family(), LEAK.family()
+        for chassis, _c, snap in _unique(snapshot, lambda each: each[0]):
+            for t in _unique(snap.temperatures, lambda t: (t.sensor, t.context)):
+                temps.add_metric([chassis, t.sensor, t.context], t.celsius)
+            for context, value in snap.summary.items():
+                summary.add_metric([chassis, context], value)
+            for fan in _unique(snap.fans, lambda f: f.id):
+                if fan.rpm is not None:
+                    rpm.add_metric([chassis, fan.id], fan.rpm)
+                if fan.ratio is not None:
+                    ratio.add_metric([chassis, fan.id], fan.ratio)
+            for name, leaking in _unique(snap.leaks, lambda leak: leak[0]):
+                leaks.add_metric([chassis, name], float(leaking))
+            if snap.chassis_celsius is not None:
+                chassis_temps.add_metric([chassis], snap.chassis_celsius)
+        # The four families every thermal probe shows, even empty; the others where read.
+        return [temps, summary, rpm, ratio] + [f for f in (leaks, chassis_temps) if f.samples]
 
 
 def _unique(items: Iterable[T], key: Callable[[T], Any]) -> Iterator[T]:
@@ -570,7 +633,12 @@ def _unique(items: Iterable[T], key: Callable[[T], Any]) -> Iterator[T]:
             yield item
 
 
-HealthSnapshot = list[tuple[str, str | None]]
+#: (resource, system label, chassis label, health): one of the two labels is empty.
+HealthSnapshot = list[tuple[str, str, str, str | None]]
+
+
+def _health(doc: Doc) -> str | None:
+    return doc.text("Status", "HealthRollup") or doc.text("Status", "Health")
 
 
 class HealthCollector(Collector[HealthSnapshot]):
@@ -584,57 +652,111 @@ class HealthCollector(Collector[HealthSnapshot]):
         d = ctx.discovery
         errors: list[str] = []
         out: HealthSnapshot = []
-        for resource, path in (("system", d.system), ("chassis", d.chassis)):
-            try:
-                doc = ctx.doc(await ctx.get(path), resource, errors)
-                out.append((resource, doc.text("Status", "HealthRollup") or doc.text("Status", "Health")))
-            except RedfishError as exc:
-                errors.append(str(exc))
-        parts: list[Awaitable[Any]] = [ctx.psus(), ctx.thermal()]
-        psus, thermal = await asyncio.gather(*parts, return_exceptions=True)
-        if isinstance(psus, tuple):
-            out += [(f"psu/{p.id}", p.health) for p in psus[0]]
-        elif not isinstance(psus, NoData):
-            errors.append(f"PSUs: {psus}")
-        if isinstance(thermal, tuple):
-            fans: list[Fan] = thermal[0].fans
-            out += [(f"fan/{f.id}", f.health) for f in fans]
-        elif not isinstance(thermal, NoData):
-            errors.append(f"fans: {thermal}")
+        resources = [("system", ctx.system_label(s), "", s.path) for s in d.systems]
+        resources += [("chassis", "", ctx.chassis_label(c), c.path) for c in d.chassis]
+        docs = await asyncio.gather(*(ctx.get(r[3]) for r in resources), return_exceptions=True)
+        for (resource, system, chassis, _path), doc in zip(resources, docs, strict=True):
+            if isinstance(doc, RedfishError):
+                errors.append(str(doc))
+            elif isinstance(doc, BaseException):
+                raise doc
+            else:
+                out.append((resource, system, chassis, _health(ctx.doc(doc, resource, errors))))
+        for c in d.chassis:
+            chassis = ctx.chassis_label(c)
+            named = f"chassis {chassis} " if len(d.chassis) > 1 else ""
+            parts: list[Awaitable[Any]] = [ctx.psus(c), ctx.thermal(c)]
+            psus, thermal = await asyncio.gather(*parts, return_exceptions=True)
+            if isinstance(psus, tuple):
+                out += [(f"psu/{p.id}", "", chassis, p.health) for p in psus[0]]
+            elif not isinstance(psus, NoData):
+                errors.append(f"{named}PSUs: {psus}")
+            if isinstance(thermal, tuple):
+                fans: list[Fan] = thermal[0].fans
+                out += [(f"fan/{f.id}", "", chassis, f.health) for f in fans]
+            elif not isinstance(thermal, NoData):
+                errors.append(f"{named}fans: {thermal}")
         if not out:
             raise CollectorError("; ".join(errors) or "no health reported")
         return _partial(out, errors)
 
     def render(self, snapshot: HealthSnapshot) -> Iterable[Metric]:
         family = HEALTH.family()
-        for resource, health in _unique(snapshot, lambda r: r[0]):
+        for resource, system, chassis, health in _unique(snapshot, lambda r: r[:3]):
             current = (health or "").lower()
             for state in HEALTH_STATES:
-                family.add_metric([resource, state], 1.0 if state == current else 0.0)
+                family.add_metric([resource, state, system, chassis], 1.0 if state == current else 0.0)
         yield family
 
 
-class SystemCollector(Collector[SystemSnapshot]):
+#: Each system's (label, identity), and each chassis' (label, system, contained_by, role).
+SystemsSnapshot = tuple[list[tuple[str, SystemSnapshot]], list[tuple[str, str, str, str]]]
+
+
+class SystemCollector(Collector[SystemsSnapshot]):
+    """Every system's identity and power state, and the chassis' place (from discovery)."""
+
     name = "system"
 
     def __init__(self, ctx: ProbeContext) -> None:
         self.ctx = ctx
 
-    async def fetch(self, deadline: Deadline) -> SystemSnapshot | Partial[SystemSnapshot]:
-        d = self.ctx.discovery
+    async def fetch(self, deadline: Deadline) -> SystemsSnapshot | Partial[SystemsSnapshot]:
+        ctx = self.ctx
+        d = ctx.discovery
         errors: list[str] = []
-        system = self.ctx.doc(await self.ctx.get(d.system), "System", errors)
-        snap = system_info(system, self.ctx.text(d.bmc_firmware), self.ctx.text(d.bmc_model))
-        return _partial(snap, errors)
+        firmware, model = ctx.text(d.bmc_firmware), ctx.text(d.bmc_model)
+        docs = await asyncio.gather(*(ctx.get(s.path) for s in d.systems), return_exceptions=True)
+        out: list[tuple[str, SystemSnapshot]] = []
+        for system, doc in zip(d.systems, docs, strict=True):
+            if isinstance(doc, RedfishError):
+                errors.append(str(doc))
+            elif isinstance(doc, BaseException):
+                raise doc
+            else:
+                out.append(
+                    (ctx.system_label(system), system_info(ctx.doc(doc, "System", errors), firmware, model))
+                )
+        if not out:
+            raise CollectorError("; ".join(errors))
+        return _partial((out, _chassis_places(ctx)), errors)
 
-    def render(self, snapshot: SystemSnapshot) -> Iterable[Metric]:
-        info = SYSTEM_INFO.family()
-        info.add_metric([snapshot.labels[label] for label in SYSTEM_INFO.labels], 1.0)
-        yield info
-        if snapshot.powered_on is not None:
-            on = POWERED_ON.family()
-            on.add_metric([], snapshot.powered_on)
-            yield on
+    def render(self, snapshot: SystemsSnapshot) -> Iterable[Metric]:
+        systems, places = snapshot
+        info, on, chassis = SYSTEM_INFO.family(), POWERED_ON.family(), CHASSIS_INFO.family()
+        for system, snap in _unique(systems, lambda s: s[0]):
+            info.add_metric([system] + [snap.labels[label] for label in SYSTEM_INFO.labels[1:]], 1.0)
+            if snap.powered_on is not None:
+                on.add_metric([system], snap.powered_on)
+        for labels in _unique(places, lambda c: c[:2]):
+            chassis.add_metric(list(labels), 1.0)
+        return [f for f in (info, on, chassis) if f.samples]
+
+
+def _chassis_places(ctx: ProbeContext) -> list[tuple[str, str, str, str]]:
+    """(chassis, system it powers, chassis that holds it, role) of every chassis: one row per
+    system it links, one with no system where it links none (an enclosure, a storage bay)."""
+    d = ctx.discovery
+    labels = {_key(c.path): ctx.chassis_label(c) for c in d.chassis}
+    places = []
+    for c in d.chassis:
+        powered = [ctx.system_label(s) for s in d.systems if _links_to(c, s)]
+        if not powered and len(d.systems) == 1:
+            powered = [ctx.system_label(d.systems[0])]
+        holder = labels.get(_key(c.contained_by or ""), "")
+        role = "enclosure" if c.enclosure else "node"
+        places += [(labels[_key(c.path)], system, holder, role) for system in powered or [""]]
+    return places
+
+
+def _key(path: str) -> str:
+    return path.rstrip("/")
+
+
+def _links_to(chassis: ChassisPaths, system: SystemPaths) -> bool:
+    return _key(system.path) in {_key(p) for p in chassis.systems} or _key(chassis.path) in {
+        _key(p) for p in system.chassis
+    }
 
 
 TelemetrySnapshot = list[tuple[str, str, str, float]]
@@ -694,14 +816,17 @@ class EventLogCollector(Collector[list[LogSnapshot]]):
         ctx = self.ctx
         errors: list[str] = []
         logs: list[LogSnapshot] = []
-        owners = [("system", ctx.discovery.system), ("manager", ctx.discovery.manager)]
-        for owner, path in owners:
+        owners: list[tuple[str, str, str | None]] = [
+            ("system", ctx.system_label(s), s.path) for s in ctx.discovery.systems
+        ]
+        owners.append(("manager", "", ctx.discovery.manager))
+        for owner, system, path in owners:
             if path is None:
                 continue
             try:
                 services = _link_of(await ctx.get(path), "LogServices")
                 for service in await ctx.members(services, errors) if services else []:
-                    logs += await self._log(owner, service, errors)
+                    logs += await self._log(owner, system, service, errors)
             except RedfishError as exc:
                 errors.append(str(exc))
         if not logs and not errors:
@@ -710,7 +835,9 @@ class EventLogCollector(Collector[list[LogSnapshot]]):
             raise CollectorError("; ".join(errors))
         return _partial(logs, errors)
 
-    async def _log(self, owner: str, service: dict[str, Any], errors: list[str]) -> list[LogSnapshot]:
+    async def _log(
+        self, owner: str, system: str, service: dict[str, Any], errors: list[str]
+    ) -> list[LogSnapshot]:
         doc = self.ctx.doc(service, "LogService", errors)
         entries = _link_of(service, "Entries")
         if entries is None or doc.text("Status", "State") in ("Disabled", "Absent"):
@@ -722,16 +849,18 @@ class EventLogCollector(Collector[list[LogSnapshot]]):
         members = page.get("Members")
         if isinstance(members, list) and len(members) > self.ctx.module.max_members:
             page = {**page, "Members": members[: self.ctx.module.max_members]}
-        return [log_entries(self.ctx.doc(page, f"{name} Entries", errors), name)]
+        snap = log_entries(self.ctx.doc(page, f"{name} Entries", errors), name)
+        snap.system = system
+        return [snap]
 
     def render(self, snapshot: list[LogSnapshot]) -> Iterable[Metric]:
         entries, read, newest = LOG_ENTRIES.family(), LOG_ENTRIES_READ.family(), LOG_NEWEST.family()
-        for log in _unique(snapshot, lambda s: s.log):
-            entries.add_metric([log.log], float(log.entries))
+        for log in _unique(snapshot, lambda s: (s.system, s.log)):
+            entries.add_metric([log.system, log.log], float(log.entries))
             for severity, count in log.by_severity.items():
-                read.add_metric([log.log, severity], float(count))
+                read.add_metric([log.system, log.log, severity], float(count))
             for severity, stamp in log.newest.items():
-                newest.add_metric([log.log, severity], stamp)
+                newest.add_metric([log.system, log.log, severity], stamp)
         return [entries, read, newest]
 
 

@@ -35,6 +35,10 @@ class Module:
     discovery_ttl: float = 3600.0
     #: Members read from one collection at most (PSUs, fans); the rest are dropped and counted.
     max_members: int = 256
+    #: Computer systems and chassis read from one BMC at most (a blade enclosure lists one per
+    #: blade); the rest are dropped, counted and logged once.
+    max_systems: int = 16
+    max_chassis: int = 16
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,12 @@ MODULE_SCHEMA = strict_object(
         "discovery_ttl": _default({"type": "number", "minimum": 0}, DEFAULT_MODULE.discovery_ttl),
         "max_members": _default(
             {"type": "integer", "minimum": 1, "maximum": 65536}, DEFAULT_MODULE.max_members
+        ),
+        "max_systems": _default(
+            {"type": "integer", "minimum": 1, "maximum": 1024}, DEFAULT_MODULE.max_systems
+        ),
+        "max_chassis": _default(
+            {"type": "integer", "minimum": 1, "maximum": 1024}, DEFAULT_MODULE.max_chassis
         ),
     }
 )

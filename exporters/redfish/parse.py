@@ -542,6 +542,7 @@ class LogSnapshot:
     entries: int = 0  # all entries, from Members@odata.count where given
     by_severity: dict[str, int] = field(default_factory=dict)  # of the entries read
     newest: dict[str, float] = field(default_factory=dict)  # severity → newest Created (Unix s)
+    system: str = ""  # the system's label for a system's log, empty for the manager's
 
 
 def log_entries(doc: Doc, log: str) -> LogSnapshot:

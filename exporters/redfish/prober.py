@@ -17,6 +17,7 @@ from .client import RedfishClient
 from .collectors import COLLECTORS, ProbeContext
 from .config import RedfishConfig
 from .metrics import (
+    DISCOVERY_DROPPED,
     LINKS_REFUSED,
     LOGIN_BACKOFF,
     LOGIN_FAILURES,
@@ -76,7 +77,10 @@ class RedfishProber(Prober):
         failures.add_metric(["other"], stats["login_failed"])
         backoff = LOGIN_BACKOFF.family()
         backoff.add_metric([], float(self.client.backing_off()))
-        yield from (sessions, created, failures, backoff)
+        dropped = DISCOVERY_DROPPED.family()
+        for kind in ("systems", "chassis"):
+            dropped.add_metric([kind], stats[f"{kind}_dropped"])
+        yield from (sessions, created, failures, backoff, dropped)
         for spec, stat in (
             (LOGINS_DEFERRED, "logins_deferred"),
             (LINKS_REFUSED, "links_refused"),

@@ -103,8 +103,9 @@ def _node(c: RulesConfig) -> list[Alert]:
         ),
         Alert(
             "PowerplaneNodePowerAboveLimit",
-            "powerplane_redfish_power_watts\n> on (instance) group_left ()\n"
-            "  (max by (instance) (powerplane_redfish_power_limit_watts) > 0)",
+            # Each chassis against its own cap (a blade's, not its enclosure's).
+            "powerplane_redfish_power_watts\n> on (instance, chassis) group_left ()\n"
+            "  (max by (instance, chassis) (powerplane_redfish_power_limit_watts) > 0)",
             "10m",
             "warning",
             "{{ $labels.node }} draws more than its BMC's enforced power cap",
@@ -115,8 +116,8 @@ def _node(c: RulesConfig) -> list[Alert]:
             # A BMC still answering but without node power (firmware update, a chassis that lost
             # its power resource): the probe is up, so no target-down alert says it.
             "PowerplaneBmcPowerReadingLost",
-            "max by (instance, node) (max_over_time(powerplane_redfish_power_watts[1d]))\n"
-            "unless on (instance) powerplane_redfish_power_watts\n"
+            "max by (instance, node, chassis) (max_over_time(powerplane_redfish_power_watts[1d]))\n"
+            "unless on (instance, chassis) powerplane_redfish_power_watts\n"
             "and on (instance) powerplane_target_up == 1",
             "15m",
             "warning",

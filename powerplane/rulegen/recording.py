@@ -13,8 +13,11 @@ from .model import NODE_INFO, Family, Recording, sel
 
 _BEST = (
     # Precedence: the BMC measures the node's input; PDU outlets measure the same feed but may be
-    # shared or miswired; RAPL + GPU misses fans, disks, NICs and PSU losses.
-    'label_replace(max by (node) (powerplane_redfish_power_watts), "source", "bmc", "", "")\n'
+    # shared or miswired; RAPL + GPU misses fans, disks, NICs and PSU losses.  A BMC with several
+    # chassis (blades) reports node power per chassis: summed per scrape (an enclosure's own
+    # reading is another metric), then the max over replicas scraping the same BMC.
+    "label_replace(\n  max by (node) (sum without (chassis) (powerplane_redfish_power_watts)),\n"
+    '  "source", "bmc", "", ""\n)\n'
     "or\nlabel_replace(\n"
     "  node:powerplane_pdu_power_watts:sum unless on (node) powerplane_redfish_power_watts,\n"
     '  "source", "pdu", "", ""\n)\n'

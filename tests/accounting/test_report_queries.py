@@ -38,7 +38,7 @@ def test_queries_of_absent_metrics_are_not_asked_and_the_guard_only_where_a_coun
     asked = {name for name, expr in nodes.counters.items() if expr}
     assert asked == {"gpu"}
     # The BMC has only a gauge: integrated without the `unless` of a counter nobody has.
-    bmc = "max by (node) (avg_over_time(powerplane_redfish_power_watts[60s])) * 60"
+    bmc = "max by (node) (sum without (chassis) (avg_over_time(powerplane_redfish_power_watts[60s]))) * 60"
     assert nodes.integrated["bmc"] == bmc
     # The GPU has both: its gauge is read only where its counter is missing.
     assert "unless on (node)" in nodes.integrated["gpu"]

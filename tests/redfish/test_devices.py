@@ -328,8 +328,8 @@ async def test_new_schema_values(start: Start) -> None:
     assert value(samples, "powerplane_redfish_leak_detected", detector="Moisture-type Leak Detector") == 0.0
     assert value(samples, "powerplane_redfish_fan_speed_rpm", fan="BaseBoard System Fan") == 2100.0
     # Bay2's Metrics link dangles: that PSU has no readings, and the collector still succeeds.
-    assert ("psu", "Bay2") in {k[0] for k in samples["powerplane_redfish_psu_capacity_watts"]}
-    assert ("psu", "Bay2") not in {k[0] for k in samples["powerplane_redfish_psu_input_watts"]}
+    assert "Bay2" in {dict(k)["psu"] for k in samples["powerplane_redfish_psu_capacity_watts"]}
+    assert "Bay2" not in {dict(k)["psu"] for k in samples["powerplane_redfish_psu_input_watts"]}
     assert success(samples, "psu") == 1.0
     # Telemetry without MetricId: short names; no ThermalSensor report here (404), not a failure.
     assert (

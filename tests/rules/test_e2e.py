@@ -401,7 +401,7 @@ def check_selectors(prom: procs.Prometheus, psus: int, fans: int) -> None:
     assert (
         count(
             "powerplane_redfish_power_watts"
-            " * on (instance) group_left () powerplane_redfish_power_limit_watts"
+            " * on (instance, chassis) group_left () powerplane_redfish_power_limit_watts"
         )
         == 1
     )
