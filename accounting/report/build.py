@@ -390,11 +390,12 @@ def _continues(last: AlertEpisode, labels: Mapping[str, str], start: float) -> b
 async def build(client: PrometheusClient, options: Options) -> Report:
     """Run every query of the report and compute its rows."""
     window = options.window
-    inventory = await load_inventory(client, window)
-    prices, carbon = await asyncio.gather(
-        load_market(client, window, q.PRICE), load_market(client, window, q.CARBON)
+    inventory, prices, carbon, present = await asyncio.gather(
+        load_inventory(client, window),
+        load_market(client, window, q.PRICE),
+        load_market(client, window, q.CARBON),
+        metric_names(client, window),
     )
-    builder = Builder(client, options, inventory, await metric_names(client, window))
-    await builder.run()
-    episodes, more = await builder.alerts()
+    builder = Builder(client, options, inventory, present)
+    (episodes, more), _ = await asyncio.gather(builder.alerts(), builder.run())
     return assemble(builder, prices, carbon, episodes, more, time.time(), public_url(client.base))
