@@ -8,7 +8,7 @@
    Prometheus; its wall time and peak RSS are printed.  The anchor is fetching the one query no
    report can avoid (every node's energy per step over the month, through the same chunked client,
    as many chunks at a time as the report asks) and decoding it, nothing else; the same fetched one
-   chunk at a time is printed too (``anchor_serial_s``).
+   chunk at a time is printed too (``anchor_serial_s``, run first: it also warms the server).
 2. Measure: ``powerplane measure --interval 0.1s -- sleep SECONDS`` on the lab's two-socket
    powercap tree and ``--gpus`` fake-NVML GPUs; the sampling thread's CPU time over the run's
    duration is its overhead in % of one core (the process's start-up is printed apart).
@@ -197,9 +197,11 @@ def main() -> None:
             backfill_s, written = float(made["seconds"]), int(made["bytes"])
         print(f"  backfill: {backfill_s:.0f} s for {written / 1e9:.1f} GB of OpenMetrics text")
         with BackfilledPrometheus(work / "prom", tsdb) as prom:
+            # The serial anchor first: it pays for the freshly started server's first reads, so the
+            # report and the anchor it is divided by both find it warm.
+            serial_s = asyncio.run(anchor(prom.url, args.days, args.nodes, 1))
             report_s, rss, report_cpu = run_report(prom.url, args.days, work / "bench.xlsx")
             anchor_s = asyncio.run(anchor(prom.url, args.days, args.nodes, CHUNKS_AHEAD))
-            serial_s = asyncio.run(anchor(prom.url, args.days, args.nodes, 1))
         print(
             f"report: {report_s:.1f} s wall, {report_cpu:.1f} s CPU, peak RSS {rss:.0f} MiB;"
             f" anchor (fetch + decode, {CHUNKS_AHEAD} chunks at a time): {anchor_s:.1f} s;"
