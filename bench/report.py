@@ -6,15 +6,18 @@
    (the text is streamed to a file of one day, never held; the backfill time is printed too).
    ``powerplane report --by cluster --by rack --by node`` runs as its own process against the real
    Prometheus; its wall time and peak RSS are printed.  The anchor is fetching the one query no
-   report can avoid (every node's energy per step over the month, through the same chunked client)
-   and decoding it, nothing else.
+   report can avoid (every node's energy per step over the month, through the same chunked client,
+   as many chunks at a time as the report asks) and decoding it, nothing else; the same fetched one
+   chunk at a time is printed too (``anchor_serial_s``, run first: it also warms the server).
 2. Measure: ``powerplane measure --interval 0.1s -- sleep SECONDS`` on the lab's two-socket
    powercap tree and ``--gpus`` fake-NVML GPUs; the sampling thread's CPU time over the run's
    duration is its overhead in % of one core (the process's start-up is printed apart).
 3. XLSX: XlsxWriter (constant memory) against openpyxl's write-only mode, the same five sheets.
 
-Last line: ``RESULT report_s=... report_cpu_s=... report_rss_mib=... anchor_s=... report_over_anchor=...
-backfill_s=... measure_overhead_pct_core=... xlsxwriter_cpu_s=... openpyxl_cpu_s=...``.
+Last line: ``RESULT report_s=... report_cpu_s=... report_rss_mib=... report_prometheus_cpu_s=...
+anchor_s=... anchor_cpu_s=... anchor_prometheus_cpu_s=... anchor_serial_s=... report_over_anchor=...
+report_over_anchor_cpu=... backfill_s=... measure_overhead_pct_core=... xlsxwriter_cpu_s=...
+openpyxl_cpu_s=... load=...`` (load: the 1-minute load average at the end).
 Not a test: on a shared machine label the figures as taken under load.
 """
 
@@ -35,8 +38,8 @@ from pathlib import Path
 
 import h5py
 
-from powerplane.accounting.prometheus import ClientSettings, PrometheusClient
-from powerplane.accounting.report.build import BYTES_PER_POINT
+from powerplane.accounting.prometheus import ClientSettings, PrometheusClient, chunk_bounds
+from powerplane.accounting.report.build import BYTES_PER_POINT, CHUNKS_AHEAD, prefetched
 from powerplane.lab.fakenvml import FakeGpu, FakeNvml
 from powerplane.lab.powercap import PowercapLab, intel_server
 from powerplane.lab.tsdb import BackfilledPrometheus, backfill
@@ -76,6 +79,12 @@ def fill(tsdb: Path, days: int, nodes: int, interval: int, racks: int) -> tuple[
     return time.monotonic() - began, written
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a running process (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_report(url: str, days: int, out: Path) -> tuple[float, float, float]:
     """Wall seconds, peak RSS (MiB) and CPU seconds of the report process (Prometheus apart)."""
     argv = [POWERPLANE, "report", "--prometheus", url, "--from", str(D0), "--to", str(D0 + days * DAY)]
@@ -93,16 +102,18 @@ def run_report(url: str, days: int, out: Path) -> tuple[float, float, float]:
     return wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
-async def anchor(url: str, days: int, nodes: int) -> float:
+async def anchor(url: str, days: int, nodes: int, ahead: int) -> tuple[float, float]:
+    """Wall and CPU seconds to fetch and decode every node's energy per period, ``ahead`` chunks at a time."""
     expr = "sum by (node) (increase(powerplane_redfish_energy_joules_total[900s]))"
-    began = time.monotonic()
+    began, cpu = time.monotonic(), time.process_time()
     settings = ClientSettings(url=url)
     async with PrometheusClient(settings) as prom:
         # Chunks sized to the body cap as the report sizes them (none refused and asked again).
-        prom.chunk_points = max(1, settings.max_body_bytes // BYTES_PER_POINT // nodes)
-        async for _chunk in prom.range_chunks(expr, D0 + 900, D0 + days * DAY, 900):
+        points = max(1, settings.max_body_bytes // BYTES_PER_POINT // nodes)
+        bounds = chunk_bounds(D0 + 900, D0 + days * DAY, 900, points)
+        async for _bounds, _series in prefetched(bounds, lambda ab: prom.query_range(expr, *ab, 900), ahead):
             pass
-    return time.monotonic() - began
+    return time.monotonic() - began, time.process_time() - cpu
 
 
 def measure_overhead(work: Path, seconds: int, gpus: int) -> tuple[float, float]:
@@ -193,12 +204,26 @@ def main() -> None:
             backfill_s, written = float(made["seconds"]), int(made["bytes"])
         print(f"  backfill: {backfill_s:.0f} s for {written / 1e9:.1f} GB of OpenMetrics text")
         with BackfilledPrometheus(work / "prom", tsdb) as prom:
+            assert prom.process is not None
+            server = prom.process.pid
+            # The serial anchor first: it pays for the freshly started server's first reads, so the
+            # report and the anchor it is divided by both find it warm.
+            serial_s, _cpu = asyncio.run(anchor(prom.url, args.days, args.nodes, 1))
+            before = cpu_seconds(server)
             report_s, rss, report_cpu = run_report(prom.url, args.days, work / "bench.xlsx")
-            anchor_s = asyncio.run(anchor(prom.url, args.days, args.nodes))
+            report_server = cpu_seconds(server) - before
+            before = cpu_seconds(server)
+            anchor_s, anchor_cpu = asyncio.run(anchor(prom.url, args.days, args.nodes, CHUNKS_AHEAD))
+            anchor_server = cpu_seconds(server) - before
         print(
-            f"report: {report_s:.1f} s wall, {report_cpu:.1f} s CPU, peak RSS {rss:.0f} MiB;"
-            f" anchor (fetch + decode): {anchor_s:.1f} s"
+            f"report: {report_s:.1f} s wall, {report_cpu:.1f} s CPU, peak RSS {rss:.0f} MiB,"
+            f" Prometheus {report_server:.1f} s CPU;"
+            f" anchor (fetch + decode, {CHUNKS_AHEAD} chunks at a time): {anchor_s:.1f} s wall,"
+            f" {anchor_cpu:.1f} s CPU, Prometheus {anchor_server:.1f} s CPU;"
+            f" the same one chunk at a time: {serial_s:.1f} s"
         )
+        # CPU seconds (client and server) vary less with the machine's load than wall seconds do.
+        cpu_ratio = (report_cpu + report_server) / (anchor_cpu + anchor_server)
         overhead, process_cpu = measure_overhead(work, args.measure_seconds, args.gpus)
         print(f"measure at 10 Hz: sampling {overhead:.3f} % of one core")
         xw, op = xlsx_writers(args.xlsx_rows)
@@ -208,8 +233,10 @@ def main() -> None:
         )
     print(
         f"RESULT report_s={report_s:.1f} report_cpu_s={report_cpu:.1f} report_rss_mib={rss:.0f} "
-        f"anchor_s={anchor_s:.1f} "
-        f"report_over_anchor={report_s / anchor_s:.2f} backfill_s={backfill_s:.0f} "
+        f"report_prometheus_cpu_s={report_server:.1f} anchor_s={anchor_s:.1f} "
+        f"anchor_cpu_s={anchor_cpu:.1f} anchor_prometheus_cpu_s={anchor_server:.1f} "
+        f"anchor_serial_s={serial_s:.1f} report_over_anchor={report_s / anchor_s:.2f} "
+        f"report_over_anchor_cpu={cpu_ratio:.2f} backfill_s={backfill_s:.0f} "
         f"samples={args.days * DAY // args.interval * args.nodes} measure_overhead_pct_core={overhead:.3f} "
         f"measure_process_cpu_s={process_cpu:.2f} xlsxwriter_cpu_s={xw:.2f} openpyxl_cpu_s={op:.2f} "
         f"load={json.dumps(os.getloadavg()[0])}"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -21,6 +22,10 @@ from .model import AlertEpisode, Report
 from .rows import assemble
 
 T = TypeVar("T")
+K = TypeVar("K")
+V = TypeVar("V")
+#: One set's answers to one kind of query on one chunk: per query name, per entity, the steps.
+_Answers = dict[str, dict[Hashable, Matrix]]
 
 logger = logging.getLogger("powerplane.accounting.report")
 
@@ -33,6 +38,9 @@ BYTES_PER_POINT = 32
 MAX_ALERTS = 1000
 #: The implicit grouping of everything (the report's total).
 TOTAL = "(total)"
+#: Chunks of the range evaluated at once (their queries share the client's request limit): the
+#: next chunks are computed, on the server's other cores, while one is folded here.
+CHUNKS_AHEAD = 2
 #: Price and carbon are read this far back from each period's middle (inside the period).
 MARKET_LOOKBACK = "420s"
 
@@ -116,6 +124,35 @@ async def metric_names(client: PrometheusClient, window: Window) -> frozenset[st
     except QueryError as exc:
         logger.warning("asking every query: %s", exc)
         return None
+
+
+async def prefetched(
+    items: Sequence[K], fetch: Callable[[K], Awaitable[V]], ahead: int
+) -> AsyncIterator[tuple[K, V]]:
+    """``(item, await fetch(item))`` in the order of ``items``, with up to ``ahead`` fetches running.
+
+    The fetches after the one yielded keep running while the caller works on it; what is held is
+    at most ``ahead`` answers besides the one being used.  Leaving early cancels the rest.
+    """
+    waiting = list(items)
+    running: deque[tuple[K, asyncio.Task[V]]] = deque()
+
+    def fill() -> None:
+        while waiting and len(running) < max(1, ahead):
+            item = waiting.pop(0)
+            running.append((item, asyncio.ensure_future(fetch(item))))
+
+    try:
+        while waiting or running:
+            fill()
+            item, task = running.popleft()
+            value = await task
+            fill()
+            yield item, value
+    finally:
+        for _item, task in running:
+            task.cancel()
+        await asyncio.gather(*(task for _item, task in running), return_exceptions=True)
 
 
 class _Limited:
@@ -263,20 +300,38 @@ class Builder:
         budget = min(POINT_BUDGET, self.client.settings.max_body_bytes // BYTES_PER_POINT)
         steps = min(MAX_POINTS, max(1, budget // entities))
         thresholds = {g.name: g.threshold for g in self.gauges}
-        for k0, k1 in self.window.chunks(steps):
-            a = self.window.start + (k0 + 1) * self.window.step
-            b = self.window.start + k1 * self.window.step
-            for entity_set in self.sets.values():
-                counters, integrated, gauges = await asyncio.gather(
-                    self._fetch(entity_set, entity_set.counters, a, b, k0, k1),
-                    self._fetch(entity_set, entity_set.integrated, a, b, k0, k1),
-                    self._fetch(entity_set, entity_set.gauges, a, b, k0, k1),
-                )
+        #: Per (set, grouping): the entity count its membership was computed for, and the membership.
+        members: dict[tuple[str, str], tuple[int, list[tuple[int, str]]]] = {}
+        # Chunks are folded in order (gap runs and peak ties depend on it) while the next ones are
+        # being evaluated: Prometheus runs concurrent queries on several cores.
+        async for (k0, k1), answers in prefetched(self.window.chunks(steps), self._chunk, CHUNKS_AHEAD):
+            for entity_set, (counters, integrated, gauges) in zip(self.sets.values(), answers, strict=True):
                 best, gauge_rows = entity_set.fold.fold(k0, k1, counters, integrated, gauges)
                 for grouping in entity_set.groupings:
                     peaks = self.peaks.setdefault(grouping, GroupPeaks())
-                    members = self.membership(entity_set, grouping)
-                    fold_groups(peaks, members, best, gauge_rows, thresholds, self.window, k0)
+                    # Recomputed only when entities were first seen in this chunk (a job starting).
+                    key, count = (entity_set.name, grouping), len(entity_set.fold.keys)
+                    if members.get(key, (-1,))[0] != count:
+                        members[key] = (count, self.membership(entity_set, grouping))
+                    fold_groups(peaks, members[key][1], best, gauge_rows, thresholds, self.window, k0)
+
+    async def _chunk(self, bounds: tuple[int, int]) -> list[tuple[_Answers, _Answers, _Answers]]:
+        """Every set's counters, integrated power and gauges on the steps [k0, k1)."""
+        k0, k1 = bounds
+        a = self.window.start + (k0 + 1) * self.window.step
+        b = self.window.start + k1 * self.window.step
+        return list(
+            await asyncio.gather(
+                *(
+                    asyncio.gather(
+                        self._fetch(entity_set, entity_set.counters, a, b, k0, k1),
+                        self._fetch(entity_set, entity_set.integrated, a, b, k0, k1),
+                        self._fetch(entity_set, entity_set.gauges, a, b, k0, k1),
+                    )
+                    for entity_set in self.sets.values()
+                )
+            )
+        )
 
     async def _fetch(
         self, entity_set: _Set, exprs: Mapping[str, str], a: float, b: float, k0: int, k1: int
@@ -335,11 +390,12 @@ def _continues(last: AlertEpisode, labels: Mapping[str, str], start: float) -> b
 async def build(client: PrometheusClient, options: Options) -> Report:
     """Run every query of the report and compute its rows."""
     window = options.window
-    inventory = await load_inventory(client, window)
-    prices, carbon = await asyncio.gather(
-        load_market(client, window, q.PRICE), load_market(client, window, q.CARBON)
+    inventory, prices, carbon, present = await asyncio.gather(
+        load_inventory(client, window),
+        load_market(client, window, q.PRICE),
+        load_market(client, window, q.CARBON),
+        metric_names(client, window),
     )
-    builder = Builder(client, options, inventory, await metric_names(client, window))
-    await builder.run()
-    episodes, more = await builder.alerts()
+    builder = Builder(client, options, inventory, present)
+    (episodes, more), _ = await asyncio.gather(builder.alerts(), builder.run())
     return assemble(builder, prices, carbon, episodes, more, time.time(), public_url(client.base))

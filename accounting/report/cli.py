@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import datetime as dt
+import json
 import re
 import sys
 import time
 from pathlib import Path
+from typing import IO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
@@ -17,7 +21,15 @@ from powerplane.exporters.runtime.config import ConfigError
 from powerplane.rulegen.config import KIND as RULES
 from powerplane.rulegen.config import RulesConfig
 
-from ..prometheus import ClientSettings, Progress, PrometheusClient, QueryError, choose_step, settings_for
+from ..prometheus import (
+    ClientSettings,
+    Progress,
+    PrometheusClient,
+    QueryError,
+    QueryRecord,
+    choose_step,
+    settings_for,
+)
 from . import queries as q
 from .build import Options, build
 from .fold import Window
@@ -104,6 +116,11 @@ def _format_of(out: str, given: str | None) -> str:
 )
 @click.option("--timezone", default="UTC", show_default=True, help="Time zone of the times shown.")
 @click.option(
+    "--query-log",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write one JSON line per request here: query, range, step, seconds, bytes, samples read.",
+)
+@click.option(
     "--rules-config",
     type=click.Path(exists=True, dir_okay=False),
     help="The site's rules overrides (powerplane rules build --config): thresholds and selectors.",
@@ -118,6 +135,7 @@ def command(
     out: str,
     step_text: str | None,
     timezone: str,
+    query_log: str | None,
     rules_config: str | None,
 ) -> None:
     """Energy (per source and best source), cost per market period, CO2, peaks, temperatures, alerts and
@@ -155,9 +173,13 @@ def command(
             rules,
             timezone,
         )
-        report = asyncio.run(_run(settings, options, Progress(label="report")))
+        with contextlib.ExitStack() as stack:
+            log = stack.enter_context(open(query_log, "w", encoding="utf-8")) if query_log else None
+            report = asyncio.run(_run(settings, options, Progress(label="report"), log))
     except (QueryError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {query_log}: {exc.strerror or exc}") from None
     try:
         write(report, kind, out)
     except OSError as exc:
@@ -166,9 +188,17 @@ def command(
         click.echo(f"report: wrote {out}", err=True)
 
 
-async def _run(settings: ClientSettings, options: Options, progress: Progress) -> Report:
+async def _run(
+    settings: ClientSettings, options: Options, progress: Progress, log: IO[str] | None = None
+) -> Report:
     try:
         async with PrometheusClient(settings, progress) as client:
+            if log is not None:
+
+                def write_record(record: QueryRecord) -> None:
+                    log.write(json.dumps(dataclasses.asdict(record)) + "\n")
+
+                client.query_log = write_record
             return await build(client, options)
     finally:
         progress.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -272,24 +273,30 @@ def fold_groups(
     np.add.at(power, cols, np.nan_to_num(best[rows], nan=0.0))
     np.add.at(present, cols, (~np.isnan(best[rows])).astype(np.int64))
     power /= window.step
+    has = present > 0
+    at = np.argmax(np.where(has, power, -np.inf), axis=1)
+    # Per group at once, then as Python numbers: a node grouping has thousands of groups.
+    with_data = cast(list[bool], has.any(axis=1).tolist())
+    top_power: list[float] = power[np.arange(len(names)), at].tolist()
+    steps: list[int] = has.sum(axis=1).tolist()
+    first: list[int] = at.tolist()
     for i, g in enumerate(names):
-        has = present[i] > 0
-        if has.any():
-            k = int(np.argmax(np.where(has, power[i], -np.inf)))
-            if power[i, k] > peaks.peak_w.get(g, -np.inf):
-                peaks.peak_w[g] = float(power[i, k])
-                peaks.peak_at[g] = float(window.start + (k0 + k + 1) * window.step)
-        peaks.steps_with_data[g] = peaks.steps_with_data.get(g, 0) + int(has.sum())
+        if with_data[i] and top_power[i] > peaks.peak_w.get(g, -np.inf):
+            peaks.peak_w[g] = top_power[i]
+            peaks.peak_at[g] = float(window.start + (k0 + first[i] + 1) * window.step)
+        peaks.steps_with_data[g] = peaks.steps_with_data.get(g, 0) + steps[i]
     for name, matrix in gauges.items():
+        values = matrix[rows]
+        if np.isnan(values).all():
+            continue  # the gauge has no data for these groups in this chunk (most sites lack some)
         top = np.full((len(names), width), -np.inf)
-        np.maximum.at(top, cols, np.where(np.isnan(matrix[rows]), -np.inf, matrix[rows]))
+        np.maximum.at(top, cols, np.where(np.isnan(values), -np.inf, values))
+        finite = np.isfinite(top)
+        highest: list[float] = np.where(finite, top, -np.inf).max(axis=1).tolist()
         threshold = thresholds.get(name)
-        for i, g in enumerate(names):
-            finite = np.isfinite(top[i])
-            if not finite.any():
-                continue
-            key = (g, name)
-            peaks.gauge_max[key] = max(peaks.gauge_max.get(key, -np.inf), float(top[i][finite].max()))
+        above: list[int] = (finite & (top > threshold)).sum(axis=1).tolist() if threshold is not None else []
+        for i in np.flatnonzero(finite.any(axis=1)).tolist():
+            key = (names[i], name)
+            peaks.gauge_max[key] = max(peaks.gauge_max.get(key, -np.inf), highest[i])
             if threshold is not None:
-                above = int((top[i][finite] > threshold).sum())
-                peaks.gauge_above_steps[key] = peaks.gauge_above_steps.get(key, 0) + above
+                peaks.gauge_above_steps[key] = peaks.gauge_above_steps.get(key, 0) + above[i]

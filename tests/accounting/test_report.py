@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,6 +21,11 @@ from typing import Any
 import openpyxl
 import pytest
 
+from powerplane.accounting.prometheus import ClientSettings, PrometheusClient, QueryRecord
+from powerplane.accounting.report import build as report_build
+from powerplane.accounting.report.build import Options, build
+from powerplane.accounting.report.fold import Window
+from powerplane.accounting.report.text import to_json
 from powerplane.lab.tsdb import BackfilledPrometheus, backfill
 from tests.accounting.test_report_data import T0, lines
 from tests.conftest import require_binary
@@ -481,3 +487,69 @@ def test_a_range_without_data_still_gives_every_format(prom: BackfilledPrometheu
     assert doc["total"]["energy_kwh"] == 0 and doc["total"]["cost_eur"] is None
     assert doc["rows"] == {"rack": [], "job": []} and len(doc["periods"]) == 24
     assert "- Cost: **no price**" in (tmp_path / "empty.md").read_text()
+
+
+# --- chunks in flight and the query log ----------------------------------------------------------
+
+
+async def _built(prom: BackfilledPrometheus, log: list[QueryRecord] | None = None) -> dict[str, Any]:
+    async with PrometheusClient(ClientSettings(url=prom.url)) as client:
+        if log is not None:
+            client.query_log = log.append
+        window = Window(T0, T0 + 7200, 60.0)
+        report = await build(client, Options(window, GROUPINGS))
+    doc: dict[str, Any] = json.loads(to_json(report))
+    doc.pop("generated_at")
+    return doc
+
+
+def _same(a: Any, b: Any, where: str = "") -> None:
+    """Equal documents, floats to the last few bits (partial sums are added in another order)."""
+    if isinstance(a, float) and isinstance(b, float):
+        assert math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-12), f"{where}: {a} != {b}"
+    elif isinstance(a, dict) and isinstance(b, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            _same(a[key], b[key], f"{where}/{key}")
+    elif isinstance(a, list) and isinstance(b, list):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _same(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+async def test_chunks_folded_while_others_run_change_no_figure(
+    prom: BackfilledPrometheus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = await _built(prom)
+    # One market period per chunk (8 chunks), three in flight: gaps, peaks and periods cross chunks.
+    monkeypatch.setattr(report_build, "POINT_BUDGET", 1)
+    monkeypatch.setattr(report_build, "CHUNKS_AHEAD", 3)
+    log: list[QueryRecord] = []
+    chunked = await _built(prom, log)
+    counter = "sum by (node) (increase(powerplane_redfish_energy_joules_total[60s]))"
+    energy = [r for r in log if r.path == "query_range" and r.query == counter]
+    assert sorted((r.start, r.end) for r in energy) == [
+        (T0 + 900 * p + 60, T0 + 900 * (p + 1)) for p in range(8)
+    ]
+    _same(chunked, whole)
+    assert whole["total"]["energy_kwh"] > 0
+
+
+async def test_the_query_log_names_each_request_with_what_prometheus_read(
+    prom: BackfilledPrometheus, tmp_path: Path
+) -> None:
+    result = run_report(prom, tmp_path / "r.json", "--query-log", str(tmp_path / "q.jsonl"))
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in (tmp_path / "q.jsonl").read_text().splitlines()]
+    ranges = [r for r in records if r["path"] == "query_range"]
+    assert ranges and all(r["step"] in (60.0, 900.0) and r["start"] < r["end"] for r in ranges)
+    assert all(r["seconds"] > 0 and r["bytes"] > 0 and r["server_seconds"] is not None for r in ranges)
+    energy = [r for r in ranges if r["query"].startswith("sum by (node) (increase(powerplane_redfish")]
+    # node-01's BMC counter over two hours: the server read its samples.
+    assert len(energy) == 1 and energy[0]["samples"] > 0
+    assert {"series", "label/__name__/values"} <= {r["path"] for r in records}
+    assert json.loads((tmp_path / "r.json").read_text())["total"]["energy_kwh"] > 0
+    unwritable = run_report(prom, tmp_path / "s.json", "--query-log", str(tmp_path / "no" / "q.jsonl"))
+    assert unwritable.returncode != 0 and "q.jsonl" in unwritable.stderr
