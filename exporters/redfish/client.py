@@ -2,7 +2,7 @@
 
 Requests go through ``runtime.http1.HttpClient``: keep-alive connections per BMC (and TLS
 context), reused across collectors and probes, each request one write and one parse of the
-answer (aiohttp's client cost several times more CPU per request: docs/scale.md).
+answer (aiohttp's client cost more than twice the CPU per request: bench/http_client.py).
 
 Every request goes to the target's own origin: a path from a document or a header passes
 ``links.same_origin`` or is refused and counted, and no redirect is followed (a logout
