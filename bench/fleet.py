@@ -7,7 +7,10 @@ multi-target exporter (``powerplane exporter redfish|snmp``, one process each), 
 Prometheus shards (hashmod) that remote-write to a real VictoriaMetrics: the topology of
 docs/scale.md, on this one machine.
 
-Printed per interval and replica: probes answered, CPU seconds per probe, peak RSS; per shard:
+Printed per interval and replica: probes answered, device requests per probe (a steady probe
+makes no discovery requests), CPU seconds per probe (of the exporter processes alone, from
+/proc: the simulated fleet, snmpsim, the shards and VictoriaMetrics are not counted), peak RSS;
+per shard:
 targets up (scraped in time); and the end-to-end freshness: how long after a probe's scrape
 started (its sample's timestamp, just before the device is read) the sample was queryable in
 VictoriaMetrics, polled every second for a sample of targets.  The first interval pays for
@@ -56,19 +59,22 @@ def proc_peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def probes_answered(address: str) -> float:
-    """The sum of ``powerplane_probes_total`` (every result) on an exporter's own /metrics."""
+def probes_answered(address: str) -> tuple[float, float]:
+    """(probes, device requests) from an exporter's own /metrics: the sum of
+    ``powerplane_probes_total`` (every result) and ``powerplane_redfish_requests_total``."""
     # A saturated exporter answers its own /metrics late or not at all (its accept queue full):
     # that is a result (NaN), not a crash of the benchmark.
     try:
         _status, body = procs.http_get(f"http://{address}/metrics", timeout=60.0)
     except OSError:
-        return float("nan")
-    total = 0.0
+        return float("nan"), float("nan")
+    total = requests = 0.0
     for line in body.decode().splitlines():
         if line.startswith("powerplane_probes_total{"):
             total += float(line.rsplit(" ", 1)[1])
-    return total
+        elif line.startswith("powerplane_redfish_requests_total "):
+            requests = float(line.rsplit(" ", 1)[1])
+    return total, requests
 
 
 class Replica:
@@ -90,15 +96,16 @@ class Replica:
             env=env,
         )
         self.process.wait_ready(f"http://{self.address}/-/ready")
-        self.cpu, self.probes = 0.0, 0.0
+        self.cpu, self.probes, self.requests = 0.0, 0.0, 0.0
 
-    def delta(self) -> tuple[float, float]:
-        """(CPU seconds, probes) since the last call."""
-        cpu, probes = proc_cpu_seconds(self.process.pid), probes_answered(self.address)
-        out = (cpu - self.cpu, probes - self.probes)
+    def delta(self) -> tuple[float, float, float]:
+        """(CPU seconds of this exporter process alone, probes, device requests) since the last call."""
+        cpu = proc_cpu_seconds(self.process.pid)
+        probes, requests = probes_answered(self.address)
+        out = (cpu - self.cpu, probes - self.probes, requests - self.requests)
         self.cpu = cpu
         if probes == probes:  # not NaN: an unanswered /metrics leaves the count where it was
-            self.probes = probes
+            self.probes, self.requests = probes, requests
         return out
 
     def rss(self) -> float:
@@ -269,6 +276,11 @@ def bench(args: argparse.Namespace) -> None:
             label = "cold (discovery, logins)" if n == 0 else "steady"
             parts = [
                 f"{r.kind}@{r.address}: {deltas[id(r)][1]:.0f} probes, {r.rss():.0f} MB"
+                + (
+                    f", {deltas[id(r)][2] / deltas[id(r)][1]:.1f} requests/probe"
+                    if deltas[id(r)][1] > 0 and r.kind == "redfish"
+                    else ""
+                )
                 for r in (*redfish, *snmp)
             ]
             print(f"interval {n + 1} [{label}]: " + "; ".join(parts), flush=True)

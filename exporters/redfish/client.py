@@ -1,4 +1,8 @@
-"""HTTP, sessions and discovery for Redfish targets: one aiohttp session for the whole process.
+"""HTTP, sessions and discovery for Redfish targets: one connection pool for the whole process.
+
+Requests go through ``runtime.http1.HttpClient``: keep-alive connections per BMC (and TLS
+context), reused across collectors and probes, each request one write and one parse of the
+answer (aiohttp's client cost more than twice the CPU per request: bench/http_client.py).
 
 Every request goes to the target's own origin: a path from a document or a header passes
 ``links.same_origin`` or is refused and counted, and no redirect is followed (a logout
@@ -39,17 +43,18 @@ import base64
 import contextlib
 import json
 import logging
+import resource
 import time
 from collections import Counter
 from collections.abc import Awaitable
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
-import aiohttp
 from yarl import URL
 
 from ..runtime import CollectorError, Deadline, ResettableCounter, log
-from ..runtime.http import BodyError, BodyTooLarge, format_size, read_body
+from ..runtime.http import BodyTooLarge, format_size
+from ..runtime.http1 import HttpClient, HttpError, TlsError
 from ..runtime.state import DEFAULT_STATE_TTL, Clock, ExpiringMap
 from .config import Auth, Module
 from .links import LinkRefused, same_origin
@@ -67,6 +72,9 @@ LOGOUT_TIMEOUT = 5.0
 #: The first wait after a failed login, doubled after each further failure up to the cap.
 BACKOFF_FIRST = 1.0
 BACKOFF_CAP = 300.0
+#: Idle connections to a BMC are kept this long (the lab's server keeps them 75 s; a probe every
+#: 60 s then finds its connections open).
+KEEPALIVE = 70.0
 #: Error bodies are read this far (enough for any Redfish error message).
 ERROR_BODY_BYTES = 65536
 RAC0218 = "RAC0218"
@@ -295,6 +303,21 @@ async def _joined(target: Target, attribute: str) -> Any:
             setattr(target, attribute, None)
 
 
+def idle_connections() -> int:
+    """Idle connections kept at most: half the process's file descriptors.
+
+    A probe of one BMC uses up to ``max_concurrent_requests`` connections; kept until its next
+    probe, they are reused instead of connecting again.  A cap below the BMCs x connections of a
+    replica would close, least recently used first, exactly those the next probes need."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return max(64, soft // 2) if soft != resource.RLIM_INFINITY else 16384
+
+
+def _where(method: str, url: URL) -> str:
+    """The request as error messages name it (made only when one is raised)."""
+    return f"{method} {_clean(url.path_qs, 120)}"
+
+
 def _http_error(where: str, status: int, body: bytes) -> RedfishError:
     message_id, text = describe_failure(status, body)
     if RAC0218 in message_id or RAC0218 in text:
@@ -305,13 +328,13 @@ def _http_error(where: str, status: int, body: bytes) -> RedfishError:
 
 
 class RedfishClient:
-    """One aiohttp session (connection pool) for every target of the process."""
+    """One connection pool (``HttpClient``) for every target of the process."""
 
     def __init__(
-        self, connections: int = 1024, state_ttl: float = DEFAULT_STATE_TTL, clock: Clock | None = None
+        self, connections: int | None = None, state_ttl: float = DEFAULT_STATE_TTL, clock: Clock | None = None
     ) -> None:
-        self._connections = connections
-        self._http: aiohttp.ClientSession | None = None
+        self._connections = connections or idle_connections()
+        self._http: HttpClient | None = None
         self.clock = clock or time.monotonic
         self.targets: ExpiringMap[tuple[str, str], Target] = ExpiringMap(
             state_ttl, on_evict=self._evicted, clock=self.clock
@@ -322,13 +345,12 @@ class RedfishClient:
         self._background: set[asyncio.Task[Any]] = set()
         self._retiring: set[asyncio.Task[None]] = set()
 
-    def http(self) -> aiohttp.ClientSession:
-        if self._http is None or self._http.closed:
-            connector = aiohttp.TCPConnector(
-                limit=self._connections, limit_per_host=8, keepalive_timeout=120.0, ttl_dns_cache=300
-            )
-            self._http = aiohttp.ClientSession(
-                connector=connector, headers={"Accept": "application/json", "OData-Version": "4.0"}
+    def http(self) -> HttpClient:
+        if self._http is None:
+            self._http = HttpClient(
+                {"Accept": "application/json", "OData-Version": "4.0", "Accept-Encoding": "gzip, deflate"},
+                keepalive=KEEPALIVE,
+                max_idle=self._connections,
             )
         return self._http
 
@@ -405,48 +427,47 @@ class RedfishClient:
     ) -> tuple[int, Any, Any]:
         """(status, parsed JSON or None, headers); raises RedfishError on 3xx-5xx or bad JSON."""
         url = self.url(target, path)
-        where = f"{method} {_clean(url.path_qs, 120)}"
-        headers = self._credentials(target) if authenticated else {}
-        timeout = aiohttp.ClientTimeout(total=max(0.05, deadline.remaining()))
+        headers = self._credentials(target) if authenticated else None
+        payload = None
+        if body is not None:
+            payload = json.dumps(body).encode()
+            headers = {**(headers or {}), "Content-Type": "application/json"}
         self.stats["requests"] += 1
         async with target.requests:
             try:
-                async with self.http().request(
+                answer = await self.http().request(
                     method,
                     url,
+                    limit=max_bytes,
+                    seconds=max(0.05, deadline.remaining()),
                     headers=headers,
-                    json=body,
+                    body=payload,
                     ssl=self._ssl_for(target.auth, target.base),
-                    timeout=timeout,
-                    allow_redirects=False,  # never with credentials, to wherever it points
-                ) as response:
-                    status, response_headers = response.status, response.headers
-                    raw = await read_body(response, max_bytes if status < 300 else ERROR_BODY_BYTES)
+                )
             except TimeoutError:
-                raise RedfishError(f"{where}: timed out") from None
+                raise RedfishError(f"{_where(method, url)}: timed out") from None
             except BodyTooLarge as exc:
                 raise RedfishError(
-                    f"{where}: response exceeds the limit of {format_size(exc.limit)}"
+                    f"{_where(method, url)}: response exceeds the limit of {format_size(exc.limit)}"
                 ) from None
-            except BodyError as exc:
-                raise RedfishError(f"{where}: {_clean(exc, 120)}") from None
-            except aiohttp.ClientSSLError as exc:
-                raise RedfishError(f"{where}: TLS: {_clean(exc, 200)}") from None
-            except aiohttp.ClientError as exc:
-                raise RedfishError(f"{where}: {type(exc).__name__}: {_clean(exc)}") from None
+            except TlsError as exc:
+                raise RedfishError(f"{_where(method, url)}: TLS: {_clean(exc, 200)}") from None
+            except HttpError as exc:
+                raise RedfishError(f"{_where(method, url)}: {type(exc).__name__}: {_clean(exc)}") from None
+        status, raw = answer.status, answer.body
         self.stats[f"status_{status // 100}xx"] += 1
         if 300 <= status < 400:
-            raise RedfishError(f"{where}: HTTP {status}: redirect not followed", status)
+            raise RedfishError(f"{_where(method, url)}: HTTP {status}: redirect not followed", status)
         if status >= 400:
-            raise _http_error(where, status, raw)
+            raise _http_error(_where(method, url), status, raw[:ERROR_BODY_BYTES])
         if not raw.strip():
-            return status, None, response_headers
+            return status, None, answer.headers
         try:
             doc = json.loads(raw)
         except (ValueError, RecursionError) as exc:
             reason = "nested too deeply" if isinstance(exc, RecursionError) else _clean(exc, 80)
-            raise RedfishError(f"{where}: malformed JSON ({reason})", status) from None
-        return status, doc, response_headers
+            raise RedfishError(f"{_where(method, url)}: malformed JSON ({reason})", status) from None
+        return status, doc, answer.headers
 
     async def get(self, target: Target, path: str, deadline: Deadline, module: Module) -> Json:
         """An authenticated GET of a JSON object; on 401, a new session and one retry."""
@@ -580,17 +601,17 @@ class RedfishClient:
         try:
             if uri is None:
                 return
-            with contextlib.suppress(aiohttp.ClientError, TimeoutError, OSError, RedfishError):
-                async with self.http().delete(
+            with contextlib.suppress(HttpError, BodyTooLarge, TimeoutError, OSError, RedfishError):
+                answer = await self.http().request(
+                    "DELETE",
                     self.url(target, uri),
+                    limit=ERROR_BODY_BYTES,
+                    seconds=LOGOUT_TIMEOUT,
                     headers={"X-Auth-Token": token},
                     ssl=self._ssl_for(target.auth, target.base),
-                    timeout=aiohttp.ClientTimeout(total=LOGOUT_TIMEOUT),
-                    allow_redirects=False,
-                ) as response:
-                    await read_body(response, ERROR_BODY_BYTES)
-                    if response.status < 300 or response.status == 404:
-                        self.stats["sessions_deleted"] += 1
+                )
+                if answer.status < 300 or answer.status == 404:
+                    self.stats["sessions_deleted"] += 1
         finally:
             self._release(target.device)
 

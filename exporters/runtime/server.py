@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import html
 import logging
+import resource
 import signal
 import zlib
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -286,7 +287,27 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
     return factory
 
 
+#: The most file descriptors an exporter asks for (its soft limit is raised up to this).
+MAX_OPEN_FILES = 65536
+
+
+def raise_open_files_limit(wanted: int = MAX_OPEN_FILES) -> int:
+    """Raise the soft limit of open files towards the hard one (as Go programs do at start).
+
+    systemd starts services with a soft limit of 1,024; a multi-target exporter keeps some
+    connections open per device between probes (the Redfish client up to half the soft limit),
+    so thousands of devices need more.  Returns the soft limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    return int(soft)
+
+
 def run(server: ExporterServer, listen_address: str) -> None:
     """Blocking entry point for ``powerplane exporter …`` commands."""
+    raise_open_files_limit()
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
         runner.run(serve_until_signalled([(server, listen_address)]))

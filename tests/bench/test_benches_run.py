@@ -58,3 +58,8 @@ def test_rapl_bench_runs_against_node_exporter() -> None:
         low, high = _spread(result[f"rapl_{key}_ratio_spread"])
         assert low == high == float(result[f"rapl_{key}_ratio"])  # one run: no spread
     float(result["rapl_cpu_ratio"])  # nan when 5 scrapes are under the clock tick
+
+
+def test_http_client_bench_runs_both_clients() -> None:
+    result = _result("bench/http_client.py", "--requests", "50", "--rounds", "1")
+    assert float(result["aiohttp_us_per_request"]) > 0 and float(result["lean_us_per_request"]) > 0

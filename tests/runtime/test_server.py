@@ -123,3 +123,20 @@ def test_process_metrics_agree_with_prometheus_client() -> None:
         assert ours[name] == pytest.approx(theirs[name], rel=0.01), name
     assert ours["process_cpu_seconds"] == pytest.approx(theirs["process_cpu_seconds"], abs=0.5)
     assert ours["process_open_fds"] == pytest.approx(theirs["process_open_fds"], abs=3)
+
+
+def test_exporters_raise_their_open_files_limit() -> None:
+    import resource
+
+    from powerplane.exporters.runtime.server import raise_open_files_limit
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    lowered = min(soft, 256)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowered, hard))
+    try:
+        raised = raise_open_files_limit(1024)
+        assert raised == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        assert raised == (1024 if hard == resource.RLIM_INFINITY else min(1024, hard))
+        assert raise_open_files_limit(512) == raised  # never lowered
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
