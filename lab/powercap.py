@@ -130,10 +130,20 @@ def laptop_with_psys() -> list[ZoneSpec]:
 
 
 def _write(path: Path, text: str) -> None:
-    # Readers (exporters, node_exporter) must never see a half-written counter.
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    # In place, on the same inode, as the kernel regenerates an attribute: a reader that holds
+    # the file open and reads it at offset 0 (the RAPL exporter) sees every new value.  One
+    # write at offset 0, never a truncation first, so a concurrent reader never sees an empty
+    # file: a counter's text keeps its length or grows by a digit (a reader still at the old
+    # length sees the new digits without their newline); only at a wrap, when the text gets
+    # shorter, is the old tail cut after.
+    data = text.encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.pwrite(fd, data, 0)
+        if os.fstat(fd).st_size > len(data):
+            os.ftruncate(fd, len(data))
+    finally:
+        os.close(fd)
 
 
 class PowercapLab:
