@@ -58,3 +58,10 @@ def test_rapl_bench_runs_against_node_exporter() -> None:
         low, high = _spread(result[f"rapl_{key}_ratio_spread"])
         assert low == high == float(result[f"rapl_{key}_ratio"])  # one run: no spread
     float(result["rapl_cpu_ratio"])  # nan when 5 scrapes are under the clock tick
+
+
+def test_rapl_reads_bench_compares_the_two_readers() -> None:
+    result = _result("bench/rapl.py", "--reads", "--runs", "2", "--scrapes", "20")
+    low, high = _spread(result["rapl_reads_ratio_spread"])
+    assert low <= float(result["rapl_reads_ratio"]) <= high
+    assert float(result["rapl_reads_held_us"]) > 0 and float(result["rapl_reads_reopen_us"]) > 0
