@@ -5,7 +5,9 @@ The tree is laid out like the kernel's: zone directories under
 them in ``class/powercap/``.  ``energy_uj`` advances at each zone's simulated power and wraps
 at ``max_energy_range_uj``; a package's power follows the ``long_term`` limit written into its
 ``constraint_N_power_limit_uw`` file (the controller's writes take effect), and its subzones
-scale with it.  ``true_joules`` is the unwrapped ground truth that tests compare against.
+scale with it.  Counters are rewritten in place, on the same inode, as the kernel regenerates an
+attribute, so a reader holding the file open (the RAPL exporter) sees each new value.
+``true_joules`` is the unwrapped ground truth that tests compare against.
 
 A ``source`` replaces that built-in demand: it gives each zone's power, and whoever provides it
 (the lab's node model, ``powerplane.lab.model``) reads the limits through ``limit_w`` and

@@ -40,6 +40,24 @@ def test_counter_advances_and_wraps(tmp_path: Path) -> None:
     assert int((lab.zone_dir("intel-rapl:0") / "energy_uj").read_text()) == pytest.approx(199_999_999, abs=2)
 
 
+def test_counters_are_rewritten_in_place(tmp_path: Path) -> None:
+    # As sysfs: a descriptor held open and read at offset 0 sees every new value, across a wrap.
+    lab = PowercapLab(tmp_path, [ZoneSpec("intel-rapl:0", "package-0", 100.0, 1_000_000_000)]).create()
+    path = lab.zone_dir("intel-rapl:0") / "energy_uj"
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        inode = os.fstat(fd).st_ino
+        seen = []
+        for seconds in (4.0, 0.5, 5.6):  # 400 J, 450 J, then past the 1 kJ range: a shorter text
+            lab.advance(seconds)
+            seen.append(int(os.pread(fd, 256, 0)))
+        assert os.stat(path).st_ino == inode
+        assert seen == [400_000_000, 450_000_000, pytest.approx(9_999_999, abs=2)]
+        assert os.pread(fd, 256, 0).endswith(b"\n") and b"\n" not in os.pread(fd, 256, 0)[:-1]
+    finally:
+        os.close(fd)
+
+
 def test_power_follows_a_written_long_term_limit(tmp_path: Path) -> None:
     lab = PowercapLab(tmp_path, intel_server(sockets=1, package_watts=200.0, tdp=250.0)).create()
     assert lab.power("intel-rapl:0") == pytest.approx(200.0)
