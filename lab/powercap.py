@@ -133,16 +133,18 @@ def laptop_with_psys() -> list[ZoneSpec]:
 
 def _write(path: Path, text: str) -> None:
     # In place, on the same inode, as the kernel regenerates an attribute: a reader that holds
-    # the file open and reads it at offset 0 (the RAPL exporter) sees every new value.  One
-    # write at offset 0, never a truncation first, so a concurrent reader never sees an empty
-    # file: a counter's text keeps its length or grows by a digit (a reader still at the old
-    # length sees the new digits without their newline); only at a wrap, when the text gets
-    # shorter, is the old tail cut after.
+    # the file open and reads it at offset 0 (the RAPL exporter) sees every new value.  Each
+    # state a concurrent reader can see is a whole number: one write at offset 0, never a
+    # truncation first (a counter's text keeps its length or grows by a digit, and a reader
+    # still at the old length sees the new digits without their newline); when the text gets
+    # shorter (a wrap), it is padded with spaces to the old length, which int() and
+    # node_exporter ignore, and only then cut to its own length.
     data = text.encode()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
     try:
-        os.pwrite(fd, data, 0)
-        if os.fstat(fd).st_size > len(data):
+        size = os.fstat(fd).st_size
+        os.pwrite(fd, data.ljust(size), 0)
+        if size > len(data):
             os.ftruncate(fd, len(data))
     finally:
         os.close(fd)
