@@ -9,11 +9,16 @@ machine than latency).  The RESULT line gives the median ratio of the runs and t
 (min-max), and the worst run's ratios.
 
     .venv/bin/python bench/rapl.py [--runs 5] [--scrapes 2000] [--sockets 2]
+
+``--reads`` measures instead, in this process, the CPU of the collectors' sysfs reads alone
+(both collectors' fetch, no HTTP, no rendering): descriptors held open and ``pread`` at offset
+0 against ``open``/``read``/``close`` per value, alternating, ``--runs`` rounds of ``--scrapes``.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import http.client
 import math
 import os
@@ -109,12 +114,54 @@ def one_run(workdir: Path, node_exporter: str, scrapes: int, sockets: int) -> di
     }
 
 
+def reads(workdir: Path, runs: int, scrapes: int, sockets: int) -> int:
+    """CPU per scrape of the two RAPL collectors' fetch, held descriptors against reopening."""
+    from powerplane.exporters.rapl import powercap
+    from powerplane.exporters.rapl.exporter import make_server
+    from powerplane.exporters.runtime import Deadline, run_collectors
+
+    PowercapLab(workdir / "sys", intel_server(sockets=sockets)).create()
+    server = make_server(workdir / "sys")
+    held = powercap.HeldFiles.read
+
+    def reopen(_files: powercap.HeldFiles, path: str) -> bytes:
+        return powercap.read_bytes(path)  # the reader before: open, read, close per value
+
+    figures: dict[str, list[float]] = {"held": [], "reopen": []}
+
+    async def measure() -> None:
+        for _ in range(runs):
+            for name, read in (("held", held), ("reopen", reopen)):
+                powercap.HeldFiles.read = read  # type: ignore[method-assign]
+                start = time.process_time()
+                for _ in range(scrapes):
+                    await run_collectors("rapl", server.collectors, Deadline.after(5), server.failures)
+                figures[name].append((time.process_time() - start) / scrapes * 1e6)
+        powercap.HeldFiles.read = held  # type: ignore[method-assign]
+
+    asyncio.run(measure())
+    ratios = [h / r for h, r in zip(figures["held"], figures["reopen"], strict=True)]
+    for name, values in figures.items():
+        print(f"{name:6} CPU us per scrape: " + " ".join(f"{v:.0f}" for v in values))
+    print(
+        f"RESULT rapl_reads_held_us={statistics.median(figures['held']):.0f} "
+        f"rapl_reads_reopen_us={statistics.median(figures['reopen']):.0f} "
+        f"rapl_reads_ratio={statistics.median(ratios):.2f} "
+        f"rapl_reads_ratio_spread={min(ratios):.2f}-{max(ratios):.2f} runs={runs} scrapes={scrapes}"
+    )
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--scrapes", type=int, default=2000)
     parser.add_argument("--sockets", type=int, default=2)
+    parser.add_argument("--reads", action="store_true", help="the sysfs reads alone, in process")
     args = parser.parse_args()
+    if args.reads:
+        with tempfile.TemporaryDirectory(prefix="bench-rapl-") as tmp:
+            return reads(Path(tmp), args.runs, args.scrapes, args.sockets)
     node_exporter = procs.find_binary("node_exporter")
     if node_exporter is None:
         print("node_exporter is not installed (Debian prometheus-node-exporter)", file=sys.stderr)

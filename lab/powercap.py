@@ -5,7 +5,9 @@ The tree is laid out like the kernel's: zone directories under
 them in ``class/powercap/``.  ``energy_uj`` advances at each zone's simulated power and wraps
 at ``max_energy_range_uj``; a package's power follows the ``long_term`` limit written into its
 ``constraint_N_power_limit_uw`` file (the controller's writes take effect), and its subzones
-scale with it.  ``true_joules`` is the unwrapped ground truth that tests compare against.
+scale with it.  Counters are rewritten in place, on the same inode, as the kernel regenerates an
+attribute, so a reader holding the file open (the RAPL exporter) sees each new value.
+``true_joules`` is the unwrapped ground truth that tests compare against.
 
 A ``source`` replaces that built-in demand: it gives each zone's power, and whoever provides it
 (the lab's node model, ``powerplane.lab.model``) reads the limits through ``limit_w`` and
@@ -130,10 +132,22 @@ def laptop_with_psys() -> list[ZoneSpec]:
 
 
 def _write(path: Path, text: str) -> None:
-    # Readers (exporters, node_exporter) must never see a half-written counter.
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    # In place, on the same inode, as the kernel regenerates an attribute: a reader that holds
+    # the file open and reads it at offset 0 (the RAPL exporter) sees every new value.  Each
+    # state a concurrent reader can see is a whole number: one write at offset 0, never a
+    # truncation first (a counter's text keeps its length or grows by a digit, and a reader
+    # still at the old length sees the new digits without their newline); when the text gets
+    # shorter (a wrap), it is padded with spaces to the old length, which int() and
+    # node_exporter ignore, and only then cut to its own length.
+    data = text.encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        os.pwrite(fd, data.ljust(size), 0)
+        if size > len(data):
+            os.ftruncate(fd, len(data))
+    finally:
+        os.close(fd)
 
 
 class PowercapLab:

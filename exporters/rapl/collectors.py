@@ -18,7 +18,7 @@ from ..runtime import (
     WrappingCounter,
 )
 from .metrics import ENERGY, MAX_POWER, POWER_LIMIT, TIME_WINDOW, ZONE_ENABLED
-from .powercap import Constraint, PowercapTree, Zone, read_int
+from .powercap import Constraint, PowercapTree, Zone
 
 logger = logging.getLogger("powerplane.rapl")
 
@@ -54,7 +54,7 @@ class RaplEnergyCollector(Collector[EnergySnapshot]):
         denied = 0
         for zone in zones:
             try:
-                raw = read_int(zone.energy_file, zone.dirname)
+                raw = self.tree.read_int(zone.energy_file, zone.dirname)
             except PermissionError:
                 denied += 1
                 continue
@@ -107,14 +107,14 @@ class RaplLimitsCollector(Collector[LimitsSnapshot]):
         errors = list(self.tree.errors)
         for zone in zones:
             try:
-                enabled.append((zone, float(read_int(zone.enabled_file, zone.dirname) != 0)))
+                enabled.append((zone, float(self.tree.read_int(zone.enabled_file, zone.dirname) != 0)))
             except FileNotFoundError:
                 pass  # AMD zones may have no enable switch
             except (OSError, CollectorError) as exc:
                 errors.append(_cause(zone, "enabled", exc))
             for c in zone.constraints:
                 try:
-                    limit = read_int(c.limit_file, zone.dirname)
+                    limit = self.tree.read_int(c.limit_file, zone.dirname)
                 except (OSError, CollectorError) as exc:
                     # ENODATA: a limit the BIOS never set; nothing to export, nothing wrong.
                     if not (isinstance(exc, OSError) and exc.errno == errno.ENODATA):
@@ -122,7 +122,7 @@ class RaplLimitsCollector(Collector[LimitsSnapshot]):
                     continue
                 window: float | None = None
                 try:
-                    window = read_int(c.window_file, zone.dirname) / 1e6
+                    window = self.tree.read_int(c.window_file, zone.dirname) / 1e6
                 except FileNotFoundError:
                     pass
                 except (OSError, CollectorError) as exc:

@@ -63,3 +63,10 @@ def test_rapl_bench_runs_against_node_exporter() -> None:
 def test_http_client_bench_runs_both_clients() -> None:
     result = _result("bench/http_client.py", "--requests", "50", "--rounds", "1")
     assert float(result["aiohttp_us_per_request"]) > 0 and float(result["lean_us_per_request"]) > 0
+
+
+def test_rapl_reads_bench_compares_the_two_readers() -> None:
+    result = _result("bench/rapl.py", "--reads", "--runs", "2", "--scrapes", "20")
+    low, high = _spread(result["rapl_reads_ratio_spread"])
+    assert low <= float(result["rapl_reads_ratio"]) <= high
+    assert float(result["rapl_reads_held_us"]) > 0 and float(result["rapl_reads_reopen_us"]) > 0

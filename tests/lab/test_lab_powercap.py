@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -40,6 +42,24 @@ def test_counter_advances_and_wraps(tmp_path: Path) -> None:
     assert int((lab.zone_dir("intel-rapl:0") / "energy_uj").read_text()) == pytest.approx(199_999_999, abs=2)
 
 
+def test_counters_are_rewritten_in_place(tmp_path: Path) -> None:
+    # As sysfs: a descriptor held open and read at offset 0 sees every new value, across a wrap.
+    lab = PowercapLab(tmp_path, [ZoneSpec("intel-rapl:0", "package-0", 100.0, 1_000_000_000)]).create()
+    path = lab.zone_dir("intel-rapl:0") / "energy_uj"
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        inode = os.fstat(fd).st_ino
+        seen = []
+        for seconds in (4.0, 0.5, 5.6):  # 400 J, 450 J, then past the 1 kJ range: a shorter text
+            lab.advance(seconds)
+            seen.append(int(os.pread(fd, 256, 0)))
+        assert os.stat(path).st_ino == inode
+        assert seen == [400_000_000, 450_000_000, pytest.approx(9_999_999, abs=2)]
+        assert os.pread(fd, 256, 0).endswith(b"\n") and b"\n" not in os.pread(fd, 256, 0)[:-1]
+    finally:
+        os.close(fd)
+
+
 def test_power_follows_a_written_long_term_limit(tmp_path: Path) -> None:
     lab = PowercapLab(tmp_path, intel_server(sockets=1, package_watts=200.0, tdp=250.0)).create()
     assert lab.power("intel-rapl:0") == pytest.approx(200.0)
@@ -72,3 +92,39 @@ def test_a_source_decides_the_power_and_reads_the_limits(tmp_path: Path) -> None
     assert lab.limit_w("intel-rapl:0", "long_term") is None
     (lab.zone_dir("intel-rapl:0") / "enabled").unlink()
     assert lab.limit_w("intel-rapl:0", "long_term") is None
+
+
+def test_a_reader_never_sees_a_half_written_counter(tmp_path: Path) -> None:
+    # 1 J range at 1 kW: every few advances wrap, so the text shrinks and grows.  The reader is
+    # another process (a thread would rarely run between two syscalls of the writer); written
+    # without the padding, this saw over a hundred non-numbers in 20,000 advances.
+    lab = PowercapLab(tmp_path, [ZoneSpec("intel-rapl:0", "package-0", 1000.0, 1_000_000)]).create()
+    stop = tmp_path / "stop"
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, str(lab.zone_dir("intel-rapl:0") / "energy_uj"), str(stop)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert reader.stdout is not None and reader.stdout.readline() == "reading\n"
+        for _ in range(20_000):
+            lab.advance(0.000371)
+    finally:
+        stop.touch()
+        out, _ = reader.communicate(timeout=60)
+    assert out.split() == ["0"]
+
+
+READER = """
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+print("reading", flush=True)
+bad = 0
+while not os.path.exists(sys.argv[2]):
+    for _ in range(1000):
+        try:
+            int(os.pread(fd, 256, 0))
+        except ValueError:
+            bad += 1
+print(bad)
+"""

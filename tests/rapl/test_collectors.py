@@ -146,14 +146,14 @@ async def test_root_only_energy_keeps_limits(
 ) -> None:
     # Tests run as root, for whom mode 0400 does not deny a read: simulate the kernel's EACCES.
     PowercapLab(tmp_path, intel_server(sockets=2)).create()
-    real_read = powercap.read_bytes
+    real_open = powercap.open_attribute
 
-    def read(path: Path) -> bytes:
-        if str(path).endswith("energy_uj"):
-            raise PermissionError(errno.EACCES, "Permission denied", str(path))
-        return real_read(path)
+    def open_attribute(path: str) -> int:
+        if path.endswith("energy_uj"):
+            raise PermissionError(errno.EACCES, "Permission denied", path)
+        return real_open(path)
 
-    monkeypatch.setattr(powercap, "read_bytes", read)
+    monkeypatch.setattr(powercap, "open_attribute", open_attribute)
     exporter = Exporter(tmp_path)
     with caplog.at_level(logging.WARNING):
         samples, _ = await exporter.scrape()
