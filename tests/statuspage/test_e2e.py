@@ -285,3 +285,28 @@ def test_the_overview_lists_every_system(served: Served) -> None:
     assert cards["beta"].select_one(".badge").get_text(strip=True) == "no data"
     assert soup.select_one('meta[http-equiv="refresh"]') is not None  # inside <noscript>
     assert soup.select_one("noscript meta")["content"] == "300"
+
+
+def test_cached_answers_are_the_prepared_bytes_and_revalidate_to_304(served: Served) -> None:
+    paths = ["/", "/system/alpha", "/system/alpha?fragment=1", "/api/v1/status", "/static/style.css"]
+    first = {p: fetch(served.url + p, **{"Accept-Encoding": "gzip"}) for p in paths}
+    made = served.server.renderer.renditions
+    with ThreadPoolExecutor(16) as pool:
+        again = list(
+            pool.map(lambda i: fetch(served.url + paths[i % 5], **{"Accept-Encoding": "gzip"}), range(100))
+        )
+    # Nothing rendered again within the minute: the same bytes and ETag for every viewer.
+    for i, (status, headers, body) in enumerate(again):
+        assert status == 200 and body == first[paths[i % 5]][2]
+        assert headers["ETag"] == first[paths[i % 5]][1]["ETag"]
+    assert served.server.renderer.renditions - made <= 1  # at most the minute turning
+    for path, (_status, headers, _body) in first.items():
+        status, h304, body = fetch(
+            served.url + path, **{"Accept-Encoding": "gzip", "If-None-Match": headers["ETag"]}
+        )
+        assert (status, body) == (304, b""), path
+        assert h304["ETag"] == headers["ETag"]
+        assert h304["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+        # The plain copy has its own tag: the gzip one does not validate it.
+        assert fetch(served.url + path, **{"If-None-Match": headers["ETag"]})[0] == 200
+    assert fetch(served.url + "/", **{"If-None-Match": '"stale", W/"x"'})[0] == 200
