@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +14,7 @@ from bs4 import BeautifulSoup, Tag
 
 from powerplane.lab import procs
 from powerplane.statuspage.server import CONTENT_SECURITY_POLICY
+from tests.conftest import require_binary
 from tests.helpers import parse, value
 
 from .conftest import HOSTILE, USERS, Clock, Served, World
@@ -310,3 +313,15 @@ def test_cached_answers_are_the_prepared_bytes_and_revalidate_to_304(served: Ser
         # The plain copy has its own tag: the gzip one does not validate it.
         assert fetch(served.url + path, **{"If-None-Match": headers["ETag"]})[0] == 200
     assert fetch(served.url + "/", **{"If-None-Match": '"stale", W/"x"'})[0] == 200
+
+
+def test_the_documented_revalidation_example_gets_a_304(served: Served) -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "status-page.md").read_text()
+    section = doc.split("## Serving from the cache", 1)[1]
+    script = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    script = script.replace("http://127.0.0.1:9879/", served.url + "/")
+    require_binary("curl")
+    argv = ["bash", "-euo", "pipefail", "-c", script]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "304"
