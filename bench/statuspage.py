@@ -12,7 +12,8 @@ viewers each on its own keep-alive connection, as N browsers would be:
 - requests per second: N viewers in a closed loop for a while (misses included);
 - CPU per request of the page's process (its service time: one thread serves every request)
   and of this load generator, from /proc, over the closed loop: what a round costs the server
-  alone, and whether the load generator is the bottleneck;
+  alone, and whether the load generator is the bottleneck; beside it, as the anchor, the same
+  loop on ``/-/healthy`` (the runtime's smallest answer) and the ratio of the two;
 - Prometheus queries per minute with 1, 10 and N viewers, from the page's own counter and from
   Prometheus's ``prometheus_http_requests_total{handler="/api/v1/query"}`` (which also counts
   the demo's other clients: the figure with no viewer is printed as the baseline).
@@ -154,7 +155,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def closed_loop(base: str, viewers: int, seconds: float) -> int:
+async def closed_loop(base: str, viewers: int, seconds: float, views: tuple[str, ...] = VIEWS) -> int:
     """Requests answered by ``viewers`` clients each asking again as soon as answered."""
     done = 0
     end = time.monotonic() + seconds
@@ -163,7 +164,7 @@ async def closed_loop(base: str, viewers: int, seconds: float) -> int:
     async def viewer(i: int, client: Viewer) -> None:
         nonlocal done
         while time.monotonic() < end:
-            await client.get(VIEWS[(i + done) % len(VIEWS)])
+            await client.get(views[(i + done) % len(views)])
             done += 1
 
     await asyncio.gather(*(viewer(i, c) for i, c in enumerate(clients)))
@@ -172,10 +173,12 @@ async def closed_loop(base: str, viewers: int, seconds: float) -> int:
     return done
 
 
-async def service_time(base: str, pid: int, viewers: int, seconds: float) -> dict[str, float]:
+async def service_time(
+    base: str, pid: int, viewers: int, seconds: float, views: tuple[str, ...] = VIEWS
+) -> dict[str, float]:
     """The closed loop's rate and the CPU per request of the page (``pid``) and of this process."""
     page0, own0 = cpu_seconds(pid), time.process_time()
-    count = await closed_loop(base, viewers, seconds)
+    count = await closed_loop(base, viewers, seconds, views)
     page1, own1 = cpu_seconds(pid), time.process_time()
     return {
         "rps": count / seconds,
@@ -269,9 +272,18 @@ async def measure(args: argparse.Namespace, base: str, prometheus: str, pid: int
         result[f"{name}_p50_ms"], result[f"{name}_p99_ms"] = p50, p99
         print(f"{name:<11} {len(values)} requests  p50 {p50:.1f} ms  p99 {p99:.1f} ms")
     result.update(await service_time(base, pid, args.viewers, args.load_seconds))
+    # The anchor, run just after on the same server: the runtime's smallest answer, so the ratio
+    # says what the page's own handling adds to aiohttp's cost of any request.
+    anchor = await service_time(base, pid, args.viewers, args.load_seconds, ("/-/healthy",))
+    result["healthy_server_cpu_us_per_request"] = anchor["server_cpu_us_per_request"]
+    result["server_cpu_ratio_vs_healthy"] = (
+        result["server_cpu_us_per_request"] / anchor["server_cpu_us_per_request"]
+    )
     print(
         f"closed loop, {args.viewers} viewers: {result['rps']:.0f} requests/s; CPU per request: "
-        f"page {result['server_cpu_us_per_request']:.0f} µs, "
+        f"page {result['server_cpu_us_per_request']:.0f} µs "
+        f"(/-/healthy {anchor['server_cpu_us_per_request']:.0f} µs, "
+        f"ratio {result['server_cpu_ratio_vs_healthy']:.2f}), "
         f"load generator {result['client_cpu_us_per_request']:.0f} µs"
     )
     for viewers in (0, 1, 10, args.viewers):
