@@ -231,7 +231,11 @@ def start_demo(workdir: Path) -> tuple[procs.Process, str]:
         found = re.search(r"Prometheus(?: graph)?\s+(http://[^/\s]+)/", log.read_text())
         return found.group(1) if found else None
 
-    return demo, procs.wait_until(prometheus_url, 300, 0.5, "the demo's Prometheus")
+    try:
+        return demo, procs.wait_until(prometheus_url, 300, 0.5, "the demo's Prometheus")
+    except BaseException:
+        demo.stop(timeout=30)  # a demo that never printed its Prometheus is not left running
+        raise
 
 
 def start_page(workdir: Path, prometheus: str) -> tuple[procs.Process, str]:
