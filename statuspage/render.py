@@ -1,17 +1,21 @@
-"""HTML from the status document: Jinja2 with autoescaping, every value escaped.
+"""HTML and JSON from the status document: Jinja2 with autoescaping, every value escaped.
 
-Rendered pages are cached per (view, data generation, minute): viewers between two refreshes
-get the same bytes (and the same gzip), so a thousand viewers cost one render per view and
-minute; ages ("4 min ago") are exact to the minute.
+Every view (the overview, each system's tab, their fragments, the JSON answers) is rendered at
+once per (data generation, minute) into a ``Rendition``: immutable bytes, their gzip and their
+ETag, with the response headers of each built in advance.  Viewers between two refreshes get
+those bytes with no rendering, templating, JSON encoding or compression, so a thousand viewers
+cost one render of each view per minute; ages ("4 min ago") are exact to the minute.  The
+server swaps the reference to the rendition: a viewer never waits on a lock or on the refresh.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -34,16 +38,56 @@ FS_TEXT = {"ok": "available", "degraded": "degraded (read-only)", "down": "unava
 
 
 @dataclass(frozen=True)
-class Body:
-    """A rendered answer and its gzip form."""
+class Variant:
+    """One encoding of an answer: its bytes, its strong ETag, its headers for a 200 and a 304."""
 
     data: bytes
-    gzipped: bytes
-    content_type: str
+    etag: str
+    headers: Mapping[str, str]
+    not_modified: Mapping[str, str]
+
+    def matches(self, if_none_match: str) -> bool:
+        """Whether ``If-None-Match`` names this answer (weak comparison, as RFC 9110 asks)."""
+        for tag in if_none_match.split(","):
+            tag = tag.strip()
+            if tag == "*" or tag.removeprefix("W/") == self.etag:
+                return True
+        return False
 
 
-def _body(data: bytes, content_type: str) -> Body:
-    return Body(data, gzip.compress(data, compresslevel=6, mtime=0), content_type)
+@dataclass(frozen=True)
+class Body:
+    """An answer prepared once, as is and gzipped (each encoding has its own ETag)."""
+
+    plain: Variant
+    gzipped: Variant
+
+    @property
+    def data(self) -> bytes:
+        return self.plain.data
+
+    def variant(self, accept_encoding: str) -> Variant:
+        # A substring test: "gzip;q=0" is not worth parsing for; every browser sends "gzip".
+        return self.gzipped if "gzip" in accept_encoding else self.plain
+
+
+def prepare(
+    data: bytes, content_type: str, cache: str = "no-cache", headers: Mapping[str, str] | None = None
+) -> Body:
+    """``data`` with its gzip, ETags and response headers (``headers`` added to each)."""
+    tag = hashlib.blake2b(data, digest_size=12).hexdigest()
+    common = {**(headers or {}), "Cache-Control": cache, "Vary": "Accept-Encoding"}
+
+    def variant(body: bytes, etag: str, encoding: str | None) -> Variant:
+        not_modified = {**common, "ETag": etag}
+        full = {**not_modified, "Content-Type": content_type}
+        if encoding:
+            full["Content-Encoding"] = encoding
+        return Variant(body, etag, full, not_modified)
+
+    # Compressed once per minute at most, so the smallest output is worth the time.
+    gzipped = gzip.compress(data, compresslevel=9, mtime=0)
+    return Body(variant(data, f'"{tag}"', None), variant(gzipped, f'"{tag}-gzip"', "gzip"))
 
 
 def _age(seconds: float | None) -> str:
@@ -107,67 +151,83 @@ def environment(config: StatusPageConfig) -> jinja2.Environment:
     return env
 
 
-class Renderer:
-    """The document, its pages and its JSON for one snapshot, cached until the minute turns."""
+#: A view: ("page" | "fragment" | "status", a system's name or "" for all) or ("outages" |
+#: "reservations", "").
+View = tuple[str, str]
+HTML = "text/html; charset=utf-8"
+JSON = "application/json"
 
-    def __init__(self, config: StatusPageConfig) -> None:
+
+@dataclass(frozen=True)
+class Rendition:
+    """Every view of one snapshot, valid from ``valid_from`` until ``valid_until`` (clock time)."""
+
+    generation: int
+    valid_from: float
+    valid_until: float
+    bodies: Mapping[View, Body] = field(default_factory=dict)
+
+    def serves(self, generation: int, now: float) -> bool:
+        """Whether this rendition is the answer at ``now`` for that snapshot generation."""
+        return generation == self.generation and self.valid_from <= now < self.valid_until
+
+
+class Renderer:
+    """The rendition of the current snapshot and minute; ``latest`` is read without a lock."""
+
+    def __init__(self, config: StatusPageConfig, headers: Mapping[str, str] | None = None) -> None:
         self.config = config
+        self.headers = dict(headers or {})
         self.env = environment(config)
         self._page = self.env.get_template("page.html")
         self._app = self.env.get_template("app.html")
-        self._key: tuple[int, int] | None = None
-        self._doc: dict[str, Any] = {}
-        self._cache: dict[tuple[str, ...], Body] = {}
-        #: Renders done (not served from the cache); the tests read it.
-        self.renders = 0
+        #: Replaced whole, never changed: a reader holding it sees one consistent set of views.
+        self.latest = Rendition(0, 0.0, 0.0)
+        #: Renditions made (each renders every view once); the tests read it.
+        self.renditions = 0
 
-    def _current(self, snapshot: Snapshot, now: datetime) -> dict[str, Any]:
-        key = (snapshot.generation, int(now.timestamp() // 60))
-        if key != self._key:
-            # A new snapshot or minute: everything rendered before is out of date.
-            self._key, self._cache = key, {}
-            self._doc = document(self.config, snapshot, now)
-        return self._doc
+    def rendition(self, snapshot: Snapshot, now: float) -> Rendition:
+        """The rendition of ``snapshot`` at ``now``, made now unless the latest one serves."""
+        latest, minute = self.latest, now // 60 * 60
+        if latest.generation == snapshot.generation and latest.valid_from == minute:
+            # Also when the data is already due (a refresh slower than the interval): the
+            # viewers who waited for it get the one rendition, not one each.
+            return latest
+        # The hot path serves it until the minute turns (the ages change) or the data is due.
+        # Valid from this minute only, so a clock stepped back does not keep it.
+        until = min(minute + 60, snapshot.taken_at + self.config.data_seconds)
+        rendition = Rendition(snapshot.generation, minute, until, self._render(snapshot, now))
+        self.renditions += 1
+        self.latest = rendition
+        return rendition
 
-    def _cached(
-        self, snapshot: Snapshot, now: datetime, key: tuple[str, ...], make: Callable[[dict[str, Any]], Body]
-    ) -> Body:
-        doc = self._current(snapshot, now)
-        body = self._cache.get(key)
-        if body is None:
-            self.renders += 1
-            body = self._cache[key] = make(doc)
-        return body
+    def _render(self, snapshot: Snapshot, now: float) -> dict[View, Body]:
+        doc = document(self.config, snapshot, datetime.fromtimestamp(now, UTC))
+        meta = {"generated_at": doc["generated_at"], "data_generation": doc["data_generation"]}
+        bodies = {
+            ("page", ""): self._html(self._page, doc, None),
+            ("fragment", ""): self._html(self._app, doc, None),
+            ("status", ""): self._json(doc),
+            ("outages", ""): self._json({**meta, "outages": doc["outages"]}),
+            ("reservations", ""): self._json({**meta, "reservations": doc["reservations"]}),
+        }
+        for system in doc["systems"]:
+            name = system["name"]
+            bodies["page", name] = self._html(self._page, doc, system)
+            bodies["fragment", name] = self._html(self._app, doc, system)
+            bodies["status", name] = self._json({**meta, **system})
+        return bodies
 
-    def page(self, snapshot: Snapshot, now: datetime, system: str | None, fragment: bool) -> Body:
-        """The overview (``system`` None) or a system's tab; ``fragment``: the content only."""
+    def _html(self, template: jinja2.Template, doc: dict[str, Any], current: dict[str, Any] | None) -> Body:
+        html = template.render(doc=doc, current=current, base="../" if current else "")
+        return prepare(html.encode(), HTML, headers=self.headers)
 
-        def make(doc: dict[str, Any]) -> Body:
-            current = next((s for s in doc["systems"] if s["name"] == system), None)
-            template = self._app if fragment else self._page
-            html = template.render(doc=doc, current=current, base="../" if system else "")
-            return _body(html.encode(), "text/html; charset=utf-8")
-
-        return self._cached(snapshot, now, ("page", system or "", "f" if fragment else ""), make)
-
-    def json(self, snapshot: Snapshot, now: datetime, what: str, system: str | None = None) -> Body:
-        """``status`` (one ``system`` or all), ``outages`` or ``reservations`` as JSON."""
-
-        def make(doc: dict[str, Any]) -> Body:
-            meta = {"generated_at": doc["generated_at"], "data_generation": doc["data_generation"]}
-            if what == "status" and system is not None:
-                value: Any = {**meta, **next(s for s in doc["systems"] if s["name"] == system)}
-            elif what == "status":
-                value = doc
-            else:
-                value = {**meta, what: doc[what]}
-            data = json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":")).encode()
-            return _body(data, "application/json")
-
-        return self._cached(snapshot, now, ("json", what, system or ""), make)
+    def _json(self, value: Any) -> Body:
+        data = json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":")).encode()
+        return prepare(data, JSON, headers=self.headers)
 
 
-def static_files() -> dict[str, Body]:
+def static_files(headers: Mapping[str, str] | None = None) -> dict[str, Body]:
     """The stylesheet, the script and the icon, read once."""
     types = {
         ".css": "text/css; charset=utf-8",
@@ -175,7 +235,7 @@ def static_files() -> dict[str, Body]:
         ".svg": "image/svg+xml",
     }
     return {
-        p.name: _body(p.read_bytes(), types[Path(p.name).suffix])
+        p.name: prepare(p.read_bytes(), types[Path(p.name).suffix], "public, max-age=3600", headers)
         for p in sorted(STATIC.iterdir(), key=lambda p: p.name)
         if Path(p.name).suffix in types
     }

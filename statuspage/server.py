@@ -11,6 +11,9 @@
 Every answer carries a strict Content-Security-Policy (scripts, styles and images from the page
 itself only; no inline script or style; no framing) and the usual hardening headers.  Nothing in
 a request reaches an upstream: the path picks one of the configured systems or nothing.
+
+Between two refreshes an answer is a look-up: the rendition's bytes (gzipped when accepted) with
+headers built with them, or 304 when ``If-None-Match`` names its ETag (docs/status-page.md).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from powerplane.exporters.runtime import ExporterServer
 
 from .metrics import StatusPageCollector
 from .page import StatusPage
-from .render import Body, Renderer, static_files
+from .render import Body, Renderer, View, static_files
 
 CONTENT_SECURITY_POLICY = "; ".join(
     (
@@ -50,16 +53,18 @@ DEFAULT_PORT = 9879
 
 
 async def _security_headers(_request: web.Request, response: web.StreamResponse) -> None:
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
+    # The page's own answers come with these already (prepared with their bytes).
+    if "Content-Security-Policy" not in response.headers:
+        response.headers.update(SECURITY_HEADERS)
 
 
-def _respond(request: web.Request, body: Body, cache: str = "no-cache", status: int = 200) -> web.Response:
-    headers = {"Content-Type": body.content_type, "Cache-Control": cache, "Vary": "Accept-Encoding"}
-    if "gzip" in request.headers.get("Accept-Encoding", ""):
-        headers["Content-Encoding"] = "gzip"
-        return web.Response(body=body.gzipped, headers=headers, status=status)
-    return web.Response(body=body.data, headers=headers, status=status)
+def _respond(request: web.Request, body: Body) -> web.Response:
+    headers = request.headers
+    variant = body.variant(headers.get("Accept-Encoding", ""))
+    if_none_match = headers.get("If-None-Match")
+    if if_none_match is not None and variant.matches(if_none_match):
+        return web.Response(status=304, headers=variant.not_modified)
+    return web.Response(body=variant.data, headers=variant.headers)
 
 
 class StatusServer(ExporterServer):
@@ -67,8 +72,9 @@ class StatusServer(ExporterServer):
 
     def __init__(self, page: StatusPage, **kwargs: Any) -> None:
         self.page = page
-        self.renderer = Renderer(page.config)
-        self.static = static_files()
+        self.renderer = Renderer(page.config, SECURITY_HEADERS)
+        self.static = static_files(SECURITY_HEADERS)
+        self.systems = frozenset(s.name for s in page.config.systems)
         super().__init__(
             "statuspage",
             collectors=[StatusPageCollector(page)],
@@ -90,41 +96,44 @@ class StatusServer(ExporterServer):
         app.on_response_prepare.append(_security_headers)
         return app
 
-    async def _html(self, request: web.Request, system: str | None) -> web.Response:
-        snapshot = await self.page.current()
-        fragment = request.query.get("fragment") == "1"
-        return _respond(request, self.renderer.page(snapshot, self.page.now(), system, fragment))
+    async def _view(self, request: web.Request, view: View) -> web.Response:
+        # The hot path: no await, no lock; the rendition is swapped whole by whoever renders.
+        rendition, page = self.renderer.latest, self.page
+        if not rendition.serves(page.snapshot.generation, page.clock()):
+            snapshot = await page.current()
+            rendition = self.renderer.rendition(snapshot, page.clock())
+        return _respond(request, rendition.bodies[view])
+
+    def _fragment(self, request: web.Request) -> bool:
+        return bool(request.query_string) and request.query.get("fragment") == "1"
 
     async def handle_landing(self, request: web.Request) -> web.Response:
-        return await self._html(request, None)
+        return await self._view(request, ("fragment" if self._fragment(request) else "page", ""))
 
     async def handle_system(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        if self.page.config.system(name) is None:
+        if name not in self.systems:
             # The name is not echoed back: nothing from the request is shown.
             raise web.HTTPNotFound(text="No such system.\n")
-        return await self._html(request, name)
+        return await self._view(request, ("fragment" if self._fragment(request) else "page", name))
 
     async def handle_status(self, request: web.Request) -> web.Response:
-        name = request.match_info.get("name")
-        if name is not None and self.page.config.system(name) is None:
+        name = request.match_info.get("name", "")
+        if name and name not in self.systems:
             raise web.HTTPNotFound(text='{"error": "no such system"}\n', content_type="application/json")
-        snapshot = await self.page.current()
-        return _respond(request, self.renderer.json(snapshot, self.page.now(), "status", name))
+        return await self._view(request, ("status", name))
 
     async def handle_outages(self, request: web.Request) -> web.Response:
-        snapshot = await self.page.current()
-        return _respond(request, self.renderer.json(snapshot, self.page.now(), "outages"))
+        return await self._view(request, ("outages", ""))
 
     async def handle_reservations(self, request: web.Request) -> web.Response:
-        snapshot = await self.page.current()
-        return _respond(request, self.renderer.json(snapshot, self.page.now(), "reservations"))
+        return await self._view(request, ("reservations", ""))
 
     async def handle_static(self, request: web.Request) -> web.Response:
         body = self.static.get(request.match_info["name"])
         if body is None:
             raise web.HTTPNotFound(text="Not found.\n")
-        return _respond(request, body, cache="public, max-age=3600")
+        return _respond(request, body)
 
 
 def make_server(page: StatusPage, **kwargs: Any) -> StatusServer:

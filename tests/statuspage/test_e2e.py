@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +14,7 @@ from bs4 import BeautifulSoup, Tag
 
 from powerplane.lab import procs
 from powerplane.statuspage.server import CONTENT_SECURITY_POLICY
+from tests.conftest import require_binary
 from tests.helpers import parse, value
 
 from .conftest import HOSTILE, USERS, Clock, Served, World
@@ -285,3 +288,40 @@ def test_the_overview_lists_every_system(served: Served) -> None:
     assert cards["beta"].select_one(".badge").get_text(strip=True) == "no data"
     assert soup.select_one('meta[http-equiv="refresh"]') is not None  # inside <noscript>
     assert soup.select_one("noscript meta")["content"] == "300"
+
+
+def test_cached_answers_are_the_prepared_bytes_and_revalidate_to_304(served: Served) -> None:
+    paths = ["/", "/system/alpha", "/system/alpha?fragment=1", "/api/v1/status", "/static/style.css"]
+    first = {p: fetch(served.url + p, **{"Accept-Encoding": "gzip"}) for p in paths}
+    made = served.server.renderer.renditions
+    with ThreadPoolExecutor(16) as pool:
+        again = list(
+            pool.map(lambda i: fetch(served.url + paths[i % 5], **{"Accept-Encoding": "gzip"}), range(100))
+        )
+    # Nothing rendered again within the minute: the same bytes and ETag for every viewer.
+    for i, (status, headers, body) in enumerate(again):
+        assert status == 200 and body == first[paths[i % 5]][2]
+        assert headers["ETag"] == first[paths[i % 5]][1]["ETag"]
+    assert served.server.renderer.renditions - made <= 1  # at most the minute turning
+    for path, (_status, headers, _body) in first.items():
+        status, h304, body = fetch(
+            served.url + path, **{"Accept-Encoding": "gzip", "If-None-Match": headers["ETag"]}
+        )
+        assert (status, body) == (304, b""), path
+        assert h304["ETag"] == headers["ETag"]
+        assert h304["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+        # The plain copy has its own tag: the gzip one does not validate it.
+        assert fetch(served.url + path, **{"If-None-Match": headers["ETag"]})[0] == 200
+    assert fetch(served.url + "/", **{"If-None-Match": '"stale", W/"x"'})[0] == 200
+
+
+def test_the_documented_revalidation_example_gets_a_304(served: Served) -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "status-page.md").read_text()
+    section = doc.split("## Serving from the cache", 1)[1]
+    script = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    script = script.replace("http://127.0.0.1:9879/", served.url + "/")
+    require_binary("curl")
+    argv = ["bash", "-euo", "pipefail", "-c", script]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "304"
