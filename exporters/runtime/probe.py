@@ -51,7 +51,7 @@ from .builtin import (
 from .collector import Collector, Deadline, DeviceText, Outcome, Scrape, describe_error, run_collectors
 from .logs import FailureLog
 from .metrics import MetricSpec
-from .state import DEFAULT_STATE_TTL, RELEASE_AFTER, Clock, ExpiringMap, release_memory
+from .state import DEFAULT_STATE_TTL, Clock, ExpiringMap, release_if_due
 
 #: Seconds the whole probe may outlast its deadline, so per-collector timeouts win the race.
 COLLECTOR_GRACE = 0.1
@@ -198,11 +198,11 @@ class ProbeRunner:
         return self.failures.sweep() + self.prober.sweep()
 
     async def sweep_forever(self) -> None:
-        """``sweep`` four times per TTL, until cancelled; a large eviction releases its memory."""
+        """``sweep`` four times per TTL, until cancelled; after many evictions, release the memory."""
         while True:
             await asyncio.sleep(max(1.0, self.prober.state_ttl / 4))
-            if self.sweep() >= RELEASE_AFTER:
-                release_memory()
+            self.sweep()
+            release_if_due()
 
     async def probe(self, job: ProbeJob, deadline: Deadline) -> Scrape:
         key = job.coalesce_key()

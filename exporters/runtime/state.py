@@ -10,6 +10,12 @@ owner's ``on_evict`` releases what it holds (the Redfish client logs out of the 
 The map is kept in order of last use, so an eviction pass looks at the oldest entries only and
 stops at the first live one: every access runs one, at a cost proportional to what it evicts.
 The clock is injectable, so tests move time instead of waiting for it.
+
+Evicting is not enough to give the memory back: a dict keeps the table of its largest size after
+its entries are deleted, so a map that shrank to a quarter of its peak is rebuilt; and freed
+objects stay in the C library's free lists, so once many entries were evicted anywhere in the
+process, ``release_if_due`` collects garbage and trims the heap (glibc's ``malloc_trim``), at most
+once per ``RELEASE_INTERVAL``.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import ctypes
 import ctypes.util
 import functools
 import gc
+import platform
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
@@ -33,12 +40,26 @@ Clock = Callable[[], float]
 DEFAULT_STATE_TTL = 600.0
 
 
-#: After an eviction pass that freed this many entries, the memory is handed back to the system.
+#: Once this many entries were evicted (by every map of the process), the memory is handed back.
 RELEASE_AFTER = 1000
+#: Seconds between two releases at least: a full collection and a trim cost a few milliseconds.
+RELEASE_INTERVAL = 10.0
+#: A map is rebuilt when it holds under a quarter of its peak, if the peak was at least this.
+REBUILD_FROM = 1024
+
+
+class _Releases:
+    """Entries evicted since the last release, process-wide, and when that release was."""
+
+    pending = 0
+    last = float("-inf")
 
 
 @functools.cache
 def _malloc_trim() -> Callable[[int], int] | None:
+    # Only glibc has it; musl and other C libraries give memory back on their own terms.
+    if platform.libc_ver()[0] != "glibc":
+        return None
     name = ctypes.util.find_library("c")
     library = ctypes.CDLL(name) if name else None
     trim: Callable[[int], int] | None = getattr(library, "malloc_trim", None)
@@ -57,6 +78,17 @@ def release_memory() -> None:
         trim(0)
 
 
+def release_if_due(clock: Clock = time.monotonic) -> bool:
+    """``release_memory`` if ``RELEASE_AFTER`` entries were evicted since the last release and
+    ``RELEASE_INTERVAL`` has passed; whether it ran."""
+    now = clock()
+    if _Releases.pending < RELEASE_AFTER or now - _Releases.last < RELEASE_INTERVAL:
+        return False
+    _Releases.pending, _Releases.last = 0, now
+    release_memory()
+    return True
+
+
 class ExpiringMap(Generic[K, V]):
     """A mapping whose entries are evicted ``ttl`` seconds after their last use."""
 
@@ -71,6 +103,8 @@ class ExpiringMap(Generic[K, V]):
         self.clock = clock
         self.on_evict = on_evict
         self._entries: OrderedDict[K, tuple[V, float]] = OrderedDict()
+        #: The most entries held since the map was last (re)built.
+        self._peak = 0
         #: Entries evicted so far (for the exporter's own metrics and for tests).
         self.evicted = 0
 
@@ -82,6 +116,7 @@ class ExpiringMap(Generic[K, V]):
         value = factory() if found is None else found[0]
         self._entries[key] = (value, now)
         self._entries.move_to_end(key)
+        self._peak = max(self._peak, len(self._entries))
         return value
 
     def peek(self, key: K) -> V | None:
@@ -109,7 +144,7 @@ class ExpiringMap(Generic[K, V]):
     def drain(self) -> list[tuple[K, V]]:
         """Remove and return every entry, without ``on_evict`` (shutdown releases them all)."""
         items = [(k, v) for k, (v, _t) in self._entries.items()]
-        self._entries.clear()
+        self._entries, self._peak = OrderedDict(), 0
         return items
 
     def _expire(self, now: float) -> int:
@@ -123,6 +158,11 @@ class ExpiringMap(Generic[K, V]):
             if self.on_evict is not None:
                 self.on_evict(key, value)
         self.evicted += count
+        _Releases.pending += count
+        if self._peak >= REBUILD_FROM and len(self._entries) * 4 < self._peak:
+            # Deleting keeps the table sized for the peak: a copy is sized for what is left.
+            self._entries = OrderedDict(self._entries)
+            self._peak = len(self._entries)
         return count
 
     def __len__(self) -> int:
