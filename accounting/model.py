@@ -165,9 +165,9 @@ def _gpu_shares() -> list[Recording]:
         ),
         Recording(
             GPU_SHARE,
-            # Whole GPUs and MIG instances apart: each selects only its own holder counts (the
+            # Whole GPUs and MIG instances apart: MIG holder counts are selected on their own (the
             # fleet's holders are read once, not three times).
-            f'1 / {GPU_HOLDERS}{{gpu_instance=""}}\n'
+            f'1 / ({GPU_HOLDERS} unless {GPU_HOLDERS}{{gpu_instance!=""}})\n'
             "or\n"
             f'(\n  {mig}\n)\n/ on (node, gpu, gpu_instance) {GPU_HOLDERS}{{gpu_instance!=""}}',
             ("node", "gpu", "gpu_instance"),
