@@ -154,7 +154,7 @@ def _gpu_shares() -> list[Recording]:
     held = f"({JOB_HOLDER} or {POD_HOLDER})"
     mig = (
         "max by (node, gpu, gpu_instance) (powerplane_gpu_mig_memory_total_bytes)\n"
-        "    / on (node, gpu) group_left () max by (node, gpu) (powerplane_gpu_memory_total_bytes)"
+        "  / on (node, gpu) group_left () max by (node, gpu) (powerplane_gpu_memory_total_bytes)"
     )
     return [
         Recording(
@@ -165,12 +165,11 @@ def _gpu_shares() -> list[Recording]:
         ),
         Recording(
             GPU_SHARE,
-            "(\n"
-            f'  {GPU_HOLDERS} * 0 + 1 unless on (node, gpu, gpu_instance) {GPU_HOLDERS}{{gpu_instance!=""}}\n'
-            "  or\n"
-            f"  (\n    {mig}\n  ) and on (node, gpu, gpu_instance) {GPU_HOLDERS}\n"
-            ")\n"
-            f"/ on (node, gpu, gpu_instance) {GPU_HOLDERS}",
+            # Whole GPUs and MIG instances apart: MIG holder counts are selected on their own (the
+            # fleet's holders are read once, not three times).
+            f'1 / ({GPU_HOLDERS} unless {GPU_HOLDERS}{{gpu_instance!=""}})\n'
+            "or\n"
+            f'(\n  {mig}\n)\n/ on (node, gpu, gpu_instance) {GPU_HOLDERS}{{gpu_instance!=""}}',
             ("node", "gpu", "gpu_instance"),
             "Share of the GPU's power each holder of the GPU (or MIG instance) gets: 1 / holders, a MIG "
             "instance's memory share / its holders.",
@@ -322,6 +321,7 @@ def _rates(level: str, labels: tuple[str, ...], power: str, what: str) -> list[R
 
 def _job_groups(c: RulesConfig) -> list[Recording]:
     groups = ("account", "user") if c.accounting_user_series else ("account",)
+    owners = ", ".join(groups)
     rules = [
         Recording(
             JOB_TOTAL,
@@ -331,35 +331,48 @@ def _job_groups(c: RulesConfig) -> list[Recording]:
         ),
         Recording(
             JOB_OWNER,
-            f"max by (cluster, hpc_job, {', '.join(groups)}) ({as_hpc_job('powerplane_slurm_job_info')})",
+            f"max by (cluster, hpc_job, {owners}) ({as_hpc_job('powerplane_slurm_job_info')})",
             ("cluster", "hpc_job", *groups),
             "A running Slurm job's owner as the ledger joins it (Slurm's job_id as hpc_job); 1.",
         ),
     ]
-    for group in groups:
-        labels = ("cluster", group)
+    #: (per job, the groups' metric and operation, what it is)
+    rates = [
+        (JOB_TOTAL, "powerplane_power_watts:attributed", "Power attributed to the running jobs"),
+        *((f"{JOBS.level}:{m}:sum", f"{m}:sum", f"Rate, in {unit}, of the running jobs")
+          for m, unit in ((_EUR, "EUR per hour"), (_GRAMS, "grams CO2eq per hour"))),
+    ]  # fmt: skip
 
-        def grouped(series: str, group: str = group) -> str:
-            return (
-                f"sum by (cluster, {group}) (\n  {series}\n"
-                f"  * on (cluster, hpc_job) group_left ({group}) {JOB_OWNER}\n)"
-            )
+    def by_owner(series: str) -> str:
+        join = f"on (cluster, hpc_job) group_left ({owners}) {JOB_OWNER}"
+        return f"sum by (cluster, {owners}) (\n  {series}\n  * {join}\n)"
 
-        rules.append(
-            Recording(
-                f"{group}:powerplane_power_watts:attributed",
-                grouped(JOB_TOTAL),
-                labels,
-                f"Power attributed to the running jobs of each Slurm {group}.",
-            )
-        )
-        for metric, unit in ((_EUR, "EUR per hour"), (_GRAMS, "grams CO2eq per hour")):
+    for series, metric, what in rates:
+        if len(groups) > 1:
+            # Each job joins its owner once, into (account, user) pairs (no more than the running jobs,
+            # usually far fewer); accounts and users are sums over the pairs.
+            pairs = f"account_user:{metric}"
             rules.append(
                 Recording(
-                    f"{group}:{metric}:sum",
-                    grouped(f"{JOBS.level}:{metric}:sum"),
-                    labels,
-                    f"Rate of the running jobs of each Slurm {group}, in {unit}.",
+                    pairs, by_owner(series), ("cluster", *groups), f"{what} of each Slurm account and user."
+                )
+            )
+            rules += [
+                Recording(
+                    f"{g}:{metric}",
+                    f"sum by (cluster, {g}) ({pairs})",
+                    ("cluster", g),
+                    f"{what} of each Slurm {g}.",
+                )
+                for g in groups
+            ]
+        else:
+            rules.append(
+                Recording(
+                    f"{owners}:{metric}",
+                    by_owner(series),
+                    ("cluster", owners),
+                    f"{what} of each Slurm {owners}.",
                 )
             )
     return rules

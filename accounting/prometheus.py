@@ -406,6 +406,25 @@ class PrometheusClient:
             raise QueryError(query, "expected a list of strings")
         return list(data)
 
+    async def query_matrix(self, expr: str, at: float) -> list[Series]:
+        """An instant query of a range selector (``selector[range]``): its raw samples per series."""
+        data = await self._whole("query", expr, {"query": expr, "time": _ts(at)})
+        if not isinstance(data, dict) or data.get("resultType") != "matrix":
+            kind = data.get("resultType") if isinstance(data, dict) else None
+            raise QueryError(expr, f"expected a matrix, got resultType {kind!r}")
+        result = data.get("result")
+        if not isinstance(result, list):
+            raise QueryError(expr, "the answer's 'result' is not a list")
+        return [_series(expr, item) for item in result]
+
+    async def rule_groups(self, kind: str = "record") -> list[dict[str, Any]]:
+        """The rule groups of the rules API (``kind``: record or alert)."""
+        data = await self._whole("rules", f"rules of type {kind}", {"type": kind}, "GET")
+        groups = data.get("groups") if isinstance(data, dict) else None
+        if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+            raise QueryError(f"rules of type {kind}", "the answer has no list of 'groups'")
+        return groups
+
     async def range_chunks(
         self, expr: str, start: float, end: float, step: float
     ) -> AsyncIterator[RangeChunk]:

@@ -19,22 +19,22 @@ thousand nodes costs a few range reads, not a query per step.
 
 from __future__ import annotations
 
-import base64
+import asyncio
 import dataclasses
 import itertools
-import json
 import math
 import statistics
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+from powerplane.exporters.runtime.config import Secret
 
 from . import model
+from .prometheus import BasicAuthSettings, ClientSettings, PrometheusClient, QueryError, Series
 from .window import JobWindow
 
 #: A Prometheus answer larger than this is refused (a 1,000-node day is a few MB).
@@ -48,8 +48,13 @@ class PrometheusError(RuntimeError):
     pass
 
 
+_T = TypeVar("_T")
+
+
 class Prometheus:
-    """The few queries the job summary needs (POSTed: a selector may name many nodes)."""
+    """The queries the job summary needs, through the shared client (``accounting/prometheus.py``:
+    bounded bodies, timeouts, retries with backoff, errors that name the server and never its
+    credentials).  Synchronous for the summary's arithmetic; ``many`` asks several at once."""
 
     def __init__(self, url: str, token: str | None = None, timeout: float = 60.0) -> None:
         parts = urllib.parse.urlsplit(url)
@@ -58,60 +63,87 @@ class Prometheus:
         host = parts.hostname + (f":{parts.port}" if parts.port else "")
         #: The URL as errors may show it: no user, no password.
         self.where = urllib.parse.urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
-        self.headers: dict[str, str] = {}
-        if token:
-            self.headers["Authorization"] = f"Bearer {token}"
-        elif parts.username is not None:
-            pair = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
-            self.headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
-        self.timeout = timeout
-
-    def _api(self, path: str, params: Mapping[str, str], *, get: bool = False) -> Any:
-        encoded = urllib.parse.urlencode(params)
-        url = f"{self.where}/api/v1/{path}" + (f"?{encoded}" if get else "")
-        request = urllib.request.Request(  # noqa: S310 - the scheme is checked in __init__
-            url, data=None if get else encoded.encode(), headers=self.headers
+        auth = None
+        if not token and parts.username is not None:
+            password = Secret("the URL", urllib.parse.unquote(parts.password or ""))
+            auth = BasicAuthSettings(urllib.parse.unquote(parts.username), password)
+        self.settings = ClientSettings(
+            url=self.where,
+            basic_auth=auth,
+            bearer_token=Secret("the bearer token", token) if token else None,
+            timeout=timeout,
+            max_body_bytes=MAX_ANSWER_BYTES,
         )
-        where = self.where
+
+    def many(self, *calls: Callable[[PrometheusClient], Awaitable[_T]]) -> list[_T]:
+        """The calls' answers, asked concurrently over one connection pool."""
+
+        async def ask() -> list[_T]:
+            async with PrometheusClient(self.settings) as client:
+                return list(await asyncio.gather(*(call(client) for call in calls)))
+
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - http(s) only
-                body = response.read(MAX_ANSWER_BYTES + 1)
-        except urllib.error.HTTPError as exc:
-            with exc:
-                detail = exc.read(2000).decode("utf-8", "replace")
-            try:
-                detail = json.loads(detail).get("error", detail)
-            except ValueError:
-                pass
-            raise PrometheusError(f"Prometheus {where} {path}: HTTP {exc.code}: {detail[:300]}") from None
-        except (urllib.error.URLError, OSError) as exc:
-            raise PrometheusError(f"Prometheus {where}: {getattr(exc, 'reason', exc)}") from None
-        if len(body) > MAX_ANSWER_BYTES:
-            raise PrometheusError(f"Prometheus {where} {path}: answer over {MAX_ANSWER_BYTES} bytes")
-        try:
-            return json.loads(body)["data"]
-        except (ValueError, KeyError, TypeError):
-            raise PrometheusError(f"Prometheus {where} {path}: not a Prometheus API answer") from None
+            return asyncio.run(ask())
+        except QueryError as exc:
+            raise PrometheusError(f"Prometheus {self.where}: {exc}") from None
 
     def query(self, expr: str, at: float) -> list[dict[str, Any]]:
-        data = self._api("query", {"query": expr, "time": f"{at:.3f}"})
-        return list(data.get("result", [])) if data.get("resultType") == "vector" else []
+        (found,) = self.many(_instant(expr, at))
+        return found
+
+    def queries(self, at: float, *exprs: str) -> list[list[dict[str, Any]]]:
+        """Several instant queries at ``at``, asked at once."""
+        return self.many(*(_instant(expr, at) for expr in exprs))
 
     def query_samples(self, expr: str, at: float) -> list[dict[str, Any]]:
         """A range selector's raw samples (``expr`` is ``selector[range]``)."""
-        data = self._api("query", {"query": expr, "time": f"{at:.3f}"})
-        return list(data.get("result", [])) if data.get("resultType") == "matrix" else []
+
+        async def call(client: PrometheusClient) -> list[dict[str, Any]]:
+            return [_rows(s) for s in await client.query_matrix(expr, at)]
+
+        (found,) = self.many(call)
+        return found
 
     def rule_interval(self, record: str) -> float | None:
         """The evaluation interval of the rule group recording ``record``."""
-        for group in self._api("rules", {"type": "record"}, get=True).get("groups", []):
-            if any(r.get("name") == record for r in group.get("rules", [])):
-                return float(group.get("interval") or 0) or None
+
+        async def call(client: PrometheusClient) -> list[dict[str, Any]]:
+            return await client.rule_groups("record")
+
+        (groups,) = self.many(call)
+        for group in groups:
+            rules = group.get("rules")
+            if isinstance(rules, list) and any(
+                isinstance(r, dict) and r.get("name") == record for r in rules
+            ):
+                try:
+                    return float(group.get("interval") or 0) or None
+                except (TypeError, ValueError):
+                    raise PrometheusError(
+                        f"Prometheus {self.where}: rule group interval {group.get('interval')!r}"
+                    ) from None
         return None
 
     def query_range(self, expr: str, start: float, end: float, step: float) -> list[dict[str, Any]]:
-        params = {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}
-        return list(self._api("query_range", params).get("result", []))
+        async def call(client: PrometheusClient) -> list[dict[str, Any]]:
+            return [_rows(s) for s in await client.query_range(expr, start, end, step)]
+
+        (found,) = self.many(call)
+        return found
+
+
+def _instant(expr: str, at: float) -> Callable[[PrometheusClient], Awaitable[list[dict[str, Any]]]]:
+    async def call(client: PrometheusClient) -> list[dict[str, Any]]:
+        return [{"metric": dict(x.labels), "value": (x.time, x.value)} for x in await client.query(expr, at)]
+
+    return call
+
+
+def _rows(series: Series) -> dict[str, Any]:
+    return {
+        "metric": dict(series.labels),
+        "values": list(zip(series.times.tolist(), series.values.tolist(), strict=True)),
+    }
 
 
 # --- the result ----------------------------------------------------------------------------------
@@ -218,6 +250,12 @@ class _Q:
     interval: float = 60.0
     #: Read the (constant) shares over this many seconds before the end instead of the whole window.
     near: int | None = None
+    #: The nodes the job held (a literal alternation): the fleet-wide series are read there only.
+    nodes_re: str = ""
+
+    def of(self, metric: str) -> str:
+        """``metric`` on the job's nodes (all of them while those are not known yet)."""
+        return f'{metric}{{node=~"{_esc(self.nodes_re)}"}}' if self.nodes_re else metric
 
     @property
     def sel(self) -> str:
@@ -235,9 +273,10 @@ class _Q:
     def fractions(self, fn: str = "max_over_time") -> str:
         """The job's fraction of each GPU unit it held (its holder series times the unit's share)."""
         near = fn == "max_over_time"
+        share = self.over(self.of(model.GPU_SHARE), fn, near=near)
         return (
             f"{self.over(f'{model.JOB_HOLDER}{{{self.sel}}}', near=near)}\n"
-            f"* on (node, gpu, gpu_instance) group_left () {self.over(model.GPU_SHARE, fn, near=near)}"
+            f"* on (node, gpu, gpu_instance) group_left () {share}"
         )
 
     @property
@@ -260,13 +299,13 @@ class _Q:
             return f"sum by (node) (sum_over_time({recorded}{window})) * {self.interval:g}"
         if part == "rest":
             return (
-                f"clamp_min(sum_over_time({model.REST}{window}), 0) * {self.interval:g}\n"
+                f"clamp_min(sum_over_time({self.of(model.REST)}{window}), 0) * {self.interval:g}\n"
                 f"* on (node) group_left () {self.cpu_shares}"
             )
         # Scraped, not recorded: its average over the range (at least two rule intervals, so a short
         # edge still has a sample) times the range.
         avg = f"[{_range(max(seconds, 2 * self.interval))}]{pin}"
-        watts = f"max by (node, gpu) (avg_over_time(powerplane_gpu_power_watts{avg}))"
+        watts = f"max by (node, gpu) (avg_over_time({self.of('powerplane_gpu_power_watts')}{avg}))"
         held = f"on (node, gpu) group_right () {self.gpu_fractions}"
         return f"sum by (node) (\n  {watts} * {seconds:g}\n  * {held}\n)"
 
@@ -350,8 +389,8 @@ def summarize(prom: Prometheus, window: JobWindow, *, cluster: str = "", now: fl
     shares = _shares(prom, q, summary)
     if shares is None:
         return summary
-    constant, counts = shares
-    q = _near(prom, q, counts)
+    constant, counts, nodes = shares
+    q = _near(prom, dataclasses.replace(q, nodes_re="|".join(re_escape(n) for n in sorted(nodes))), counts)
     _periods(prom, q, summary, constant)
     _gpu_counters(prom, q, summary, constant["gpu"])
     _nodes(prom, q, summary, constant)
@@ -365,14 +404,19 @@ def summarize(prom: Prometheus, window: JobWindow, *, cluster: str = "", now: fl
     return summary
 
 
-def _shares(prom: Prometheus, q: _Q, summary: Summary) -> tuple[dict[str, bool], tuple[int, int]] | None:
-    """Whether the job's CPU shares and GPU fractions held still over the window, and how many series
-    of each it has there; None: never seen."""
-    cpu_rows = prom.query(q.cpu_shares, q.end)
-    cpu_max = _by_node(cpu_rows)
-    cpu_min = _by_node(prom.query(q.over(f"{model.JOB_CPU_SHARE}{{{q.sel}}}", "min_over_time"), q.end))
-    gpu_max = prom.query(q.fractions(), q.end)
-    gpu_min = prom.query(q.fractions("min_over_time"), q.end)
+def _shares(
+    prom: Prometheus, q: _Q, summary: Summary
+) -> tuple[dict[str, bool], tuple[int, int], set[str]] | None:
+    """Whether the job's CPU shares and GPU fractions held still over the window, how many series of
+    each it has there, and its nodes; None: never seen."""
+    cpu_rows, cpu_low, gpu_max, gpu_min = prom.queries(
+        q.end,
+        q.cpu_shares,
+        q.over(f"{model.JOB_CPU_SHARE}{{{q.sel}}}", "min_over_time"),
+        q.fractions(),
+        q.fractions("min_over_time"),
+    )
+    cpu_max, cpu_min = _by_node(cpu_rows), _by_node(cpu_low)
     seen = set(cpu_max) | {r["metric"].get("node", "") for r in gpu_max}
     job = q.job
     if not seen:
@@ -404,7 +448,7 @@ def _shares(prom: Prometheus, q: _Q, summary: Summary) -> tuple[dict[str, bool],
         )
     summary.methods["gpu"] = "integrated GPU power"
     summary.methods["rest"] = "integrated best node power minus GPUs"
-    return {"rest": cpu_constant, "gpu": gpu_constant}, (len(cpu_rows), len(gpu_max))
+    return {"rest": cpu_constant, "gpu": gpu_constant}, (len(cpu_rows), len(gpu_max)), seen
 
 
 def _near(prom: Prometheus, q: _Q, whole: tuple[int, int]) -> _Q:
@@ -414,8 +458,8 @@ def _near(prom: Prometheus, q: _Q, whole: tuple[int, int]) -> _Q:
     if near.near == q.range_s:
         return q
     # The whole window's counts come from _shares: a day of GPU fractions is read once.
-    recent = (len(prom.query(near.cpu_shares, q.end)), len(prom.query(near.fractions(), q.end)))
-    return near if recent == whole else q
+    cpus, gpus = prom.queries(q.end, near.cpu_shares, near.fractions())
+    return near if (len(cpus), len(gpus)) == whole else q
 
 
 def _energies(prom: Prometheus, q: _Q, expr: Any, cuts: list[tuple[float, float]]) -> list[dict[str, float]]:
@@ -552,16 +596,18 @@ def _gpu_counters(prom: Prometheus, q: _Q, summary: Summary, constant: bool) -> 
     assert summary.start is not None
     e = f"{q.end:.3f}"
     reasons = []
-    for at, where in ((summary.start, "start"), (q.end, "end")):
-        have = prom.query(
-            f"max by (node, gpu) ({model.GPU_ENERGY} @ {at:.3f}) and on (node, gpu) {fractions}", q.end
-        )
+    window = f"[{q.range_s}s] @ {e}"
+    *haves, resets = prom.queries(
+        q.end,
+        *(
+            f"max by (node, gpu) ({q.of(model.GPU_ENERGY)} @ {at:.3f}) and on (node, gpu) {fractions}"
+            for at in (summary.start, q.end)
+        ),
+        f"max by (node, gpu) (resets({q.of(model.GPU_ENERGY)}{window})) > 0 and on (node, gpu) {fractions}",
+    )
+    for have, where in zip(haves, ("start", "end"), strict=True):
         if len(have) < len(held):
             reasons.append(f"{len(held) - len(have)} of its GPUs have no energy counter at the job's {where}")
-    window = f"[{q.range_s}s] @ {e}"
-    resets = prom.query(
-        f"max by (node, gpu) (resets({model.GPU_ENERGY}{window})) > 0 and on (node, gpu) {fractions}", q.end
-    )
     for r in resets[:MAX_GAP_NODES]:
         m = r["metric"]
         reasons.append(
@@ -573,7 +619,8 @@ def _gpu_counters(prom: Prometheus, q: _Q, summary: Summary, constant: bool) -> 
         return
     joules = _scalar(
         prom.query(
-            f"sum(max by (node, gpu) (increase({model.GPU_ENERGY}{window})) * on (node, gpu) {fractions})",
+            f"sum(max by (node, gpu) (increase({q.of(model.GPU_ENERGY)}{window}))"
+            f" * on (node, gpu) {fractions})",
             q.end,
         )
     )
@@ -599,25 +646,25 @@ def _gpu_counters(prom: Prometheus, q: _Q, summary: Summary, constant: bool) -> 
 def _nodes(prom: Prometheus, q: _Q, summary: Summary, constant: Mapping[str, bool]) -> None:
     """Per node: the job's energy, the node's, the job's CPU share and GPUs, and the data's coverage."""
     e, seconds = q.end, q.range_s
-    rest = _by_node(prom.query(q.energy("rest", constant["rest"], seconds, e), e))
     if summary.methods.get("gpu", "").startswith("energy counters"):
-        counted = f"max by (node, gpu) (increase({model.GPU_ENERGY}[{seconds}s] @ {e:.3f}))"
-        gpu = _by_node(prom.query(f"sum by (node) ({counted} * on (node, gpu) {q.gpu_fractions})", e))
+        counted = f"max by (node, gpu) (increase({q.of(model.GPU_ENERGY)}[{seconds}s] @ {e:.3f}))"
+        gpu_energy = f"sum by (node) ({counted} * on (node, gpu) {q.gpu_fractions})"
     else:
-        gpu = _by_node(prom.query(q.energy("gpu", constant["gpu"], seconds, e), e))
+        gpu_energy = q.energy("gpu", constant["gpu"], seconds, e)
     window = f"[{_range(seconds)}] @ {e:.3f}"
     # A node's best source may change during the job (one series per source): they add up.
-    node_energy = _by_node(
-        prom.query(
-            f"sum by (node) (sum_over_time({model.BEST}{window})) * {q.interval:g} and on (node) {q.nodes}", e
-        )
+    *answers, holders = prom.queries(
+        e,
+        q.energy("rest", constant["rest"], seconds, e),
+        gpu_energy,
+        f"sum by (node) (sum_over_time({q.of(model.BEST)}{window})) * {q.interval:g} and on (node) {q.nodes}",
+        f"sum by (node) (count_over_time({q.of(model.BEST)}{window})) and on (node) {q.nodes}",
+        q.cpu_shares,
+        q.over(f"{model.JOB_HOLDER}{{{q.sel}}}"),
     )
-    counts = _by_node(
-        prom.query(f"sum by (node) (count_over_time({model.BEST}{window})) and on (node) {q.nodes}", e)
-    )
-    cpu = _by_node(prom.query(q.cpu_shares, e))
+    rest, gpu, node_energy, counts, cpu = (_by_node(a) for a in answers)
     gpus: dict[str, int] = defaultdict(int)
-    for r in prom.query(q.over(f"{model.JOB_HOLDER}{{{q.sel}}}"), e):
+    for r in holders:
         gpus[r["metric"].get("node", "")] += 1
     expected = max(1.0, seconds / q.interval)
     for node in sorted(set(cpu) | set(gpus)):
@@ -640,7 +687,9 @@ def _nodes(prom: Prometheus, q: _Q, summary: Summary, constant: Mapping[str, boo
 
 def _disagreeing(prom: Prometheus, q: _Q, summary: Summary) -> None:
     """Name the nodes whose GPUs read more than the node's own meter during the job."""
-    lowest = f"min_over_time({model.REST}[{_range(q.range_s)}] @ {q.end:.3f}) < 0 and on (node) {q.nodes}"
+    lowest = (
+        f"min_over_time({q.of(model.REST)}[{_range(q.range_s)}] @ {q.end:.3f}) < 0 and on (node) {q.nodes}"
+    )
     for node, watts in sorted(_by_node(prom.query(lowest, q.end)).items()):
         summary.statements.append(
             f"{node}: its GPUs read more than the node's power meter during the job (the rest of the node "

@@ -107,6 +107,7 @@ def bench_rules(args: argparse.Namespace) -> dict[str, float]:
                     samples.append(found[:2])
                 time.sleep(1.0)
             attributed = prom.value(f"count({model.JOB_POWER})") or 0
+            costly = rule_profile(prom, names)
             work = samples_touched(prom, names)
         loop.run(runner.cleanup())
     ours = sorted(s[0] for s in samples)
@@ -115,6 +116,9 @@ def bench_rules(args: argparse.Namespace) -> dict[str, float]:
     print(f"accounting rules: median {ours[len(ours) // 2]:.1f} ms, max {ours[-1]:.1f} ms per evaluation")
     print(
         f"whole recording group: median {group[len(group) // 2]:.1f} ms; {attributed:.0f} attributed series"
+    )
+    print(
+        "costliest accounting rules (ms, last evaluation): " + ", ".join(f"{n} {ms:.1f}" for n, ms in costly)
     )
     print(
         f"samples read per evaluation (load-independent): accounting {work[0]:.0f}, the other recording "
@@ -127,6 +131,16 @@ def bench_rules(args: argparse.Namespace) -> dict[str, float]:
         "accounting_samples": work[0],
         "other_samples": work[1],
     }
+
+
+def rule_profile(prom: procs.Prometheus, names: set[str], top: int = 8) -> list[tuple[str, float]]:
+    """The accounting rules that cost most in the last evaluation, with their ms."""
+    times: dict[str, float] = {}
+    for group in prom.api("rules", type="record")["groups"]:
+        for rule in group["rules"]:
+            if rule["name"] in names:
+                times[rule["name"]] = times.get(rule["name"], 0.0) + 1000 * rule["evaluationTime"]
+    return sorted(times.items(), key=lambda item: -item[1])[:top]
 
 
 def samples_touched(prom: procs.Prometheus, names: set[str]) -> tuple[float, float]:

@@ -166,6 +166,8 @@ def _scenario(lab: SlurmCluster, prom: procs.Prometheus, t0: float, reset_at: fl
     _until(t0 + 31)
     lab.run("scancel", b)
     lab.run("scancel", d)
+    # At once: slurmctld forgets a job that never ran MinJobAge (60 s) after it ends.
+    _check_no_nodes(lab, prom, d)
     # While A and B ran: the rates and the split, as the rules record them.
     mid = t0 + 15
     assert prom.value(
@@ -189,7 +191,7 @@ def _scenario(lab: SlurmCluster, prom: procs.Prometheus, t0: float, reset_at: fl
     _until(t0 + 75)
     _check_jobs(lab, prom, t0, a, b)
     _check_ledger(prom, t0)
-    _check_hostile(lab, prom, c, d)
+    _check_hostile(lab, prom, c)
     # Last: it reads the window from Prometheus, and would delay the checks that need slurmctld.
     _check_epilog(lab, prom, b, tmp_path)
 
@@ -279,13 +281,16 @@ def _check_ledger(prom: procs.Prometheus, t0: float) -> None:
     assert pod == pytest.approx(POD_W * 60, rel=0.01)
 
 
-def _check_hostile(lab: SlurmCluster, prom: procs.Prometheus, c: str, d: str) -> None:
-    got = _job(lab, prom.url, c)
-    assert got["energy_kwh"]["it"] is None and got["cost_eur"] is None, got
-    assert any(s.startswith("node-02: no power data during the job") for s in got["statements"]), got
+def _check_no_nodes(lab: SlurmCluster, prom: procs.Prometheus, d: str) -> None:
     got = _job(lab, prom.url, d)
     assert got["energy_kwh"]["it"] is None and got["nodes"] == []
     assert any("ran on no nodes" in s for s in got["statements"]), got
+
+
+def _check_hostile(lab: SlurmCluster, prom: procs.Prometheus, c: str) -> None:
+    got = _job(lab, prom.url, c)
+    assert got["energy_kwh"]["it"] is None and got["cost_eur"] is None, got
+    assert any(s.startswith("node-02: no power data during the job") for s in got["statements"]), got
     missing = subprocess.run(
         [sys.executable, "-m", "powerplane.cli", "job", "99999", "--prometheus", prom.url],
         capture_output=True, text=True, env=lab.env(), timeout=60,

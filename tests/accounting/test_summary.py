@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import http.server
 import threading
 from collections.abc import Iterator
@@ -71,9 +72,10 @@ def test_errors_name_the_server_never_its_credentials(liar: str, monkeypatch: py
     secret = liar.replace("http://", "http://admin:hunter2@")
     with pytest.raises(s.PrometheusError) as err:
         s.Prometheus(secret).query_range("up", 0, 1, 1)
-    assert "not a Prometheus API answer" in str(err.value) and "hunter2" not in str(err.value)
+    assert "answered something that is not JSON" in str(err.value) and "hunter2" not in str(err.value)
+    assert str(err.value).startswith(f"Prometheus {liar}: query 'up': ")
     monkeypatch.setattr(s, "MAX_ANSWER_BYTES", 1000)
-    with pytest.raises(s.PrometheusError, match="answer over 1000 bytes"):
+    with pytest.raises(s.PrometheusError, match="answer exceeds 1000 bytes"):
         s.Prometheus(liar).query("up", 0)
     with pytest.raises(s.PrometheusError) as err:
         s.Prometheus("http://admin:hunter2@127.0.0.1:1").query("up", 0)
@@ -95,3 +97,31 @@ def test_a_real_prometheus_refusing_a_query_says_why(prometheus: PrometheusFacto
     assert any("no allocation of job 5" in line and "unknown, not zero" in line for line in result.statements)
     empty = s.summarize(client, JobWindow("6", "scontrol", "CANCELLED"), now=3000.0)
     assert empty.statements == ["job 6 ran on no nodes (state CANCELLED): there is nothing to account"]
+
+
+def test_credentials_go_in_the_shared_clients_headers() -> None:
+    seen: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            seen.append(self.headers.get("Authorization", ""))
+            body = b'{"status": "success", "data": {"resultType": "vector", "result": []}}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        assert s.Prometheus(f"http://ad%40min:p%3Aw@127.0.0.1:{port}").query("up", 0) == []
+        assert s.Prometheus(f"http://127.0.0.1:{port}", token="t0ken").queries(0, "up", "up") == [[], []]
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen == ["Basic " + base64.b64encode(b"ad@min:p:w").decode(), "Bearer t0ken", "Bearer t0ken"]

@@ -202,18 +202,22 @@ def test_summary_says_an_older_powerplane_lacks_powerplane_job(site: Path) -> No
     assert not (site / "jobs").exists() or not any((site / "jobs").iterdir())
 
 
-def test_summary_runs_powerplane_job_and_writes_both_formats(site: Path) -> None:
-    # A stand-in with the documented interface (`powerplane job ID [--json]`) shows the arguments
-    # the hook passes; tests/accounting/test_e2e.py runs the real command through the hook.
-    stand_in = site / "powerplane"
-    stand_in.write_text(
+def stand_in_powerplane(path: Path) -> Path:
+    """A stand-in with the documented interface (`powerplane job ID [--json]`) that writes the
+    arguments the hook passes; tests/accounting/test_e2e.py runs the real command through the hook."""
+    path.write_text(
         "#!/bin/sh\n"
         '[ "$1" = job ] || exit 2\n'
         'shift; [ "$1" = --help ] && exit 0\n'
         'case " $* " in *" --json "*) printf \'{"job": "%s", "args": "%s"}\\n\' "$1" "$*" ;;'
         ' *) echo "job $1: $*" ;; esac\n'
     )
-    stand_in.chmod(0o755)
+    path.chmod(0o755)
+    return path
+
+
+def test_summary_runs_powerplane_job_and_writes_both_formats(site: Path) -> None:
+    stand_in = stand_in_powerplane(site / "powerplane")
     summary_settings(site, stand_in, {"JOB_ARGS": "--prometheus http://127.0.0.1:9090"})
     run_hook(site, "epilog_slurmctld", "4242")
     jobs = site / "jobs"
@@ -240,9 +244,8 @@ def cluster() -> Iterator[tuple[SlurmCluster, Path]]:
         work.chmod(0o755)
         (work / "slurm-hooks.conf").write_text(
             f"JOB_MAPPING_DIR={work / 'map'}\nJOB_SUMMARY_DIR={work / 'jobs'}\n"
-            # An older powerplane without `powerplane job`: the hook says so for each job at once.
-            # (Detached summaries under this slurmctld: not reliably seen yet; the hook run by hand
-            # and tests/accounting/test_e2e.py write them.)
+            # An older powerplane without `powerplane job`: the hook says so for each job at once
+            # (test_slurmctld_keeps_the_detached_summaries replaces it with one that has it).
             f"POWERPLANE={work / 'powerplane'}\n"
         )
         older = work / "powerplane"
@@ -296,6 +299,33 @@ def test_slurm_runs_the_hook_around_real_jobs(cluster: tuple[SlurmCluster, Path]
     for job in jobs:
         assert f"job {job}: no summary: " in log and "no 'powerplane job' command" in log
     assert "not a job ID" not in log and "SLURM_SCRIPT_CONTEXT=" not in log
+
+
+def test_slurmctld_keeps_the_detached_summaries(cluster: tuple[SlurmCluster, Path]) -> None:
+    # slurmctld kills the EpilogSlurmctld's process group when the epilog exits: a summary that had
+    # not left it by then was lost.  With a delay the summaries are written long after that kill.
+    slurm, work = cluster
+    stand_in = stand_in_powerplane(work / "powerplane")
+    conf = work / "slurm-hooks.conf"
+    conf.write_text(
+        f"JOB_MAPPING_DIR={work / 'map'}\nJOB_SUMMARY_DIR={work / 'jobs'}\nPOWERPLANE={stand_in}\n"
+        "JOB_SUMMARY_DELAY=2\nJOB_ARGS=--slurm prometheus\n"
+    )
+    jobs = [
+        slurm.command("sbatch", "--parsable", f"--output={work}/%j.out", "--wrap", "true").strip()
+        for _ in range(3)
+    ]
+    written = [work / "jobs" / f"{job}.{kind}" for job in jobs for kind in ("json", "txt")]
+    procs.wait_until(lambda: all(p.exists() for p in written), 90, 0.3, "every job's summaries")
+    for job in jobs:
+        assert json.loads((work / "jobs" / f"{job}.json").read_text()) == {
+            "job": job,
+            "args": f"{job} --json --slurm prometheus",
+        }
+        assert (work / "jobs" / f"{job}.txt").read_text() == f"job {job}: {job} --slurm prometheus\n"
+    assert sorted(p.name for p in (work / "jobs").iterdir()) == sorted(p.name for p in written)
+    log = (work / "hook.log").read_text() if (work / "hook.log").exists() else ""
+    assert "no summary" not in log and "failed" not in log, log
 
 
 def test_doctor_finds_the_running_slurmctld(cluster: tuple[SlurmCluster, Path]) -> None:
