@@ -84,6 +84,53 @@ def sushy_static(docs: dict[str, dict[str, Any]], workdir: Path) -> Iterator[str
         process.stop()
 
 
+class SushyDevice:
+    """One device fixture served by sushy-static (its mockup in ``root``), and an exporter for it."""
+
+    def __init__(self, served: Served, address: str, root: Path) -> None:
+        self.served, self.address, self.root = served, address, root
+
+    async def probe(self, module: str = "default") -> dict[str, Any]:
+        status, text = await self.served.probe(self.address, module=module)
+        assert status == 200
+        assert undocumented(text) == set()
+        return parse(text)
+
+    async def own(self) -> dict[str, Any]:
+        return parse((await self.served.get("/metrics"))[1])
+
+    async def requests(self) -> float:
+        return value(await self.own(), "powerplane_redfish_requests_total")
+
+    def remove(self, uri: str) -> None:
+        """Make ``uri`` answer 404 from now on (a pulled blade, a changed tree)."""
+        (self.root / uri.removeprefix("/redfish/v1").strip("/") / "index.json").unlink()
+
+
+StartDevice = Callable[[dict[str, Any]], Awaitable[SushyDevice]]
+
+
+@contextlib.asynccontextmanager
+async def sushy_devices(tmp_path: Path, serve: Serve, config: str) -> AsyncIterator[StartDevice]:
+    """Start device fixtures on sushy-static, each probed by an exporter whose config is
+    ``config`` formatted with the device's ``address``; all are stopped at the end."""
+    servers: list[Any] = []
+
+    async def run(docs: dict[str, Any]) -> SushyDevice:
+        workdir = tmp_path / f"bmc{len(servers)}"
+        server = sushy_static(docs, workdir)
+        address = server.__enter__()
+        servers.append(server)
+        served = await serve(make_server(KIND.load_text(config.format(address=address))))
+        return SushyDevice(served, address, workdir / "mockup")
+
+    try:
+        yield run
+    finally:
+        for server in servers:
+            server.__exit__(None, None, None)
+
+
 def constant(load: float) -> Callable[[float], float]:
     return lambda _t: load
 

@@ -11,14 +11,12 @@ Redfish server.
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from powerplane.exporters.redfish.config import KIND
-from powerplane.exporters.redfish.exporter import make_server
 from powerplane.exporters.redfish.parse import (
     Doc,
     PowerSnapshot,
@@ -33,10 +31,10 @@ from powerplane.exporters.redfish.parse import (
     psu_redundancy,
     voltages,
 )
-from tests.conftest import Serve, Served
-from tests.helpers import parse, undocumented, value
+from tests.conftest import Serve
+from tests.helpers import value
 
-from .conftest import device, success, sushy_static
+from .conftest import StartDevice, SushyDevice, device, success, sushy_devices
 
 R640 = "/redfish/v1/Chassis/System.Embedded.1"
 ILO = "/redfish/v1/Chassis/1/"
@@ -238,40 +236,15 @@ def test_event_log_counts_by_severity_never_per_message() -> None:
 # --- probes of the devices, served by sushy-static ----------------------------------------------
 
 
-class Device:
-    """One device fixture served by sushy-static, and an exporter configured for it."""
-
-    def __init__(self, served: Served, address: str) -> None:
-        self.served = served
-        self.address = address
-
-    async def probe(self, module: str = "default") -> dict[str, Any]:
-        status, text = await self.served.probe(self.address, module=module)
-        assert status == 200
-        assert undocumented(text) == set()
-        return parse(text)
-
-    async def requests(self) -> float:
-        return value(parse((await self.served.get("/metrics"))[1]), "powerplane_redfish_requests_total")
-
-
-Start = Callable[[dict[str, Any]], Any]
+Device = SushyDevice
+Start = StartDevice
 
 
 @pytest.fixture
 async def start(tmp_path: Path, serve: Serve, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Start]:
     monkeypatch.setenv("RF_PW", "unused-by-sushy-static")
-    servers: list[Any] = []
-
-    async def run(docs: dict[str, Any]) -> Device:
-        server = sushy_static(docs, tmp_path / f"bmc{len(servers)}")
-        address = server.__enter__()
-        servers.append(server)
-        return Device(await serve(make_server(KIND.load_text(CONFIG.format(address=address)))), address)
-
-    yield run
-    for server in servers:
-        server.__exit__(None, None, None)
+    async with sushy_devices(tmp_path, serve, CONFIG) as run:
+        yield run
 
 
 async def test_probe_idrac9_r640(start: Start) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +22,11 @@ import pytest
 
 from powerplane.exporters.redfish.client import ChassisPaths, Discovery, SystemPaths, _enclosures
 from powerplane.exporters.redfish.config import KIND
-from powerplane.exporters.redfish.exporter import make_server
 from powerplane.exporters.runtime import ConfigError
-from tests.conftest import Serve, Served
-from tests.helpers import logged, parse, undocumented, value
+from tests.conftest import Serve
+from tests.helpers import logged, value
 
-from .conftest import device, success, sushy_static
+from .conftest import StartDevice, SushyDevice, device, success, sushy_devices
 
 CONFIG = """
 auths: {{static: {{method: basic, username: admin, password: {{env: RF_PW}}}}}}
@@ -41,48 +40,15 @@ AUTHS = "auths: {a: {username: u, password: {env: RF_PW}}}\n"
 BLADES = {"Sled.1": 412.0, "Sled.2": 388.0, "Sled.3": 405.0, "Sled.4": 0.0}
 
 
-class Device:
-    """One device fixture served by sushy-static (its mockup in ``root``), and an exporter."""
-
-    def __init__(self, served: Served, address: str, root: Path) -> None:
-        self.served, self.address, self.root = served, address, root
-
-    async def probe(self, module: str = "default") -> dict[str, Any]:
-        status, text = await self.served.probe(self.address, module=module)
-        assert status == 200
-        assert undocumented(text) == set()
-        return parse(text)
-
-    async def own(self) -> dict[str, Any]:
-        return parse((await self.served.get("/metrics"))[1])
-
-    async def requests(self) -> float:
-        return value(await self.own(), "powerplane_redfish_requests_total")
-
-    def remove(self, uri: str) -> None:
-        """Make ``uri`` answer 404 from now on (a pulled blade, a changed tree)."""
-        (self.root / uri.removeprefix(V1).strip("/") / "index.json").unlink()
-
-
-Start = Callable[[dict[str, Any]], Any]
+Device = SushyDevice
+Start = StartDevice
 
 
 @pytest.fixture
 async def start(tmp_path: Path, serve: Serve, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Start]:
     monkeypatch.setenv("RF_PW", "unused-by-sushy-static")
-    servers: list[Any] = []
-
-    async def run(docs: dict[str, Any]) -> Device:
-        workdir = tmp_path / f"bmc{len(servers)}"
-        server = sushy_static(docs, workdir)
-        address = server.__enter__()
-        servers.append(server)
-        served = await serve(make_server(KIND.load_text(CONFIG.format(address=address))))
-        return Device(served, address, workdir / "mockup")
-
-    yield run
-    for server in servers:
-        server.__exit__(None, None, None)
+    async with sushy_devices(tmp_path, serve, CONFIG) as run:
+        yield run
 
 
 def labelled(samples: dict[str, Any], name: str, label: str) -> dict[str, float]:

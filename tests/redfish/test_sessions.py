@@ -10,11 +10,12 @@ from typing import Any
 
 import aiohttp
 import pytest
+import trustme
 
 from powerplane.exporters.redfish.config import KIND
 from powerplane.exporters.redfish.exporter import make_server
 from powerplane.lab.redfish import CHASSIS, IDRAC9_R640, IDRAC9_R760, Faults, RedfishLab
-from tests.conftest import IN_CI, Serve, Served
+from tests.conftest import Serve, Served
 from tests.helpers import logged, parse, value
 
 from .conftest import PASSWORD, bmc, probe_with_healthy_neighbour
@@ -107,12 +108,6 @@ async def test_shutdown_deletes_sessions_and_secrets_stay_out(
 async def test_tls_is_verified_by_default(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: Any, serve: Serve
 ) -> None:
-    try:
-        import trustme
-    except ImportError:
-        if IN_CI:
-            pytest.fail("REAL COMPONENT MISSING: trustme (pip install -e '.[test]')")
-        pytest.skip("REAL COMPONENT MISSING: trustme (pip install -e '.[test]')")
     ca = trustme.CA()
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(server_context)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 from yarl import URL
 
 from powerplane.exporters.runtime.http import BodyTooLarge
@@ -28,7 +29,6 @@ from powerplane.exporters.runtime.http1 import (
     ProtocolError,
     TlsError,
 )
-from tests.conftest import IN_CI
 
 Answer = Callable[[bytes], bytes | None]
 
@@ -347,12 +347,6 @@ async def test_scheme_and_tls_context_must_agree(client: HttpClient) -> None:
 
 
 async def test_tls_is_verified_by_the_context(tmp_path: Path, client: HttpClient) -> None:
-    try:
-        import trustme
-    except ImportError:
-        if IN_CI:
-            pytest.fail("REAL COMPONENT MISSING: trustme (pip install -e '.[test]')")
-        pytest.skip("REAL COMPONENT MISSING: trustme (pip install -e '.[test]')")
     ca = trustme.CA()
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(server_context)
