@@ -130,7 +130,7 @@ class Gpus:
         return result
 
     def _read(self, nv: Any, collector: Any, name: str) -> tuple[tuple[float | None, ...], list[str]]:
-        from powerplane.exporters.gpu.collectors import _Calls
+        from powerplane.exporters.gpu.collectors import NvmlCalls
         from powerplane.exporters.gpu.nvml import FI_POWER_INSTANT, FI_TOTAL_ENERGY, field_values, memory_info
 
         index = collector.index
@@ -138,7 +138,7 @@ class Gpus:
         if handle is None:
             handle = self._handles[index] = self.nvml.handle(index)
             self.models.setdefault(name, self.nvml.identity(index, handle).model)
-        get = _Calls(collector)  # unsupported calls skipped from then on, a lost GPU raised
+        get = NvmlCalls(collector)  # unsupported calls skipped from then on, a lost GPU raised
         batch = get(
             "field_values", lambda: nv.nvmlDeviceGetFieldValues(handle, [FI_POWER_INSTANT, FI_TOTAL_ENERGY])
         )

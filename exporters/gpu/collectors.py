@@ -60,7 +60,7 @@ from .xid import XidWatcher
 T = TypeVar("T")
 
 
-class _Calls:
+class NvmlCalls:
     """The NVML calls of one read of one GPU: what the GPU does not support is skipped from then on,
     other errors are collected, and a lost GPU ends the read."""
 
@@ -211,7 +211,7 @@ class GpuCollector(Collector[GpuReading]):
             raise self.lost() from None
         except nv.NVMLError as exc:
             raise CollectorError(f"GPU {self.index}: {exc}") from None
-        get = _Calls(self)
+        get = NvmlCalls(self)
         fields = self._fields(nv, get, handle, reading)
         _limits(nv, get, handle, fields, reading)
         _state(nv, get, handle, reading)
@@ -224,7 +224,7 @@ class GpuCollector(Collector[GpuReading]):
             reading.xids, reading.last_xid = self.xids.snapshot(self.index)
         return reading, get.errors
 
-    def _fields(self, nv: Any, get: _Calls, handle: Any, reading: GpuReading) -> dict[int, float]:
+    def _fields(self, nv: Any, get: NvmlCalls, handle: Any, reading: GpuReading) -> dict[int, float]:
         """The one batch of field values, with the classic calls where a driver lacks a field."""
         values = get("field_values", lambda: nv.nvmlDeviceGetFieldValues(handle, list(FIELDS)))
         fv = field_values(values) if values is not None else {}
@@ -293,7 +293,7 @@ class GpuCollector(Collector[GpuReading]):
             yield from dcgm.render(snapshot, self.hostname, self.attribution.dcgm_labels(snapshot.identity))
 
 
-def _limits(nv: Any, get: _Calls, handle: Any, fv: dict[int, float], reading: GpuReading) -> None:
+def _limits(nv: Any, get: NvmlCalls, handle: Any, fv: dict[int, float], reading: GpuReading) -> None:
     for fid, kind in (
         (FI_POWER_CURRENT, "current"),
         (FI_POWER_MIN, "min"),
@@ -319,7 +319,7 @@ def _limits(nv: Any, get: _Calls, handle: Any, fv: dict[int, float], reading: Gp
         reading.limits["enforced"] = enforced / 1000.0
 
 
-def _state(nv: Any, get: _Calls, handle: Any, reading: GpuReading) -> None:
+def _state(nv: Any, get: NvmlCalls, handle: Any, reading: GpuReading) -> None:
     """Temperature, memory, utilisation, clocks and clock-event reasons: one call each."""
     temp = get("temperature", lambda: nv.nvmlDeviceGetTemperature(handle, nv.NVML_TEMPERATURE_GPU))
     reading.gpu_temp = None if temp is None else float(temp)
