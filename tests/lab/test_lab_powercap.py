@@ -94,10 +94,13 @@ def test_a_source_decides_the_power_and_reads_the_limits(tmp_path: Path) -> None
     assert lab.limit_w("intel-rapl:0", "long_term") is None
 
 
-def test_a_reader_never_sees_a_half_written_counter(tmp_path: Path) -> None:
+def test_a_reader_almost_never_sees_a_half_written_counter(tmp_path: Path) -> None:
     # 1 J range at 1 kW: every few advances wrap, so the text shrinks and grows.  The reader is
     # another process (a thread would rarely run between two syscalls of the writer); written
-    # without the padding, this saw over a hundred non-numbers in 20,000 advances.
+    # without the padding, this saw over a hundred non-numbers in 20,000 advances.  The page
+    # cache gives no atomicity between a write and a concurrent read, so a read that lands in
+    # the middle of one copy can still be torn: once was seen in a CI run (hundreds of thousands
+    # of reads).  What the padding removes is the systematic case, the shrink at each wrap.
     lab = PowercapLab(tmp_path, [ZoneSpec("intel-rapl:0", "package-0", 1000.0, 1_000_000)]).create()
     stop = tmp_path / "stop"
     reader = subprocess.Popen(
@@ -112,19 +115,21 @@ def test_a_reader_never_sees_a_half_written_counter(tmp_path: Path) -> None:
     finally:
         stop.touch()
         out, _ = reader.communicate(timeout=60)
-    assert out.split() == ["0"]
+    bad, reads = map(int, out.split())
+    assert reads >= 10_000 and bad <= 5, (bad, reads)
 
 
 READER = """
 import os, sys
 fd = os.open(sys.argv[1], os.O_RDONLY)
 print("reading", flush=True)
-bad = 0
+bad = reads = 0
 while not os.path.exists(sys.argv[2]):
     for _ in range(1000):
         try:
             int(os.pread(fd, 256, 0))
         except ValueError:
             bad += 1
-print(bad)
+    reads += 1000
+print(bad, reads)
 """
