@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.server
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -46,14 +47,16 @@ def test_only_http_urls_are_asked() -> None:
             s.Prometheus(url)
 
 
-@pytest.fixture
-def liar() -> Iterator[str]:
-    """A server answering anything but the Prometheus API."""
+@contextlib.contextmanager
+def answering(answer: Callable[[http.server.BaseHTTPRequestHandler], tuple[bytes, str]]) -> Iterator[str]:
+    """An HTTP server whose every POST gets ``answer(request)`` (a body and its content type)."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_POST(self) -> None:
-            body = b"<html>proxy login</html>" if "query_range" in self.path else b"x" * 5000
+            body, content_type = answer(self)
             self.send_response(200)
+            if content_type:
+                self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -63,9 +66,20 @@ def liar() -> Iterator[str]:
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def liar() -> Iterator[str]:
+    """A server answering anything but the Prometheus API."""
+    with answering(
+        lambda request: (b"<html>proxy login</html>" if "query_range" in request.path else b"x" * 5000, "")
+    ) as url:
+        yield url
 
 
 def test_errors_name_the_server_never_its_credentials(liar: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -102,26 +116,14 @@ def test_a_real_prometheus_refusing_a_query_says_why(prometheus: PrometheusFacto
 def test_credentials_go_in_the_shared_clients_headers() -> None:
     seen: list[str] = []
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            seen.append(self.headers.get("Authorization", ""))
-            body = b'{"status": "success", "data": {"resultType": "vector", "result": []}}'
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    empty = b'{"status": "success", "data": {"resultType": "vector", "result": []}}'
 
-        def log_message(self, *_args: object) -> None:
-            pass
+    def answer(request: http.server.BaseHTTPRequestHandler) -> tuple[bytes, str]:
+        seen.append(request.headers.get("Authorization", ""))
+        return empty, "application/json"
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        port = server.server_address[1]
+    with answering(answer) as url:
+        port = url.rsplit(":", 1)[1]
         assert s.Prometheus(f"http://ad%40min:p%3Aw@127.0.0.1:{port}").query("up", 0) == []
-        assert s.Prometheus(f"http://127.0.0.1:{port}", token="t0ken").queries(0, "up", "up") == [[], []]
-    finally:
-        server.shutdown()
-        server.server_close()
+        assert s.Prometheus(url, token="t0ken").queries(0, "up", "up") == [[], []]
     assert seen == ["Basic " + base64.b64encode(b"ad@min:p:w").decode(), "Bearer t0ken", "Bearer t0ken"]
