@@ -18,6 +18,7 @@ whichever shard scrapes it.  Used by the scale tests and ``bench/fleet.py``.
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
 import signal
 from collections.abc import Mapping, Sequence
@@ -33,6 +34,13 @@ from . import procs
 SHARD_KEY = ("__address__", "__param_auth", "__param_module")
 #: What picks a target's exporter replica: independent of the shard hash, stable across shards.
 SPREAD_KEY = ("job", "__param_target", "__param_auth")
+
+
+def hashmod(values: Sequence[str], modulus: int) -> int:
+    """The bucket Prometheus' ``hashmod`` relabel action gives ``values`` (joined by ``;``): the
+    last 8 bytes of their MD5 as a big-endian integer, modulo ``modulus``."""
+    digest = hashlib.md5(";".join(values).encode(), usedforsecurity=False).digest()
+    return int.from_bytes(digest[8:], "big") % modulus
 
 
 def shard_relabel(shard: int, shards: int, key: Sequence[str] = SHARD_KEY) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ import pytest
 
 from powerplane.dashboards import build, queries
 from powerplane.lab import procs
-from powerplane.lab.topology import PrometheusShard
+from powerplane.lab.topology import SPREAD_KEY, PrometheusShard, hashmod
 
 from .conftest import (
     CLUSTERS,
@@ -66,23 +66,30 @@ def test_every_target_is_scraped_exactly_once_across_shards(topology: Topology) 
         cluster, replica = r["metric"]["cluster"], r["metric"]["replica"]
         assert replica.startswith(cluster + "-")
     # The shards' own view: disjoint target sets whose union is the cluster's targets.
-    exporters_used: dict[str, set[str]] = {"redfish": set(), "snmp": set()}
+    replicas = {"powerplane-redfish-probe": topology.redfish, "powerplane-snmp-pdu": topology.snmp}
+    used: dict[str, set[str]] = {job: set() for job in replicas}
     for cluster in CLUSTERS:
         per_shard = []
         for i in range(SHARDS):
             targets = topology.stack.shards[(cluster, i)].targets()
             per_shard.append({(t["labels"]["job"], device(t["labels"])) for t in targets})
             for t in targets:
-                host = urllib.parse.urlsplit(t["scrapeUrl"]).netloc
-                if t["labels"]["job"] == "powerplane-redfish-probe":
-                    exporters_used["redfish"].add(host)
-                elif t["labels"]["job"] == "powerplane-snmp-pdu":
-                    exporters_used["snmp"].add(host)
+                job = t["labels"]["job"]
+                if job not in replicas:
+                    continue
+                url = urllib.parse.urlsplit(t["scrapeUrl"])
+                query = dict(urllib.parse.parse_qsl(url.query))
+                # Each probe goes to the replica the spread hash names, whichever shard scrapes it.
+                values = {"job": job, "__param_target": query["target"], "__param_auth": query["auth"]}
+                want = replicas[job][hashmod([values[k] for k in SPREAD_KEY], len(replicas[job]))]
+                assert url.netloc == want, f"{job} {query['target']}: probed by {url.netloc}, not {want}"
+                used[job].add(url.netloc)
         assert all(per_shard), f"{cluster}: a shard scrapes nothing: {per_shard}"
         assert not set.intersection(*per_shard), f"{cluster}: targets in two shards"
         assert set.union(*per_shard) == {(j, d) for c, j, d in topology.expected if c == cluster}
-    # The probes are spread over both replicas of each multi-target exporter.
-    assert exporters_used == {"redfish": set(topology.redfish), "snmp": set(topology.snmp)}
+    # Sixteen BMCs over two replicas: both take a share (all on one has odds of 1 in 32,768; the
+    # four PDUs' 1 in 8 is why they are held only to the hash above).
+    assert used["powerplane-redfish-probe"] == set(topology.redfish)
 
 
 def test_power_recordings_equal_the_simulated_truth_per_cluster(topology: Topology) -> None:
