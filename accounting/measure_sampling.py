@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -88,12 +87,11 @@ class Gpus:
     """
 
     def __init__(self) -> None:
-        from powerplane.exporters.gpu.attribution import Attribution
-        from powerplane.exporters.gpu.collectors import GpuCollector
+        from powerplane.exporters.gpu.collectors import Gpu
         from powerplane.exporters.gpu.nvml import Nvml
 
         self.nvml = Nvml()
-        self.collectors: list[GpuCollector] = []
+        self.gpus: list[Gpu] = []
         self.error = ""
         self.models: dict[str, str] = {}
         self._handles: dict[int, Any] = {}
@@ -101,44 +99,40 @@ class Gpus:
         if not self.nvml.init():
             self.error = self.nvml.error
             return
-        host = socket.gethostname()
-        self.collectors = [
-            GpuCollector(self.nvml, i, None, ("powerplane",), Attribution(), host)
-            for i in range(self.nvml.count)
-        ]
+        self.gpus = [Gpu(self.nvml, i) for i in range(self.nvml.count)]
 
     def read(self) -> dict[str, tuple[float, ...]]:
         from powerplane.exporters.gpu.nvml import pynvml
 
         nv = pynvml()
         result: dict[str, tuple[float, ...]] = {}
-        for collector in self.collectors:
-            name = f"gpu{collector.index}"
+        for gpu in self.gpus:
+            name = gpu.name
             try:
-                values, errors = self._read(nv, collector, name)
+                values, errors = self._read(nv, gpu, name)
             except CollectorError as exc:
-                self._handles.pop(collector.index, None)
+                self._handles.pop(gpu.index, None)
                 self.error = str(exc)
                 continue
             except nv.NVMLError as exc:
-                self._handles.pop(collector.index, None)
-                self.error = f"GPU {collector.index}: {exc}"
+                self._handles.pop(gpu.index, None)
+                self.error = f"GPU {gpu.index}: {exc}"
                 continue
             if errors:
                 self.error = "; ".join(errors)
             result[name] = tuple(np.nan if v is None else float(v) for v in values)
         return result
 
-    def _read(self, nv: Any, collector: Any, name: str) -> tuple[tuple[float | None, ...], list[str]]:
+    def _read(self, nv: Any, gpu: Any, name: str) -> tuple[tuple[float | None, ...], list[str]]:
         from powerplane.exporters.gpu.collectors import NvmlCalls
         from powerplane.exporters.gpu.nvml import FI_POWER_INSTANT, FI_TOTAL_ENERGY, field_values, memory_info
 
-        index = collector.index
+        index = gpu.index
         handle = self._handles.get(index)
         if handle is None:
             handle = self._handles[index] = self.nvml.handle(index)
             self.models.setdefault(name, self.nvml.identity(index, handle).model)
-        get = NvmlCalls(collector)  # unsupported calls skipped from then on, a lost GPU raised
+        get = NvmlCalls(gpu)  # unsupported calls skipped from then on, a lost GPU raised
         batch = get(
             "field_values", lambda: nv.nvmlDeviceGetFieldValues(handle, [FI_POWER_INSTANT, FI_TOTAL_ENERGY])
         )
@@ -151,7 +145,7 @@ class Gpus:
             mj = get("energy", lambda: nv.nvmlDeviceGetTotalEnergyConsumption(handle))
         energy = None
         if mj is not None:
-            energy = collector.energy.update(index, float(mj)) / 1000.0
+            energy = gpu.energy.update(index, float(mj)) / 1000.0
             energy -= self._first.setdefault(name, energy)
         temp = get("temperature", lambda: nv.nvmlDeviceGetTemperature(handle, nv.NVML_TEMPERATURE_GPU))
         sm = get("sm_clock", lambda: nv.nvmlDeviceGetClockInfo(handle, nv.NVML_CLOCK_SM))

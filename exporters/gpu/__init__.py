@@ -1,7 +1,8 @@
 """NVIDIA GPUs through NVML (nvidia-ml-py's ``pynvml``): power, energy, thermals, clocks, errors.
 
-One collector per GPU (``gpu0``, ``gpu1``, …), so a GPU that falls off the bus fails only its
-own collector while the others keep reporting.  A field a GPU does not support
+One collector reads every GPU of the node in one batch and renders one family per metric with a
+series per GPU; each GPU is reported as a collector of its own (``gpu0``, ``gpu1``, …), so a GPU
+that falls off the bus fails only its own while the others keep reporting.  A field a GPU does not support
 (NVML_ERROR_NOT_SUPPORTED) is skipped for that GPU; NVML absent altogether (no driver, no
 library) means "no GPUs here", not a failure.  Power, energy, memory temperature, ECC and the
 power limits are read in one ``nvmlDeviceGetFieldValues`` batch, with the classic calls as a
@@ -14,7 +15,7 @@ dcgm-exporter's format) are info metrics joined in PromQL, never labels on every
 ``--naming dcgm`` the exporter emits dcgm-exporter's default counter names, labels and units.
 
 ``nvml`` wraps the NVML session and each GPU's identity, ``xid`` watches XID events,
-``collectors`` reads and renders each GPU, ``attribution`` maps GPUs to pods and jobs,
+``collectors`` reads each GPU and renders them all, ``attribution`` maps GPUs to pods and jobs,
 ``metrics`` declares every series, ``config`` the options and ``exporter`` serves them.
 
     powerplane_gpu_info{driver_version="550.90.07",gpu="0",model="NVIDIA H100 80GB HBM3",…} 1.0

@@ -1,16 +1,19 @@
-"""The GPU collectors: one per GPU (its NVML reads and the series they give), and the stand-in when
-NVML is absent."""
+"""The GPU collector: one for every GPU of the node (each GPU's NVML reads, one family per metric
+with a series per GPU), and the stand-in when NVML is absent."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from prometheus_client.core import Metric
 
-from ..runtime import Collector, CollectorError, Deadline, NoData, Partial, ResettableCounter
+from ..runtime import Collector, CollectorError, Deadline, NoData, Part, Parts, ResettableCounter
+from ..runtime.collector import describe_error
 from . import dcgm
 from .attribution import Attribution
 from .metrics import (
@@ -48,6 +51,7 @@ from .nvml import (
     FI_TOTAL_ENERGY,
     FIELDS,
     GpuReading,
+    Identity,
     MigReading,
     Nvml,
     clock_event_reasons,
@@ -64,9 +68,9 @@ class NvmlCalls:
     """The NVML calls of one read of one GPU: what the GPU does not support is skipped from then on,
     other errors are collected, and a lost GPU ends the read."""
 
-    def __init__(self, collector: GpuCollector) -> None:
-        self.collector = collector
-        self.unsupported = collector.nvml.unsupported.setdefault(collector.index, set())
+    def __init__(self, gpu: Gpu) -> None:
+        self.gpu = gpu
+        self.unsupported = gpu.nvml.unsupported.setdefault(gpu.index, set())
         self.errors: list[str] = []
 
     def __call__(self, what: str, call: Callable[[], T]) -> T | None:
@@ -78,22 +82,24 @@ class NvmlCalls:
         except (nv.NVMLError_NotSupported, nv.NVMLError_FunctionNotFound):  # or an older driver
             self.unsupported.add(what)
         except nv.NVMLError_GpuIsLost:
-            raise self.collector.lost() from None
+            raise self.gpu.lost() from None
         except nv.NVMLError as exc:
-            self.errors.append(f"GPU {self.collector.index} {what}: {exc}")
+            self.errors.append(f"GPU {self.gpu.index} {what}: {exc}")
         return None
 
 
-Result = tuple[GpuReading, list[str]]
+#: What one GPU's read gave: its reading (None when the read failed as a whole), the errors and
+#: the seconds it took.
+Result = tuple[GpuReading | None, list[str], float]
 
 
 class _Read:
     """One GPU's read in a batch: ``taken`` once a thread starts it or a later batch takes it over."""
 
-    __slots__ = ("collector", "future", "taken")
+    __slots__ = ("future", "gpu", "taken")
 
-    def __init__(self, collector: GpuCollector, future: asyncio.Future[Result]) -> None:
-        self.collector = collector
+    def __init__(self, gpu: Gpu, future: asyncio.Future[Result]) -> None:
+        self.gpu = gpu
         self.future = future
         self.taken = False
 
@@ -103,28 +109,29 @@ class ReadBatch:
 
     NVML calls block, so they run off the event loop; a thread hop per GPU (a pool submission,
     a thread woken, the loop woken, the GIL passed to and fro) costs more than the GPU's reads.
-    Collectors that fetch in the same turn of the loop (a scrape starts them all at once) share
-    one hop.  A read that hangs (NVML calls cannot be interrupted) holds up its batch for that
+    Reads submitted in the same turn of the loop (a scrape submits every GPU at once) share one
+    hop.  A read that hangs (NVML calls cannot be interrupted) holds up its batch for that
     scrape; the next scrape waits only for the GPU that hangs and takes the reads queued behind
-    it, or finished but not yet handed back, into a batch of its own.
+    it, or finished but not yet handed back, into a batch of its own.  A read that fails hands
+    back its cause, not an exception: nobody may be awaiting it any more.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._queued: list[_Read] = []
 
-    def submit(self, collector: GpuCollector) -> asyncio.Future[Result]:
+    def submit(self, gpu: Gpu) -> asyncio.Future[Result]:
         loop = asyncio.get_running_loop()
-        current = collector.current_read
+        current = gpu.current_read
         if current is not None and not current.future.done():
             with self._lock:
-                if current.taken and current.collector.reading:
+                if current.taken and current.gpu.reading:
                     return current.future  # being read now, perhaps hung: wait for it
                 current.taken = True  # stuck behind a hung read: read it here instead
-            read = _Read(collector, current.future)
+            read = _Read(gpu, current.future)
         else:
-            read = _Read(collector, loop.create_future())
-        collector.current_read = read
+            read = _Read(gpu, loop.create_future())
+        gpu.current_read = read
         if not self._queued:
             loop.call_soon(self._start, loop)
         self._queued.append(read)
@@ -135,64 +142,43 @@ class ReadBatch:
         loop.run_in_executor(None, self._run, loop, batch)
 
     def _run(self, loop: asyncio.AbstractEventLoop, batch: list[_Read]) -> None:
-        done: list[tuple[_Read, Result | None, BaseException | None]] = []
+        done: list[tuple[_Read, Result]] = []
         for read in batch:
             with self._lock:
                 if read.taken:
                     continue
-                read.taken = read.collector.reading = True
+                read.taken = read.gpu.reading = True
+            start = time.perf_counter()
             try:
-                done.append((read, read.collector.read(), None))
-            except BaseException as exc:  # handed to the awaiting fetch, which reports it
-                done.append((read, None, exc))
+                reading, errors = read.gpu.read()
+            except BaseException as exc:  # handed back as its cause: the batch must be settled
+                reading, errors = None, [describe_error(exc)]
             finally:
-                read.collector.reading = False
+                read.gpu.reading = False
+            done.append((read, (reading, errors, time.perf_counter() - start)))
         loop.call_soon_threadsafe(_settle, done)
 
 
-def _settle(done: list[tuple[_Read, Result | None, BaseException | None]]) -> None:
-    for read, result, exc in done:
-        if read.future.done() or read.collector.current_read is not read:
-            continue  # a later batch took this GPU over
-        if exc is not None:
-            read.future.set_exception(exc)
-        else:
-            assert result is not None
+def _settle(done: list[tuple[_Read, Result]]) -> None:
+    for read, result in done:
+        if not read.future.done() and read.gpu.current_read is read:  # else a later batch took it over
             read.future.set_result(result)
 
 
-class GpuCollector(Collector[GpuReading]):
-    """Everything about one GPU."""
+class Gpu:
+    """One GPU: its handle, its energy counter and its NVML reads (``read``, in a worker thread)."""
 
-    def __init__(
-        self,
-        nvml: Nvml,
-        index: int,
-        xids: XidWatcher | None,
-        namings: Sequence[str],
-        attribution: Attribution,
-        hostname: str,
-        batch: ReadBatch | None = None,
-    ) -> None:
+    def __init__(self, nvml: Nvml, index: int, xids: XidWatcher | None = None) -> None:
+        #: The GPU's name as a part of the collector (``powerplane_scrape_collector_success{collector}``).
         self.name = f"gpu{index}"
         self.nvml = nvml
         self.index = index
         self.xids = xids
-        self.namings = tuple(namings)
-        self.attribution = attribution
-        self.hostname = hostname
         self.energy = ResettableCounter()
-        self.batch = batch or ReadBatch()
         #: The batch's bookkeeping: this GPU's latest read, and whether a thread is in it now.
         self.current_read: _Read | None = None
         self.reading = False
         self._handle: Any = None
-
-    async def fetch(self, deadline: Deadline) -> GpuReading | Partial[GpuReading]:
-        # A hung NVML call cannot be cancelled: a new scrape waits for the read in flight
-        # instead of stacking up threads behind it (shielded: a timed-out scrape leaves it be).
-        reading, errors = await asyncio.shield(self.batch.submit(self))
-        return Partial(reading, errors) if errors else reading
 
     def lost(self) -> CollectorError:
         """Forget a GPU that fell off the bus (its handle and identity are read again when it is back)."""
@@ -286,12 +272,6 @@ class GpuCollector(Collector[GpuReading]):
             self.nvml.mig_uuids.update(uuids)
         return migs
 
-    def render(self, snapshot: GpuReading) -> Iterable[Metric]:
-        if "powerplane" in self.namings:
-            yield from render_powerplane(snapshot)
-        if "dcgm" in self.namings:
-            yield from dcgm.render(snapshot, self.hostname, self.attribution.dcgm_labels(snapshot.identity))
-
 
 def _limits(nv: Any, get: NvmlCalls, handle: Any, fv: dict[int, float], reading: GpuReading) -> None:
     for fid, kind in (
@@ -336,65 +316,142 @@ def _state(nv: Any, get: NvmlCalls, handle: Any, reading: GpuReading) -> None:
     reading.clock_events = get("clock_events", lambda: clock_event_reasons(nv, handle))
 
 
-def render_powerplane(r: GpuReading) -> Iterable[Metric]:
-    ident = r.identity
-    labels = ident.labels
+class GpuCollector(Collector[list[GpuReading]]):
+    """Every GPU of the node, read in one batch and rendered as one family per metric.
+
+    Each GPU is a part of its own (``gpu0``, ``gpu1``, …): a GPU whose read fails, or that does not
+    answer by the deadline, is reported failed while the others export.
+    """
+
+    name = "gpus"
+    keeps_deadline = True
+
+    def __init__(
+        self,
+        gpus: Sequence[Gpu],
+        namings: Sequence[str],
+        attribution: Attribution,
+        hostname: str,
+        batch: ReadBatch | None = None,
+    ) -> None:
+        self.gpus = tuple(gpus)
+        self.parts = tuple(gpu.name for gpu in self.gpus)
+        self.namings = tuple(namings)
+        self.attribution = attribution
+        self.hostname = hostname
+        self.batch = batch or ReadBatch()
+
+    async def fetch(self, deadline: Deadline) -> Parts[list[GpuReading]]:
+        # A hung NVML call cannot be cancelled: a new scrape waits for the read in flight instead
+        # of stacking up threads behind it.  asyncio.wait cancels nothing, so a read still running
+        # at the deadline is left to finish for the scrape after.
+        futures = [self.batch.submit(gpu) for gpu in self.gpus]
+        await asyncio.wait(futures, timeout=deadline.remaining())
+        readings: list[GpuReading] = []
+        parts: list[Part] = []
+        for gpu, future in zip(self.gpus, futures, strict=True):
+            if not future.done():
+                parts.append(Part(gpu.name, 0.0, (f"GPU {gpu.index}: deadline exceeded",)))
+                continue
+            reading, errors, seconds = future.result()
+            if reading is not None:
+                readings.append(reading)
+            parts.append(Part(gpu.name, seconds, errors))
+        return Parts(readings, parts)
+
+    def render(self, snapshot: list[GpuReading]) -> Iterable[Metric]:
+        if not snapshot:
+            return
+        if "powerplane" in self.namings:
+            yield from render_powerplane(snapshot)
+        if "dcgm" in self.namings:
+            yield from dcgm.render(snapshot, self.hostname, self.attribution.dcgm_labels)
+
+
+class _Series:
+    """The label values of one GPU's series that do not change between scrapes."""
+
+    def __init__(self, ident: Identity) -> None:
+        self.gpu = ident.labels
+        minor = "" if ident.minor is None else str(ident.minor)
+        self.info = (*self.gpu, ident.model, ident.pci_bus_id, ident.driver_version, minor)
+        self.temperature = tuple((*self.gpu, sensor) for sensor in TEMPERATURE.values["sensor"])
+        self.power_limit = tuple((kind, (*self.gpu, kind)) for kind in POWER_LIMIT.values["kind"])
+        self.clock_event = tuple((bit, (*self.gpu, reason)) for bit, reason in CLOCK_EVENT_REASONS)
+
+
+@functools.lru_cache(maxsize=256)  # identities change only when a GPU is swapped
+def _series(ident: Identity) -> _Series:
+    return _Series(ident)
+
+
+#: The metrics with one series per GPU, in the order they are exposed.
+_SINGLE = (POWER, ENERGY, MEMORY_USED, MEMORY_TOTAL, UTILIZATION, MEMORY_UTILIZATION, SM_CLOCK, MEMORY_CLOCK,
+           PCIE_REPLAYS)  # fmt: skip
+
+
+def render_powerplane(readings: Sequence[GpuReading]) -> Iterable[Metric]:
+    """The powerplane families of the GPUs that answered: one family per metric, a series per GPU.
+
+    Rows are appended to the families directly, with each GPU's label tuples built once
+    (``_series``): a scrape's series repeat, and so can their label tuples.
+    """
     info = INFO.family()
-    minor = "" if ident.minor is None else str(ident.minor)
-    info.add_metric([*labels, ident.model, ident.pci_bus_id, ident.driver_version, minor], 1.0)
-    yield info
-    for spec, value in (
-        (POWER, r.power_watts),
-        (ENERGY, r.energy_joules),
-        (MEMORY_USED, r.memory_used),
-        (MEMORY_TOTAL, r.memory_total),
-        (UTILIZATION, r.utilization),
-        (MEMORY_UTILIZATION, r.memory_utilization),
-        (SM_CLOCK, r.sm_clock_hz),
-        (MEMORY_CLOCK, r.memory_clock_hz),
-        (PCIE_REPLAYS, r.pcie_replays),
-    ):
-        if value is not None:
-            family = spec.family()
-            family.add_metric(labels, float(value))
-            yield family
-    temps = TEMPERATURE.family()
-    for sensor, value in zip(TEMPERATURE.values["sensor"], (r.gpu_temp, r.memory_temp), strict=True):
-        if value is not None:
-            temps.add_metric([*labels, sensor], value)
-    yield temps
-    limits = POWER_LIMIT.family()
-    for kind in POWER_LIMIT.values["kind"]:
-        if kind in r.limits:
-            limits.add_metric([*labels, kind], r.limits[kind])
-    yield limits
-    if r.clock_events is not None:
-        events = CLOCK_EVENT.family()
-        for bit, reason in CLOCK_EVENT_REASONS:
-            events.add_metric([*labels, reason], 1.0 if r.clock_events & bit else 0.0)
-        yield events
-    ecc = ECC.family()
-    for kind, count in sorted(r.ecc.items()):
-        ecc.add_metric([*labels, kind], count)
-    yield ecc
-    xids = XID.family()
-    for code, count in sorted(r.xids.items()):
-        xids.add_metric([*labels, str(code)], float(count))
-    yield xids
-    if r.mig_enabled is not None:
-        mode = MIG_MODE.family()
-        mode.add_metric(labels, 1.0 if r.mig_enabled else 0.0)
-        yield mode
-    if r.migs:
-        info_f, used_f, total_f = MIG_INFO.family(), MIG_MEMORY_USED.family(), MIG_MEMORY_TOTAL.family()
+    singles = [spec.family() for spec in _SINGLE]
+    temps, limits, events, ecc, xids = (
+        TEMPERATURE.family(), POWER_LIMIT.family(), CLOCK_EVENT.family(), ECC.family(), XID.family(),
+    )  # fmt: skip
+    mode = MIG_MODE.family()
+    mig_info, mig_used, mig_total = MIG_INFO.family(), MIG_MEMORY_USED.family(), MIG_MEMORY_TOTAL.family()
+    migs = False
+    for r in readings:
+        series = _series(r.identity)
+        labels = series.gpu
+        info.rows.append((series.info, 1.0))
+        for family, value in zip(
+            singles,
+            (r.power_watts, r.energy_joules, r.memory_used, r.memory_total, r.utilization,
+             r.memory_utilization, r.sm_clock_hz, r.memory_clock_hz, r.pcie_replays),
+            strict=True,
+        ):  # fmt: skip
+            if value is not None:
+                family.rows.append((labels, float(value)))
+        if r.gpu_temp is not None:
+            temps.rows.append((series.temperature[0], r.gpu_temp))
+        if r.memory_temp is not None:
+            temps.rows.append((series.temperature[1], r.memory_temp))
+        for kind, kind_labels in series.power_limit:
+            if kind in r.limits:
+                limits.rows.append((kind_labels, r.limits[kind]))
+        if r.clock_events is not None:
+            active = r.clock_events
+            for bit, reason_labels in series.clock_event:
+                events.rows.append((reason_labels, 1.0 if active & bit else 0.0))
+        for kind, count in sorted(r.ecc.items()):
+            ecc.rows.append(((*labels, kind), count))
+        for code, count in sorted(r.xids.items()):
+            xids.rows.append(((*labels, str(code)), float(count)))
+        if r.mig_enabled is not None:
+            mode.rows.append((labels, 1.0 if r.mig_enabled else 0.0))
         for m in r.migs:
-            mig_labels = [*labels, str(m.gpu_instance), str(m.compute_instance)]
-            info_f.add_metric([*mig_labels, m.uuid, m.name], 1.0)
+            migs = True
+            mig_labels = (*labels, str(m.gpu_instance), str(m.compute_instance))
+            mig_info.rows.append(((*mig_labels, m.uuid, m.name), 1.0))
             if m.memory_used is not None:
-                used_f.add_metric(mig_labels, float(m.memory_used))
+                mig_used.rows.append((mig_labels, float(m.memory_used)))
             if m.memory_total is not None:
-                total_f.add_metric(mig_labels, float(m.memory_total))
-        yield from (info_f, used_f, total_f)
+                mig_total.rows.append((mig_labels, float(m.memory_total)))
+    yield info
+    yield from (family for family in singles if family.rows)
+    # Temperatures, limits, ECC and XIDs are exposed (perhaps empty) for every GPU that answered.
+    yield from (temps, limits)
+    if events.rows:
+        yield events
+    yield from (ecc, xids)
+    if mode.rows:
+        yield mode
+    if migs:
+        yield from (mig_info, mig_used, mig_total)
 
 
 class AbsentCollector(Collector[None]):

@@ -15,15 +15,16 @@ utilisation are not emitted.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from prometheus_client.core import Metric
 
+from ..runtime.exposition import Family
 from ..runtime.metrics import MetricSpec
 
 if TYPE_CHECKING:
-    from .nvml import GpuReading
+    from .nvml import GpuReading, Identity
 
 LABELS = ("gpu", "UUID", "pci_bus_id", "device", "modelName", "Hostname", "DCGM_FI_DRIVER_VERSION")
 MIB = 1 << 20
@@ -64,39 +65,63 @@ METRICS = (
 )
 
 
-def render(r: GpuReading, hostname: str, extra: Mapping[str, str]) -> Iterable[Metric]:
-    ident = r.identity
-    device = f"nvidia{ident.minor if ident.minor is not None else ident.index}"
-    names = [*LABELS, *extra]
-    values = [
-        str(ident.index),
-        ident.uuid,
-        ident.pci_bus_id,
-        device,
-        ident.model,
-        hostname,
-        ident.driver_version,
-        *extra.values(),
-    ]
+def render(
+    readings: Sequence[GpuReading], hostname: str, extra: Callable[[Identity], Mapping[str, str]]
+) -> Iterable[Metric]:
+    """The profile's families of the GPUs that answered; ``extra`` gives a GPU's pod and job labels.
+
+    A GPU held by one container or job carries labels the others lack, so one family holds a run
+    of GPUs with the same label names (all of them, as a rule); the scrape merges the runs.
+    """
+    gpus = []
+    for r in readings:
+        ident = r.identity
+        labels = extra(ident)
+        device = f"nvidia{ident.minor if ident.minor is not None else ident.index}"
+        names = (*LABELS, *labels)
+        values = (
+            str(ident.index),
+            ident.uuid,
+            ident.pci_bus_id,
+            device,
+            ident.model,
+            hostname,
+            ident.driver_version,
+            *labels.values(),
+        )
+        gpus.append((names, values, _values(r)))
+    for i, spec in enumerate(METRICS):
+        family: Family | None = None
+        for names, values, fields in gpus:
+            value = fields[i]
+            if value is None:
+                continue
+            if family is None or family.labelnames != names:
+                if family is not None:
+                    yield family
+                family = spec.family(names)
+            family.rows.append((values, float(value)))
+        if family is not None:
+            yield family
+
+
+def _values(r: GpuReading) -> tuple[float | None, ...]:
+    """One GPU's values in the order of ``METRICS``, in DCGM's units."""
     free = None
     if r.memory_total is not None and r.memory_used is not None:
         free = (r.memory_total - r.memory_used) // MIB
-    for spec, value in (
-        (SM_CLOCK, None if r.sm_clock_hz is None else round(r.sm_clock_hz / 1e6)),
-        (MEM_CLOCK, None if r.memory_clock_hz is None else round(r.memory_clock_hz / 1e6)),
-        (MEMORY_TEMP, r.memory_temp),
-        (GPU_TEMP, r.gpu_temp),
-        (POWER_USAGE, r.power_watts),
+    return (
+        None if r.sm_clock_hz is None else round(r.sm_clock_hz / 1e6),
+        None if r.memory_clock_hz is None else round(r.memory_clock_hz / 1e6),
+        r.memory_temp,
+        r.gpu_temp,
+        r.power_watts,
         # DCGM reports the raw driver counter; the monotonic joules are the better series.
-        (TOTAL_ENERGY, None if r.energy_joules is None else round(r.energy_joules * 1000)),
-        (PCIE_REPLAY, r.pcie_replays),
-        (GPU_UTIL, None if r.utilization is None else round(r.utilization * 100)),
-        (MEM_COPY_UTIL, None if r.memory_utilization is None else round(r.memory_utilization * 100)),
-        (XID_ERRORS, r.last_xid),
-        (FB_FREE, free),
-        (FB_USED, None if r.memory_used is None else r.memory_used // MIB),
-    ):
-        if value is not None:
-            family = spec.family(names)
-            family.add_metric(values, float(value))
-            yield family
+        None if r.energy_joules is None else round(r.energy_joules * 1000),
+        r.pcie_replays,
+        None if r.utilization is None else round(r.utilization * 100),
+        None if r.memory_utilization is None else round(r.memory_utilization * 100),
+        r.last_xid,
+        free,
+        None if r.memory_used is None else r.memory_used // MIB,
+    )

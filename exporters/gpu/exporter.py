@@ -17,7 +17,7 @@ from ..runtime.cli import WebOptions, web_options
 from ..runtime.config import option_defaults
 from ..runtime.logs import log
 from .attribution import Attribution, JobCollector, PodCollector
-from .collectors import AbsentCollector, GpuCollector, ReadBatch
+from .collectors import AbsentCollector, Gpu, GpuCollector
 from .config import NAMINGS, GpuOptions
 from .nvml import Nvml
 from .xid import XidWatcher
@@ -28,7 +28,8 @@ DEFAULT_PORT = 9872
 
 
 def _collectors(nvml: Nvml, options: GpuOptions, hostname: str | None) -> tuple[list[Any], list[Any]]:
-    """The collectors for the GPUs NVML reports now, and the hooks that stop what they started."""
+    """The collector of the GPUs NVML reports now (and of pods and jobs), and the hooks that stop
+    what they started."""
     attribution = Attribution()
     shutdown: list[Callable[[], Any]] = []
     watcher = XidWatcher(nvml) if options.xid_events else None
@@ -36,10 +37,10 @@ def _collectors(nvml: Nvml, options: GpuOptions, hostname: str | None) -> tuple[
         watcher.start()
         shutdown.append(watcher.stop)
     host = hostname or os.environ.get("NODE_NAME") or socket.gethostname()
-    batch = ReadBatch()
-    collectors: list[Collector[Any]] = [
-        GpuCollector(nvml, i, watcher, options.namings, attribution, host, batch) for i in range(nvml.count)
-    ]
+    collectors: list[Collector[Any]] = []
+    if nvml.count:
+        gpus = [Gpu(nvml, i, watcher) for i in range(nvml.count)]
+        collectors.append(GpuCollector(gpus, options.namings, attribution, host))
     if options.pod_resources_socket:
         collectors.append(
             PodCollector(nvml, options.pod_resources_socket, attribution, options.pod_resources)

@@ -53,8 +53,8 @@ class Identity:
     minor: int | None
 
     @property
-    def labels(self) -> list[str]:
-        return [str(self.index), self.uuid]
+    def labels(self) -> tuple[str, str]:
+        return (str(self.index), self.uuid)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,18 @@ implement a ``Prober`` that resolves ``/probe`` parameters into a ``ProbeJob``.
 
 from powerplane.components import Component
 
-from .collector import Collector, CollectorError, Deadline, NoData, Outcome, Partial, Scrape, run_collectors
+from .collector import (
+    Collector,
+    CollectorError,
+    Deadline,
+    NoData,
+    Outcome,
+    Part,
+    Partial,
+    Parts,
+    Scrape,
+    run_collectors,
+)
 from .config import ConfigError, ConfigKind, Secret, resolve_secret, strict_object
 from .counters import ResettableCounter, WrappingCounter
 from .logs import FailureLog, log, setup_logging
@@ -25,7 +36,9 @@ __all__ = [
     "FailureLog",
     "NoData",
     "Outcome",
+    "Part",
     "Partial",
+    "Parts",
     "ProbeJob",
     "ProbeRequestError",
     "ProbeRunner",

@@ -4,7 +4,9 @@ A collector has a ``name``, an ``async fetch(deadline)`` that does all the I/O a
 snapshot, and a pure ``render(snapshot)`` that yields prometheus_client metric families.
 ``run_collectors`` wraps every collector: a collector that raises, times out or returns a
 ``Partial`` is reported as ``powerplane_scrape_collector_success 0`` and logged once per
-condition; one that raises ``NoData`` (hardware absent) is not a failure.  The resulting
+condition; one that raises ``NoData`` (hardware absent) is not a failure.  A collector that
+reads several parts at once (every GPU of a node) returns ``Parts``: each part is reported as a
+collector of its own, so one that fails is ``success 0`` while the others export.  The resulting
 ``Scrape`` is a one-shot registry for ``prometheus_client.generate_latest``: nothing in it
 raises or does I/O at exposition time.
 
@@ -46,6 +48,28 @@ class Partial(Generic[S]):
 
     snapshot: S
     errors: Sequence[str]
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part of a ``Parts`` snapshot: its name (reported as a collector's), its own time and
+    what failed in it (empty: it succeeded)."""
+
+    name: str
+    duration: float
+    errors: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class Parts(Generic[S]):
+    """A snapshot of parts read together that succeed or fail each on its own.
+
+    The snapshot is rendered once, with what the parts that answered gave; each part is reported
+    as a collector named after it, with its own duration, success and log line.
+    """
+
+    snapshot: S
+    parts: Sequence[Part]
 
 
 @dataclass(frozen=True)
@@ -119,9 +143,16 @@ class Collector(ABC, Generic[S]):
     #: a timer, which cost more than the reads of a small tree.  A timeout could not interrupt
     #: such a fetch anyway: it has no await at which to cancel it.
     waits: bool = True
+    #: True for a collector whose ``fetch`` returns by its deadline on its own, with the parts
+    #: that answered in time (a part that did not is a failed part): the scrape then sets it no
+    #: timer, which would cancel the whole fetch and lose the parts that did answer.
+    keeps_deadline: bool = False
+    #: The names of the parts a ``Parts`` snapshot reports, for when the whole fetch or render
+    #: fails (each part is then reported failed); empty for a collector reported as itself.
+    parts: Sequence[str] = ()
 
     @abstractmethod
-    async def fetch(self, deadline: Deadline) -> S | Partial[S]:
+    async def fetch(self, deadline: Deadline) -> S | Partial[S] | Parts[S]:
         """Gather a snapshot before ``deadline``; raise ``NoData`` if the hardware is absent."""
 
     @abstractmethod
@@ -164,7 +195,7 @@ class _Fetched:
 async def _fetch(collector: Collector[Any], deadline: Deadline) -> _Fetched:
     start = time.perf_counter()
     try:
-        if collector.waits:
+        if collector.waits and not collector.keeps_deadline:
             async with asyncio.timeout(deadline.remaining()):
                 snapshot = await collector.fetch(deadline)
         else:
@@ -178,10 +209,13 @@ async def _fetch(collector: Collector[Any], deadline: Deadline) -> _Fetched:
 
 def _render(
     collector: Collector[Any], fetched: _Fetched, failures: FailureLog, key: tuple[str, ...]
-) -> Outcome:
-    """Turn a fetch into an outcome: render the snapshot, classify and log the failure.  Never raises."""
+) -> list[Outcome]:
+    """Turn a fetch into outcomes (one, or one per part): render the snapshot, classify and log
+    the failures.  Never raises."""
     start = time.perf_counter()
     errors: Sequence[str] = ()
+    parts: Sequence[Part] = ()
+    names = collector.parts or (collector.name,)
     try:
         if fetched.error is not None:
             raise fetched.error
@@ -189,23 +223,49 @@ def _render(
         if isinstance(result, Partial):
             errors = result.errors
             result = result.snapshot
+        elif isinstance(result, Parts):
+            parts = result.parts
+            result = result.snapshot
         metrics = list(collector.render(result))
     except NoData as exc:
-        failures.absent(key, str(exc) or "no data")
-        return Outcome(collector.name, True, fetched.duration)
+        for name in names:
+            failures.absent(_key(key, name), str(exc) or "no data")
+        return [Outcome(name, True, fetched.duration) for name in names]
     except Exception as exc:  # a render that raises fails its collector only
         cause = describe_error(exc)
         if not isinstance(exc, CollectorError | OSError | TimeoutError):
             logger.debug("collector raised", exc_info=exc)
-        failures.failure(key, cause)
-        return Outcome(collector.name, False, fetched.duration + time.perf_counter() - start, error=cause)
+        duration = fetched.duration + time.perf_counter() - start
+        for name in names:
+            failures.failure(_key(key, name), cause)
+        return [Outcome(name, False, duration, error=cause) for name in names]
+    if parts:
+        # The families go with the first part's outcome: a scrape exposes every outcome's families.
+        outcomes = [_outcome(failures, _key(key, p.name), p.name, p.duration, p.errors) for p in parts]
+        outcomes[0].metrics = metrics
+        return outcomes
     duration = fetched.duration + time.perf_counter() - start
+    return [_outcome(failures, key, collector.name, duration, errors, metrics)]
+
+
+def _key(key: tuple[str, ...], name: str) -> tuple[str, ...]:
+    return (key[0], name, *key[2:])
+
+
+def _outcome(
+    failures: FailureLog,
+    key: tuple[str, ...],
+    name: str,
+    duration: float,
+    errors: Sequence[str],
+    metrics: list[Metric] | None = None,
+) -> Outcome:
     if errors:
         cause = "; ".join(errors)
         failures.failure(key, cause)
-        return Outcome(collector.name, False, duration, metrics, cause)
+        return Outcome(name, False, duration, metrics or [], cause)
     failures.success(key)
-    return Outcome(collector.name, True, duration, metrics)
+    return Outcome(name, True, duration, metrics or [])
 
 
 class _Lines(Metric):
@@ -283,7 +343,7 @@ async def run_collectors(
 
     Rendering starts only when every fetch has finished, so a render may use what another
     collector fetched in the same scrape (the GPU exporter's dcgm labels come from its job and pod
-    collectors).  One outcome per collector, in order.
+    collectors).  One outcome per collector (one per part for a ``Parts`` snapshot), in order.
     """
     keys = [(exporter, c.name) + ((target,) if target else ()) for c in collectors]
     # Collectors that never wait run first, in place; then the others concurrently.
@@ -296,4 +356,4 @@ async def run_collectors(
         results = list(await asyncio.gather(*(_fetch(c, deadline) for c in waiting)))
     concurrent = iter(results)
     fetched = [next(concurrent) if c.waits else inline[id(c)] for c in collectors]
-    return [_render(c, f, failures, k) for c, f, k in zip(collectors, fetched, keys, strict=True)]
+    return [o for c, f, k in zip(collectors, fetched, keys, strict=True) for o in _render(c, f, failures, k)]

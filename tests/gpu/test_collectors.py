@@ -107,6 +107,23 @@ async def test_lost_gpu_fails_only_its_collector(tmp_path: Path) -> None:
         assert success(s, "gpu1") == 1 and value(s, "powerplane_gpu_power_watts", gpu="1") > 0
 
 
+async def test_a_lost_gpu_among_eight_leaves_the_other_seven_exported(tmp_path: Path) -> None:
+    machine = FakeNvml(tmp_path, [FakeGpu("h100-sxm", util_base=0.1 * i) for i in range(8)]).activate()
+    async with exporter() as server:
+        _, before = await server.scrape()
+        machine.lose(5)
+        _, s = await server.scrape()
+    every = gpu_series(before, "0")
+    assert {"powerplane_gpu_info", "powerplane_gpu_power_watts", "powerplane_gpu_mig_enabled"} <= every
+    assert success(s, "gpu5") == 0 and gpu_series(s, "5") == set()
+    for index in "0123467":
+        assert success(s, f"gpu{index}") == 1
+        assert gpu_series(s, index) == every
+        assert value(s, "powerplane_gpu_power_watts", gpu=index) == value(
+            before, "powerplane_gpu_power_watts", gpu=index
+        )
+
+
 async def test_xid_counters_increase_and_never_stick(tmp_path: Path) -> None:
     machine = FakeNvml(tmp_path, [FakeGpu("h100-sxm", xids=[31]), FakeGpu("h100-sxm")]).activate()
     async with exporter(namings=("powerplane", "dcgm")) as server:

@@ -41,3 +41,26 @@ async def test_golden_exposition(tmp_path: Path) -> None:
     async with exporter(hostname="node-01") as server:
         text, _ = await server.scrape()
     check_golden(normalised(without_runtime_noise(text), VOLATILE), GOLDEN / "three-gpus.prom", promtool)
+
+
+async def test_golden_eight_gpus_one_lost(tmp_path: Path) -> None:
+    """Eight GPUs (six H100s, an L40S, an A100 in MIG mode), GPU 3 fallen off the bus after the
+    first scrape: the other seven expose every series, GPU 3 only its failed collector.  The
+    golden file was written by the exporter of one collector per GPU, so the one collector of
+    every GPU must expose the same text."""
+    promtool = require_binary("promtool")
+    gpus = [
+        *(FakeGpu("h100-sxm", uuid=_uuid(i), util_base=0.1 * (i + 2), ecc_corrected=i) for i in range(6)),
+        FakeGpu("l40s", uuid=_uuid(6), util_base=0.3, pcie_replays=4),
+        FakeGpu(
+            "a100-sxm", uuid=_uuid(7), mig=[MigDevice(1, 0, 10 << 30, 1 << 30), MigDevice(2, 0, 20 << 30, 0)]
+        ),
+    ]
+    machine = FakeNvml(tmp_path, gpus, driver_version="550.54.15").activate()
+    async with exporter(hostname="node-01") as server:
+        await server.scrape()
+        machine.lose(3)
+        text, _ = await server.scrape()
+    check_golden(
+        normalised(without_runtime_noise(text), VOLATILE), GOLDEN / "eight-gpus-one-lost.prom", promtool
+    )

@@ -17,7 +17,9 @@ from powerplane.exporters.runtime import (
     FailureLog,
     NoData,
     Outcome,
+    Part,
     Partial,
+    Parts,
     Scrape,
     exposition,
     run_collectors,
@@ -157,6 +159,61 @@ async def test_every_fetch_finishes_before_any_render() -> None:
     )
     assert expose(outcomes)["test_labelled"] == {(("job", "slurm-77"),): 1.0}
     assert outcomes[1].duration >= 0.05  # the slow fetch is timed as its own
+
+
+class Halves(Fixed):
+    """A collector of two parts, read together (as the GPU collector reads every GPU)."""
+
+    parts = ("left", "right")
+    keeps_deadline = True
+
+    def render(self, snapshot: Any) -> Iterable[Metric]:
+        family = GaugeMetricFamily("test_value", "A test value.", labels=["part"])
+        for part, number in snapshot:
+            family.add_metric([part], number)
+        yield family
+
+
+async def test_each_part_is_reported_as_a_collector(caplog: pytest.LogCaptureFixture) -> None:
+    failures = FailureLog(logging.getLogger("powerplane.test"))
+    halves = Halves(
+        "halves", Parts([("left", 2.0)], [Part("left", 0.25), Part("right", 0.5, ["right: no answer"])])
+    )
+    with caplog.at_level(logging.WARNING, logger="powerplane.test"):
+        outcomes = await run_collectors("test", [halves, Fixed("other", 1.0)], Deadline.after(5), failures)
+    assert [(o.collector, o.success, o.error) for o in outcomes] == [
+        ("left", True, ""),
+        ("right", False, "right: no answer"),
+        ("other", True, ""),
+    ]
+    samples = expose(outcomes)
+    assert samples["test_value"] == {(("part", "left"),): 2.0, (("collector", "other"),): 1.0}
+    assert value(samples, "powerplane_scrape_collector_duration_seconds", collector="right") == 0.5
+    assert "halves" not in str(samples)
+    (record,) = caplog.records
+    assert record.fields == {"exporter": "test", "collector": "right", "cause": "right: no answer"}  # type: ignore[attr-defined]
+
+
+async def test_a_collector_of_parts_that_fails_fails_every_part() -> None:
+    failures = FailureLog(logging.getLogger("test"))
+    outcomes = await run_collectors(
+        "test", [Halves("halves", CollectorError("bus: gone"))], Deadline.after(5), failures
+    )
+    assert [(o.collector, o.success, o.error) for o in outcomes] == [
+        ("left", False, "bus: gone"),
+        ("right", False, "bus: gone"),
+    ]
+    outcomes = await run_collectors("test", [Halves("halves", NoData("no bus"))], Deadline.after(5), failures)
+    assert [(o.collector, o.success) for o in outcomes] == [("left", True), ("right", True)]
+
+
+async def test_a_collector_that_keeps_its_deadline_is_not_cancelled_at_it() -> None:
+    """Its fetch answers with what it has: the scrape's own timer would lose that."""
+    late = Halves("halves", Parts([("left", 1.0)], [Part("left", 0.0), Part("right", 0.0)]), delay=0.2)
+    outcomes = await run_collectors(
+        "test", [late], Deadline.after(0.05), FailureLog(logging.getLogger("test"))
+    )
+    assert [(o.collector, o.success) for o in outcomes] == [("left", True), ("right", True)]
 
 
 @pytest.mark.parametrize(
