@@ -72,11 +72,12 @@ class NvmlCalls:
         self.gpu = gpu
         self.unsupported = gpu.nvml.unsupported.setdefault(gpu.index, set())
         self.errors: list[str] = []
+        self._nv = pynvml()
 
     def __call__(self, what: str, call: Callable[[], T]) -> T | None:
-        nv = pynvml()
         if what in self.unsupported:
             return None
+        nv = self._nv
         try:
             return call()
         except (nv.NVMLError_NotSupported, nv.NVMLError_FunctionNotFound):  # or an older driver
