@@ -64,10 +64,14 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def bench(scrapes: int, runs: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="powerplane-bench-gpu-") as workdir:
+        await _bench(Path(workdir), scrapes, runs)
+
+
+async def _bench(workdir: Path, scrapes: int, runs: int) -> None:
     from powerplane.exporters.gpu.config import GpuOptions
     from powerplane.exporters.gpu.exporter import make_server
 
-    workdir = Path(tempfile.mkdtemp(prefix="powerplane-bench-gpu-"))
     FakeNvml(
         workdir, [FakeGpu("h100-sxm", util_base=0.7, util_amplitude=0.2, phase=i / GPUS) for i in range(GPUS)]
     ).activate()
