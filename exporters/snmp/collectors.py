@@ -25,6 +25,8 @@ from .metrics import CATALOGUE
 from .profiles import MetricRule, Profile, Table
 
 SessionFactory = Callable[[str, int, Credentials, float], Session]
+#: (metric, label values) → the start of its series' line.
+Heads = dict[tuple[str, tuple[str, ...]], str]
 
 
 @dataclass
@@ -102,6 +104,7 @@ class TableCollector(Collector[TableSnapshot]):
         counters: ResettableCounter,
         max_rows: int,
         text: DeviceText,
+        heads: dict[tuple[str, str], Heads] | None = None,
     ) -> None:
         self.name = table.name
         self.text = text
@@ -110,8 +113,10 @@ class TableCollector(Collector[TableSnapshot]):
         self.connection = connection
         self.counters = counters
         self.max_rows = max_rows
-        #: the start of each series' line (name and escaped labels) in the latest render.
-        self._heads: dict[tuple[str, tuple[str, ...]], str] = {}
+        #: the start of each series' line (name and escaped labels) in the latest render of
+        #: this table, per (profile, table): kept by the device's state from probe to probe, as
+        #: a collector lives for one probe and the same series come back at every probe.
+        self.heads = {} if heads is None else heads
         self.label_columns = sorted(
             {source.column for rule in table.rules for _n, source in rule.labels if source.column}
         )
@@ -172,9 +177,12 @@ class TableCollector(Collector[TableSnapshot]):
             found = self._samples(rule, spec.labels, snapshot, errors, orders, parts_of)
             families.setdefault(rule.metric, []).extend(found)
         # Wrongly typed cells were reported by fetch (Partial); here they are only skipped.
-        previous, self._heads = self._heads, {}
+        key = (self.profile.name, self.table.name)
+        previous: Heads = self.heads.get(key, {})
+        latest: Heads = {}
+        self.heads[key] = latest
         return [
-            TableSeries(CATALOGUE[name], series, previous, self._heads)
+            TableSeries(CATALOGUE[name], series, previous, latest)
             for name, series in families.items()
             if series
         ]
@@ -271,8 +279,8 @@ class TableSeries(Metric):
         self,
         spec: MetricSpec,
         series: list[tuple[list[str], float]],
-        previous: dict[tuple[str, tuple[str, ...]], str],
-        heads: dict[tuple[str, tuple[str, ...]], str],
+        previous: Heads,
+        heads: Heads,
     ) -> None:
         counter = spec.kind == "counter"
         super().__init__(
