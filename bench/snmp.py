@@ -180,7 +180,7 @@ def main() -> None:
     if snmp_exporter is None or recording is None or procs.find_binary("snmpd") is None:
         sys.exit("bench/snmp.py needs snmp_exporter, snmpd and snmpsim-data (run scripts/setup)")
     apc = load_profiles(CATALOGUE)["apc_rpdu2"]
-    apc_columns = {f"{t.name}_{n}": oid for t in apc.tables for n, oid in t.columns}
+    apc_columns = {f"{t.name}_{n}": oid for t in apc.tables for n, oid in t.walked}
     apc_texts = frozenset(
         f"{t.name}_{source.column}"
         for t in apc.tables

@@ -127,9 +127,9 @@ class TableCollector(Collector[TableSnapshot]):
         errors: list[str] = []
         async with self.connection.lock:
             session = await self.connection.session(deadline)
-            oids = [oid for _name, oid in self.table.columns]
+            oids = [oid for _name, oid in self.table.walked]
             walk = await session.walk_table(oids, deadline, self.max_rows, self.profile.max_repetitions)
-        for name, oid in self.table.columns:
+        for name, oid in self.table.walked:
             if oid in walk.errors:
                 errors.append(f"{self.table.name}.{name}: {walk.errors[oid]}")
             elif oid in walk.columns:

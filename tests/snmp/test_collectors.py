@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from powerplane.exporters.runtime import exposition
 from powerplane.exporters.snmp.collectors import TableSeries
+from powerplane.exporters.snmp.engine import GufoSession, TableWalk
 from powerplane.exporters.snmp.exporter import make_server
 from powerplane.exporters.snmp.metrics import CATALOGUE
 from powerplane.lab.snmp import Snmpsim
 from tests.conftest import Serve
-from tests.helpers import parse
+from tests.helpers import parse, value
 
 from .conftest import probe, snmp_config
 
@@ -63,3 +66,21 @@ async def test_line_starts_are_kept_by_the_device_from_probe_to_probe(
     for table, heads in state.heads.items():  # the second render wrote its lines from the first's
         assert heads.keys() == kept[table].keys()
         assert all(heads[k] is kept[table][k] for k in heads)
+
+
+async def test_a_column_no_rule_reads_is_not_walked(tmp_path: Path, agents: Snmpsim, serve: Serve) -> None:
+    asked: list[str] = []
+
+    class Recording(GufoSession):
+        async def walk_table(self, columns: Sequence[str], *args: Any, **kwargs: Any) -> TableWalk:
+            asked.extend(columns)
+            return await super().walk_table(columns, *args, **kwargs)
+
+    served = await serve(make_server(snmp_config(tmp_path, ["apc-8641"]), session_factory=Recording))
+    status, text = await probe(served, f"target=127.0.0.1:{agents.port}&auth=apc-8641&module=apc_rpdu2")
+    assert status == 200 and value(parse(text), "powerplane_target_up") == 1.0
+    sensor = {t.name: t for t in served.server.prober.config.profiles["apc_rpdu2"].tables}["sensor"]
+    unread = dict(sensor.columns)["name"]  # the sensor label is the row index, not the name
+    assert unread not in asked
+    assert [n for n, _oid in sensor.walked] == ["temperature", "humidity"]
+    assert dict(sensor.walked)["temperature"] in asked
