@@ -105,6 +105,7 @@ class TableCollector(Collector[TableSnapshot]):
         max_rows: int,
         text: DeviceText,
         heads: dict[tuple[str, str], Heads] | None = None,
+        rows: dict[tuple[str, str], int] | None = None,
     ) -> None:
         self.name = table.name
         self.text = text
@@ -117,6 +118,9 @@ class TableCollector(Collector[TableSnapshot]):
         #: this table, per (profile, table): kept by the device's state from probe to probe, as
         #: a collector lives for one probe and the same series come back at every probe.
         self.heads = {} if heads is None else heads
+        #: (profile, table) → the rows of its latest walk, kept by the device's state likewise.
+        self.rows = {} if rows is None else rows
+        self.key = (profile.name, table.name)
         self.label_columns = sorted(
             {source.column for rule in table.rules for _n, source in rule.labels if source.column}
         )
@@ -128,7 +132,15 @@ class TableCollector(Collector[TableSnapshot]):
         async with self.connection.lock:
             session = await self.connection.session(deadline)
             oids = [oid for _name, oid in self.table.walked]
-            walk = await session.walk_table(oids, deadline, self.max_rows, self.profile.max_repetitions)
+            walk = await session.walk_table(
+                oids,
+                deadline,
+                self.max_rows,
+                self.profile.max_repetitions,
+                expected_rows=self.rows.get(self.key),
+            )
+        if walk.columns:
+            self.rows[self.key] = max(map(len, walk.columns.values()))
         for name, oid in self.table.walked:
             if oid in walk.errors:
                 errors.append(f"{self.table.name}.{name}: {walk.errors[oid]}")
@@ -177,10 +189,9 @@ class TableCollector(Collector[TableSnapshot]):
             found = self._samples(rule, spec.labels, snapshot, errors, orders, parts_of)
             families.setdefault(rule.metric, []).extend(found)
         # Wrongly typed cells were reported by fetch (Partial); here they are only skipped.
-        key = (self.profile.name, self.table.name)
-        previous: Heads = self.heads.get(key, {})
+        previous: Heads = self.heads.get(self.key, {})
         latest: Heads = {}
-        self.heads[key] = latest
+        self.heads[self.key] = latest
         return [
             TableSeries(CATALOGUE[name], series, previous, latest)
             for name, series in families.items()

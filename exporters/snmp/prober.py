@@ -37,6 +37,8 @@ class DeviceState:
     detected: tuple[str, float] | None = None
     #: (profile, table) → the line starts of its latest render (``TableCollector.heads``).
     heads: dict[tuple[str, str], Heads] = field(default_factory=dict)
+    #: (profile, table) → the rows of its latest walk, which sizes the next walk's first GETBULK.
+    rows: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 class SnmpProber(Prober):
@@ -114,7 +116,14 @@ class SnmpProber(Prober):
     ) -> list[Collector[Any]]:
         return [
             TableCollector(
-                profile, table, connection, state.counters, self.config.max_rows, self.text, state.heads
+                profile,
+                table,
+                connection,
+                state.counters,
+                self.config.max_rows,
+                self.text,
+                state.heads,
+                state.rows,
             )
             for table in profile.tables
         ]
