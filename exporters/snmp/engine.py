@@ -273,9 +273,10 @@ class GufoSession:
 
         The answer's variables come row by row (RFC 3416 4.2.3): the k-th belongs to the
         (k mod width)-th column asked for, whatever the number the agent chose to send.  A
-        table whose size is known from its last walk is asked for one row more than that, so
-        that an unchanged table takes one request and its agent reads one variable past each
-        column's end; otherwise the first request is ``ceiling / width`` rows per column."""
+        table whose size is known from its last walk is asked for one row more than that (and,
+        where the agent sent fewer, for the rows still expected and one more), so that an
+        unchanged table's agent reads one variable past each column's end; otherwise the first
+        request is ``ceiling / width`` rows per column, doubling while the table goes on."""
         prefixes = [ber.oid_contents(c) for c in columns]
         after = list(prefixes)  # the OID each column goes on from
         last: list[tuple[int, ...]] = [()] * len(columns)
@@ -326,7 +327,11 @@ class GufoSession:
                 if done[column] and columns[column] not in walk.errors:
                     walk.columns[columns[column]] = found[column]
             active = [c for c in active if not done[c]]
-            per_column = min(ceiling, per_column * 2)
+            read = max((len(found[c]) for c in active), default=0)
+            if expected_rows is not None and read <= expected_rows:
+                per_column = max(1, min(ceiling, expected_rows - read + 1))  # the rest, and the end
+            else:
+                per_column = min(ceiling, per_column * 2)
 
     async def _bulk_request(self, names: list[bytes], repetitions: int) -> list[tuple[bytes, Any]] | _Refused:
         """One GETBULK on the engine's socket: the answer's variables, or why it brought none."""

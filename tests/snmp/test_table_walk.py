@@ -121,7 +121,7 @@ async def test_a_table_of_known_size_is_read_in_one_request(sparse: Counting) ->
     assert (await walk(sparse.port, [f"{T}.1"], expected_rows=30)).columns[f"{T}.1"] == {
         str(i): i for i in range(1, 31)
     }
-    assert sparse.repetitions == [25, 25]  # never more than max_repetitions
+    assert sparse.repetitions == [25, 6]  # never more than max_repetitions, then the rest and the end
 
 
 async def test_max_rows_cuts_one_column_only(sparse: Counting) -> None:
