@@ -8,7 +8,8 @@ authentication, DES/AES privacy), so no second engine is needed.
 A session is one UDP socket and serves one request at a time; a probe opens one session and
 walks its tables one after another.  Under v2c a table's columns are walked together: each
 GETBULK names every column not yet finished, so a table of C columns costs the requests of one
-column, and the rows asked for per column start at ``max_repetitions / C`` and double up to
+column, and the rows asked for per column start at ``max_repetitions / C`` (or, for a table
+whose size the last walk found, at one row more than that) and double up to
 ``max_repetitions`` while the table goes on (a short table is not read far past its end: agents
 spend their time per variable).  Those requests and answers are encoded and decoded here
 (``ber``) on the engine's socket; v1 and v3 walk column by column through the engine.  Every
