@@ -66,6 +66,9 @@ async def test_line_starts_are_kept_by_the_device_from_probe_to_probe(
     for table, heads in state.heads.items():  # the second render wrote its lines from the first's
         assert heads.keys() == kept[table].keys()
         assert all(heads[k] is kept[table][k] for k in heads)
+    # The state also keeps each table's size, which sizes the next walk's first request.
+    assert state.rows[("apc_rpdu2", "outlet")] == len(second["powerplane_pdu_outlet_power_watts"]) > 1
+    assert state.rows[("apc_rpdu2", "device")] == 1
 
 
 async def test_a_column_no_rule_reads_is_not_walked(tmp_path: Path, agents: Snmpsim, serve: Serve) -> None:
