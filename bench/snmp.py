@@ -8,11 +8,12 @@ Both exporters run as processes on 127.0.0.1 and walk the same columns:
 - snmpsim serving the real APC AP8641 recording: the ``apc_rpdu2`` profile's columns, and the
   same columns in snmp.yml.
 
-For each it reports the median probe time, the exporter's CPU per OID (from /proc around each
-probe) and the wall time of 20 concurrent probes (distinct auths, so powerplane cannot merge
-them); the two exporters' probes alternate, so a busy machine slows both alike.  ``--runs N``
-repeats the whole side-by-side measurement N times with the same processes and prints each
-run's ratios (powerplane / snmp_exporter, lower is better); the last line is
+For each it reports the median probe time, the exporter's CPU per OID (the scheduler's run
+time of its threads, /proc/PID/task/*/schedstat, around each probe) and the wall time of 20
+concurrent probes (distinct auths, so powerplane cannot merge them); the two exporters'
+probes alternate, so a busy machine slows both alike.  ``--runs N`` repeats the whole
+side-by-side measurement N times with the same processes and prints each run's ratios
+(powerplane / snmp_exporter, lower is better); the last line is
 ``RESULT snmp_walk_snmpd=... snmp_cpu_snmpd=... snmp_walk_snmpsim=... snmp_cpu_snmpsim=... ...``
 with the median of each ratio and, over several runs, its spread (``_spread=min-max``).
 
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import sys
 import tempfile
@@ -48,7 +48,6 @@ HOST_COLUMNS = {
     "swrun": ["1.3.6.1.2.1.25.4.2.1." + c for c in ("1", "6", "7")],
     "swperf": ["1.3.6.1.2.1.25.5.1.1." + c for c in ("1", "2")],
 }
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 def host_profile() -> dict[str, object]:
@@ -73,14 +72,17 @@ def host_profile() -> dict[str, object]:
     return {"name": "bench_host", "kind": "pdu", "sys_object_ids": ["1.3.6.1.4.1.8072.3.2"], "tables": tables}
 
 
-def snmp_exporter_module(columns: dict[str, str], community: str) -> dict[str, object]:
+def snmp_exporter_module(
+    columns: dict[str, str], community: str, texts: frozenset[str] = frozenset()
+) -> dict[str, object]:
+    """The module walking ``columns``; those named in ``texts`` (labels in the profile) are strings."""
     metrics = []
     for name, oid in columns.items():
         metrics.append(
             {
                 "name": "c_" + oid.replace(".", "_"),
                 "oid": oid,
-                "type": "DisplayString" if name in ("name",) else "gauge",
+                "type": "DisplayString" if name in texts else "gauge",
                 "help": name,
                 "indexes": [{"labelname": "index", "type": "gauge"}],
             }
@@ -97,8 +99,17 @@ def snmp_exporter_module(columns: dict[str, str], community: str) -> dict[str, o
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
+    """The CPU seconds of a process's threads, as the scheduler counts them (nanoseconds).
+
+    /proc/PID/stat counts in clock ticks (10 ms, as long as a probe of snmpsim); the
+    scheduler's run time of each thread (``schedstat``) is exact, for Go and Python alike."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (FileNotFoundError, ProcessLookupError):  # a thread that just ended
+            continue
+    return total / 1e9
 
 
 async def fetch(client: aiohttp.ClientSession, url: str) -> tuple[float, bytes]:
@@ -169,7 +180,14 @@ def main() -> None:
     if snmp_exporter is None or recording is None or procs.find_binary("snmpd") is None:
         sys.exit("bench/snmp.py needs snmp_exporter, snmpd and snmpsim-data (run scripts/setup)")
     apc = load_profiles(CATALOGUE)["apc_rpdu2"]
-    apc_columns = {f"{t.name}_{n}": oid for t in apc.tables for n, oid in t.columns}
+    apc_columns = {f"{t.name}_{n}": oid for t in apc.tables for n, oid in t.walked}
+    apc_texts = frozenset(
+        f"{t.name}_{source.column}"
+        for t in apc.tables
+        for r in t.rules
+        for _n, source in r.labels
+        if source.column
+    )
     host = host_profile()
     host_columns = {f"{t}_{oid.rsplit('.', 1)[1]}": oid for t, cols in HOST_COLUMNS.items() for oid in cols}
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -200,7 +218,7 @@ def main() -> None:
                 yaml.safe_dump(
                     {
                         "bench_host": snmp_exporter_module(host_columns, "public"),
-                        "apc_rpdu2": snmp_exporter_module(apc_columns, "apc-8641"),
+                        "apc_rpdu2": snmp_exporter_module(apc_columns, "apc-8641", apc_texts),
                     }
                 )
             )

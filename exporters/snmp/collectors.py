@@ -25,6 +25,8 @@ from .metrics import CATALOGUE
 from .profiles import MetricRule, Profile, Table
 
 SessionFactory = Callable[[str, int, Credentials, float], Session]
+#: (metric, label values) → the start of its series' line.
+Heads = dict[tuple[str, tuple[str, ...]], str]
 
 
 @dataclass
@@ -102,6 +104,8 @@ class TableCollector(Collector[TableSnapshot]):
         counters: ResettableCounter,
         max_rows: int,
         text: DeviceText,
+        heads: dict[tuple[str, str], Heads] | None = None,
+        rows: dict[tuple[str, str], int] | None = None,
     ) -> None:
         self.name = table.name
         self.text = text
@@ -110,8 +114,13 @@ class TableCollector(Collector[TableSnapshot]):
         self.connection = connection
         self.counters = counters
         self.max_rows = max_rows
-        #: the start of each series' line (name and escaped labels) in the latest render.
-        self._heads: dict[tuple[str, tuple[str, ...]], str] = {}
+        #: the start of each series' line (name and escaped labels) in the latest render of
+        #: this table, per (profile, table): kept by the device's state from probe to probe, as
+        #: a collector lives for one probe and the same series come back at every probe.
+        self.heads = {} if heads is None else heads
+        #: (profile, table) → the rows of its latest walk, kept by the device's state likewise.
+        self.rows = {} if rows is None else rows
+        self.key = (profile.name, table.name)
         self.label_columns = sorted(
             {source.column for rule in table.rules for _n, source in rule.labels if source.column}
         )
@@ -122,9 +131,17 @@ class TableCollector(Collector[TableSnapshot]):
         errors: list[str] = []
         async with self.connection.lock:
             session = await self.connection.session(deadline)
-            oids = [oid for _name, oid in self.table.columns]
-            walk = await session.walk_table(oids, deadline, self.max_rows, self.profile.max_repetitions)
-        for name, oid in self.table.columns:
+            oids = [oid for _name, oid in self.table.walked]
+            walk = await session.walk_table(
+                oids,
+                deadline,
+                self.max_rows,
+                self.profile.max_repetitions,
+                expected_rows=self.rows.get(self.key),
+            )
+        if walk.columns:
+            self.rows[self.key] = max(map(len, walk.columns.values()))
+        for name, oid in self.table.walked:
             if oid in walk.errors:
                 errors.append(f"{self.table.name}.{name}: {walk.errors[oid]}")
             elif oid in walk.columns:
@@ -172,9 +189,11 @@ class TableCollector(Collector[TableSnapshot]):
             found = self._samples(rule, spec.labels, snapshot, errors, orders, parts_of)
             families.setdefault(rule.metric, []).extend(found)
         # Wrongly typed cells were reported by fetch (Partial); here they are only skipped.
-        previous, self._heads = self._heads, {}
+        previous: Heads = self.heads.get(self.key, {})
+        latest: Heads = {}
+        self.heads[self.key] = latest
         return [
-            TableSeries(CATALOGUE[name], series, previous, self._heads)
+            TableSeries(CATALOGUE[name], series, previous, latest)
             for name, series in families.items()
             if series
         ]
@@ -271,8 +290,8 @@ class TableSeries(Metric):
         self,
         spec: MetricSpec,
         series: list[tuple[list[str], float]],
-        previous: dict[tuple[str, tuple[str, ...]], str],
-        heads: dict[tuple[str, tuple[str, ...]], str],
+        previous: Heads,
+        heads: Heads,
     ) -> None:
         counter = spec.kind == "counter"
         super().__init__(

@@ -8,7 +8,8 @@ authentication, DES/AES privacy), so no second engine is needed.
 A session is one UDP socket and serves one request at a time; a probe opens one session and
 walks its tables one after another.  Under v2c a table's columns are walked together: each
 GETBULK names every column not yet finished, so a table of C columns costs the requests of one
-column, and the rows asked for per column start at ``max_repetitions / C`` and double up to
+column, and the rows asked for per column start at ``max_repetitions / C`` (or, for a table
+whose size the last walk found, at one row more than that) and double up to
 ``max_repetitions`` while the table goes on (a short table is not read far past its end: agents
 spend their time per variable).  Those requests and answers are encoded and decoded here
 (``ber``) on the engine's socket; v1 and v3 walk column by column through the engine.  Every
@@ -88,7 +89,12 @@ class Session(Protocol):
     ) -> list[tuple[str, Value]]: ...
 
     async def walk_table(
-        self, columns: Sequence[str], deadline: Deadline, max_rows: int, max_repetitions: int | None = None
+        self,
+        columns: Sequence[str],
+        deadline: Deadline,
+        max_rows: int,
+        max_repetitions: int | None = None,
+        expected_rows: int | None = None,
     ) -> TableWalk: ...
 
     async def close(self) -> None: ...
@@ -220,9 +226,16 @@ class GufoSession:
         return rows
 
     async def walk_table(
-        self, columns: Sequence[str], deadline: Deadline, max_rows: int, max_repetitions: int | None = None
+        self,
+        columns: Sequence[str],
+        deadline: Deadline,
+        max_rows: int,
+        max_repetitions: int | None = None,
+        expected_rows: int | None = None,
     ) -> TableWalk:
-        """The rows of a table's columns: under v2c together, otherwise one column at a time."""
+        """The rows of a table's columns: under v2c together, otherwise one column at a time.
+
+        ``expected_rows``, the number of rows the table had when last walked, sizes the first GETBULK."""
         if not self._v2c:
             return await walk_each(self, columns, deadline, max_rows, max_repetitions)
         walk = TableWalk()
@@ -234,7 +247,7 @@ class GufoSession:
         try:
             async with asyncio.timeout(remaining):
                 ceiling = max_repetitions or self._max_repetitions
-                await self._walk_columns(columns, max_rows, ceiling, found, walk)
+                await self._walk_columns(columns, max_rows, ceiling, found, walk, expected_rows)
         except SnmpEngineError as exc:
             reason = str(exc)
             walk.errors.update((c, f"walk {c}: {reason}") for c in columns if c not in walk.errors)
@@ -255,18 +268,27 @@ class GufoSession:
         ceiling: int,
         found: list[dict[str, Value]],
         walk: TableWalk,
+        expected_rows: int | None = None,
     ) -> None:
         """GETBULKs naming every unfinished column; a column is done when the agent leaves it.
 
         The answer's variables come row by row (RFC 3416 4.2.3): the k-th belongs to the
-        (k mod width)-th column asked for, whatever the number the agent chose to send."""
+        (k mod width)-th column asked for, whatever the number the agent chose to send.  A
+        table whose size is known from its last walk is asked for one row more than that (and,
+        where the agent sent fewer, for the rows still expected and one more), so that an
+        unchanged table's agent reads one variable past each column's end; otherwise the first
+        request is ``ceiling / width`` rows per column, doubling while the table goes on."""
         prefixes = [ber.oid_contents(c) for c in columns]
         after = list(prefixes)  # the OID each column goes on from
         last: list[tuple[int, ...]] = [()] * len(columns)
         #: a row index's key and text, shared by the columns of the table.
         indexes: dict[bytes, tuple[tuple[int, ...], str]] = {}
         active = list(range(len(columns)))
-        per_column = max(1, ceiling // len(columns))
+        per_column = (
+            max(1, ceiling // len(columns))
+            if expected_rows is None
+            else max(1, min(ceiling, expected_rows + 1))
+        )
         while active:
             reply = await self._bulk_request([after[c] for c in active], per_column)
             if isinstance(reply, _Refused):
@@ -306,7 +328,11 @@ class GufoSession:
                 if done[column] and columns[column] not in walk.errors:
                     walk.columns[columns[column]] = found[column]
             active = [c for c in active if not done[c]]
-            per_column = min(ceiling, per_column * 2)
+            read = max((len(found[c]) for c in active), default=0)
+            if expected_rows is not None and read <= expected_rows:
+                per_column = max(1, min(ceiling, expected_rows - read + 1))  # the rest, and the end
+            else:
+                per_column = min(ceiling, per_column * 2)
 
     async def _bulk_request(self, names: list[bytes], repetitions: int) -> list[tuple[bytes, Any]] | _Refused:
         """One GETBULK on the engine's socket: the answer's variables, or why it brought none."""

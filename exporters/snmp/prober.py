@@ -16,7 +16,7 @@ from prometheus_client.core import Metric
 
 from ..runtime import Collector, CollectorError, Deadline, ProbeJob, Prober, ResettableCounter
 from ..runtime.state import Clock, ExpiringMap
-from .collectors import Connection, SessionFactory, TableCollector, as_text, inner_deadline
+from .collectors import Connection, Heads, SessionFactory, TableCollector, as_text, inner_deadline
 from .config import SnmpConfig
 from .engine import GufoSession, SnmpEngineError
 from .profiles import Profile
@@ -35,6 +35,10 @@ class DeviceState:
     counters: ResettableCounter = field(default_factory=ResettableCounter)
     #: (profile name, when it was detected).
     detected: tuple[str, float] | None = None
+    #: (profile, table) → the line starts of its latest render (``TableCollector.heads``).
+    heads: dict[tuple[str, str], Heads] = field(default_factory=dict)
+    #: (profile, table) → the rows of its latest walk, which sizes the next walk's first GETBULK.
+    rows: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 class SnmpProber(Prober):
@@ -111,7 +115,16 @@ class SnmpProber(Prober):
         self, profile: Profile, connection: Connection, state: DeviceState
     ) -> list[Collector[Any]]:
         return [
-            TableCollector(profile, table, connection, state.counters, self.config.max_rows, self.text)
+            TableCollector(
+                profile,
+                table,
+                connection,
+                state.counters,
+                self.config.max_rows,
+                self.text,
+                state.heads,
+                state.rows,
+            )
             for table in profile.tables
         ]
 

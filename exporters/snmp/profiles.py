@@ -15,6 +15,7 @@ metric with exactly its declared labels.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -106,6 +107,13 @@ class Table:
     name: str
     columns: tuple[tuple[str, str], ...]  # (name, OID)
     rules: tuple[MetricRule, ...]
+
+    @functools.cached_property
+    def walked(self) -> tuple[tuple[str, str], ...]:
+        """The columns a rule reads (values, digits, labels): a column nothing reads is not walked."""
+        used = {c for rule in self.rules for c in (*rule.columns, *([rule.digits] if rule.digits else []))}
+        used.update(source.column for rule in self.rules for _n, source in rule.labels if source.column)
+        return tuple((name, oid) for name, oid in self.columns if name in used)
 
 
 @dataclass(frozen=True)

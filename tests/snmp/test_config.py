@@ -104,7 +104,12 @@ async def test_profile_max_repetitions_reach_every_walk(tmp_path: Path) -> None:
             raise AssertionError("tables are walked with walk_table")
 
         async def walk_table(
-            self, columns: list[str], deadline: object, max_rows: int, max_repetitions: int | None = None
+            self,
+            columns: list[str],
+            deadline: object,
+            max_rows: int,
+            max_repetitions: int | None = None,
+            expected_rows: int | None = None,
         ) -> TableWalk:
             sizes.append(max_repetitions)
             return TableWalk()

@@ -23,6 +23,8 @@ def state_sizes(server: Any) -> dict[str, int]:
         "devices": len(prober.devices),
         "counters": sum(len(d.counters._state) for d in prober.devices.values()),
         "detected": sum(d.detected is not None for d in prober.devices.values()),
+        "line_starts": sum(len(h) for d in prober.devices.values() for h in d.heads.values()),
+        "table_sizes": sum(len(d.rows) for d in prober.devices.values()),
         "failure_logs": len(runner.failures),
         "failures": sum(len(log._state) for log in runner.failures.values()),
         "in_flight": len(runner._inflight),
@@ -52,6 +54,8 @@ async def test_thousands_of_targets_once_then_the_ttl(tmp_path: Path, agents: Sn
     assert during["failure_logs"] == 2500 + 1  # failures are logged per target (address)
     assert during["detected"] == len(communities)
     assert during["counters"] > 0  # the PDUs' energy meters
+    assert during["line_starts"] > 0  # kept from one probe of a device to the next
+    assert during["table_sizes"] > 0
     assert during["failures"] >= 2500
 
     clock.now += config.policy.state_ttl - 1

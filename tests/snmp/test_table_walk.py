@@ -22,10 +22,16 @@ T = "1.3.6.1.4.1.99999.1.1"  # the hostile agents' table
 NET_SNMP_OPTIONS = ("-v2c", "-c", "public", "-On", "-Oq", "-Oe", "-Ot", "-OU")
 
 
-async def walk(port: int, columns: list[str], max_rows: int = 1000, repetitions: int = 25) -> TableWalk:
+async def walk(
+    port: int,
+    columns: list[str],
+    max_rows: int = 1000,
+    repetitions: int = 25,
+    expected_rows: int | None = None,
+) -> TableWalk:
     session = GufoSession("127.0.0.1", port, Credentials(2, community="public"), 5.0)
     try:
-        return await session.walk_table(columns, Deadline.after(5), max_rows, repetitions)
+        return await session.walk_table(columns, Deadline.after(5), max_rows, repetitions, expected_rows)
     finally:
         await session.close()
 
@@ -95,6 +101,27 @@ async def test_columns_of_any_length_are_walked_together(sparse: Counting) -> No
     # columns for 6 rows each (three columns end there), then column 1 for 12 rows, then 24.
     assert sparse.names == [4, 1, 1], sparse.names
     assert sparse.repetitions == [6, 12, 24]
+
+
+async def test_a_table_of_known_size_is_read_in_one_request(sparse: Counting) -> None:
+    columns = [f"{T}.2", f"{T}.4"]  # three rows each
+    unknown = await walk(sparse.port, columns)
+    assert sparse.repetitions == [12]  # 25 variables over two columns
+    sparse.names.clear()
+    sparse.repetitions.clear()
+    known = await walk(sparse.port, columns, expected_rows=3)
+    assert known.errors == {} and known.columns == unknown.columns
+    assert (sparse.names, sparse.repetitions) == ([2], [4])  # one row past the end
+    sparse.names.clear()
+    sparse.repetitions.clear()
+    grown = await walk(sparse.port, columns, expected_rows=1)  # the table had one row then
+    assert grown.errors == {} and grown.columns == unknown.columns
+    assert (sparse.names, sparse.repetitions) == ([2, 2], [2, 4])
+    sparse.repetitions.clear()
+    assert (await walk(sparse.port, [f"{T}.1"], expected_rows=30)).columns[f"{T}.1"] == {
+        str(i): i for i in range(1, 31)
+    }
+    assert sparse.repetitions == [25, 6]  # never more than max_repetitions, then the rest and the end
 
 
 async def test_max_rows_cuts_one_column_only(sparse: Counting) -> None:
