@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import logging
 import math
@@ -185,6 +186,15 @@ class QueryRecord:
     #: None where the server does not say (VictoriaMetrics, Thanos, refused queries).
     samples: int | None = None
     server_seconds: float | None = None
+
+
+def json_lines(stream: IO[str]) -> Callable[[QueryRecord], None]:
+    """A query log writing each record to ``stream`` as one JSON line (``--query-log``)."""
+
+    def write(record: QueryRecord) -> None:
+        stream.write(json.dumps(dataclasses.asdict(record)) + "\n")
+
+    return write
 
 
 @dataclass(frozen=True)
@@ -654,8 +664,6 @@ def settings_for(url: str | None, path: str | None) -> ClientSettings:
 
 
 def _replace_url(settings: ClientSettings, url: str) -> ClientSettings:
-    import dataclasses
-
     return dataclasses.replace(settings, url=url)
 
 
@@ -672,5 +680,6 @@ __all__: Sequence[str] = (
     "Series",
     "choose_step",
     "chunk_bounds",
+    "json_lines",
     "settings_for",
 )

@@ -34,7 +34,14 @@ from typing import Any, TypeVar
 from powerplane.exporters.runtime.config import Secret
 
 from . import model
-from .prometheus import BasicAuthSettings, ClientSettings, PrometheusClient, QueryError, Series
+from .prometheus import (
+    BasicAuthSettings,
+    ClientSettings,
+    PrometheusClient,
+    QueryError,
+    QueryRecord,
+    Series,
+)
 from .window import JobWindow
 
 #: A Prometheus answer larger than this is refused (a 1,000-node day is a few MB).
@@ -74,12 +81,15 @@ class Prometheus:
             timeout=timeout,
             max_body_bytes=MAX_ANSWER_BYTES,
         )
+        #: Called with every answered query when set (``powerplane job --query-log``).
+        self.query_log: Callable[[QueryRecord], None] | None = None
 
     def many(self, *calls: Callable[[PrometheusClient], Awaitable[_T]]) -> list[_T]:
         """The calls' answers, asked concurrently over one connection pool."""
 
         async def ask() -> list[_T]:
             async with PrometheusClient(self.settings) as client:
+                client.query_log = self.query_log
                 return list(await asyncio.gather(*(call(client) for call in calls)))
 
         try:
