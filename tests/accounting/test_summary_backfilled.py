@@ -15,11 +15,15 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from powerplane.accounting import model
 from powerplane.accounting import summary as s
+from powerplane.accounting.job import as_dict
+from powerplane.accounting.prometheus import QueryRecord
+from powerplane.accounting.window import JobWindow
 from powerplane.lab import procs
 from powerplane.lab.tsdb import backfill
 from powerplane.rulegen import render
@@ -113,6 +117,11 @@ def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[s.Prometheus]:
         yield s.Prometheus(started.url)
 
 
+def _summary(prom: s.Prometheus, job: str, nodes: tuple[str, ...]) -> s.Summary:
+    window = JobWindow(job, "scontrol", "COMPLETED", start=float(START), end=float(END), nodes=nodes)
+    return s.summarize(prom, window, now=END + 3600.0)
+
+
 def test_the_command_logs_each_query_with_what_prometheus_read(prom: s.Prometheus, tmp_path: Path) -> None:
     log = tmp_path / "q.jsonl"
     argv = [sys.executable, "-m", "powerplane.cli", "job", "7", "--json", "--slurm", "prometheus",
@@ -130,3 +139,55 @@ def test_the_command_logs_each_query_with_what_prometheus_read(prom: s.Prometheu
     argv[-1] = str(tmp_path / "no" / "q.jsonl")
     unwritable = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
     assert unwritable.returncode == 1 and "q.jsonl" in unwritable.stderr
+
+
+def _close(a: Any, b: Any, where: str = "") -> None:
+    if isinstance(a, float) and isinstance(b, float):
+        assert math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12), f"{where}: {a} != {b}"
+    elif isinstance(a, dict) and isinstance(b, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            _close(a[key], b[key], f"{where}/{key}")
+    elif isinstance(a, list) and isinstance(b, list):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _close(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def test_a_job_holding_its_gpus_alone_is_read_from_the_index_with_the_same_figures(
+    prom: s.Prometheus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log: list[QueryRecord] = []
+    prom.query_log = log.append
+    fast = _summary(prom, "7", ("n1", "n2"))
+    prom.query_log = None
+    # Its fractions over the whole window are not read (the index says it held its GPUs alone) ...
+    assert not [r for r in log if f"min_over_time({model.JOB_HOLDER}" in r.query]
+    assert sum(r.path == "series" for r in log) == 3
+    # ... and give what comparing their largest and smallest values gives.
+    monkeypatch.setattr(s, "_held_alone", lambda *_a: False)
+    compared = _summary(prom, "7", ("n1", "n2"))
+    _close(as_dict(fast), as_dict(compared))
+    hours = 2.0
+    assert fast.methods["gpu"].startswith("energy counters")
+    assert math.isclose(fast.energy_kwh["gpu"], 3 * GPU_W * hours / 1000, rel_tol=1e-9)
+    assert math.isclose(fast.energy_kwh["rest"], 2 * REST_W / 2 * hours / 1000, rel_tol=1e-9)
+    assert [(n.node, n.gpus, n.cpu_share) for n in fast.nodes] == [("n1", 2, 0.5), ("n2", 1, 0.5)]
+    # The per-node figures (whole-window queries) add up to the per-period ones (range queries).
+    assert fast.it_energy_kwh is not None
+    assert math.isclose(sum(n.energy_kwh for n in fast.nodes), fast.it_energy_kwh, rel_tol=1e-9)
+    prices = [50 + 10 * k for k in range(8)]
+    per_period = (3 * GPU_W + REST_W) * 900 / 3.6e6
+    assert math.isclose(fast.total("cost_eur") or 0, sum(per_period * p / 1000 for p in prices), rel_tol=1e-9)
+    assert fast.peak_watts == 3 * GPU_W + REST_W and fast.coverage == 1.0
+
+
+def test_a_gpu_shared_for_part_of_the_job_is_integrated_from_its_recorded_series(prom: s.Prometheus) -> None:
+    shared = _summary(prom, "8", ("n2",))
+    assert any("share of a GPU changed" in line for line in shared.statements)
+    assert shared.methods["gpu"] == "integrated GPU power"
+    # The recorded samples in (START, END]: 59 at the whole GPU, 61 at half of it.
+    assert math.isclose(shared.energy_kwh["gpu"], GPU_W * STEP * (59 + 61 / 2) / 3.6e6, rel_tol=1e-9)
+    assert [(n.node, n.gpus, n.cpu_share) for n in shared.nodes] == [("n2", 1, 0.25)]
