@@ -531,8 +531,10 @@ def _held_alone(prom: Prometheus, q: _Q, held: Sequence[Mapping[str, str]]) -> b
     owners = prom.many(
         *(_series(q.of(holder), start, q.end) for holder in (model.JOB_HOLDER, model.POD_HOLDER))
     )
-    own = [dict(h) for h in held]
-    return not any(_unit(h)[:2] in mine and h not in own for found in owners for h in found)
+    own = {frozenset(h.items()) for h in held}
+    return not any(
+        _unit(h)[:2] in mine and frozenset(h.items()) not in own for found in owners for h in found
+    )
 
 
 def _near(prom: Prometheus, q: _Q, whole: _Shares) -> _Q:
