@@ -17,7 +17,8 @@ rules' interval, ``avg_over_time`` of a scraped one), once per market period, so
 thousand nodes costs a few range reads, not a query per step.  Each sample of the GPUs (a day of
 8,000 is 11.5 million) is read as few times as the figures allow: the GPUs a job held alone are
 known from the index (the series API), so its fractions are compared over the window only where
-another owner held one of its GPUs; the counters' per-node increase gives the job's total too.
+another owner held one of its GPUs, and a job holding every GPU of its nodes takes their power
+whole (no join GPU by GPU); the counters' per-node increase gives the job's total too.
 """
 
 from __future__ import annotations
@@ -272,6 +273,8 @@ class _Q:
     near: int | None = None
     #: The nodes the job held (a literal alternation): the fleet-wide series are read there only.
     nodes_re: str = ""
+    #: The job held every GPU of its nodes alone: its GPU part is their whole power (no GPU-by-GPU join).
+    whole_gpus: bool = False
 
     def of(self, metric: str) -> str:
         """``metric`` on the job's nodes (all of them while those are not known yet)."""
@@ -326,6 +329,8 @@ class _Q:
         # edge still has a sample) times the range.
         avg = f"[{_range(max(seconds, 2 * self.interval))}]{pin}"
         watts = f"max by (node, gpu) (avg_over_time({self.of('powerplane_gpu_power_watts')}{avg}))"
+        if self.whole_gpus:
+            return f"sum by (node) (\n  {watts} * {seconds:g}\n)"
         held = f"on (node, gpu) group_right () {self.gpu_fractions}"
         return f"sum by (node) (\n  {watts} * {seconds:g}\n  * {held}\n)"
 
@@ -409,9 +414,8 @@ def summarize(prom: Prometheus, window: JobWindow, *, cluster: str = "", now: fl
     shares = _shares(prom, q, summary)
     if shares is None:
         return summary
-    q = _near(
-        prom, dataclasses.replace(q, nodes_re="|".join(re_escape(n) for n in sorted(shares.nodes))), shares
-    )
+    nodes_re = "|".join(re_escape(n) for n in sorted(shares.nodes))
+    q = _near(prom, dataclasses.replace(q, nodes_re=nodes_re, whole_gpus=shares.whole_gpus), shares)
     counters = _counter_exprs(q, summary, shares)
     nodes = _node_exprs(q, shares, gpu_integrated=not counters)
     # The per-node and counter queries need nothing from the periods: asked while those are.
@@ -446,6 +450,8 @@ class _Shares:
     cpu: dict[str, float]
     #: The job's fraction of each GPU unit (its largest over the window).
     units: dict[_Unit, float]
+    #: It held every GPU of its nodes alone over the window.
+    whole_gpus: bool = False
 
     @property
     def nodes(self) -> set[str]:
@@ -496,7 +502,8 @@ def _shares(prom: Prometheus, q: _Q, summary: Summary) -> _Shares | None:
             f"Slurm lists {shown} for job {job}, but Prometheus has no allocation there"
         )
     on_nodes = dataclasses.replace(q, nodes_re="|".join(re_escape(n) for n in sorted(seen)))
-    if _held_alone(prom, on_nodes, held):
+    alone, whole_gpus = _held_alone(prom, on_nodes, held)
+    if alone:
         units = {_unit(h): 1.0 for h in held}
         gpu_constant = True
     else:
@@ -517,24 +524,29 @@ def _shares(prom: Prometheus, q: _Q, summary: Summary) -> _Shares | None:
         )
     summary.methods["gpu"] = "integrated GPU power"
     summary.methods["rest"] = "integrated best node power minus GPUs"
-    return _Shares({"rest": cpu_constant, "gpu": gpu_constant}, cpu_max, units)
+    return _Shares({"rest": cpu_constant, "gpu": gpu_constant}, cpu_max, units, whole_gpus)
 
 
-def _held_alone(prom: Prometheus, q: _Q, held: Sequence[Mapping[str, str]]) -> bool:
-    """Whether the job held each of its whole GPUs alone over the window.  Then its fraction of each is
-    1 throughout (a holder series is 1, a whole GPU's share 1 / its holders: the model's rules), and
-    the index says so: a day of a thousand nodes' fractions need not be read twice to compare."""
+def _held_alone(prom: Prometheus, q: _Q, held: Sequence[Mapping[str, str]]) -> tuple[bool, bool]:
+    """Whether the job held each of its whole GPUs alone over the window, and whether those were all
+    the GPUs of its nodes.  Alone, its fraction of each is 1 throughout (a holder series is 1, a whole
+    GPU's share 1 / its holders: the model's rules), and the index says so: a day of a thousand
+    nodes' fractions need not be read twice to compare."""
     units = [_unit(h) for h in held]
     if not held or any(u[2] for u in units) or len({u[:2] for u in units}) < len(units):
-        return False  # MIG instances (a share of memory) or one GPU under two series: compare the values
+        return False, False  # MIG instances (a share of memory) or one GPU under two series: compare
     start, mine = q.end - q.range_s, {u[:2] for u in units}
-    owners = prom.many(
-        *(_series(q.of(holder), start, q.end) for holder in (model.JOB_HOLDER, model.POD_HOLDER))
+    *owners, powered = prom.many(
+        *(
+            _series(q.of(metric), start, q.end)
+            for metric in (model.JOB_HOLDER, model.POD_HOLDER, "powerplane_gpu_power_watts")
+        )
     )
     own = {frozenset(h.items()) for h in held}
-    return not any(
+    alone = not any(
         _unit(h)[:2] in mine and frozenset(h.items()) not in own for found in owners for h in found
     )
+    return alone, alone and {_unit(g)[:2] for g in powered} <= mine
 
 
 def _near(prom: Prometheus, q: _Q, whole: _Shares) -> _Q:

@@ -1,8 +1,9 @@
 """``powerplane job``'s summary against a real Prometheus on a backfilled TSDB whose every value is known.
 
-Two hours at the rules' 60 s interval: node n1 and n2 (400 W of rest each, GPUs at 300 W).  Job 7
+Two hours at the rules' 60 s interval: nodes n1, n2 and n3 (400 W of rest each, two GPUs at 300 W).  Job 7
 holds half of each node's CPUs, both GPUs of n1 and GPU 0 of n2, alone; job 8 a quarter of n2's
-CPUs and its GPU 1, which a pod shares in the second hour (job 8's fraction drops to 0.5).  Prices
+CPUs and its GPU 1, which a pod shares in the second hour (job 8's fraction drops to 0.5); job 9
+the whole of n3.  Prices
 change every market period; the GPUs' energy counters never reset.
 """
 
@@ -49,7 +50,7 @@ def _series() -> list[tuple[str, str, Callable[[int], float]]]:
     def job(j: str) -> str:
         return f'cluster="c",hpc_job="{j}"'
 
-    for node in ("n1", "n2"):
+    for node in ("n1", "n2", "n3"):
         add(model.BEST, f'node="{node}",source="bmc"', lambda _t: REST_W + 2 * GPU_W)
         add(model.REST, f'node="{node}"', lambda _t: REST_W)
         add("powerplane_node_info", f'node="{node}",rack="r",row="w",cluster="c",bmc="",partition=""',
@@ -72,6 +73,10 @@ def _series() -> list[tuple[str, str, Callable[[int], float]]]:
         add(model.JOB_POWER, f'{job("7")},node="{node}",part="gpu"', lambda _t, g=gpus: g * GPU_W)
         add(model.JOB_POWER, f'{job("7")},node="{node}",part="rest"', lambda _t: REST_W / 2)
     add(model.JOB_CPU_SHARE, f'{job("8")},node="n2"', lambda _t: 0.25)
+    for gpu in ("0", "1"):  # job 9: the whole of n3
+        add(model.JOB_HOLDER, f'{job("9")},node="n3",gpu="{gpu}"', lambda _t: 1)
+        add(model.GPU_SHARE, f'node="n3",gpu="{gpu}"', lambda _t: 1)
+    add(model.JOB_CPU_SHARE, f'{job("9")},node="n3"', lambda _t: 1)
     add(model.JOB_POWER, f'{job("8")},node="n2",part="gpu"', lambda t: GPU_W * shared(t))
     add(model.JOB_POWER, f'{job("8")},node="n2",part="rest"', lambda _t: REST_W / 4)
     add(model.JOB_TOTAL, job("7"), lambda _t: 3 * GPU_W + REST_W)
@@ -165,9 +170,12 @@ def test_a_job_holding_its_gpus_alone_is_read_from_the_index_with_the_same_figur
     prom.query_log = None
     # Its fractions over the whole window are not read (the index says it held its GPUs alone) ...
     assert not [r for r in log if f"min_over_time({model.JOB_HOLDER}" in r.query]
-    assert sum(r.path == "series" for r in log) == 3
+    assert sum(r.path == "series" for r in log) == 4
+    # Not every GPU of n2 is its own: its GPU power is joined with its fractions.
+    gpu_power = [r for r in log if "powerplane_gpu_power_watts{" in r.query and r.path != "series"]
+    assert gpu_power and all("group_right" in r.query for r in gpu_power)
     # ... and give what comparing their largest and smallest values gives.
-    monkeypatch.setattr(s, "_held_alone", lambda *_a: False)
+    monkeypatch.setattr(s, "_held_alone", lambda *_a: (False, False))
     compared = _summary(prom, "7", ("n1", "n2"))
     _close(as_dict(fast), as_dict(compared))
     hours = 2.0
@@ -191,3 +199,21 @@ def test_a_gpu_shared_for_part_of_the_job_is_integrated_from_its_recorded_series
     # The recorded samples in (START, END]: 59 at the whole GPU, 61 at half of it.
     assert math.isclose(shared.energy_kwh["gpu"], GPU_W * STEP * (59 + 61 / 2) / 3.6e6, rel_tol=1e-9)
     assert [(n.node, n.gpus, n.cpu_share) for n in shared.nodes] == [("n2", 1, 0.25)]
+
+
+def test_a_job_holding_whole_nodes_takes_their_gpu_power_whole(
+    prom: s.Prometheus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log: list[QueryRecord] = []
+    prom.query_log = log.append
+    whole = _summary(prom, "9", ("n3",))
+    prom.query_log = None
+    # No GPU-by-GPU join with the job's fractions in its GPU power ...
+    gpu_power = [r for r in log if "powerplane_gpu_power_watts{" in r.query and r.path != "series"]
+    assert gpu_power and not [r for r in gpu_power if "group_right" in r.query]
+    # ... and the figures of the joined queries.
+    monkeypatch.setattr(s, "_held_alone", lambda *_a: (True, False))
+    joined = _summary(prom, "9", ("n3",))
+    _close(as_dict(whole), as_dict(joined))
+    assert math.isclose(whole.it_energy_kwh or 0, (2 * GPU_W + REST_W) * 2 / 1000, rel_tol=1e-9)
+    assert [(n.node, n.gpus, n.cpu_share) for n in whole.nodes] == [("n3", 2, 1.0)]
