@@ -18,6 +18,7 @@ asked; a job whose data is incomplete still exits 0, with the gaps named.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -27,6 +28,7 @@ from typing import Any
 
 import click
 
+from .prometheus import json_lines
 from .summary import Prometheus, PrometheusError, Summary, summarize, utc
 from .window import JobNotFound, JobWindow, from_prometheus, from_scontrol, valid_job_id
 
@@ -251,6 +253,11 @@ def _money_rows(summary: Summary, row: Any) -> None:
 @click.option(
     "--lookback", default="30d", show_default=True, help="How far back the Prometheus source looks."
 )
+@click.option(
+    "--query-log",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write one JSON line per query here: query, time, seconds, bytes, samples read.",
+)
 def command(
     job_id: str,
     as_json: bool,
@@ -259,6 +266,7 @@ def command(
     cluster: str,
     source: str,
     lookback: str,
+    query_log: str | None,
 ) -> None:
     """A job's energy, cost and CO2 (seff-style) from Prometheus over its exact window."""
     try:
@@ -269,8 +277,13 @@ def command(
             else os.environ.get("POWERPLANE_PROMETHEUS_TOKEN")
         )
         prom = Prometheus(url, token or None)
-        window = find_window(job_id, source, prom, cluster, _seconds(lookback))
-        summary = summarize(prom, window, cluster=cluster)
+        with contextlib.ExitStack() as stack:
+            if query_log:
+                prom.query_log = json_lines(stack.enter_context(open(query_log, "w", encoding="utf-8")))
+            window = find_window(job_id, source, prom, cluster, _seconds(lookback))
+            summary = summarize(prom, window, cluster=cluster)
     except (JobNotFound, PrometheusError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {query_log}: {exc.strerror or exc}") from None
     click.echo(json.dumps(as_dict(summary), indent=2) if as_json else as_text(summary), nl=as_json)

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
+import functools
 import json
 import logging
 import math
@@ -140,9 +142,11 @@ def _headers(settings: ClientSettings) -> dict[str, str]:
     return headers
 
 
-def _ssl_context(settings: ClientSettings) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=settings.tls.ca_file or None)
-    if settings.tls.insecure_skip_verify:
+@functools.lru_cache(maxsize=8)
+def _ssl_context(tls: TlsSettings) -> ssl.SSLContext:
+    """One context per TLS setting: loading the system's CAs costs tens of ms, once per client otherwise."""
+    ctx = ssl.create_default_context(cafile=tls.ca_file or None)
+    if tls.insecure_skip_verify:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     return ctx
@@ -185,6 +189,15 @@ class QueryRecord:
     #: None where the server does not say (VictoriaMetrics, Thanos, refused queries).
     samples: int | None = None
     server_seconds: float | None = None
+
+
+def json_lines(stream: IO[str]) -> Callable[[QueryRecord], None]:
+    """A query log writing each record to ``stream`` as one JSON line (``--query-log``)."""
+
+    def write(record: QueryRecord) -> None:
+        stream.write(json.dumps(dataclasses.asdict(record)) + "\n")
+
+    return write
 
 
 @dataclass(frozen=True)
@@ -314,7 +327,7 @@ class PrometheusClient:
             self._session = aiohttp.ClientSession(
                 headers=_headers(self.settings),
                 timeout=aiohttp.ClientTimeout(total=self.settings.timeout),
-                connector=aiohttp.TCPConnector(ssl=_ssl_context(self.settings), limit=4),
+                connector=aiohttp.TCPConnector(ssl=_ssl_context(self.settings.tls), limit=4),
             )
         return self
 
@@ -654,8 +667,6 @@ def settings_for(url: str | None, path: str | None) -> ClientSettings:
 
 
 def _replace_url(settings: ClientSettings, url: str) -> ClientSettings:
-    import dataclasses
-
     return dataclasses.replace(settings, url=url)
 
 
@@ -672,5 +683,6 @@ __all__: Sequence[str] = (
     "Series",
     "choose_step",
     "chunk_bounds",
+    "json_lines",
     "settings_for",
 )

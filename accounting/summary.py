@@ -14,12 +14,17 @@ price; CO2 each period's energy at its carbon intensity.  Gaps are named, never 
 
 Every integral reads raw samples over a range (``sum_over_time`` of a recorded series times the
 rules' interval, ``avg_over_time`` of a scraped one), once per market period, so a day of a
-thousand nodes costs a few range reads, not a query per step.
+thousand nodes costs a few range reads, not a query per step.  Each sample of the GPUs (a day of
+8,000 is 11.5 million) is read as few times as the figures allow: the GPUs a job held alone are
+known from the index (the series API), so its fractions are compared over the window only where
+another owner held one of its GPUs, and a job holding every GPU of its nodes takes their power
+whole (no join GPU by GPU); the counters' per-node increase gives the job's total too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import itertools
 import math
@@ -34,7 +39,14 @@ from typing import Any, TypeVar
 from powerplane.exporters.runtime.config import Secret
 
 from . import model
-from .prometheus import BasicAuthSettings, ClientSettings, PrometheusClient, QueryError, Series
+from .prometheus import (
+    BasicAuthSettings,
+    ClientSettings,
+    PrometheusClient,
+    QueryError,
+    QueryRecord,
+    Series,
+)
 from .window import JobWindow
 
 #: A Prometheus answer larger than this is refused (a 1,000-node day is a few MB).
@@ -74,12 +86,15 @@ class Prometheus:
             timeout=timeout,
             max_body_bytes=MAX_ANSWER_BYTES,
         )
+        #: Called with every answered query when set (``powerplane job --query-log``).
+        self.query_log: Callable[[QueryRecord], None] | None = None
 
     def many(self, *calls: Callable[[PrometheusClient], Awaitable[_T]]) -> list[_T]:
         """The calls' answers, asked concurrently over one connection pool."""
 
         async def ask() -> list[_T]:
             async with PrometheusClient(self.settings) as client:
+                client.query_log = self.query_log
                 return list(await asyncio.gather(*(call(client) for call in calls)))
 
         try:
@@ -125,16 +140,22 @@ class Prometheus:
         return None
 
     def query_range(self, expr: str, start: float, end: float, step: float) -> list[dict[str, Any]]:
-        async def call(client: PrometheusClient) -> list[dict[str, Any]]:
-            return [_rows(s) for s in await client.query_range(expr, start, end, step)]
-
-        (found,) = self.many(call)
+        (found,) = self.many(_ranged(expr, start, end, step))
         return found
 
 
 def _instant(expr: str, at: float) -> Callable[[PrometheusClient], Awaitable[list[dict[str, Any]]]]:
     async def call(client: PrometheusClient) -> list[dict[str, Any]]:
         return [{"metric": dict(x.labels), "value": (x.time, x.value)} for x in await client.query(expr, at)]
+
+    return call
+
+
+def _ranged(
+    expr: str, start: float, end: float, step: float
+) -> Callable[[PrometheusClient], Awaitable[list[dict[str, Any]]]]:
+    async def call(client: PrometheusClient) -> list[dict[str, Any]]:
+        return [_rows(s) for s in await client.query_range(expr, start, end, step)]
 
     return call
 
@@ -252,6 +273,8 @@ class _Q:
     near: int | None = None
     #: The nodes the job held (a literal alternation): the fleet-wide series are read there only.
     nodes_re: str = ""
+    #: The job held every GPU of its nodes alone: its GPU part is their whole power (no GPU-by-GPU join).
+    whole_gpus: bool = False
 
     def of(self, metric: str) -> str:
         """``metric`` on the job's nodes (all of them while those are not known yet)."""
@@ -306,6 +329,8 @@ class _Q:
         # edge still has a sample) times the range.
         avg = f"[{_range(max(seconds, 2 * self.interval))}]{pin}"
         watts = f"max by (node, gpu) (avg_over_time({self.of('powerplane_gpu_power_watts')}{avg}))"
+        if self.whole_gpus:
+            return f"sum by (node) (\n  {watts} * {seconds:g}\n)"
         held = f"on (node, gpu) group_right () {self.gpu_fractions}"
         return f"sum by (node) (\n  {watts} * {seconds:g}\n  * {held}\n)"
 
@@ -389,11 +414,18 @@ def summarize(prom: Prometheus, window: JobWindow, *, cluster: str = "", now: fl
     shares = _shares(prom, q, summary)
     if shares is None:
         return summary
-    constant, counts, nodes = shares
-    q = _near(prom, dataclasses.replace(q, nodes_re="|".join(re_escape(n) for n in sorted(nodes))), counts)
-    _periods(prom, q, summary, constant)
-    _gpu_counters(prom, q, summary, constant["gpu"])
-    _nodes(prom, q, summary, constant)
+    nodes_re = "|".join(re_escape(n) for n in sorted(shares.nodes))
+    q = _near(prom, dataclasses.replace(q, nodes_re=nodes_re, whole_gpus=shares.whole_gpus), shares)
+    counters = _counter_exprs(q, summary, shares)
+    nodes = _node_exprs(q, shares, gpu_integrated=not counters)
+    # The per-node and counter queries need nothing from the periods: asked while those are.
+    with concurrent.futures.ThreadPoolExecutor(1) as ahead:
+        answers = ahead.submit(prom.queries, q.end, *counters, *nodes)
+        _periods(prom, q, summary, shares.constant)
+        found = answers.result()
+    counted = _gpu_counters(summary, shares, found[: len(counters)])
+    _nodes(prom, q, summary, shares, counted, found[len(counters) :])
+    _gaps(prom, q, summary)
     if summary.coverage == 0:
         # Nothing was measured: the energy is unknown, not zero.
         summary.energy_kwh, summary.periods, summary.peak_watts = {}, [], None
@@ -404,20 +436,57 @@ def summarize(prom: Prometheus, window: JobWindow, *, cluster: str = "", now: fl
     return summary
 
 
-def _shares(
-    prom: Prometheus, q: _Q, summary: Summary
-) -> tuple[dict[str, bool], tuple[int, int], set[str]] | None:
-    """Whether the job's CPU shares and GPU fractions held still over the window, how many series of
-    each it has there, and its nodes; None: never seen."""
-    cpu_rows, cpu_low, gpu_max, gpu_min = prom.queries(
-        q.end,
-        q.cpu_shares,
-        q.over(f"{model.JOB_CPU_SHARE}{{{q.sel}}}", "min_over_time"),
-        q.fractions(),
-        q.fractions("min_over_time"),
+#: A GPU unit the job held: (node, gpu, gpu_instance).
+_Unit = tuple[str, str, str]
+
+
+@dataclass(frozen=True)
+class _Shares:
+    """What the job held over its window and whether it held still."""
+
+    #: Per part (rest, gpu): the job's shares did not change during the window.
+    constant: dict[str, bool]
+    #: The job's CPU share of each node (its largest over the window).
+    cpu: dict[str, float]
+    #: The job's fraction of each GPU unit (its largest over the window).
+    units: dict[_Unit, float]
+    #: It held every GPU of its nodes alone over the window.
+    whole_gpus: bool = False
+
+    @property
+    def nodes(self) -> set[str]:
+        return set(self.cpu) | {u[0] for u in self.units}
+
+    @property
+    def gpus(self) -> set[tuple[str, str]]:
+        return {(node, gpu) for node, gpu, _i in self.units}
+
+
+def _unit(labels: Mapping[str, str]) -> _Unit:
+    return labels.get("node", ""), labels.get("gpu", ""), labels.get("gpu_instance", "")
+
+
+def _series(
+    match: str, start: float, end: float
+) -> Callable[[PrometheusClient], Awaitable[list[dict[str, str]]]]:
+    async def call(client: PrometheusClient) -> list[dict[str, str]]:
+        return await client.series(match, start, end)
+
+    return call
+
+
+def _shares(prom: Prometheus, q: _Q, summary: Summary) -> _Shares | None:
+    """The job's CPU shares and GPU fractions over the window and whether they held still; None: never
+    seen."""
+    start = q.end - q.range_s
+    cpu_rows, cpu_low, held = prom.many(
+        _instant(q.cpu_shares, q.end),
+        _instant(q.over(f"{model.JOB_CPU_SHARE}{{{q.sel}}}", "min_over_time"), q.end),
+        # The index, not the samples: which GPU units the job held.
+        _series(f"{model.JOB_HOLDER}{{{q.sel}}}", start, q.end),
     )
     cpu_max, cpu_min = _by_node(cpu_rows), _by_node(cpu_low)
-    seen = set(cpu_max) | {r["metric"].get("node", "") for r in gpu_max}
+    seen = set(cpu_max) | {h.get("node", "") for h in held}
     job = q.job
     if not seen:
         summary.statements.append(
@@ -432,10 +501,17 @@ def _shares(
         summary.statements.append(
             f"Slurm lists {shown} for job {job}, but Prometheus has no allocation there"
         )
+    on_nodes = dataclasses.replace(q, nodes_re="|".join(re_escape(n) for n in sorted(seen)))
+    alone, whole_gpus = _held_alone(prom, on_nodes, held)
+    if alone:
+        units = {_unit(h): 1.0 for h in held}
+        gpu_constant = True
+    else:
+        gpu_max, gpu_min = prom.queries(q.end, on_nodes.fractions(), on_nodes.fractions("min_over_time"))
+        units = {_unit(r["metric"]): float(r["value"][1]) for r in gpu_max}
+        lows = {_unit(r["metric"]): float(r["value"][1]) for r in gpu_min}
+        gpu_constant = all(abs(v - lows.get(k, -1)) < 1e-9 for k, v in units.items())
     cpu_constant = all(abs(cpu_max[n] - cpu_min.get(n, -1)) < 1e-9 for n in cpu_max)
-    values = {tuple(sorted(r["metric"].items())): float(r["value"][1]) for r in gpu_max}
-    lows = {tuple(sorted(r["metric"].items())): float(r["value"][1]) for r in gpu_min}
-    gpu_constant = all(abs(v - lows.get(k, -1)) < 1e-9 for k, v in values.items())
     if not cpu_constant:
         summary.statements.append(
             "the job's CPU share of a node changed during the job: its rest of node is integrated from "
@@ -448,36 +524,72 @@ def _shares(
         )
     summary.methods["gpu"] = "integrated GPU power"
     summary.methods["rest"] = "integrated best node power minus GPUs"
-    return {"rest": cpu_constant, "gpu": gpu_constant}, (len(cpu_rows), len(gpu_max)), seen
+    return _Shares({"rest": cpu_constant, "gpu": gpu_constant}, cpu_max, units, whole_gpus)
 
 
-def _near(prom: Prometheus, q: _Q, whole: tuple[int, int]) -> _Q:
+def _held_alone(prom: Prometheus, q: _Q, held: Sequence[Mapping[str, str]]) -> tuple[bool, bool]:
+    """Whether the job held each of its whole GPUs alone over the window, and whether those were all
+    the GPUs of its nodes.  Alone, its fraction of each is 1 throughout (a holder series is 1, a whole
+    GPU's share 1 / its holders: the model's rules), and the index says so: a day of a thousand
+    nodes' fractions need not be read twice to compare."""
+    units = [_unit(h) for h in held]
+    if not held or any(u[2] for u in units) or len({u[:2] for u in units}) < len(units):
+        return False, False  # MIG instances (a share of memory) or one GPU under two series: compare
+    start, mine = q.end - q.range_s, {u[:2] for u in units}
+    *owners, powered = prom.many(
+        *(
+            _series(q.of(metric), start, q.end)
+            for metric in (model.JOB_HOLDER, model.POD_HOLDER, "powerplane_gpu_power_watts")
+        )
+    )
+    own = {frozenset(h.items()) for h in held}
+    alone = not any(
+        _unit(h)[:2] in mine and frozenset(h.items()) not in own for found in owners for h in found
+    )
+    return alone, alone and {_unit(g)[:2] for g in powered} <= mine
+
+
+def _near(prom: Prometheus, q: _Q, whole: _Shares) -> _Q:
     """``q`` reading the shares over the last minutes of the window when they are all there (they held
     still: the whole window says no more, and a day of a thousand nodes' GPUs is many samples)."""
     near = dataclasses.replace(q, near=min(q.range_s, max(600, int(10 * q.interval))))
     if near.near == q.range_s:
         return q
-    # The whole window's counts come from _shares: a day of GPU fractions is read once.
-    cpus, gpus = prom.queries(q.end, near.cpu_shares, near.fractions())
-    return near if (len(cpus), len(gpus)) == whole else q
+    counts = prom.queries(q.end, f"count({near.cpu_shares})", f"count({near.fractions()})")
+    cpus, gpus = (round(_scalar(c) or 0) for c in counts)
+    return near if (cpus, gpus) == (len(whole.cpu), len(whole.units)) else q
 
 
-def _energies(prom: Prometheus, q: _Q, expr: Any, cuts: list[tuple[float, float]]) -> list[dict[str, float]]:
-    """Joules by area in each of ``cuts``: the full periods in one range query, the edges alone."""
-    out: list[dict[str, float]] = [{} for _ in cuts]
+_Energy = Callable[[float, float | None], str]
+
+
+def _energies(
+    prom: Prometheus, q: _Q, exprs: Mapping[str, _Energy], cuts: list[tuple[float, float]]
+) -> dict[str, list[dict[str, float]]]:
+    """Joules by area in each of ``cuts``, per part: the full periods in one range query, the edges
+    alone, every part's queries asked at once."""
     inner = [i for i, (a, b) in enumerate(cuts) if 0 < i < len(cuts) - 1]
-    if inner:
-        first, last = cuts[inner[0]][1], cuts[inner[-1]][1]
-        period = cuts[inner[0]][1] - cuts[inner[0]][0]
-        for r in prom.query_range(q.by_area(expr(period, None)), first, last, period):
+    edges = sorted({0, len(cuts) - 1})
+    first, last = (cuts[inner[0]][1], cuts[inner[-1]][1]) if inner else (0.0, 0.0)
+    period = cuts[inner[0]][1] - cuts[inner[0]][0] if inner else 0.0
+    calls = []
+    for expr in exprs.values():
+        if inner:
+            calls.append(_ranged(q.by_area(expr(period, None)), first, last, period))
+        calls += [_instant(q.by_area(expr(b - a, b)), q.end) for a, b in (cuts[i] for i in edges)]
+    answers = iter(prom.many(*calls))
+    out: dict[str, list[dict[str, float]]] = {}
+    for part in exprs:
+        found: list[dict[str, float]] = [{} for _ in cuts]
+        for r in next(answers) if inner else ():
             area = r["metric"].get("area", "")
             for t, v in r.get("values", []):
                 i = inner[0] + round((float(t) - first) / period)
                 if i in inner and math.isfinite(float(v)):
-                    out[i][area] = float(v)
-    for i in sorted({0, len(cuts) - 1}):
-        a, b = cuts[i]
-        out[i] = _by_area(prom.query(q.by_area(expr(b - a, b)), q.end))
+                    found[i][area] = float(v)
+        for i in edges:
+            found[i] = _by_area(next(answers))
+        out[part] = found
     return out
 
 
@@ -521,6 +633,13 @@ def _period_length(prom: Prometheus, q: _Q, areas: Sequence[str], summary: Summa
     return min(lengths) if lengths else DEFAULT_PERIOD_SECONDS
 
 
+def _part_energy(q: _Q, part: str, constant: bool) -> _Energy:
+    def expr(seconds: float, at: float | None) -> str:
+        return q.energy(part, constant, seconds, at)
+
+    return expr
+
+
 def _periods(prom: Prometheus, q: _Q, summary: Summary, constant: Mapping[str, bool]) -> None:
     """Energy per market period and part, with the period's price and carbon intensity."""
     assert summary.start is not None and summary.end is not None
@@ -528,13 +647,7 @@ def _periods(prom: Prometheus, q: _Q, summary: Summary, constant: Mapping[str, b
     period = _period_length(prom, q, [a for a in areas if a], summary)
     cuts = _cuts(summary.start, summary.end, period)
     grid = _grid(summary.start, summary.end, period)
-    energies: dict[str, list[dict[str, float]]] = {}
-    for part in model.PARTS:
-
-        def expr(seconds: float, at: float | None, part: str = part) -> str:
-            return q.energy(part, constant[part], seconds, at)
-
-        energies[part] = _energies(prom, q, expr, cuts)
+    energies = _energies(prom, q, {part: _part_energy(q, part, constant[part]) for part in model.PARTS}, cuts)
     facility = f"{model.JOBS.series('powerplane_facility_power_watts', 'attributed')}{{{q.sel}}}"
     if prom.query(f"count({q.over(facility, 'last_over_time')})", q.end):
 
@@ -542,7 +655,7 @@ def _periods(prom: Prometheus, q: _Q, summary: Summary, constant: Mapping[str, b
             pin = "" if at is None else f" @ {at:.3f}"
             return f"sum by (node) (sum_over_time({facility}[{_range(seconds)}]{pin})) * {q.interval:g}"
 
-        energies["facility"] = _energies(prom, q, overhead, cuts)
+        energies.update(_energies(prom, q, {"facility": overhead}, cuts))
         summary.methods["facility"] = (
             "integrated facility overhead (the accounting rules' PUE or facility meter)"
         )
@@ -586,28 +699,41 @@ def _price_statements(summary: Summary) -> None:
             )
 
 
-def _gpu_counters(prom: Prometheus, q: _Q, summary: Summary, constant: bool) -> None:
-    """GPU energy from the GPUs' energy counters where they cover the window without a reset."""
-    integrated = summary.energy_kwh.get("gpu", 0.0)
-    fractions = f"sum by (node, gpu) ({q.fractions()})"
-    held = prom.query(fractions, q.end)
-    if not held or not constant:
-        return
+def _counter_exprs(q: _Q, summary: Summary, shares: _Shares) -> list[str]:
+    """What tells whether the GPUs' energy counters cover the window without a reset, and the
+    joules they counted per node (none: the counters cannot apply, power is integrated)."""
+    if not shares.gpus or not shares.constant["gpu"]:
+        return []
     assert summary.start is not None
-    e = f"{q.end:.3f}"
-    reasons = []
-    window = f"[{q.range_s}s] @ {e}"
-    *haves, resets = prom.queries(
-        q.end,
+    fractions = f"sum by (node, gpu) ({q.fractions()})"
+    window = f"[{q.range_s}s] @ {q.end:.3f}"
+    return [
         *(
-            f"max by (node, gpu) ({q.of(model.GPU_ENERGY)} @ {at:.3f}) and on (node, gpu) {fractions}"
+            f"count(max by (node, gpu) ({q.of(model.GPU_ENERGY)} @ {at:.3f}) and on (node, gpu) {fractions})"
             for at in (summary.start, q.end)
         ),
         f"max by (node, gpu) (resets({q.of(model.GPU_ENERGY)}{window})) > 0 and on (node, gpu) {fractions}",
-    )
+        # Asked with the rest: wasted only when a counter reset (then power is integrated).
+        f"sum by (node) (max by (node, gpu) (increase({q.of(model.GPU_ENERGY)}{window}))"
+        f" * on (node, gpu) {fractions})",
+    ]
+
+
+def _gpu_counters(
+    summary: Summary, shares: _Shares, answers: Sequence[list[dict[str, Any]]]
+) -> dict[str, float] | None:
+    """GPU energy from the GPUs' energy counters where they cover the window without a reset (the
+    answers to ``_counter_exprs``): the joules of each node; None: integrated power is used."""
+    if not answers:
+        return None
+    integrated = summary.energy_kwh.get("gpu", 0.0)
+    held = len(shares.gpus)
+    *haves, resets, increases = answers
+    reasons = []
     for have, where in zip(haves, ("start", "end"), strict=True):
-        if len(have) < len(held):
-            reasons.append(f"{len(held) - len(have)} of its GPUs have no energy counter at the job's {where}")
+        missing = held - round(_scalar(have) or 0)
+        if missing > 0:
+            reasons.append(f"{missing} of its GPUs have no energy counter at the job's {where}")
     for r in resets[:MAX_GAP_NODES]:
         m = r["metric"]
         reasons.append(
@@ -616,17 +742,11 @@ def _gpu_counters(prom: Prometheus, q: _Q, summary: Summary, constant: bool) -> 
         )
     if reasons:
         summary.statements += [f"GPU energy is integrated from power: {reason}" for reason in reasons]
-        return
-    joules = _scalar(
-        prom.query(
-            f"sum(max by (node, gpu) (increase({q.of(model.GPU_ENERGY)}{window}))"
-            f" * on (node, gpu) {fractions})",
-            q.end,
-        )
-    )
-    if joules is None:
-        return
-    counted = joules / 3.6e6
+        return None
+    per_node = {n: j for n, j in _by_node(increases).items() if math.isfinite(j)}
+    if not per_node:
+        return None
+    counted = sum(per_node.values()) / 3.6e6
     summary.methods["gpu"] = (
         "energy counters (increase of powerplane_gpu_energy_joules_total x the job's share)"
     )
@@ -641,32 +761,45 @@ def _gpu_counters(prom: Prometheus, q: _Q, summary: Summary, constant: bool) -> 
                 "(power is sampled once a scrape); the counters are used"
             )
     summary.energy_kwh["gpu"] = counted
+    return per_node
 
 
-def _nodes(prom: Prometheus, q: _Q, summary: Summary, constant: Mapping[str, bool]) -> None:
-    """Per node: the job's energy, the node's, the job's CPU share and GPUs, and the data's coverage."""
+def _node_exprs(q: _Q, shares: _Shares, gpu_integrated: bool) -> list[str]:
+    """Per node: the job's rest, the node's energy and samples, the job's CPU share, where the meters
+    disagree, and (``gpu_integrated``) the job's GPU energy from power."""
     e, seconds = q.end, q.range_s
-    if summary.methods.get("gpu", "").startswith("energy counters"):
-        counted = f"max by (node, gpu) (increase({q.of(model.GPU_ENERGY)}[{seconds}s] @ {e:.3f}))"
-        gpu_energy = f"sum by (node) ({counted} * on (node, gpu) {q.gpu_fractions})"
-    else:
-        gpu_energy = q.energy("gpu", constant["gpu"], seconds, e)
     window = f"[{_range(seconds)}] @ {e:.3f}"
-    # A node's best source may change during the job (one series per source): they add up.
-    *answers, holders = prom.queries(
-        e,
-        q.energy("rest", constant["rest"], seconds, e),
-        gpu_energy,
+    exprs = [
+        q.energy("rest", shares.constant["rest"], seconds, e),
+        # A node's best source may change during the job (one series per source): they add up.
         f"sum by (node) (sum_over_time({q.of(model.BEST)}{window})) * {q.interval:g} and on (node) {q.nodes}",
         f"sum by (node) (count_over_time({q.of(model.BEST)}{window})) and on (node) {q.nodes}",
         q.cpu_shares,
-        q.over(f"{model.JOB_HOLDER}{{{q.sel}}}"),
-    )
-    rest, gpu, node_energy, counts, cpu = (_by_node(a) for a in answers)
+        f"min_over_time({q.of(model.REST)}{window}) < 0 and on (node) {q.nodes}",
+    ]
+    if gpu_integrated:
+        exprs.append(q.energy("gpu", shares.constant["gpu"], seconds, e))
+    return exprs
+
+
+def _nodes(
+    prom: Prometheus,
+    q: _Q,
+    summary: Summary,
+    shares: _Shares,
+    counted: dict[str, float] | None,
+    answers: Sequence[list[dict[str, Any]]],
+) -> None:
+    """Per node (the answers to ``_node_exprs``): the job's energy, the node's, the job's CPU share and
+    GPUs, and the data's coverage (``counted``: the GPU energy per node from the counters, if they held)."""
+    rest, node_energy, counts, cpu, lowest, *integrated = (_by_node(a) for a in answers)
+    gpu = counted if counted is not None else integrated[0] if integrated else None
+    if gpu is None:  # the counters were to be used, but one reset: power is integrated after all
+        gpu = _by_node(prom.query(q.energy("gpu", shares.constant["gpu"], q.range_s, q.end), q.end))
     gpus: dict[str, int] = defaultdict(int)
-    for r in holders:
-        gpus[r["metric"].get("node", "")] += 1
-    expected = max(1.0, seconds / q.interval)
+    for node, _gpu, _instance in shares.units:
+        gpus[node] += 1
+    expected = max(1.0, q.range_s / q.interval)
     for node in sorted(set(cpu) | set(gpus)):
         total = node_energy.get(node)
         summary.nodes.append(
@@ -681,16 +814,8 @@ def _nodes(prom: Prometheus, q: _Q, summary: Summary, constant: Mapping[str, boo
         )
     if summary.nodes:
         summary.coverage = sum(n.coverage for n in summary.nodes) / len(summary.nodes)
-    _disagreeing(prom, q, summary)
-    _gaps(prom, q, summary)
-
-
-def _disagreeing(prom: Prometheus, q: _Q, summary: Summary) -> None:
-    """Name the nodes whose GPUs read more than the node's own meter during the job."""
-    lowest = (
-        f"min_over_time({q.of(model.REST)}[{_range(q.range_s)}] @ {q.end:.3f}) < 0 and on (node) {q.nodes}"
-    )
-    for node, watts in sorted(_by_node(prom.query(lowest, q.end)).items()):
+    # Name the nodes whose GPUs read more than the node's own meter during the job.
+    for node, watts in sorted(lowest.items()):
         summary.statements.append(
             f"{node}: its GPUs read more than the node's power meter during the job (the rest of the node "
             f"down to {watts:.0f} W): the meters disagree, and the job's rest of node counts 0 there"

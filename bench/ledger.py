@@ -11,8 +11,10 @@
    against a Prometheus on that TSDB (goal: under 5 s).
 
     .venv/bin/python bench/ledger.py [--nodes 1250] [--jobs-per-node 4] [--job-nodes 1000] [--hours 24]
+        [--only rules|job] [--tsdb DIR] [--query-log FILE]
 
-No anchor runs beside these: the figures are Prometheus's own timers and the command's wall time.
+No anchor runs beside these: the figures are Prometheus's own timers, the command's wall time and the
+CPU seconds it and Prometheus spend (less dependent on the machine's other load).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -249,19 +253,42 @@ def bench_job(args: argparse.Namespace) -> dict[str, float]:
         with prom:
             argv = [sys.executable, "-m", "powerplane.cli", "job", job, "--json", "--slurm", "prometheus",
                     "--prometheus", prom.url, "--lookback", f"{hours + 4}h"]  # fmt: skip
-            walls = []
-            for _ in range(args.repeat):
-                t = time.monotonic()
+            walls, server, client = [], [], []
+            for i in range(args.repeat):
+                if args.query_log and i == args.repeat - 1:
+                    argv += ["--query-log", args.query_log]  # its stats requests cost a little
+                t, cpu, own = time.monotonic(), _cpu_seconds(prom.process.pid), _children_cpu()
                 result = subprocess.run(argv, capture_output=True, text=True)
                 if result.returncode:
                     sys.exit(f"powerplane job failed: {result.stderr.strip()}")
                 walls.append(time.monotonic() - t)
+                server.append(_cpu_seconds(prom.process.pid) - cpu)
+                client.append(_children_cpu() - own)
             doc = json.loads(result.stdout)
     energy, cost = doc["energy_kwh"]["it"], doc["cost_eur"]
     print(f"powerplane job: {energy:.1f} kWh over {len(doc['node_share'])} nodes, cost {cost:.2f} EUR")
     print(f"coverage {doc['coverage']:.3f}; methods {doc['methods']}")
     print(f"wall time per run (s): {', '.join(f'{w:.2f}' for w in walls)}")
-    return {"job_s": sorted(walls)[len(walls) // 2], "job_first_s": walls[0]}
+    # CPU seconds depend less on the machine's other load than wall time does.
+    print(f"Prometheus CPU per run (s): {', '.join(f'{c:.2f}' for c in server)}")
+    print(f"powerplane job CPU per run (s): {', '.join(f'{c:.2f}' for c in client)}")
+    return {
+        "job_s": sorted(walls)[len(walls) // 2],
+        "job_first_s": walls[0],
+        "job_prometheus_cpu_s": sorted(server)[len(server) // 2],
+        "job_command_cpu_s": sorted(client)[len(client) // 2],
+    }
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of a running process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -278,6 +305,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only", choices=["rules", "job"])
     parser.add_argument("--tsdb", help="keep the backfilled TSDB here and reuse it on the next run")
+    parser.add_argument("--query-log", help="the last powerplane job run writes its query log here")
     args = parser.parse_args()
     results: dict[str, float] = {}
     if args.only != "job":

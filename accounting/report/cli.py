@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import datetime as dt
-import json
 import re
 import sys
 import time
@@ -26,8 +24,8 @@ from ..prometheus import (
     Progress,
     PrometheusClient,
     QueryError,
-    QueryRecord,
     choose_step,
+    json_lines,
     settings_for,
 )
 from . import queries as q
@@ -194,11 +192,7 @@ async def _run(
     try:
         async with PrometheusClient(settings, progress) as client:
             if log is not None:
-
-                def write_record(record: QueryRecord) -> None:
-                    log.write(json.dumps(dataclasses.asdict(record)) + "\n")
-
-                client.query_log = write_record
+                client.query_log = json_lines(log)
             return await build(client, options)
     finally:
         progress.close()
