@@ -24,6 +24,7 @@ import importlib.util
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -273,10 +274,10 @@ def bench_job(args: argparse.Namespace) -> dict[str, float]:
     print(f"Prometheus CPU per run (s): {', '.join(f'{c:.2f}' for c in server)}")
     print(f"powerplane job CPU per run (s): {', '.join(f'{c:.2f}' for c in client)}")
     return {
-        "job_s": sorted(walls)[len(walls) // 2],
+        "job_s": statistics.median(walls),
         "job_first_s": walls[0],
-        "job_prometheus_cpu_s": sorted(server)[len(server) // 2],
-        "job_command_cpu_s": sorted(client)[len(client) // 2],
+        "job_prometheus_cpu_s": statistics.median(server),
+        "job_command_cpu_s": statistics.median(client),
     }
 
 
