@@ -148,6 +148,8 @@ class Faults:
     general_error: str | None = None
     #: Paths answering text that is not JSON.
     malformed: str | None = None
+    #: Paths answering 404 (a resource gone after a firmware update, a pulled blade).
+    missing: str | None = None
     #: Drop the readings from power, thermal and PSU resources.
     missing_fields: bool = False
     #: Readings as strings and objects instead of numbers.
@@ -185,6 +187,8 @@ class SimulatedBMC:
     #: whose truth a test computes itself).
     power_source: Callable[[], float] | None = None
     power_limit_watts: float | None = 700.0
+    #: The system's and chassis' ``Status.Health`` and ``HealthRollup`` (change at any time).
+    health: str = "OK"
     faults: Faults = field(default_factory=Faults)
     host: str = "127.0.0.1"
     port: int = 0
@@ -373,7 +377,7 @@ class SimulatedBMC:
                 "BiosVersion": "2.3.5",
                 "PowerState": "On",
                 "HostName": self.name,
-                "Status": {"Health": "OK", "HealthRollup": "OK", "State": "Enabled"},
+                "Status": {"Health": self.health, "HealthRollup": self.health, "State": "Enabled"},
                 "Links": {
                     "Chassis": [{"@odata.id": CHASSIS}],
                     "ManagedBy": [{"@odata.id": MANAGER}],
@@ -397,7 +401,7 @@ class SimulatedBMC:
                 "Model": m.model,
                 "Manufacturer": "Dell Inc.",
                 "PowerState": "On",
-                "Status": {"Health": "OK", "HealthRollup": "OK", "State": "Enabled"},
+                "Status": {"Health": self.health, "HealthRollup": self.health, "State": "Enabled"},
                 "Links": {"ComputerSystems": [{"@odata.id": SYSTEM}], "ManagedBy": [{"@odata.id": MANAGER}]},
             }
             if m.legacy:
@@ -819,7 +823,7 @@ async def _serve(bmc: SimulatedBMC, request: web.Request) -> web.StreamResponse:
         return web.Response(
             text='{"@odata.id": "' + path + '", "PowerControl": [{"PowerCo', content_type="application/json"
         )
-    doc = bmc.resource(path)
+    doc = None if faults.missing and re.search(faults.missing, path) else bmc.resource(path)
     if doc is None:
         return _error(404, "Base.1.12.ResourceMissingAtURI", f"The resource at the URI {path} was not found.")
     query = request.query.get("$expand")

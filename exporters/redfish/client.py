@@ -153,6 +153,9 @@ class Discovery:
     bmc_firmware: str = ""
     bmc_model: str = ""
     at: float = field(default_factory=time.monotonic)
+    #: The systems' and chassis' own documents by path, with when they were read (the client's
+    #: clock): reused for the module's ``inventory_refresh``, forgotten with this discovery.
+    documents: dict[str, tuple[float, Json]] = field(default_factory=dict)
 
     def paths(self) -> set[str]:
         """The discovered paths outside any chassis: a 404 on one means the tree changed."""
@@ -504,6 +507,36 @@ class RedfishClient:
             raise RedfishError(f"GET {_clean(path, 120)}: expected a JSON object, got {type(doc).__name__}")
         return doc
 
+    def kept(self, target: Target, path: str, module: Module) -> Json | None:
+        """The document of a system or chassis at ``path`` if it is recent enough to reuse."""
+        found = target.discovery
+        kept = found.documents.get(path) if found is not None else None
+        if kept is not None and self.clock() - kept[0] < module.inventory_refresh:
+            return kept[1]
+        return None
+
+    async def inventory(self, target: Target, path: str, deadline: Deadline, module: Module) -> Json:
+        """A discovered system's or chassis' own document, read again once it is
+        ``module.inventory_refresh`` seconds old.
+
+        These carry health, identity and power state, which change far less often than the
+        readings every probe needs; reusing them saves two of a rack server's six requests per
+        probe.  A failed reading is forgotten, so the next probe asks again and reports the same
+        error as before."""
+        kept = self.kept(target, path, module)
+        if kept is not None:
+            return kept
+        found = target.discovery
+        try:
+            doc = await self.get(target, path, deadline, module)
+        except RedfishError:
+            if found is not None:
+                found.documents.pop(path, None)
+            raise
+        if found is not None and target.discovery is found:
+            found.documents[path] = (self.clock(), doc)
+        return doc
+
     # --- sessions ------------------------------------------------------------------------
 
     def _release(self, device: str) -> None:
@@ -683,8 +716,9 @@ class RedfishClient:
             )
         if not module.expand:
             levels = 0
-        systems = await self._systems(target, root, deadline, module)
-        chassis = await self._all_chassis(target, root, systems, deadline, module)
+        documents: dict[str, tuple[float, Json]] = {}
+        systems = await self._systems(target, root, deadline, module, documents)
+        chassis = await self._all_chassis(target, root, systems, deadline, module, documents)
         managers = [s.manager for s in systems] + [c.manager for c in chassis]
         found = Discovery(
             sessions=target.sessions_uri,
@@ -692,6 +726,7 @@ class RedfishClient:
             chassis=chassis,
             manager=next((m for m in managers if m), None),
             expand_levels=levels,
+            documents=documents,
         )
         if found.manager:
             # Firmware and model are facts for the info metric, not worth failing discovery over.
@@ -732,13 +767,21 @@ class RedfishClient:
         return links[:cap]
 
     async def _read_all(
-        self, target: Target, links: list[str], deadline: Deadline, module: Module
+        self,
+        target: Target,
+        links: list[str],
+        deadline: Deadline,
+        module: Module,
+        documents: dict[str, tuple[float, Json]],
     ) -> list[tuple[str, Json]]:
-        """(link, document) of each link that could be read; none readable raises the first error."""
+        """(link, document) of each link that could be read, also kept in ``documents`` (the
+        probes' first reading); none readable raises the first error."""
         docs = await asyncio.gather(
             *(self.get(target, link, deadline, module) for link in links), return_exceptions=True
         )
         read = [(link, doc) for link, doc in zip(links, docs, strict=True) if isinstance(doc, dict)]
+        now = self.clock()
+        documents.update((link, (now, doc)) for link, doc in read)
         failed = [doc for doc in docs if isinstance(doc, BaseException)]
         if not read and failed:
             raise failed[0]
@@ -749,7 +792,12 @@ class RedfishClient:
         return read
 
     async def _systems(
-        self, target: Target, root: Json, deadline: Deadline, module: Module
+        self,
+        target: Target,
+        root: Json,
+        deadline: Deadline,
+        module: Module,
+        documents: dict[str, tuple[float, Json]],
     ) -> list[SystemPaths]:
         systems_uri = _link(root, "Systems")
         if systems_uri is None:
@@ -765,11 +813,17 @@ class RedfishClient:
                 chassis=tuple(_links(doc, "Links", "Chassis")),
                 manager=_link(doc, "Links", "ManagedBy", 0),
             )
-            for link, doc in await self._read_all(target, links, deadline, module)
+            for link, doc in await self._read_all(target, links, deadline, module, documents)
         ]
 
     async def _all_chassis(
-        self, target: Target, root: Json, systems: list[SystemPaths], deadline: Deadline, module: Module
+        self,
+        target: Target,
+        root: Json,
+        systems: list[SystemPaths],
+        deadline: Deadline,
+        module: Module,
+        documents: dict[str, tuple[float, Json]],
     ) -> list[ChassisPaths]:
         """Every chassis: those the systems link first, then the rest of the Chassis collection.
 
@@ -792,7 +846,7 @@ class RedfishClient:
         if not unique:
             raise RedfishError(f"{collection}: Members: no chassis")
         unique = self._capped(target, "chassis", unique, module.max_chassis)
-        read = await self._read_all(target, unique, deadline, module)
+        read = await self._read_all(target, unique, deadline, module, documents)
         return _enclosures([_chassis(link, doc) for link, doc in read])
 
     async def _refresh(
@@ -816,6 +870,7 @@ class RedfishClient:
                 log(logger, logging.INFO, "chassis gone", target=target.base, chassis=_clean(chassis.path))
             else:
                 kept.append(_chassis(chassis.path, doc))
+                found.documents[chassis.path] = (self.clock(), doc)
             target.temperature_sensors.pop(chassis.path, None)
         target.stale -= stale
         if not kept:

@@ -105,10 +105,13 @@ class ProbeContext:
         self._discovery: Discovery | None = None
         self._memo: dict[str, asyncio.Future[Any]] = {}
         self._labels: dict[str, str] = {}
+        #: The systems' and chassis' own paths: read through the client's inventory cache.
+        self._inventory: set[str] = set()
 
     async def connect(self, deadline: Deadline) -> None:
         self.deadline = deadline
-        self._discovery = await self.client.discover(self.target, deadline, self.module)
+        found = self._discovery = await self.client.discover(self.target, deadline, self.module)
+        self._inventory = {s.path for s in found.systems} | {c.path for c in found.chassis}
 
     @property
     def discovery(self) -> Discovery:
@@ -131,6 +134,14 @@ class ProbeContext:
         return Doc(data, where, errors, clean=self.text)
 
     async def get(self, path: str) -> dict[str, Any]:
+        if path in self._inventory:
+            # A recent document costs no task; a due one is read once for every collector.
+            kept = self.client.kept(self.target, path, self.module)
+            if kept is not None:
+                return kept
+            return await self.once(
+                path, lambda: self.client.inventory(self.target, path, self.deadline, self.module)
+            )
         if path.endswith(EXPANDED_WHOLE) and self.discovery.expand_levels and not self.target.expand_refused:
             return await self.once(path, lambda: self._expanded(path))
         return await self.once(path, lambda: self.client.get(self.target, path, self.deadline, self.module))
