@@ -14,8 +14,9 @@ its requests one after another pays per BMC) and the critical path (what this ex
     .venv/bin/python bench/redfish.py --bmcs 200 --interval 20 --intervals 2
     .venv/bin/python bench/redfish.py --bmcs 300 --interval 20 --intervals 3 --profile /tmp/rf.prof
 
-``--profile FILE`` runs the exporter under cProfile (the whole run, first interval included; its
-CPU figures then include the profiler's cost) and prints the functions with the most own time.
+``--profile FILE`` runs the exporter under cProfile timed by CPU time (the whole run, first
+interval included; its CPU figures then include the profiler's cost) and prints the functions
+with the most own time.
 """
 
 from __future__ import annotations
@@ -36,6 +37,18 @@ import aiohttp
 from powerplane.lab import procs
 
 PASSWORD = "calvin"  # the simulated fleet's default
+#: The exporter's command line under cProfile, timed by CPU time: wall time would charge the
+#: profiled functions for every moment another process held the core.
+PROFILED = """
+import cProfile, sys, time
+from powerplane.cli import main
+profile = cProfile.Profile(time.process_time)
+out, sys.argv = sys.argv[1], ["powerplane", *sys.argv[2:]]
+try:
+    profile.runcall(main)
+finally:
+    profile.dump_stats(out)
+"""
 
 
 def proc_cpu_seconds(pid: int) -> float:
@@ -135,7 +148,7 @@ async def bench(args: argparse.Namespace) -> None:
         exporter = f"127.0.0.1:{port}"
         command = [str(Path(sys.executable).parent / "powerplane")]
         if args.profile:
-            command = [sys.executable, "-m", "cProfile", "-o", args.profile, "-m", "powerplane.cli"]
+            command = [sys.executable, "-c", PROFILED, args.profile]
         exporter_proc = procs.Process(
             [
                 *command,

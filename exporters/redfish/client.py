@@ -153,8 +153,9 @@ class Discovery:
     bmc_firmware: str = ""
     bmc_model: str = ""
     at: float = field(default_factory=time.monotonic)
-    #: The systems' and chassis' own documents by path, with when they were read (the client's
-    #: clock): reused for the module's ``inventory_refresh``, forgotten with this discovery.
+    #: The systems', chassis' and PowerSubsystems' own documents by path, with when they were
+    #: read (the client's clock): reused for the module's ``inventory_refresh``, forgotten with
+    #: this discovery.
     documents: dict[str, tuple[float, Json]] = field(default_factory=dict)
 
     def paths(self) -> set[str]:
@@ -516,13 +517,13 @@ class RedfishClient:
         return None
 
     async def inventory(self, target: Target, path: str, deadline: Deadline, module: Module) -> Json:
-        """A discovered system's or chassis' own document, read again once it is
-        ``module.inventory_refresh`` seconds old.
+        """A discovered system's, chassis' or PowerSubsystem's own document, read again once it
+        is ``module.inventory_refresh`` seconds old.
 
-        These carry health, identity and power state, which change far less often than the
-        readings every probe needs; reusing them saves two of a rack server's six requests per
-        probe.  A failed reading is forgotten, so the next probe asks again and reports the same
-        error as before."""
+        These carry health, identity, power state and ratings (capacity, allocation, PSU
+        redundancy), which change far less often than the readings every probe needs; reusing
+        them saves three of a rack server's six requests per probe.  A failed reading is
+        forgotten, so the next probe asks again and reports the same error as before."""
         kept = self.kept(target, path, module)
         if kept is not None:
             return kept

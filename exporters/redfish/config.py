@@ -33,8 +33,8 @@ class Module:
     max_response_bytes: int = 4 * 1024 * 1024
     max_concurrent_requests: int = 4
     discovery_ttl: float = 3600.0
-    #: Seconds a system's or chassis' own document (health, identity, power state) is reused
-    #: before it is read again; 0 reads it at every probe.
+    #: Seconds a system's, chassis' or PowerSubsystem's own document (health, identity, power
+    #: state, ratings) is reused before it is read again; 0 reads it at every probe.
     inventory_refresh: float = 300.0
     #: Members read from one collection at most (PSUs, fans); the rest are dropped and counted.
     max_members: int = 256

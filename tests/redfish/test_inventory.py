@@ -26,6 +26,7 @@ allow: ["127.0.0.0/8:*"]
 """
 SYSTEM = "/redfish/v1/Systems/System.Embedded.1"
 CHASSIS = "/redfish/v1/Chassis/System.Embedded.1"
+POWER_SUBSYSTEM = f"{CHASSIS}/PowerSubsystem"
 
 
 @pytest.fixture
@@ -69,20 +70,20 @@ async def test_a_changed_health_is_seen_within_the_refresh(
     device = await bmc(lab)
     samples = await probe(served, device)
     assert (health(samples, "system"), health(samples, "chassis")) == ("ok", "ok")
-    # Discovery read both documents; the probe reused them.
-    assert (device.requests[SYSTEM], device.requests[CHASSIS]) == (1, 1)
+    # Discovery read both documents; the probe reused them and read the PowerSubsystem.
+    assert [device.requests[p] for p in (SYSTEM, CHASSIS, POWER_SUBSYSTEM)] == [1, 1, 1]
     device.health = "Critical"
     clock.now += 119
     samples = await probe(served, device)
     assert (health(samples, "system"), health(samples, "chassis")) == ("ok", "ok")
-    assert (device.requests[SYSTEM], device.requests[CHASSIS]) == (1, 1)
+    assert [device.requests[p] for p in (SYSTEM, CHASSIS, POWER_SUBSYSTEM)] == [1, 1, 1]
     clock.now += 2
     samples = await probe(served, device)
     assert (health(samples, "system"), health(samples, "chassis")) == ("critical", "critical")
-    assert (device.requests[SYSTEM], device.requests[CHASSIS]) == (2, 2)
-    # Read once for the health, system and power collectors alike, then reused again.
+    assert [device.requests[p] for p in (SYSTEM, CHASSIS, POWER_SUBSYSTEM)] == [2, 2, 2]
+    # Read once for the health, system, power and PSU collectors alike, then reused again.
     await probe(served, device)
-    assert (device.requests[SYSTEM], device.requests[CHASSIS]) == (2, 2)
+    assert [device.requests[p] for p in (SYSTEM, CHASSIS, POWER_SUBSYSTEM)] == [2, 2, 2]
 
 
 async def test_no_refresh_reads_them_at_every_probe(
