@@ -202,6 +202,8 @@ class SimulatedBMC:
         self.sessions_deleted = 0
         self.sessions_refused = 0
         self.peak_sessions = 0
+        #: GETs answered 304 Not Modified (the client's If-None-Match matched the ETag).
+        self.not_modified = 0
         self._energy_kwh = 1000.0 + self.seed
         self._energy_at = time.monotonic()
         self.serial = f"SIM{zlib.crc32(self.name.encode()) % 10_000_000:07d}"
@@ -838,7 +840,14 @@ async def _serve(bmc: SimulatedBMC, request: web.Request) -> web.StreamResponse:
         doc = expand(doc, bmc.resource, levels, links=match.group(1) != ".")
     if faults.huge_bytes and re.search(faults.huge_paths, path):
         doc = {**doc, "Oem": {"Padding": "x" * faults.huge_bytes}}
-    return web.json_response(doc, dumps=json.dumps)
+    body = json.dumps(doc).encode()
+    # A strong validator of the representation, as iDRAC and iLO send: an unchanged resource
+    # asked with its ETag answers 304 without a body.
+    etag = f'"{zlib.crc32(body):08x}"'
+    if request.headers.get("If-None-Match") == etag:
+        bmc.not_modified += 1
+        return web.Response(status=304, headers={"ETag": etag})
+    return web.Response(body=body, content_type="application/json", headers={"ETag": etag})
 
 
 def _authenticate(bmc: SimulatedBMC, request: web.Request) -> _Session | None:

@@ -86,6 +86,27 @@ async def test_a_changed_health_is_seen_within_the_refresh(
     assert [device.requests[p] for p in (SYSTEM, CHASSIS, POWER_SUBSYSTEM)] == [2, 2, 2]
 
 
+async def test_a_refresh_asks_with_the_etag(lab: RedfishLab, clocked: tuple[Served, FakeClock]) -> None:
+    """An unchanged document answers 304 and its copy is kept; a changed one comes whole."""
+    served, clock = clocked
+    device = await bmc(lab)
+    await probe(served, device)
+    clock.now += 121
+    samples = await probe(served, device)
+    assert health(samples, "system") == "ok" and success(samples, "system") == 1.0
+    # The system, the chassis and the PowerSubsystem: all three unchanged, none sent again.
+    assert device.not_modified == 3
+    assert [device.requests[p] for p in (SYSTEM, CHASSIS, POWER_SUBSYSTEM)] == [2, 2, 2]
+    device.health = "Warning"
+    clock.now += 121
+    samples = await probe(served, device)
+    assert (health(samples, "system"), health(samples, "chassis")) == ("warning", "warning")
+    assert device.not_modified == 4  # only the PowerSubsystem is as it was
+    clock.now += 121
+    assert health(await probe(served, device), "system") == "warning"
+    assert device.not_modified == 7  # the new copies' ETags were kept
+
+
 async def test_no_refresh_reads_them_at_every_probe(
     lab: RedfishLab, clocked: tuple[Served, FakeClock]
 ) -> None:
