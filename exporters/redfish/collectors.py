@@ -108,6 +108,11 @@ class ProbeContext:
         #: The systems', chassis' and PowerSubsystems' own paths: documents of health, identity
         #: and ratings, read through the client's inventory cache.
         self._inventory: set[str] = set()
+        #: Whether a reused document served this probe, whether the BMC answered any of its
+        #: requests, and the first request it left unanswered (a timeout, a refused connection).
+        self._reused = False
+        self._answered = False
+        self._unanswered: str | None = None
 
     async def connect(self, deadline: Deadline) -> None:
         self.deadline = deadline
@@ -143,15 +148,37 @@ class ProbeContext:
         if path in self._inventory:
             kept = self.client.kept(self.target, path, self.module)
             if kept is not None:
+                self._reused = True
                 done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
                 done.set_result(kept)
                 return done
             return self.once(
-                path, lambda: self.client.inventory(self.target, path, self.deadline, self.module)
+                path, lambda: self._live(self.client.inventory(self.target, path, self.deadline, self.module))
             )
         if path.endswith(EXPANDED_WHOLE) and self.discovery.expand_levels and not self.target.expand_refused:
-            return self.once(path, lambda: self._expanded(path))
-        return self.once(path, lambda: self.client.get(self.target, path, self.deadline, self.module))
+            return self.once(path, lambda: self._live(self._expanded(path)))
+        return self.once(
+            path, lambda: self._live(self.client.get(self.target, path, self.deadline, self.module))
+        )
+
+    async def _live(self, request: Awaitable[T]) -> T:
+        """A request to the BMC, noted: whether the BMC answered (an HTTP error is an answer)."""
+        try:
+            answer = await request
+        except RedfishError as exc:
+            if exc.status:
+                self._answered = True
+            elif self._unanswered is None:
+                self._unanswered = str(exc)
+            raise
+        self._answered = True
+        return answer
+
+    def check_reused(self) -> None:
+        """Refuse to report reused documents when the BMC answered none of this probe's
+        requests: a BMC that went dead is down, not healthy from a copy."""
+        if self._reused and not self._answered and self._unanswered is not None:
+            raise CollectorError(f"the BMC answered no request of this probe ({self._unanswered})")
 
     async def _expanded(self, path: str) -> dict[str, Any]:
         """``path`` with its subordinates expanded, each of them this probe's answer for its own path."""
@@ -765,6 +792,7 @@ class HealthCollector(Collector[HealthSnapshot]):
         return _partial(out, errors)
 
     def render(self, snapshot: HealthSnapshot) -> Iterable[Metric]:
+        self.ctx.check_reused()
         family = HEALTH.family()
         for resource, system, chassis, health in _unique(snapshot, lambda r: r[:3]):
             current = (health or "").lower()
@@ -806,6 +834,7 @@ class SystemCollector(Collector[SystemsSnapshot]):
         return _partial((out, _chassis_places(ctx)), errors)
 
     def render(self, snapshot: SystemsSnapshot) -> Iterable[Metric]:
+        self.ctx.check_reused()
         systems, places = snapshot
         info, on, chassis = SYSTEM_INFO.family(), POWERED_ON.family(), CHASSIS_INFO.family()
         for system, snap in _unique(systems, lambda s: s[0]):

@@ -86,6 +86,26 @@ async def test_a_changed_health_is_seen_within_the_refresh(
     assert [device.requests[p] for p in (SYSTEM, CHASSIS, POWER_SUBSYSTEM)] == [2, 2, 2]
 
 
+async def test_a_dead_bmc_is_down_although_its_documents_are_reused(
+    lab: RedfishLab, clocked: tuple[Served, FakeClock]
+) -> None:
+    """A BMC that answers none of a probe's requests is down: its reused documents are not
+    reported as its health and identity; an HTTP error is an answer and keeps them."""
+    served, _clock = clocked
+    device = await bmc(lab)
+    await probe(served, device)
+    device.faults.hang = "."
+    status, text = await served.probe(device.address, {"X-Prometheus-Scrape-Timeout-Seconds": "1.5"})
+    samples = parse(text)
+    assert status == 200 and value(samples, "powerplane_target_up") == 0.0
+    assert success(samples, "health") == 0.0 and success(samples, "system") == 0.0
+    assert "powerplane_redfish_health" not in samples
+    device.faults.hang = None
+    device.faults.general_error = "EnvironmentMetrics|PowerSupplies|ThermalSubsystem"
+    samples = await probe(served, device)
+    assert success(samples, "system") == 1.0 and health(samples, "system") == "ok"
+
+
 async def test_a_refresh_asks_with_the_etag(lab: RedfishLab, clocked: tuple[Served, FakeClock]) -> None:
     """An unchanged document answers 304 and its copy is kept; a changed one comes whole."""
     served, clock = clocked
