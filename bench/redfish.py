@@ -12,6 +12,11 @@ its requests one after another pays per BMC) and the critical path (what this ex
 
     .venv/bin/python bench/redfish.py                       # 1000 BMCs, 60 s interval, 2 intervals
     .venv/bin/python bench/redfish.py --bmcs 200 --interval 20 --intervals 2
+    .venv/bin/python bench/redfish.py --bmcs 300 --interval 20 --intervals 3 --profile /tmp/rf.prof
+
+``--profile FILE`` runs the exporter under cProfile timed by CPU time (the whole run, first
+interval included; its CPU figures then include the profiler's cost) and prints the functions
+with the most own time.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import pstats
 import statistics
 import subprocess
 import sys
@@ -31,6 +37,18 @@ import aiohttp
 from powerplane.lab import procs
 
 PASSWORD = "calvin"  # the simulated fleet's default
+#: The exporter's command line under cProfile, timed by CPU time: wall time would charge the
+#: profiled functions for every moment another process held the core.
+PROFILED = """
+import cProfile, sys, time
+from powerplane.cli import main
+profile = cProfile.Profile(time.process_time)
+out, sys.argv = sys.argv[1], ["powerplane", *sys.argv[2:]]
+try:
+    profile.runcall(main)
+finally:
+    profile.dump_stats(out)
+"""
 
 
 def proc_cpu_seconds(pid: int) -> float:
@@ -128,9 +146,12 @@ async def bench(args: argparse.Namespace) -> None:
         )
         port = procs.free_port()
         exporter = f"127.0.0.1:{port}"
+        command = [str(Path(sys.executable).parent / "powerplane")]
+        if args.profile:
+            command = [sys.executable, "-c", PROFILED, args.profile]
         exporter_proc = procs.Process(
             [
-                str(Path(sys.executable).parent / "powerplane"),
+                *command,
                 "exporter",
                 "redfish",
                 f"--config={config}",
@@ -185,15 +206,22 @@ async def bench(args: argparse.Namespace) -> None:
             "anchor: existing iDRAC exporters are reported at 25-55 s per BMC scrape (not run here); "
             "the sequential bound is requests/probe x latency, one request after another"
         )
+        print(f"{'exporter CPU ms per probe':34}{1000 * cpu / len(durations):>16.2f}")
+        print(f"{'requests per probe':34}{per_probe:>16.1f}")
+        print(f"load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
         print(
             f"RESULT redfish_bmcs_per_interval={in_time} redfish_p99_probe_s={p99:.2f} "
-            f"redfish_peak_rss_mb={rss:.0f}"
+            f"redfish_peak_rss_mb={rss:.0f} redfish_cpu_ms_per_probe={1000 * cpu / len(durations):.2f} "
+            f"redfish_requests_per_probe={per_probe:.1f}"
         )
     finally:
         if exporter_proc is not None:
-            exporter_proc.stop()
+            exporter_proc.stop()  # SIGTERM: the exporter shuts down cleanly and cProfile writes
         fleet.terminate()
         fleet.wait(10)
+    if args.profile:
+        print()
+        pstats.Stats(args.profile).sort_stats("tottime").print_stats(30)
 
 
 def main() -> None:
@@ -206,6 +234,7 @@ def main() -> None:
     parser.add_argument("--intervals", type=int, default=2, help="intervals to run; the last is reported")
     parser.add_argument("--latency", type=float, nargs=2, default=(0.2, 0.8), metavar=("MIN", "MAX"))
     parser.add_argument("--model", default="idrac9-r760", help="simulated model (see powerplane.lab.redfish)")
+    parser.add_argument("--profile", metavar="FILE", help="run the exporter under cProfile, writing FILE")
     asyncio.run(bench(parser.parse_args()))
 
 

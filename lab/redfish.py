@@ -148,6 +148,8 @@ class Faults:
     general_error: str | None = None
     #: Paths answering text that is not JSON.
     malformed: str | None = None
+    #: Paths answering 404 (a resource gone after a firmware update, a pulled blade).
+    missing: str | None = None
     #: Drop the readings from power, thermal and PSU resources.
     missing_fields: bool = False
     #: Readings as strings and objects instead of numbers.
@@ -185,6 +187,8 @@ class SimulatedBMC:
     #: whose truth a test computes itself).
     power_source: Callable[[], float] | None = None
     power_limit_watts: float | None = 700.0
+    #: The system's and chassis' ``Status.Health`` and ``HealthRollup`` (change at any time).
+    health: str = "OK"
     faults: Faults = field(default_factory=Faults)
     host: str = "127.0.0.1"
     port: int = 0
@@ -198,6 +202,8 @@ class SimulatedBMC:
         self.sessions_deleted = 0
         self.sessions_refused = 0
         self.peak_sessions = 0
+        #: GETs answered 304 Not Modified (the client's If-None-Match matched the ETag).
+        self.not_modified = 0
         self._energy_kwh = 1000.0 + self.seed
         self._energy_at = time.monotonic()
         self.serial = f"SIM{zlib.crc32(self.name.encode()) % 10_000_000:07d}"
@@ -373,7 +379,7 @@ class SimulatedBMC:
                 "BiosVersion": "2.3.5",
                 "PowerState": "On",
                 "HostName": self.name,
-                "Status": {"Health": "OK", "HealthRollup": "OK", "State": "Enabled"},
+                "Status": {"Health": self.health, "HealthRollup": self.health, "State": "Enabled"},
                 "Links": {
                     "Chassis": [{"@odata.id": CHASSIS}],
                     "ManagedBy": [{"@odata.id": MANAGER}],
@@ -397,7 +403,7 @@ class SimulatedBMC:
                 "Model": m.model,
                 "Manufacturer": "Dell Inc.",
                 "PowerState": "On",
-                "Status": {"Health": "OK", "HealthRollup": "OK", "State": "Enabled"},
+                "Status": {"Health": self.health, "HealthRollup": self.health, "State": "Enabled"},
                 "Links": {"ComputerSystems": [{"@odata.id": SYSTEM}], "ManagedBy": [{"@odata.id": MANAGER}]},
             }
             if m.legacy:
@@ -819,7 +825,7 @@ async def _serve(bmc: SimulatedBMC, request: web.Request) -> web.StreamResponse:
         return web.Response(
             text='{"@odata.id": "' + path + '", "PowerControl": [{"PowerCo', content_type="application/json"
         )
-    doc = bmc.resource(path)
+    doc = None if faults.missing and re.search(faults.missing, path) else bmc.resource(path)
     if doc is None:
         return _error(404, "Base.1.12.ResourceMissingAtURI", f"The resource at the URI {path} was not found.")
     query = request.query.get("$expand")
@@ -834,7 +840,14 @@ async def _serve(bmc: SimulatedBMC, request: web.Request) -> web.StreamResponse:
         doc = expand(doc, bmc.resource, levels, links=match.group(1) != ".")
     if faults.huge_bytes and re.search(faults.huge_paths, path):
         doc = {**doc, "Oem": {"Padding": "x" * faults.huge_bytes}}
-    return web.json_response(doc, dumps=json.dumps)
+    body = json.dumps(doc).encode()
+    # A strong validator of the representation, as iDRAC and iLO send: an unchanged resource
+    # asked with its ETag answers 304 without a body.
+    etag = f'"{zlib.crc32(body):08x}"'
+    if request.headers.get("If-None-Match") == etag:
+        bmc.not_modified += 1
+        return web.Response(status=304, headers={"ETag": etag})
+    return web.Response(body=body, content_type="application/json", headers={"ETag": etag})
 
 
 def _authenticate(bmc: SimulatedBMC, request: web.Request) -> _Session | None:

@@ -105,10 +105,20 @@ class ProbeContext:
         self._discovery: Discovery | None = None
         self._memo: dict[str, asyncio.Future[Any]] = {}
         self._labels: dict[str, str] = {}
+        #: The systems', chassis' and PowerSubsystems' own paths: documents of health, identity
+        #: and ratings, read through the client's inventory cache.
+        self._inventory: set[str] = set()
+        #: Whether a reused document served this probe, whether the BMC answered any of its
+        #: requests, and the first request it left unanswered (a timeout, a refused connection).
+        self._reused = False
+        self._answered = False
+        self._unanswered: str | None = None
 
     async def connect(self, deadline: Deadline) -> None:
         self.deadline = deadline
-        self._discovery = await self.client.discover(self.target, deadline, self.module)
+        found = self._discovery = await self.client.discover(self.target, deadline, self.module)
+        self._inventory = {s.path for s in found.systems} | {c.path for c in found.chassis}
+        self._inventory.update(c.power_subsystem for c in found.chassis if c.power_subsystem)
 
     @property
     def discovery(self) -> Discovery:
@@ -123,6 +133,8 @@ class ProbeContext:
             # Retrieve the result of a fetch whose collectors all gave up, so it is not logged.
             future.add_done_callback(lambda f: f.cancelled() or f.exception())
             self._memo[key] = future
+        if future.done():
+            return future  # nothing left to cancel: no shield to build
         # shield: one collector giving up must not cancel a request another collector awaits.
         return asyncio.shield(future)
 
@@ -130,10 +142,43 @@ class ProbeContext:
         """A view of a document whose strings pass through the exporter's ``DeviceText``."""
         return Doc(data, where, errors, clean=self.text)
 
-    async def get(self, path: str) -> dict[str, Any]:
+    def get(self, path: str) -> Awaitable[dict[str, Any]]:
+        """The document at ``path``, as a future: gathered, an answer already there (memoised or
+        reused) costs no task."""
+        if path in self._inventory:
+            kept = self.client.kept(self.target, path, self.module)
+            if kept is not None:
+                self._reused = True
+                done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+                done.set_result(kept)
+                return done
+            return self.once(
+                path, lambda: self._live(self.client.inventory(self.target, path, self.deadline, self.module))
+            )
         if path.endswith(EXPANDED_WHOLE) and self.discovery.expand_levels and not self.target.expand_refused:
-            return await self.once(path, lambda: self._expanded(path))
-        return await self.once(path, lambda: self.client.get(self.target, path, self.deadline, self.module))
+            return self.once(path, lambda: self._live(self._expanded(path)))
+        return self.once(
+            path, lambda: self._live(self.client.get(self.target, path, self.deadline, self.module))
+        )
+
+    async def _live(self, request: Awaitable[T]) -> T:
+        """A request to the BMC, noted: whether the BMC answered (an HTTP error is an answer)."""
+        try:
+            answer = await request
+        except RedfishError as exc:
+            if exc.status:
+                self._answered = True
+            elif self._unanswered is None:
+                self._unanswered = str(exc)
+            raise
+        self._answered = True
+        return answer
+
+    def check_reused(self) -> None:
+        """Refuse to report reused documents when the BMC answered none of this probe's
+        requests: a BMC that went dead is down, not healthy from a copy."""
+        if self._reused and not self._answered and self._unanswered is not None:
+            raise CollectorError(f"the BMC answered no request of this probe ({self._unanswered})")
 
     async def _expanded(self, path: str) -> dict[str, Any]:
         """``path`` with its subordinates expanded, each of them this probe's answer for its own path."""
@@ -252,9 +297,9 @@ class ProbeContext:
             label = self._labels[path] = self.text(resource_id)
         return label
 
-    async def psus(self, d: ChassisPaths) -> tuple[list[PSU], list[Redundancy], list[str]]:
+    def psus(self, d: ChassisPaths) -> Awaitable[tuple[list[PSU], list[Redundancy], list[str]]]:
         """The chassis' PSUs and redundancy groups, read once per probe (power, psu, health)."""
-        return await self.once(f"#psus {d.path}", lambda: self._psus(d))
+        return self.once(f"#psus {d.path}", lambda: self._psus(d))
 
     async def _psus(self, d: ChassisPaths) -> tuple[list[PSU], list[Redundancy], list[str]]:
         errors: list[str] = []
@@ -293,8 +338,8 @@ class ProbeContext:
             return legacy_psus(power), psu_redundancy(power, "Redundancy"), errors
         raise NoData("the chassis links neither PowerSubsystem nor Power")
 
-    async def thermal(self, d: ChassisPaths) -> tuple[ThermalSnapshot, list[str]]:
-        return await self.once(f"#thermal {d.path}", lambda: self._thermal(d))
+    def thermal(self, d: ChassisPaths) -> Awaitable[tuple[ThermalSnapshot, list[str]]]:
+        return self.once(f"#thermal {d.path}", lambda: self._thermal(d))
 
     async def _thermal(self, d: ChassisPaths) -> tuple[ThermalSnapshot, list[str]]:
         errors: list[str] = []
@@ -415,6 +460,19 @@ def _partial(snapshot: T, errors: list[str]) -> T | Partial[T]:
     return Partial(snapshot, errors) if errors else snapshot
 
 
+async def settle(awaitables: list[Awaitable[T]]) -> list[T | BaseException]:
+    """``asyncio.gather(..., return_exceptions=True)``, with one awaitable awaited in place:
+    a rack server's one chassis costs no task."""
+    if len(awaitables) != 1:
+        return await asyncio.gather(*awaitables, return_exceptions=True)
+    try:
+        return [await awaitables[0]]
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        return [exc]
+
+
 #: One part of each chassis that has it: (the chassis' label, the chassis, what was read).
 Each = list[tuple[str, ChassisPaths, T]]
 
@@ -427,7 +485,7 @@ async def each_chassis(
     A chassis without the resource (``NoData``) is skipped; the collector has no data only when
     none has it.  With several chassis each error names the chassis by its Id."""
     chassis = ctx.discovery.chassis
-    results = await asyncio.gather(*(read(c) for c in chassis), return_exceptions=True)
+    results = await settle([read(c) for c in chassis])
     out: Each[T] = []
     errors: list[str] = []
     failures: list[str] = []
@@ -734,6 +792,7 @@ class HealthCollector(Collector[HealthSnapshot]):
         return _partial(out, errors)
 
     def render(self, snapshot: HealthSnapshot) -> Iterable[Metric]:
+        self.ctx.check_reused()
         family = HEALTH.family()
         for resource, system, chassis, health in _unique(snapshot, lambda r: r[:3]):
             current = (health or "").lower()
@@ -775,6 +834,7 @@ class SystemCollector(Collector[SystemsSnapshot]):
         return _partial((out, _chassis_places(ctx)), errors)
 
     def render(self, snapshot: SystemsSnapshot) -> Iterable[Metric]:
+        self.ctx.check_reused()
         systems, places = snapshot
         info, on, chassis = SYSTEM_INFO.family(), POWERED_ON.family(), CHASSIS_INFO.family()
         for system, snap in _unique(systems, lambda s: s[0]):

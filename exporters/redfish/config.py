@@ -33,6 +33,9 @@ class Module:
     max_response_bytes: int = 4 * 1024 * 1024
     max_concurrent_requests: int = 4
     discovery_ttl: float = 3600.0
+    #: Seconds a system's, chassis' or PowerSubsystem's own document (health, identity, power
+    #: state, ratings) is reused before it is read again; 0 reads it at every probe.
+    inventory_refresh: float = 300.0
     #: Members read from one collection at most (PSUs, fans); the rest are dropped and counted.
     max_members: int = 256
     #: Computer systems and chassis read from one BMC at most (a blade enclosure lists one per
@@ -92,6 +95,7 @@ MODULE_SCHEMA = strict_object(
             {"type": "integer", "minimum": 1, "maximum": 64}, DEFAULT_MODULE.max_concurrent_requests
         ),
         "discovery_ttl": _default({"type": "number", "minimum": 0}, DEFAULT_MODULE.discovery_ttl),
+        "inventory_refresh": _default({"type": "number", "minimum": 0}, DEFAULT_MODULE.inventory_refresh),
         "max_members": _default(
             {"type": "integer", "minimum": 1, "maximum": 65536}, DEFAULT_MODULE.max_members
         ),

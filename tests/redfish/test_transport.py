@@ -27,7 +27,7 @@ async def test_probes_reuse_their_connections(lab: RedfishLab, exporter: Served)
         assert status == 200 and value(parse(text), "powerplane_target_up") == 1.0
     http = prober(exporter).client.http()
     requests = prober(exporter).client.stats["requests"]
-    assert requests >= 4 * 8
+    assert requests >= 4 * 3  # at least a steady probe's three requests each time
     # At most the module's concurrent requests' worth of connections, whatever the probe count.
     assert 1 <= http.opened <= 4
     assert http.reused == requests - http.opened
