@@ -103,7 +103,8 @@ def as_hpc_job(expr: str) -> str:
 
 def _max_or_allocation(whole: str, used: str) -> str:
     """Per node: the whole (CPUs, capacity), or what is handed out when that is more."""
-    return f"(\n  {whole}\n  >= on (node) {used}\n  or\n  {used}\n  > on (node) {whole}\n)"
+    # The whole plus any excess: what is handed out is summed once, not once per branch.
+    return f"(\n  {whole}\n  + on (node) clamp_min({used} - on (node) {whole}, 0)\n)"
 
 
 # --- GPU holders and shares --------------------------------------------------------------------
