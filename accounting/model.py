@@ -35,7 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from powerplane.rulegen.config import RulesConfig
-from powerplane.rulegen.model import NODE_INFO, Recording, sel
+from powerplane.rulegen.model import ALLOCATIONS_GROUP, NODE_INFO, Recording, sel
 
 #: The parts of a node's IT power an owner can hold.
 PARTS = ("gpu", "rest")
@@ -101,13 +101,10 @@ def as_hpc_job(expr: str) -> str:
     return f'label_replace({expr}, "hpc_job", "$1", "job_id", "(.+)")'
 
 
-def _part(expr: str, part: str) -> str:
-    return f'label_replace(\n  {expr},\n  "part", "{part}", "", ""\n)'
-
-
 def _max_or_allocation(whole: str, used: str) -> str:
     """Per node: the whole (CPUs, capacity), or what is handed out when that is more."""
-    return f"(\n  {whole}\n  >= on (node) {used}\n  or\n  {used}\n  > on (node) {whole}\n)"
+    # The whole plus any excess: what is handed out is summed once, not once per branch.
+    return f"(\n  {whole}\n  + on (node) clamp_min({used} - on (node) {whole}, 0)\n)"
 
 
 # --- GPU holders and shares --------------------------------------------------------------------
@@ -128,24 +125,28 @@ def _slurm_gpu_holders(c: RulesConfig) -> str:
 
 
 def _holders(c: RulesConfig) -> list[Recording]:
-    known = as_hpc_job('max by (job_id, node) (powerplane_slurm_job_allocation{resource="cpus"})')
+    # The mapping directory's few series take Slurm's label, not Slurm's many series the ledger's.
+    mapped = 'label_replace(powerplane_gpu_job_info, "job_id", "$1", "hpc_job", "(.+)")'
+    known = 'powerplane_slurm_job_allocation{resource="cpus"}'
     return [
         Recording(
             JOB_HOLDER,
             f"{_slurm_gpu_holders(c)}\nor\n"
             # The mapping directory speaks for jobs Slurm does not list on that node; Slurm's own
             # allocation wins where both know the job (a prolog may write NVML indexes).
-            "max by (cluster, hpc_job, node, gpu, gpu_instance) (powerplane_gpu_job_info)\n"
-            f"unless on (node, hpc_job) {known}",
+            f"max by (cluster, hpc_job, node, gpu, gpu_instance) (\n  {mapped}\n"
+            f"  unless on (node, job_id) {known}\n)",
             ("cluster", "hpc_job", "node", "gpu", "gpu_instance"),
             "A GPU (or MIG instance) a job holds: Slurm's allocation joined on the GPU's "
             f"{c.accounting_slurm_gpu_label}, or the job mapping directory for jobs Slurm does not list; 1.",
+            group=ALLOCATIONS_GROUP,
         ),
         Recording(
             POD_HOLDER,
             "max by (cluster, namespace, pod, node, gpu, gpu_instance) (powerplane_gpu_pod_info)",
             ("cluster", "namespace", "pod", "node", "gpu", "gpu_instance"),
             "A GPU (or MIG instance) a pod holds, from the kubelet's pod-resources; 1.",
+            group=ALLOCATIONS_GROUP,
         ),
     ]
 
@@ -162,6 +163,7 @@ def _gpu_shares() -> list[Recording]:
             f"count by (node, gpu, gpu_instance) {held}",
             ("node", "gpu", "gpu_instance"),
             "Owners (jobs and pods) holding the GPU, or the MIG instance when gpu_instance is set.",
+            group=ALLOCATIONS_GROUP,
         ),
         Recording(
             GPU_SHARE,
@@ -173,6 +175,7 @@ def _gpu_shares() -> list[Recording]:
             ("node", "gpu", "gpu_instance"),
             "Share of the GPU's power each holder of the GPU (or MIG instance) gets: 1 / holders, a MIG "
             "instance's memory share / its holders.",
+            group=ALLOCATIONS_GROUP,
         ),
         Recording(
             GPU_PER_OWNER,
@@ -187,7 +190,8 @@ def _gpu_shares() -> list[Recording]:
 
 
 def _rest_shares(c: RulesConfig) -> list[Recording]:
-    alloc = 'max by (cluster, job_id, node) (powerplane_slurm_job_allocation{resource="cpus"})'
+    raw = 'powerplane_slurm_job_allocation{resource="cpus"}'
+    alloc = f"max by (cluster, job_id, node) ({raw})"
     cpus = 'max by (node) (powerplane_slurm_node_cpus{state="total"})'
     usage = (
         "sum by (cluster, namespace, pod, node) (\n"
@@ -206,11 +210,13 @@ def _rest_shares(c: RulesConfig) -> list[Recording]:
         ),
         Recording(
             JOB_CPU_SHARE,
-            f"max by (cluster, hpc_job, node) ({as_hpc_job(alloc)})\n/ on (node) group_left () "
+            # One aggregation both drops job_id and merges exporter replicas.
+            f"max by (cluster, hpc_job, node) ({as_hpc_job(raw)})\n/ on (node) group_left () "
             + _max_or_allocation(cpus, f"sum by (node) ({alloc})"),
             ("cluster", "hpc_job", "node"),
             "A Slurm job's share of the rest of the node: its allocated CPUs over the node's (or over all "
             "allocated, when more are).",
+            group=ALLOCATIONS_GROUP,
         ),
         Recording(
             POD_CPU_USAGE,
@@ -233,35 +239,41 @@ def _rest_shares(c: RulesConfig) -> list[Recording]:
 # --- owners, unattributed ----------------------------------------------------------------------
 
 
-def _attributed(owner: Owner) -> Recording:
+def _by_part(record: str, exprs: dict[str, str], labels: tuple[str, ...], help: str) -> list[Recording]:
+    """One rule per part, each setting its ``part`` label."""
+    return [
+        Recording(record, expr, (*labels, "part"), help, _PARTS, sets={"part": part})
+        for part, expr in exprs.items()
+    ]
+
+
+def _attributed(owner: Owner) -> list[Recording]:
     gpu = (
-        f"sum by ({owner.by}, node) (\n    {owner.holder}\n"
-        f"    * on (node, gpu, gpu_instance) group_left () {GPU_PER_OWNER}\n  )"
+        f"sum by ({owner.by}, node) (\n  {owner.holder}\n"
+        f"  * on (node, gpu, gpu_instance) group_left () {GPU_PER_OWNER}\n)"
     )
-    rest = f"{owner.cpu_share}\n  * on (node) group_left () clamp_min({REST}, 0)"
-    return Recording(
+    rest = f"{owner.cpu_share}\n* on (node) group_left () clamp_min({REST}, 0)"
+    return _by_part(
         owner.power,
-        f"{_part(gpu, 'gpu')}\nor\n{_part(rest, 'rest')}",
-        (*owner.labels, "node", "part"),
+        {"gpu": gpu, "rest": rest},
+        (*owner.labels, "node"),
         f"Power attributed to a {owner.what} on a node, by part: gpu (its share of the GPUs it holds) "
         "and rest (its share of the rest of the node).",
-        _PARTS,
     )
 
 
 def _unattributed() -> list[Recording]:
     def left(part: str, whole: str) -> str:
         held = " or ".join(f'{o.power}{{part="{part}"}}' for o in OWNERS)
-        return f"{whole}\n  - on (node) (sum by (node) ({held}) or {whole} * 0)"
+        return f"{whole}\n- on (node) (sum by (node) ({held}) or {whole} * 0)"
 
     return [
-        Recording(
+        *_by_part(
             UNATTRIBUTED,
-            f"{_part(left('gpu', NODE_GPU_POWER), 'gpu')}\nor\n{_part(left('rest', REST), 'rest')}",
-            ("node", "part"),
+            {"gpu": left("gpu", NODE_GPU_POWER), "rest": left("rest", REST)},
+            ("node",),
             "Power of the node no owner holds, by part (idle GPUs, idle cores, an idle node); owners + "
             "unattributed = node power.  Below 0 when meters disagree or schedulers overlap.",
-            _PARTS,
         ),
         Recording(
             UNATTRIBUTED_RATIO,
@@ -334,6 +346,7 @@ def _job_groups(c: RulesConfig) -> list[Recording]:
             f"max by (cluster, hpc_job, {owners}) ({as_hpc_job('powerplane_slurm_job_info')})",
             ("cluster", "hpc_job", *groups),
             "A running Slurm job's owner as the ledger joins it (Slurm's job_id as hpc_job); 1.",
+            group=ALLOCATIONS_GROUP,
         ),
     ]
     #: (per job, the groups' metric and operation, what it is)
@@ -488,7 +501,7 @@ def recording_rules(c: RulesConfig) -> list[Recording]:
         *_holders(c),
         *_gpu_shares(),
         *_rest_shares(c),
-        *(_attributed(owner) for owner in OWNERS),
+        *(rule for owner in OWNERS for rule in _attributed(owner)),
         *_unattributed(),
         *_per_node_rates(),
         *(rule for o in OWNERS for rule in _rates(o.level, o.labels, o.power, f"each {o.what}")),

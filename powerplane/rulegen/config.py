@@ -194,6 +194,13 @@ class RulesConfig:
         schema={"type": "string", "pattern": f"^$|{_DURATION}"},
         doc='Evaluation interval of the rule groups ("" leaves Prometheus\'s global interval).',
     )
+    accounting_allocation_interval: str = setting(
+        "",
+        schema={"type": "string", "pattern": f"^$|{_DURATION}"},
+        doc="Evaluation interval of the accounting's allocation joins (GPU holders and shares, CPU shares, "
+        "job owners) in a group of their own, for large fleets: a job's share then starts and ends up to "
+        'this late ("" evaluates them with the rest, in step).',
+    )
 
 
 def _build(doc: Mapping[str, Any]) -> RulesConfig:

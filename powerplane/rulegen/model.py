@@ -18,6 +18,15 @@ class Recording(NamedTuple):
     help: str = ""
     #: The values of its enumerated labels (as ``MetricSpec.values``).
     values: Mapping[str, tuple[str, ...]] = {}
+    #: ALLOCATIONS_GROUP for the slow-moving joins a site may evaluate apart; "" for the main group.
+    group: str = ""
+    #: Labels the rule sets on what it records (the rule's ``labels``): several rules may record one
+    #: name, each its own part, without a label_replace and an ``or`` over every series.
+    sets: Mapping[str, str] = {}
+
+
+#: The group of the slow-moving joins (who holds what), when a site gives them a longer interval.
+ALLOCATIONS_GROUP = "powerplane.accounting.allocations"
 
 
 @dataclass(frozen=True)

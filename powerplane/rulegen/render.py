@@ -12,9 +12,10 @@ import yaml
 from powerplane.exporters.runtime.metrics import MetricSpec
 
 from .config import RulesConfig
-from .model import Alert, Family, Recording, scoped
+from .model import ALLOCATIONS_GROUP, Alert, Family, Recording, scoped
 
 RECORDING_FILE = "powerplane-recording.yaml"
+RECORDING_GROUP = "powerplane.recording"
 ALERTS_FILE = "powerplane-alerts.yaml"
 
 #: The rule families in output order, each a module with a ``FAMILY``.  Recording rules may read
@@ -69,10 +70,21 @@ def render(c: RulesConfig | None = None) -> dict[str, dict[str, Any]]:
     """The rule files' documents by file name."""
     c = c or RulesConfig()
     extra = {"interval": c.interval} if c.interval else {}
-    recording = [{"record": r.record, "expr": scoped(r.expr, c.scope_labels)} for r in recording_rules(c)]
+    # The allocation joins first when apart: the main group reads their last evaluation.
+    groups: dict[str, dict[str, Any]] = {
+        ALLOCATIONS_GROUP: {"interval": c.accounting_allocation_interval, "rules": []},
+        RECORDING_GROUP: {**extra, "rules": []},
+    }
+    for r in recording_rules(c):
+        rule: dict[str, Any] = {"record": r.record, "expr": scoped(r.expr, c.scope_labels)}
+        if r.sets:
+            rule["labels"] = dict(r.sets)
+        apart = r.group == ALLOCATIONS_GROUP and c.accounting_allocation_interval
+        groups[ALLOCATIONS_GROUP if apart else RECORDING_GROUP]["rules"].append(rule)
+    recording = [{"name": name, **group} for name, group in groups.items() if group["rules"]]
     alerting = [_alert_rule(c, a) for a in alerts(c)]
     return {
-        RECORDING_FILE: {"groups": [{"name": "powerplane.recording", **extra, "rules": recording}]},
+        RECORDING_FILE: {"groups": recording},
         ALERTS_FILE: {"groups": [{"name": "powerplane.alerts", **extra, "rules": alerting}]},
     }
 
@@ -109,7 +121,8 @@ def write(out: Path, c: RulesConfig | None = None) -> list[Path]:
 
 
 def recorded_names(c: RulesConfig | None = None) -> list[str]:
-    return [r.record for r in recording_rules(c or RulesConfig())]
+    """Each recorded name once (several rules may record one name, each its own part)."""
+    return list(dict.fromkeys(r.record for r in recording_rules(c or RulesConfig())))
 
 
 def alert_names(c: RulesConfig | None = None) -> list[str]:
@@ -118,9 +131,10 @@ def alert_names(c: RulesConfig | None = None) -> list[str]:
 
 def recorded_specs() -> tuple[MetricSpec, ...]:
     """The series the shipped recording rules record, for docs/METRICS.md."""
+    first = {r.record: r for r in reversed(recording_rules(RulesConfig()))}
     return tuple(
         MetricSpec(r.record, "gauge", r.help, r.labels, dict(r.values), source="recording rule")
-        for r in recording_rules(RulesConfig())
+        for r in reversed(first.values())
     )
 
 

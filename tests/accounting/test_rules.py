@@ -18,6 +18,7 @@ from powerplane.accounting import model
 from powerplane.exporters.runtime import ConfigError
 from powerplane.rulegen import render
 from powerplane.rulegen.config import KIND, RulesConfig
+from powerplane.rulegen.model import ALLOCATIONS_GROUP
 from tests.conftest import require_binary
 
 #: n1: BMC 1000 W, one GPU (NVML 0, minor 3) of 400 W that Slurm gave job 9 as IDX 0, and 4 of its 8
@@ -44,6 +45,8 @@ def _promtool(tmp_path: Path, config: RulesConfig, tests: list[dict[str, Any]]) 
     doc = {
         "rule_files": [str(p) for p in rules],
         "evaluation_interval": "1m",
+        # The groups in the files' order: a group reads those before it as Prometheus would, a step late.
+        "group_eval_order": [g["name"] for d in render.render(config).values() for g in d["groups"]],
         "tests": [
             {
                 "interval": "1m",
@@ -107,6 +110,32 @@ def test_a_metered_facility_is_shared_among_the_cluster_nodes_by_their_power(tmp
     )  # fmt: skip
 
 
+def test_the_allocation_joins_can_be_evaluated_apart_at_a_longer_interval(tmp_path: Path) -> None:
+    config = RulesConfig(accounting_allocation_interval="2m", accounting_slurm_gpu_label="gpu")
+    groups = {g["name"]: g for g in render.render(config)[render.RECORDING_FILE]["groups"]}
+    assert list(groups) == [ALLOCATIONS_GROUP, render.RECORDING_GROUP]
+    assert groups[ALLOCATIONS_GROUP]["interval"] == "2m"
+    assert {r["record"] for r in groups[ALLOCATIONS_GROUP]["rules"]} == {
+        model.JOB_HOLDER, model.POD_HOLDER, model.GPU_HOLDERS, model.GPU_SHARE, model.JOB_CPU_SHARE,
+        model.JOB_OWNER,
+    }  # fmt: skip
+    assert "interval" not in groups[render.RECORDING_GROUP]
+    # Not apart by default: every accounting rule in the one recording group.
+    default = render.render(RulesConfig())[render.RECORDING_FILE]["groups"]
+    assert [g["name"] for g in default] == [render.RECORDING_GROUP]
+    account = "account:powerplane_power_watts:attributed"
+    _promtool(
+        tmp_path,
+        config,
+        [
+            # The power owners read the joins' last evaluation: the same ledger as in one group.
+            _expect(f"sum by (part) ({model.JOB_POWER})", ('{part="gpu"}', 400), ('{part="rest"}', 300)),
+            _expect(f"sum({model.UNATTRIBUTED}) + sum({model.JOB_POWER})", ("{}", 1500)),
+            _expect(account, (f'{account}{{account="a",cluster="c1"}}', 700)),
+        ],
+    )
+
+
 def test_the_user_level_can_be_left_out() -> None:
     names = {r.record for r in model.recording_rules(RulesConfig(accounting_user_series=False))}
     assert "account:powerplane_power_watts:attributed" in names
@@ -122,6 +151,7 @@ def test_the_user_level_can_be_left_out() -> None:
         ("accounting_slurm_gpu_label: index", "accounting_slurm_gpu_label"),
         ("accounting_overattributed_ratio: 2", "accounting_overattributed_ratio"),
         ("accounting_user_series: maybe", "accounting_user_series"),
+        ("accounting_allocation_interval: soon", "accounting_allocation_interval"),
     ],
 )
 def test_settings_that_make_no_sense_are_refused(text: str, expected: str) -> None:

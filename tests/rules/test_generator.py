@@ -99,8 +99,12 @@ def test_promtool_unit_tests() -> None:
 def test_every_alert_is_well_formed_and_unique() -> None:
     rules = list(render.iter_rules(committed()))
     alerts = [r for r in rules if "alert" in r]
-    names = [r.get("alert") or r.get("record") for r in rules]
-    assert len(names) == len(set(names)), "duplicate rule names"
+    names = [r["alert"] for r in alerts]
+    assert len(names) == len(set(names)), "duplicate alert names"
+    # Rules recording one name each set a label of their own (the part they record).
+    records = [(r["record"], tuple(sorted(r.get("labels", {}).items()))) for r in rules if "record" in r]
+    assert len(records) == len(set(records)), "duplicate recording rules"
+    assert all(labels for name, labels in records if [n for n, _ in records].count(name) > 1)
     assert len(alerts) >= 25
     for rule in alerts:
         name = rule["alert"]
