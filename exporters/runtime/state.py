@@ -30,6 +30,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from typing import Generic, TypeVar
 
+import yarl
+
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
@@ -67,11 +69,15 @@ def _malloc_trim() -> Callable[[int], int] | None:
 
 
 def release_memory() -> None:
-    """Collect garbage and return freed heap to the operating system (glibc's ``malloc_trim``).
+    """Drop yarl's caches, collect garbage and return freed heap to the operating system
+    (glibc's ``malloc_trim``).
 
     Freed Python objects go back to the interpreter's and the C library's free lists, not to
     the system: without this, the RSS a scan of many targets raised stays raised long after
-    their state was evicted."""
+    their state was evicted.  yarl caches the hosts it parsed last (every target's URL passes
+    through it): those entries, made during the scan, would each keep the small-object arena
+    they sit in from being returned, although the targets they name are gone."""
+    yarl.cache_clear()
     gc.collect()
     trim = _malloc_trim()
     if trim is not None:

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
+import yarl
+from yarl import URL
 
 from powerplane.exporters.runtime import CollectorError, Deadline, ExporterServer, ProbeJob, Prober, state
 from powerplane.exporters.runtime.logs import FailureLog
@@ -185,3 +187,13 @@ def test_a_release_waits_for_many_evictions_and_for_its_interval(monkeypatch: py
     assert not state.release_if_due(clock)  # within the interval of the last release
     clock.now += state.RELEASE_INTERVAL
     assert state.release_if_due(clock) and released == [True, True]
+
+
+def test_a_release_drops_the_hosts_yarl_cached() -> None:
+    # Every probe's target passes through yarl, whose caches keep the hosts parsed last: after a
+    # scan, those entries would keep arenas of the scan from being returned.
+    for i in range(300):
+        URL(f"http://10.20.{i // 250}.{i % 250}:443/redfish/v1")
+    assert yarl.cache_info()["encode_host"].currsize > 0
+    state.release_memory()
+    assert {info.currsize for info in yarl.cache_info().values()} == {0}
