@@ -25,6 +25,7 @@ import ctypes.util
 import functools
 import gc
 import platform
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
@@ -68,16 +69,27 @@ def _malloc_trim() -> Callable[[int], int] | None:
     return trim
 
 
+def _clear_url_caches() -> None:
+    yarl.cache_clear()
+    # cache_clear covers the hosts; yarl and aiohttp memoise more (the last 128 URLs parsed,
+    # each with its parsed query: every probe's target): every function cache of their modules.
+    for name, module in list(sys.modules.items()):
+        if module is not None and name.partition(".")[0] in ("yarl", "aiohttp"):
+            for value in list(vars(module).values()):
+                if callable(getattr(value, "cache_clear", None)) and hasattr(value, "cache_info"):
+                    value.cache_clear()
+
+
 def release_memory() -> None:
     """Drop yarl's caches, collect garbage and return freed heap to the operating system
     (glibc's ``malloc_trim``).
 
     Freed Python objects go back to the interpreter's and the C library's free lists, not to
     the system: without this, the RSS a scan of many targets raised stays raised long after
-    their state was evicted.  yarl caches the hosts it parsed last (every target's URL passes
-    through it): those entries, made during the scan, would each keep the small-object arena
-    they sit in from being returned, although the targets they name are gone."""
-    yarl.cache_clear()
+    their state was evicted.  yarl caches the hosts and URLs it parsed last (every target's and
+    every probe's URL passes through it): those entries, made during the scan, would each keep
+    the small-object arena they sit in from being returned, although their targets are gone."""
+    _clear_url_caches()
     gc.collect()
     trim = _malloc_trim()
     if trim is not None:

@@ -189,11 +189,15 @@ def test_a_release_waits_for_many_evictions_and_for_its_interval(monkeypatch: py
     assert state.release_if_due(clock) and released == [True, True]
 
 
-def test_a_release_drops_the_hosts_yarl_cached() -> None:
-    # Every probe's target passes through yarl, whose caches keep the hosts parsed last: after a
-    # scan, those entries would keep arenas of the scan from being returned.
+def test_a_release_drops_the_hosts_and_urls_yarl_cached() -> None:
+    # Every probe's target passes through yarl, whose caches keep the hosts and URLs parsed
+    # last: after a scan, those entries would keep arenas of the scan from being returned.
     for i in range(300):
         URL(f"http://10.20.{i // 250}.{i % 250}:443/redfish/v1")
+        URL(f"/probe?target=10.20.{i // 250}.{i % 250}", encoded=True)
     assert yarl.cache_info()["encode_host"].currsize > 0
+    url_caches = [f for f in vars(yarl._url).values() if hasattr(f, "cache_info")]
+    assert sum(f.cache_info().currsize for f in url_caches) > 300
     state.release_memory()
     assert {info.currsize for info in yarl.cache_info().values()} == {0}
+    assert sum(f.cache_info().currsize for f in url_caches) == 0
