@@ -14,8 +14,10 @@ The clock is injectable, so tests move time instead of waiting for it.
 Evicting is not enough to give the memory back: a dict keeps the table of its largest size after
 its entries are deleted, so a map that shrank to a quarter of its peak is rebuilt; and freed
 objects stay in the C library's free lists, so once many entries were evicted anywhere in the
-process, ``release_if_due`` collects garbage and trims the heap (glibc's ``malloc_trim``), at most
-once per ``RELEASE_INTERVAL``.
+process, ``release_if_due`` drops the URL libraries' caches, collects garbage and trims the heap
+(glibc's ``malloc_trim``), at most once per ``RELEASE_INTERVAL``.  CPython's own allocator gives
+back a 1 MiB arena only when every block in it is free, which a few long-lived objects made
+during a scan prevent: the multi-target exporters' units run on glibc's (``PYTHONMALLOC=malloc``).
 """
 
 from __future__ import annotations
