@@ -216,9 +216,13 @@ def _enclosures(chassis: list[ChassisPaths]) -> list[ChassisPaths]:
 MAX_DANGLING = 64
 
 
-@dataclass
+@dataclass(slots=True)
 class Target:
-    """What the process remembers about one (BMC, auth): its session and discovered paths."""
+    """What the process remembers about one (BMC, auth): its session and discovered paths.
+
+    One exists for every target probed within ``state_ttl``, most of them (in a scan of an
+    allowed range) never answering: slots, and the sets and maps of a discovered tree shared
+    empty until a BMC fills them, keep such a target to its strings and its semaphore."""
 
     base: str
     device: str
@@ -236,11 +240,12 @@ class Target:
     discovery_task: asyncio.Task[Discovery] | None = None
     expand_refused: bool = False
     #: Leaf paths that answered 404 since the last discovery: not requested again until then.
-    dangling: set[str] = field(default_factory=set)
-    #: Each chassis' temperature Sensors (by chassis path), learned from its Sensors collection.
-    temperature_sensors: dict[str, list[str]] = field(default_factory=dict)
+    dangling: frozenset[str] = frozenset()
+    #: Each chassis' temperature Sensors (by chassis path), learned from its Sensors collection
+    #: (None: nothing learned yet).
+    temperature_sensors: dict[str, list[str]] | None = None
     #: Chassis with a discovered path that answered 404: read again before the next probe.
-    stale: set[str] = field(default_factory=set)
+    stale: frozenset[str] = frozenset()
     #: Whether the systems or chassis dropped by the module's caps have been logged.
     capped_logged: bool = False
     requests: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(4))
@@ -506,7 +511,7 @@ class RedfishClient:
             if exc.status == 404 and found is not None:
                 owner = found.chassis_of(path)
                 if owner is not None:
-                    target.stale.add(owner.path)  # that chassis changed: read it again, only it
+                    target.stale |= {owner.path}  # that chassis changed: read it again, only it
                 elif path in found.paths():
                     target.discovery = None  # the tree changed (firmware update?): discover again
             if exc.status != 401 or not session:
@@ -708,9 +713,9 @@ class RedfishClient:
             target.discovery_task = self._spawn(work)
         discovered: Discovery = await _joined(target, "discovery_task")
         if target.discovery is None or target.discovery.at != discovered.at:
-            target.dangling.clear()  # a new tree: its links are tried afresh
-            target.temperature_sensors.clear()
-            target.stale.clear()
+            # A new tree: its links are tried afresh.
+            target.dangling = target.stale = frozenset()
+            target.temperature_sensors = None
         target.discovery = discovered
         return discovered
 
@@ -718,7 +723,7 @@ class RedfishClient:
         """Remember a leaf that answered 404; logged the first time, skipped until rediscovery."""
         if path in target.dangling or len(target.dangling) >= MAX_DANGLING:
             return
-        target.dangling.add(path)
+        target.dangling |= {path}
         log(
             logger,
             logging.INFO,
@@ -902,7 +907,8 @@ class RedfishClient:
             else:
                 kept.append(_chassis(chassis.path, doc))
                 found.documents[chassis.path] = (self.clock(), doc, None)
-            target.temperature_sensors.pop(chassis.path, None)
+            if target.temperature_sensors:
+                target.temperature_sensors.pop(chassis.path, None)
         target.stale -= stale
         if not kept:
             raise RedfishError("no chassis left after rediscovery")

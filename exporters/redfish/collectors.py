@@ -431,7 +431,7 @@ class ProbeContext:
         collection = d.sensors
         if not collection:
             return []
-        known = self.target.temperature_sensors.get(d.path)
+        known = (self.target.temperature_sensors or {}).get(d.path)
         if known is not None and not (self.discovery.expand_levels and not self.target.expand_refused):
             fetched = await asyncio.gather(*(self.leaf(uri) for uri in known), return_exceptions=True)
             docs = [doc for doc in fetched if isinstance(doc, dict)]
@@ -443,7 +443,10 @@ class ProbeContext:
             temperature = sensor_temperature(self.doc(doc, f"Sensors[{i}]", errors))
             if temperature is not None:
                 temperatures.append(temperature)
-        self.target.temperature_sensors[d.path] = [t.source for t in temperatures if t.source]
+        learned = self.target.temperature_sensors
+        if learned is None:
+            learned = self.target.temperature_sensors = {}
+        learned[d.path] = [t.source for t in temperatures if t.source]
         return temperatures
 
 

@@ -39,12 +39,14 @@ Not supported, by design: pipelining, HTTP/2, proxies, cookies, ``Expect: 100-co
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import socket
 import ssl
 import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping
-from typing import cast
+from typing import Any, cast
 
 from yarl import URL
 
@@ -384,6 +386,28 @@ def _decode(raw: bytes, coding: str, limit: int, too_large: Callable[[], BodyToo
     return out
 
 
+async def _endpoint(loop: asyncio.AbstractEventLoop, host: str, port: int) -> dict[str, Any]:
+    """What ``create_connection`` connects to: a socket connected here for an IP address, the
+    host and port (which the loop resolves) for a name.
+
+    uvloop keeps the last 2,048 IP addresses it connected to in a cache of its own that nothing
+    clears: made during a scan of many targets, its entries outlive the targets' state, and each
+    keeps a small-object arena of the scan from being returned to the system.  Its
+    ``sock_connect`` does not fill that cache."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return {"host": host, "port": port}
+    sock = socket.socket(socket.AF_INET6 if address.version == 6 else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        await loop.sock_connect(sock, (host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return {"sock": sock}
+
+
 def _printable(text: bytes | str) -> str:
     decoded = text.decode("latin-1") if isinstance(text, bytes) else text
     return "".join(c if c.isprintable() else "?" for c in decoded)
@@ -486,10 +510,9 @@ class HttpClient:
             async with asyncio.timeout_at(deadline):
                 _transport, connection = await loop.create_connection(
                     lambda: _Connection(key),
-                    host,
-                    port,
                     ssl=context,
                     server_hostname=host if context else None,
+                    **await _endpoint(loop, host, port),
                 )
         except ssl.SSLError as exc:
             raise TlsError(str(exc)) from None

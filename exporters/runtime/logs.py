@@ -109,12 +109,18 @@ class FailureLog:
 
     A key (exporter, target, collector) is logged when it starts failing or its cause changes,
     and once more when it recovers.  Missing hardware is logged once at info level.
+
+    A multi-target exporter keeps one per target (so that forgetting a target forgets what it
+    logged): slots and one lock for all keep each to its logger and its conditions.
     """
+
+    __slots__ = ("_logger", "_state")
+    #: Updates are a few dictionary operations: one lock serves every instance.
+    _lock = threading.Lock()
 
     def __init__(self, logger: logging.Logger) -> None:
         self._logger = logger
         self._state: dict[tuple[str, ...], str] = {}
-        self._lock = threading.Lock()
 
     def failure(self, key: tuple[str, ...], cause: str, **fields: object) -> None:
         with self._lock:

@@ -14,8 +14,10 @@ The clock is injectable, so tests move time instead of waiting for it.
 Evicting is not enough to give the memory back: a dict keeps the table of its largest size after
 its entries are deleted, so a map that shrank to a quarter of its peak is rebuilt; and freed
 objects stay in the C library's free lists, so once many entries were evicted anywhere in the
-process, ``release_if_due`` collects garbage and trims the heap (glibc's ``malloc_trim``), at most
-once per ``RELEASE_INTERVAL``.
+process, ``release_if_due`` drops the URL libraries' caches, collects garbage and trims the heap
+(glibc's ``malloc_trim``), at most once per ``RELEASE_INTERVAL``.  CPython's own allocator gives
+back a 1 MiB arena only when every block in it is free, which a few long-lived objects made
+during a scan prevent: the multi-target exporters' units run on glibc's (``PYTHONMALLOC=malloc``).
 """
 
 from __future__ import annotations
@@ -25,10 +27,13 @@ import ctypes.util
 import functools
 import gc
 import platform
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from typing import Generic, TypeVar
+
+import yarl
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -66,12 +71,27 @@ def _malloc_trim() -> Callable[[int], int] | None:
     return trim
 
 
+def _clear_url_caches() -> None:
+    yarl.cache_clear()
+    # cache_clear covers the hosts; yarl and aiohttp memoise more (the last 128 URLs parsed,
+    # each with its parsed query: every probe's target): every function cache of their modules.
+    for name, module in list(sys.modules.items()):
+        if module is not None and name.partition(".")[0] in ("yarl", "aiohttp"):
+            for value in list(vars(module).values()):
+                if callable(getattr(value, "cache_clear", None)) and hasattr(value, "cache_info"):
+                    value.cache_clear()
+
+
 def release_memory() -> None:
-    """Collect garbage and return freed heap to the operating system (glibc's ``malloc_trim``).
+    """Drop yarl's caches, collect garbage and return freed heap to the operating system
+    (glibc's ``malloc_trim``).
 
     Freed Python objects go back to the interpreter's and the C library's free lists, not to
     the system: without this, the RSS a scan of many targets raised stays raised long after
-    their state was evicted."""
+    their state was evicted.  yarl caches the hosts and URLs it parsed last (every target's and
+    every probe's URL passes through it): those entries, made during the scan, would each keep
+    the small-object arena they sit in from being returned, although their targets are gone."""
+    _clear_url_caches()
     gc.collect()
     trim = _malloc_trim()
     if trim is not None:

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
+import yarl
+from yarl import URL
 
 from powerplane.exporters.runtime import CollectorError, Deadline, ExporterServer, ProbeJob, Prober, state
 from powerplane.exporters.runtime.logs import FailureLog
@@ -185,3 +187,17 @@ def test_a_release_waits_for_many_evictions_and_for_its_interval(monkeypatch: py
     assert not state.release_if_due(clock)  # within the interval of the last release
     clock.now += state.RELEASE_INTERVAL
     assert state.release_if_due(clock) and released == [True, True]
+
+
+def test_a_release_drops_the_hosts_and_urls_yarl_cached() -> None:
+    # Every probe's target passes through yarl, whose caches keep the hosts and URLs parsed
+    # last: after a scan, those entries would keep arenas of the scan from being returned.
+    for i in range(300):
+        URL(f"http://10.20.{i // 250}.{i % 250}:443/redfish/v1")
+        URL(f"/probe?target=10.20.{i // 250}.{i % 250}", encoded=True)
+    assert yarl.cache_info()["encode_host"].currsize > 0
+    url_caches = [f for f in vars(yarl._url).values() if hasattr(f, "cache_info")]
+    assert sum(f.cache_info().currsize for f in url_caches) > 300
+    state.release_memory()
+    assert {info.currsize for info in yarl.cache_info().values()} == {0}
+    assert sum(f.cache_info().currsize for f in url_caches) == 0
