@@ -228,9 +228,7 @@ def _node_figures(lab: Lab, at: float, span: int) -> dict[str, dict[str, float]]
 
 @pytest.mark.e2e
 def test_steady_state_every_source_agrees(lab: Lab) -> None:
-    # The checks (10 s) and the cap's window too, so that the cap's test compares with this window
-    # instead of waiting for the next quarter hour and measuring its own.
-    _within_one_quarter(WINDOW_S + 10 + CAP_S)
+    _within_one_quarter(WINDOW_S + 5)
     truth, at = lab.steady = lab.window()
     span = round(truth.t)
     figures = _node_figures(lab, at, span)
