@@ -57,6 +57,13 @@ class Family:
     alerts: Callable[[RulesConfig], list[Alert]] = _no_alerts
     #: In evaluation order: a rule may read those before it, in this family or an earlier one.
     recording: Callable[[RulesConfig], list[Recording]] = _no_recording
+    #: More test files under rules/tests/, for tests that need another evaluation interval: promtool
+    #: evaluates every rule at each step of a test's span, so tests over days step coarser.
+    more_tests: tuple[str, ...] = ()
+
+    @property
+    def test_files(self) -> tuple[str, ...]:
+        return (self.tests, *self.more_tests)
 
 
 def sel(*matchers: str) -> str:

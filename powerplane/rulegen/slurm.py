@@ -112,4 +112,10 @@ def alerts(c: RulesConfig) -> list[Alert]:
     ]
 
 
-FAMILY = Family("slurm", tests="alerts-slurm.yaml", alerts=alerts, recording=recording)
+FAMILY = Family(
+    "slurm",
+    tests="alerts-slurm.yaml",
+    alerts=alerts,
+    recording=recording,
+    more_tests=("alerts-slurm-days.yaml",),
+)

@@ -37,6 +37,8 @@ from .steady import SteadySource, serving, step_curve
 pytestmark = pytest.mark.e2e
 
 PERIOD = 20.0
+#: Seconds at least from the test's start to t0: Prometheus's start, then more than a rate window.
+LEAD = 30.0
 PRICES: dict[int, float | None] = {0: 100.0, 1: 200.0, 2: None, 3: 150.0}
 CARBON: dict[int, float | None] = {0: 300.0, 1: 500.0, 2: 400.0, 3: 400.0}
 NODE_W, GPU_W = 1200.0, {"0": 300.0, "1": 250.0, "2": 200.0}
@@ -126,8 +128,9 @@ def test_the_ledger_matches_hand_computed_truth_and_adds_up(
     slurm: SlurmCluster, prometheus: PrometheusFactory, background_loop: procs.BackgroundLoop, tmp_path: Path
 ) -> None:
     lab = slurm
-    # The periods are aligned like the market's; the meters run a period and more before the jobs.
-    t0 = (math.floor(time.time() / PERIOD) + 3) * PERIOD
+    # The periods are aligned like the market's; Prometheus scrapes the meters for a rate window
+    # (20 s) and more before the ledger's window opens at t0 - 5.
+    t0 = math.ceil((time.time() + LEAD) / PERIOD) * PERIOD
     reset_at = t0 + 50
     config = tmp_path / "slurm.yml"
     config.write_text(
@@ -185,19 +188,20 @@ def _scenario(lab: SlurmCluster, prom: procs.Prometheus, t0: float, reset_at: fl
     # The pod's share is a rate of CPU time read at scrape time: within a scrape's jitter.
     left = prom.value('sum(node:powerplane_power_watts:unattributed{node="node-01"})', at=mid)
     assert left == pytest.approx(unattributed, rel=1e-3)
+    # B's checks while A runs on: B has ended, and slurmctld keeps it MinJobAge (60 s) after.
+    _check_b(lab, prom, t0, b)
+    _check_epilog(lab, prom, b, tmp_path)
     _until(t0 + 71)
     lab.run("scancel", a)
     lab.run("scancel", c)
     _until(t0 + 75)
-    _check_jobs(lab, prom, t0, a, b)
+    _check_a(lab, prom, t0, a)
     _check_ledger(prom, t0)
     _check_hostile(lab, prom, c)
-    # Last: it reads the window from Prometheus, and would delay the checks that need slurmctld.
-    _check_epilog(lab, prom, b, tmp_path)
 
 
-def _check_jobs(lab: SlurmCluster, prom: procs.Prometheus, t0: float, a: str, b: str) -> None:
-    # B: across a price change, GPU energy from its counter.
+def _check_b(lab: SlurmCluster, prom: procs.Prometheus, t0: float, b: str) -> None:
+    """B: across a price change, GPU energy from its counter."""
     start, end = _window(lab, b)
     got = _job(lab, prom.url, b)
     assert got["window_source"] == "scontrol" and got["state"] == "CANCELLED"
@@ -216,11 +220,17 @@ def _check_jobs(lab: SlurmCluster, prom: procs.Prometheus, t0: float, a: str, b:
     assert node["share_of_node_energy"] == pytest.approx(B_W / NODE_W, rel=0.02)
     assert got["coverage"] == pytest.approx(1.0, abs=0.02)
     # The same job with its window from the Slurm exporter's series: the end is a scrape away.
+    procs.wait_until(
+        lambda: not prom.query(f'powerplane_slurm_job_info{{job_id="{b}"}}'), 30, 0.5, f"job {b} to go stale"
+    )
     seen = _job(lab, prom.url, b, "--slurm", "prometheus")
     assert seen["window_source"] == "prometheus"
     assert seen["energy_kwh"]["it"] == pytest.approx(got["energy_kwh"]["it"], rel=0.1)
     assert any("last scrape" in s for s in seen["statements"])
-    # A: through a price gap, with its GPU's counter reset mid-job.
+
+
+def _check_a(lab: SlurmCluster, prom: procs.Prometheus, t0: float, a: str) -> None:
+    """A: through a price gap, with its GPU's counter reset mid-job."""
     start, end = _window(lab, a)
     got = _job(lab, prom.url, a)
     assert got["energy_kwh"]["it"] == pytest.approx(A_W * (end - start) / 3.6e6, rel=0.01)

@@ -14,6 +14,7 @@ import math
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -457,12 +458,17 @@ def test_unreachable_prometheus_and_bad_arguments(tmp_path: Path) -> None:
         (["--prometheus", "http://x", "--out", "x.json", "--timezone", "Mars/Olympus"], "unknown time zone"),
         (["--out", "x.json"], "no Prometheus URL"),
     ]
-    for extra, message in cases:
-        result = subprocess.run([*base, *extra], capture_output=True, text=True, timeout=120, check=False)
-        assert result.returncode != 0 and message in result.stderr, (extra, result.stderr)
     swapped = [POWERPLANE, "report", "--from", "2026-03-03", "--to", "2026-03-02", "--out", "x.json"]
-    result = subprocess.run(swapped, capture_output=True, text=True, timeout=60, check=False)
-    assert result.returncode == 2 and "not after" in result.stderr
+
+    def run(argv: list[str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+
+    # Independent commands, side by side: each spends its time starting Python.
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(run, [*([*base, *extra] for extra, _ in cases), swapped]))
+    for (extra, message), result in zip(cases, results[:-1], strict=True):
+        assert result.returncode != 0 and message in result.stderr, (extra, result.stderr)
+    assert results[-1].returncode == 2 and "not after" in results[-1].stderr
 
 
 def test_a_range_without_data_still_gives_every_format(prom: BackfilledPrometheus, tmp_path: Path) -> None:

@@ -146,7 +146,7 @@ class BootedNode:
             self.process = None
 
 
-def host_wheels(into: Path) -> Path:
+def fetch_host_wheels(into: Path) -> Path:
     """powerplane's wheel and its dependencies, fetched by this host's pip."""
     subprocess.run(
         [

@@ -10,8 +10,10 @@ little more than the wheel install.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -52,12 +54,13 @@ print(json.dumps({"rapl": scrape("rapl", f"--path.sysfs={root}"), "gpu": scrape(
 
 
 @pytest.fixture(scope="module")
-def container() -> Iterator[str]:
+def container(host_wheels: Path) -> Iterator[str]:
     require_binary("buildah")
     require_binary("mmdebstrap")
     built = subprocess.run(
         [str(ROOT / "deploy/build-image"), "--local-base", "--host-wheels"],
         cwd=ROOT,
+        env={**os.environ, "WHEELS": str(host_wheels)},
         capture_output=True,
         text=True,
         timeout=1700,

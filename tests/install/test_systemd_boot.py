@@ -25,7 +25,7 @@ from powerplane.lab.fakenvml import CONFIG_ENV, FakeGpu, FakeNvml
 from powerplane.lab.market import write_profile_yaml
 from tests.conftest import require_binary
 
-from .boot import BootedNode, host_wheels
+from .boot import BootedNode
 from .units import ROOT
 
 pytestmark = [pytest.mark.image, pytest.mark.timeout(1800)]
@@ -37,14 +37,14 @@ LAB_SYS = (
 
 
 @pytest.fixture(scope="module")
-def node() -> Iterator[BootedNode]:
+def node(host_wheels: Path) -> Iterator[BootedNode]:
     for binary in ("systemd-nspawn", "mmdebstrap", "nsenter", "chroot"):
         require_binary(binary)
     with tempfile.TemporaryDirectory(prefix="pp-boot-") as tmp:
         work = Path(tmp)
         machine = BootedNode(work / "root", "pp-boot")
         machine.root.mkdir()
-        machine.install(host_wheels(work / "wheels")).boot()
+        machine.install(host_wheels).boot()
         try:
             yield machine
         finally:

@@ -36,8 +36,12 @@ from powerplane.lab.model import PDU_ACCURACY, ClusterModel, Truth
 
 from ..conftest import require_binary
 
-#: Seconds of Prometheus history each comparison averages over.
-WINDOW_S = 60
+#: The lab's scrape and evaluation interval: the shortest its SNMP jobs' 4 s scrape timeout allows.
+SCRAPE_S = 4
+#: Seconds of Prometheus history each comparison averages over: twelve scrapes.
+WINDOW_S = 12 * SCRAPE_S
+#: Seconds the cap's test needs after the window before it: the cap settles (15 s), its window.
+CAP_S = 15 + WINDOW_S + 5
 
 
 def _free_base(span: int = 40) -> int:
@@ -187,12 +191,14 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     require_binary("alertmanager")
     with procs.BackgroundLoop() as loop:
         stack = contextlib.AsyncExitStack()
-        ctx = loop.run(start_demo(stack, tmp_path_factory.mktemp("demo")), timeout=300)
+        ctx = loop.run(
+            start_demo(stack, tmp_path_factory.mktemp("demo"), scrape_interval=f"{SCRAPE_S}s"), timeout=300
+        )
         try:
             prom = ctx.shared["prometheus"]
             targets = sum(len(sc["targets"]) for job in ctx.scrape_configs for sc in job["static_configs"])
             prom.wait_targets_up(targets, timeout=120)
-            # Two scrapes of everything (5 s apart), so every window below has its samples.
+            # Two scrapes of everything, so every window below has its samples.
             prom.wait_value("min(count_over_time(up[1m])) >= 2", timeout=60)
             time.sleep(10)  # the start's burst of processes passes before anything is measured
             yield Lab(ctx, prom, ctx.cluster(), time.time())
@@ -303,7 +309,7 @@ def _within_one_quarter(seconds: float) -> None:
 
 def _before_the_cap(lab: Lab) -> tuple[Truth, float]:
     """A window before the cap, in the quarter hour the cap's window ends in."""
-    needed = 15 + WINDOW_S + 5
+    needed = CAP_S
     if lab.steady is not None:
         truth, at = lab.steady
         started = at - truth.t

@@ -54,7 +54,11 @@ def test_conditional_reads_follow_a_submit_an_end_and_a_cancel(slurm: Cluster, t
     if not lab.rest_binary:
         pytest.skip("slurmrestd is not installed")
     small = ("-p", "cpu", "-n", "1", "--mem=100")
-    ending = lab.sbatch(*small, "-J", "ending", command="sleep 25")  # ends after the quiet read
+    # It ends when told to, after the quiet read (and by itself, failed, after a minute at most).
+    release = tmp_path / "end-the-job"
+    ending = lab.sbatch(
+        *small, "-J", "ending", command=f"for i in $(seq 600); do [ -e {release} ] && exit 0; sleep 0.1; done"
+    )
     cancelled = lab.sbatch(*small, "-J", "cancelled")
     lab.wait_job(ending)
     lab.wait_job(cancelled)
@@ -71,10 +75,15 @@ def test_conditional_reads_follow_a_submit_an_end_and_a_cancel(slurm: Cluster, t
         # Unchanged: the very records of the last full read, confirmed now.
         assert quiet.records is first.records or quiet.full_at > first.full_at
         assert quiet.fetched_at > quiet.full_at
+        release.touch()
         submitted = await asyncio.to_thread(lab.sbatch, *small, "-J", "submitted")
         await asyncio.to_thread(lab.run, "scancel", cancelled)
         await asyncio.to_thread(
-            procs.wait_until, lambda: _state(lab, ending) == "COMPLETED", 60, 0.5, "the job to end"
+            procs.wait_until,
+            lambda: _state(lab, ending) == "COMPLETED" and _state(lab, cancelled) == "CANCELLED",
+            60,
+            0.5,
+            "the jobs to end",
         )
         changed = await snapshots.get(JOBS)
         return first, quiet, changed
