@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 import subprocess
@@ -108,3 +109,20 @@ def check_golden(text: str, path: Path, promtool: str) -> None:
     expected = path.read_text()
     diff = "".join(difflib.unified_diff(expected.splitlines(True), text.splitlines(True), str(path), "probe"))
     assert not diff, f"the exposition changed (POWERPLANE_UPDATE_GOLDEN=1 to accept):\n{diff}"
+
+
+def assert_same_document(a: Any, b: Any, rel_tol: float, where: str = "") -> None:
+    """``a`` and ``b`` (nested dicts, lists and scalars) equal, floats within ``rel_tol``; a
+    difference is named by its path in the document."""
+    if isinstance(a, float) and isinstance(b, float):
+        assert math.isclose(a, b, rel_tol=rel_tol, abs_tol=1e-12), f"{where}: {a} != {b}"
+    elif isinstance(a, dict) and isinstance(b, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            assert_same_document(a[key], b[key], rel_tol, f"{where}/{key}")
+    elif isinstance(a, list) and isinstance(b, list):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same_document(x, y, rel_tol, f"{where}[{i}]")
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"

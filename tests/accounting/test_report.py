@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ from powerplane.accounting.report.text import to_json
 from powerplane.lab.tsdb import BackfilledPrometheus, backfill
 from tests.accounting.test_report_data import T0, lines
 from tests.conftest import require_binary
+from tests.helpers import assert_same_document
 
 POWERPLANE = str(Path(sys.executable).with_name("powerplane"))
 KWH = 3.6e6
@@ -509,22 +509,6 @@ async def _built(prom: BackfilledPrometheus, log: list[QueryRecord] | None = Non
     return doc
 
 
-def _same(a: Any, b: Any, where: str = "") -> None:
-    """Equal documents, floats to the last few bits (partial sums are added in another order)."""
-    if isinstance(a, float) and isinstance(b, float):
-        assert math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-12), f"{where}: {a} != {b}"
-    elif isinstance(a, dict) and isinstance(b, dict):
-        assert a.keys() == b.keys(), where
-        for key in a:
-            _same(a[key], b[key], f"{where}/{key}")
-    elif isinstance(a, list) and isinstance(b, list):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            _same(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, f"{where}: {a!r} != {b!r}"
-
-
 async def test_chunks_folded_while_others_run_change_no_figure(
     prom: BackfilledPrometheus, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -539,7 +523,8 @@ async def test_chunks_folded_while_others_run_change_no_figure(
     assert sorted((r.start, r.end) for r in energy) == [
         (T0 + 900 * p + 60, T0 + 900 * (p + 1)) for p in range(8)
     ]
-    _same(chunked, whole)
+    # Partial sums are added in another order: equal to the last few bits.
+    assert_same_document(chunked, whole, 1e-12)
     assert whole["total"]["energy_kwh"] > 0
 
 

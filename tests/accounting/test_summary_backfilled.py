@@ -16,7 +16,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -30,6 +29,7 @@ from powerplane.lab.tsdb import backfill
 from powerplane.rulegen import render
 from powerplane.rulegen.config import RulesConfig
 from tests.conftest import require_binary
+from tests.helpers import assert_same_document
 
 STEP, REST_W, GPU_W = 60, 400.0, 300.0
 # Hours ago, within the Prometheus's retention.
@@ -146,21 +146,6 @@ def test_the_command_logs_each_query_with_what_prometheus_read(prom: s.Prometheu
     assert unwritable.returncode == 1 and "q.jsonl" in unwritable.stderr
 
 
-def _close(a: Any, b: Any, where: str = "") -> None:
-    if isinstance(a, float) and isinstance(b, float):
-        assert math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12), f"{where}: {a} != {b}"
-    elif isinstance(a, dict) and isinstance(b, dict):
-        assert a.keys() == b.keys(), where
-        for key in a:
-            _close(a[key], b[key], f"{where}/{key}")
-    elif isinstance(a, list) and isinstance(b, list):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            _close(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, f"{where}: {a!r} != {b!r}"
-
-
 def test_a_job_holding_its_gpus_alone_is_read_from_the_index_with_the_same_figures(
     prom: s.Prometheus, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -177,7 +162,7 @@ def test_a_job_holding_its_gpus_alone_is_read_from_the_index_with_the_same_figur
     # ... and give what comparing their largest and smallest values gives.
     monkeypatch.setattr(s, "_held_alone", lambda *_a: (False, False))
     compared = _summary(prom, "7", ("n1", "n2"))
-    _close(as_dict(fast), as_dict(compared))
+    assert_same_document(as_dict(fast), as_dict(compared), 1e-9)
     hours = 2.0
     assert fast.methods["gpu"].startswith("energy counters")
     assert math.isclose(fast.energy_kwh["gpu"], 3 * GPU_W * hours / 1000, rel_tol=1e-9)
@@ -214,6 +199,6 @@ def test_a_job_holding_whole_nodes_takes_their_gpu_power_whole(
     # ... and the figures of the joined queries.
     monkeypatch.setattr(s, "_held_alone", lambda *_a: (True, False))
     joined = _summary(prom, "9", ("n3",))
-    _close(as_dict(whole), as_dict(joined))
+    assert_same_document(as_dict(whole), as_dict(joined), 1e-9)
     assert math.isclose(whole.it_energy_kwh or 0, (2 * GPU_W + REST_W) * 2 / 1000, rel_tol=1e-9)
     assert [(n.node, n.gpus, n.cpu_share) for n in whole.nodes] == [("n3", 2, 1.0)]
