@@ -253,6 +253,21 @@ async def test_default_config_loads(component: str, tmp_path: Path, monkeypatch:
         assert str(config.store).startswith(mount["mountPath"] + "/")
 
 
+def test_the_multi_target_exporters_run_on_glibcs_allocator() -> None:
+    """As the systemd units: the pages of targets released after state_ttl go back to the
+    system. The user's extraEnv comes after; the single-target exporters keep CPython's."""
+    extra = [{"name": "TZ", "value": "UTC"}]
+    values = {c: {"enabled": True, "extraEnv": extra} for c in ("redfish", "snmp", "market")}
+    envs = {name: container.get("env") for name, _, container in exporter_deployments(render(values))}
+    malloc = {"name": "PYTHONMALLOC", "value": "malloc"}
+    assert envs == {"redfish": [malloc, *extra], "snmp": [malloc, *extra], "market": extra}
+    plain = {
+        name: container.get("env")
+        for name, _, container in exporter_deployments(render({"snmp": {"enabled": True}}))
+    }
+    assert plain == {"snmp": [malloc]}
+
+
 async def test_probe_targets_are_added_to_the_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     values = {
         "scrapeConfig": {"enabled": True},
