@@ -112,26 +112,47 @@ class Replica:
         return proc_peak_rss_mb(self.process.pid)
 
 
-def start_fleet(bmcs: int, latency: tuple[float, float]) -> tuple[subprocess.Popen[str], list[str]]:
-    fleet = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "powerplane.lab.redfish",
-            "--count",
-            str(bmcs),
-            "--latency",
-            *map(str, latency),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert fleet.stdout is not None
-    targets = [fleet.stdout.readline().strip().removeprefix("http://") for _ in range(bmcs)]
-    if not all(targets):
-        fleet.terminate()
-        raise RuntimeError("the simulated fleet did not start")
-    return fleet, targets
+#: BMCs one simulator process serves: each keeps up to a few connections per BMC open from the
+#: replicas (their idle-connection cap is half their descriptors), so 5,000 BMCs in one process
+#: would pass a 20,000-descriptor limit where real BMCs are each their own host.
+BMCS_PER_PROCESS = 1000
+
+
+def start_fleet(bmcs: int, latency: tuple[float, float]) -> tuple[list[subprocess.Popen[str]], list[str]]:
+    processes: list[subprocess.Popen[str]] = []
+    targets: list[str] = []
+    for first in range(0, bmcs, BMCS_PER_PROCESS):
+        count = min(BMCS_PER_PROCESS, bmcs - first)
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "powerplane.lab.redfish",
+                "--count",
+                str(count),
+                "--first",
+                str(first),
+                "--latency",
+                *map(str, latency),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        processes.append(process)
+        assert process.stdout is not None
+        found = [process.stdout.readline().strip().removeprefix("http://") for _ in range(count)]
+        if not all(found):
+            stop_fleet(processes)
+            raise RuntimeError("the simulated fleet did not start")
+        targets += found
+    return processes, targets
+
+
+def stop_fleet(processes: list[subprocess.Popen[str]]) -> None:
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.wait(30)
 
 
 def configs(workdir: Path, communities: list[str], timeout: float) -> tuple[Path, Path]:
@@ -328,8 +349,7 @@ def bench(args: argparse.Namespace) -> None:
     finally:
         for component in reversed(started):
             component.stop()
-        fleet.terminate()
-        fleet.wait(30)
+        stop_fleet(fleet)
 
 
 def main() -> None:

@@ -905,9 +905,13 @@ def wave(
 
 
 def fleet(
-    count: int, model: BMCModel = IDRAC9_R760, faults: Callable[[int], Faults] | None = None
+    count: int,
+    model: BMCModel = IDRAC9_R760,
+    faults: Callable[[int], Faults] | None = None,
+    first: int = 0,
 ) -> list[SimulatedBMC]:
-    """``count`` BMCs with loads spread over the day, one port each on 127.0.0.1."""
+    """``count`` BMCs with loads spread over the day, one port each on 127.0.0.1, numbered from
+    ``first`` (a fleet served by several processes keeps its names and serials distinct)."""
     return [
         SimulatedBMC(
             f"bmc-{i:04d}",
@@ -916,7 +920,7 @@ def fleet(
             faults=faults(i) if faults else Faults(),
             seed=i,
         )
-        for i in range(count)
+        for i in range(first, first + count)
     ]
 
 
@@ -991,6 +995,7 @@ def main() -> None:
     """``python -m powerplane.lab.redfish``: serve a fleet and print one address per line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, default=10)
+    parser.add_argument("--first", type=int, default=0, help="the first BMC's number")
     parser.add_argument("--model", choices=sorted(MODELS), default=IDRAC9_R760.name)
     parser.add_argument("--latency", type=float, nargs=2, metavar=("MIN", "MAX"), default=(0.0, 0.0))
     args = parser.parse_args()
@@ -998,7 +1003,7 @@ def main() -> None:
     async def serve() -> None:
         faults = (lambda _i: Faults(latency=uniform_latency(*args.latency))) if args.latency[1] > 0 else None
         lab = RedfishLab()
-        for bmc in fleet(args.count, MODELS[args.model], faults):
+        for bmc in fleet(args.count, MODELS[args.model], faults, args.first):
             lab.add(bmc)
         await lab.start()
         for bmc in lab.bmcs.values():
