@@ -32,7 +32,7 @@ import statistics
 import time
 import urllib.parse
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -414,8 +414,8 @@ def summarize(prom: Prometheus, window: JobWindow, *, cluster: str = "", now: fl
     shares = _shares(prom, q, summary)
     if shares is None:
         return summary
-    nodes_re = "|".join(re_escape(n) for n in sorted(shares.nodes))
-    q = _near(prom, dataclasses.replace(q, nodes_re=nodes_re, whole_gpus=shares.whole_gpus), shares)
+    on_nodes = dataclasses.replace(q, nodes_re=_alternation(shares.nodes), whole_gpus=shares.whole_gpus)
+    q = _near(prom, on_nodes, shares)
     counters = _counter_exprs(q, summary, shares)
     nodes = _node_exprs(q, shares, gpu_integrated=not counters)
     # The per-node and counter queries need nothing from the periods: asked while those are.
@@ -434,6 +434,11 @@ def summarize(prom: Prometheus, window: JobWindow, *, cluster: str = "", now: fl
     if it is not None:
         summary.average_watts = it * 3.6e6 / (end - window.start)
     return summary
+
+
+def _alternation(nodes: Iterable[str]) -> str:
+    """``nodes`` as a regular expression's literal alternation, in a stable order."""
+    return "|".join(re_escape(n) for n in sorted(nodes))
 
 
 #: A GPU unit the job held: (node, gpu, gpu_instance).
@@ -501,7 +506,7 @@ def _shares(prom: Prometheus, q: _Q, summary: Summary) -> _Shares | None:
         summary.statements.append(
             f"Slurm lists {shown} for job {job}, but Prometheus has no allocation there"
         )
-    on_nodes = dataclasses.replace(q, nodes_re="|".join(re_escape(n) for n in sorted(seen)))
+    on_nodes = dataclasses.replace(q, nodes_re=_alternation(seen))
     alone, whole_gpus = _held_alone(prom, on_nodes, held)
     if alone:
         units = {_unit(h): 1.0 for h in held}

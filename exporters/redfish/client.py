@@ -80,6 +80,8 @@ ERROR_BODY_BYTES = 65536
 RAC0218 = "RAC0218"
 #: Longer ETags are not kept (nor sent back): a BMC's are short hashes or counters.
 MAX_ETAG = 256
+#: Documents kept for reuse, by path: (when read, on the client's clock; the document; its ETag).
+Documents = dict[str, tuple[float, Json, str | None]]
 
 
 class RedfishError(CollectorError):
@@ -158,7 +160,7 @@ class Discovery:
     #: The systems', chassis' and PowerSubsystems' own documents by path, with when they were
     #: read (the client's clock) and their ETag: reused for the module's ``inventory_refresh``,
     #: forgotten with this discovery.
-    documents: dict[str, tuple[float, Json, str | None]] = field(default_factory=dict)
+    documents: Documents = field(default_factory=dict)
 
     def paths(self) -> set[str]:
         """The discovered paths outside any chassis: a 404 on one means the tree changed."""
@@ -749,7 +751,7 @@ class RedfishClient:
             )
         if not module.expand:
             levels = 0
-        documents: dict[str, tuple[float, Json, str | None]] = {}
+        documents: Documents = {}
         systems = await self._systems(target, root, deadline, module, documents)
         chassis = await self._all_chassis(target, root, systems, deadline, module, documents)
         managers = [s.manager for s in systems] + [c.manager for c in chassis]
@@ -805,7 +807,7 @@ class RedfishClient:
         links: list[str],
         deadline: Deadline,
         module: Module,
-        documents: dict[str, tuple[float, Json, str | None]],
+        documents: Documents,
     ) -> list[tuple[str, Json]]:
         """(link, document) of each link that could be read, also kept in ``documents`` (the
         probes' first reading); none readable raises the first error."""
@@ -833,7 +835,7 @@ class RedfishClient:
         root: Json,
         deadline: Deadline,
         module: Module,
-        documents: dict[str, tuple[float, Json, str | None]],
+        documents: Documents,
     ) -> list[SystemPaths]:
         systems_uri = _link(root, "Systems")
         if systems_uri is None:
@@ -859,7 +861,7 @@ class RedfishClient:
         systems: list[SystemPaths],
         deadline: Deadline,
         module: Module,
-        documents: dict[str, tuple[float, Json, str | None]],
+        documents: Documents,
     ) -> list[ChassisPaths]:
         """Every chassis: those the systems link first, then the rest of the Chassis collection.
 
