@@ -7,7 +7,7 @@ change while a job runs, so when a share is the same over the whole window it is
 node's *measured* power from the job's first second to its last, whatever the Slurm exporter's
 scrape interval (its series only appear a scrape after the start).  A share that changed (a GPU
 shared for part of the job) is integrated from the recorded per-job series instead, and the
-summary says so.  GPU energy comes from the GPUs' energy counters (``increase`` over the window)
+summary says so.  GPU energy comes from the GPUs' energy counters (their increase over the window)
 when they cover it without a reset, else from integrated power; the rest of the node is
 integrated from the best node power.  Cost sums each market period's energy at that period's
 price; CO2 each period's energy at its carbon intensity.  Gaps are named, never filled.
@@ -18,7 +18,8 @@ thousand nodes costs a few range reads, not a query per step.  Each sample of th
 8,000 is 11.5 million) is read as few times as the figures allow: the GPUs a job held alone are
 known from the index (the series API), so its fractions are compared over the window only where
 another owner held one of its GPUs, and a job holding every GPU of its nodes takes their power
-whole (no join GPU by GPU); the counters' per-node increase gives the job's total too.
+whole from the node's recorded GPU power (one series per node, not one per GPU, and no join); the
+counters' per-node increase gives the job's total too.
 """
 
 from __future__ import annotations
@@ -275,6 +276,9 @@ class _Q:
     nodes_re: str = ""
     #: The job held every GPU of its nodes alone: its GPU part is their whole power (no GPU-by-GPU join).
     whole_gpus: bool = False
+    #: The one market area of all the job's nodes, when they share one: sums need no join with the
+    #: nodes' areas (which a range query would otherwise read again at every step).
+    area: str = ""
 
     def of(self, metric: str) -> str:
         """``metric`` on the job's nodes (all of them while those are not known yet)."""
@@ -328,9 +332,12 @@ class _Q:
         # Scraped, not recorded: its average over the range (at least two rule intervals, so a short
         # edge still has a sample) times the range.
         avg = f"[{_range(max(seconds, 2 * self.interval))}]{pin}"
-        watts = f"max by (node, gpu) (avg_over_time({self.of('powerplane_gpu_power_watts')}{avg}))"
         if self.whole_gpus:
-            return f"sum by (node) (\n  {watts} * {seconds:g}\n)"
+            # Every GPU of its nodes is the job's alone: the node's GPU power, recorded once per node
+            # (the rest of the node is that less, by the same rule), is read instead of each GPU's.
+            node = f"max by (node) (avg_over_time({self.of(model.NODE_GPU_POWER)}{avg}))"
+            return f"{node} * {seconds:g}"
+        watts = f"max by (node, gpu) (avg_over_time({self.of('powerplane_gpu_power_watts')}{avg}))"
         held = f"on (node, gpu) group_right () {self.gpu_fractions}"
         return f"sum by (node) (\n  {watts} * {seconds:g}\n  * {held}\n)"
 
@@ -344,6 +351,8 @@ class _Q:
         return f"({area} or ({self.nodes} * 0 + 1 unless on (node) {area}))"
 
     def by_area(self, expr: str) -> str:
+        if self.area:
+            return f'label_replace(sum (\n  {expr}\n), "area", "{_esc(self.area)}", "area", "")'
         return f"sum by (area) (\n  ({expr})\n  * on (node) group_left (area) {self.area_map}\n)"
 
 
@@ -649,6 +658,8 @@ def _periods(prom: Prometheus, q: _Q, summary: Summary, constant: Mapping[str, b
     """Energy per market period and part, with the period's price and carbon intensity."""
     assert summary.start is not None and summary.end is not None
     areas = sorted(_by_area(prom.query(f"count by (area) ({q.area_map})", q.end)))
+    if len(areas) == 1 and areas[0]:
+        q = dataclasses.replace(q, area=areas[0])
     period = _period_length(prom, q, [a for a in areas if a], summary)
     cuts = _cuts(summary.start, summary.end, period)
     grid = _grid(summary.start, summary.end, period)
@@ -712,15 +723,21 @@ def _counter_exprs(q: _Q, summary: Summary, shares: _Shares) -> list[str]:
     assert summary.start is not None
     fractions = f"sum by (node, gpu) ({q.fractions()})"
     window = f"[{q.range_s}s] @ {q.end:.3f}"
+    ends = (summary.start, q.end)
     return [
         *(
             f"count(max by (node, gpu) ({q.of(model.GPU_ENERGY)} @ {at:.3f}) and on (node, gpu) {fractions})"
-            for at in (summary.start, q.end)
+            for at in ends
         ),
         f"max by (node, gpu) (resets({q.of(model.GPU_ENERGY)}{window})) > 0 and on (node, gpu) {fractions}",
+        # Without a reset the increase is the reading at the end less the one at the start: two
+        # samples of each GPU, not its whole day (``increase`` would read every sample a second time).
         # Asked with the rest: wasted only when a counter reset (then power is integrated).
-        f"sum by (node) (max by (node, gpu) (increase({q.of(model.GPU_ENERGY)}{window}))"
-        f" * on (node, gpu) {fractions})",
+        *(
+            f"sum by (node) (max by (node, gpu) ({q.of(model.GPU_ENERGY)} @ {at:.3f})"
+            f" * on (node, gpu) {fractions})"
+            for at in ends
+        ),
     ]
 
 
@@ -733,7 +750,7 @@ def _gpu_counters(
         return None
     integrated = summary.energy_kwh.get("gpu", 0.0)
     held = len(shares.gpus)
-    *haves, resets, increases = answers
+    *haves, resets, at_start, at_end = answers
     reasons = []
     for have, where in zip(haves, ("start", "end"), strict=True):
         missing = held - round(_scalar(have) or 0)
@@ -748,7 +765,10 @@ def _gpu_counters(
     if reasons:
         summary.statements += [f"GPU energy is integrated from power: {reason}" for reason in reasons]
         return None
-    per_node = {n: j for n, j in _by_node(increases).items() if math.isfinite(j)}
+    first = _by_node(at_start)
+    per_node = {
+        n: j - first[n] for n, j in _by_node(at_end).items() if n in first and math.isfinite(j - first[n])
+    }
     if not per_node:
         return None
     counted = sum(per_node.values()) / 3.6e6

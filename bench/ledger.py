@@ -215,6 +215,7 @@ def _job_series(nodes: int, gpus: int, start: int, job: str) -> list[tuple[str, 
         rest = best - sum(watts)
         add(model.BEST, f'node="{node}",source="bmc"', lambda _t, b=best: b)
         add(model.REST, f'node="{node}"', lambda _t, r=rest: r)
+        add(model.NODE_GPU_POWER, f'node="{node}"', lambda _t, w=best - rest: w)
         add(model.JOB_CPU_SHARE, f'{sel},node="{node}"', lambda _t: 1)
         place = f'rack="r{n // 40}",row="w",cluster="c",bmc="",partition="gpu"'
         add("powerplane_node_info", f'node="{node}",{place}', lambda _t: 1)

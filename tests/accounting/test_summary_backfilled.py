@@ -53,6 +53,7 @@ def _series() -> list[tuple[str, str, Callable[[int], float]]]:
     for node in ("n1", "n2", "n3"):
         add(model.BEST, f'node="{node}",source="bmc"', lambda _t: REST_W + 2 * GPU_W)
         add(model.REST, f'node="{node}"', lambda _t: REST_W)
+        add(model.NODE_GPU_POWER, f'node="{node}"', lambda _t: 2 * GPU_W)
         add("powerplane_node_info", f'node="{node}",rack="r",row="w",cluster="c",bmc="",partition=""',
             lambda _t: 1)  # fmt: skip
         for gpu in ("0", "1"):
@@ -138,8 +139,12 @@ def test_the_command_logs_each_query_with_what_prometheus_read(prom: s.Prometheu
     records = [json.loads(line) for line in log.read_text().splitlines()]
     # The window's queries and the summary's, each with Prometheus's own count of what it read.
     assert any("powerplane_slurm_job_info" in r["query"] for r in records)
-    counters = [r for r in records if f"increase({model.GPU_ENERGY}" in r["query"]]
+    counters = [r for r in records if f"resets({model.GPU_ENERGY}" in r["query"]]
     assert counters and all(r["samples"] > 0 and r["server_seconds"] is not None for r in counters)
+    # Only the reset check reads the counters' whole window; their increase is read at its two ends.
+    assert not [r for r in records if f"increase({model.GPU_ENERGY}" in r["query"]]
+    readings = [r for r in records if f"{model.GPU_ENERGY}{{" in r["query"] and "@" in r["query"]]
+    assert len([r for r in readings if "sum by (node)" in r["query"]]) == 2
     assert all(r["seconds"] > 0 and r["bytes"] > 0 for r in records)
     argv[-1] = str(tmp_path / "no" / "q.jsonl")
     unwritable = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
@@ -193,9 +198,10 @@ def test_a_job_holding_whole_nodes_takes_their_gpu_power_whole(
     prom.query_log = log.append
     whole = _summary(prom, "9", ("n3",))
     prom.query_log = None
-    # No GPU-by-GPU join with the job's fractions in its GPU power ...
-    gpu_power = [r for r in log if "powerplane_gpu_power_watts{" in r.query and r.path != "series"]
-    assert gpu_power and not [r for r in gpu_power if "group_right" in r.query]
+    # Its GPU power is the node's recorded sum: no GPU's power is read, nor joined with its fractions ...
+    read = [r for r in log if r.path != "series"]
+    assert not [r for r in read if "powerplane_gpu_power_watts{" in r.query]
+    assert [r for r in read if f"{model.NODE_GPU_POWER}{{" in r.query]
     # ... and the figures of the joined queries.
     monkeypatch.setattr(s, "_held_alone", lambda *_a: (True, False))
     joined = _summary(prom, "9", ("n3",))
