@@ -296,7 +296,17 @@ class BackgroundLoop:
         return self
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = 60.0) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            if future.done():  # the coroutine's own timeout, not ours
+                raise
+            # Left running, a half-done start would go on opening servers and sockets that no
+            # one closes, and fail later tests when they are collected.
+            future.cancel()
+            name = getattr(coro, "__qualname__", repr(coro))
+            raise TimeoutError(f"{name} did not finish within {timeout}s") from None
 
     def __exit__(self, *_exc: object) -> None:
         async def drain() -> None:

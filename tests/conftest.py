@@ -15,6 +15,9 @@ from powerplane.exporters.runtime import ExporterServer
 from powerplane.lab import procs
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+#: Seconds the whole demo lab (Slurm included) may take to start: 7 s on a quiet machine, many
+#: times that on a busy CI runner.
+LAB_START_S = 180.0
 
 
 def require_binary(name: str) -> str:

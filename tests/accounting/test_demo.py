@@ -18,7 +18,7 @@ from powerplane.lab import procs
 from powerplane.lab.demo import DemoContext, start_parts
 from powerplane.lab.slurm import SlurmCluster
 from powerplane.rulegen import render
-from tests.conftest import IN_CI, PrometheusFactory
+from tests.conftest import IN_CI, LAB_START_S, PrometheusFactory
 
 pytestmark = pytest.mark.e2e
 
@@ -28,8 +28,8 @@ def test_powerplane_job_summarises_a_running_demo_job(
 ) -> None:
     stack = contextlib.AsyncExitStack()
     ctx = DemoContext(tmp_path / "lab", [f"node-{i + 1:02d}" for i in range(3)], stack)
-    background_loop.run(start_parts(ctx))
     try:
+        background_loop.run(start_parts(ctx), timeout=LAB_START_S)
         cluster = ctx.shared.get("slurm")
         if not isinstance(cluster, SlurmCluster):
             message = "REAL COMPONENT MISSING: the demo started no Slurm cluster (not root, or Slurm absent)"

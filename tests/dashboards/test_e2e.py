@@ -20,6 +20,7 @@ from powerplane.dashboards import build, queries
 from powerplane.dashboards.preview import scrape_interval
 from powerplane.lab import procs
 from powerplane.lab.demo import DemoContext, start_parts
+from tests.conftest import LAB_START_S
 
 from .test_build import PENDING, RULES_DIR
 
@@ -69,8 +70,8 @@ def test_every_dashboard_query_returns_lab_data(
     prometheus: Any, background_loop: procs.BackgroundLoop, tmp_path: Path
 ) -> None:
     stack = contextlib.AsyncExitStack()
-    ctx = background_loop.run(_start_lab(tmp_path / "lab", stack))
     try:
+        ctx = background_loop.run(_start_lab(tmp_path / "lab", stack), timeout=LAB_START_S)
         probe = tmp_path / "probe-alert.yaml"
         probe.write_text(yaml.safe_dump(PROBE_ALERT))
         rule_files = sorted(RULES_DIR.glob("*.yaml")) if RULES_DIR.is_dir() else []

@@ -1,0 +1,39 @@
+"""The test harness's own process helpers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from powerplane.lab import procs
+
+
+def test_a_run_that_times_out_is_cancelled_not_left_running() -> None:
+    """A start that outlives its timeout must not go on opening servers no one will close."""
+    state: dict[str, bool] = {}
+
+    async def slow_start() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            state["cancelled"] = True
+            raise
+
+    async def noop() -> None:
+        await asyncio.sleep(0)
+
+    with procs.BackgroundLoop() as loop:
+        with pytest.raises(TimeoutError, match=r"slow_start did not finish within 0\.2s"):
+            loop.run(slow_start(), timeout=0.2)
+        loop.run(noop())  # the cancellation is delivered on the loop: let it run once
+        assert state == {"cancelled": True}
+        assert loop.run(asyncio.sleep(0, result=7)) == 7  # the loop still serves
+
+
+def test_a_coroutines_own_timeout_error_keeps_its_message() -> None:
+    async def gives_up() -> None:
+        raise TimeoutError("the BMC never answered")
+
+    with procs.BackgroundLoop() as loop, pytest.raises(TimeoutError, match="the BMC never answered"):
+        loop.run(gives_up())
