@@ -1,6 +1,6 @@
 """Starting real components (Prometheus, Alertmanager, node_exporter, ...) on 127.0.0.1.
 
-Every process gets an ephemeral port, a log file and a readiness poll (never a fixed sleep),
+Every process gets a free port, a log file and a readiness poll (never a fixed sleep),
 and is stopped by PID.  Used by ``powerplane demo``, the tests and the benchmarks.
 """
 
@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -49,8 +50,45 @@ def find_binary(name: str) -> str | None:
     return None
 
 
+#: Ports ``free_port`` handed out in this process: none is handed out twice.
+_GIVEN: set[int] = set()
+#: The lowest port ``free_port`` picks from (below the kernel's ephemeral range).
+_LOWEST_PORT = 10000
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def _bindable(host: str, port: int) -> bool:
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                return False
+    return True
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
+    """A port free now (TCP and UDP) for a server about to start.
+
+    Picked below the kernel's ephemeral range: a port from that range (what binding port 0 gives)
+    may be taken by any outgoing connection between now and the server's bind (a slurmd started
+    after slurmctld's first connections failed so), one below it is never handed out that way."""
+    top = _ephemeral_start()
+    rng = random.SystemRandom()
+    for _ in range(200 if top - _LOWEST_PORT >= 1000 else 0):
+        port = rng.randrange(_LOWEST_PORT, top)
+        if port not in _GIVEN and _bindable(host, port):
+            if len(_GIVEN) >= 10_000:
+                _GIVEN.clear()
+            _GIVEN.add(port)
+            return port
+    with socket.socket() as s:  # an unusual range: the kernel's pick, as before
         s.bind((host, 0))
         return int(s.getsockname()[1])
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import pytest
 
@@ -37,3 +38,17 @@ def test_a_coroutines_own_timeout_error_keeps_its_message() -> None:
 
     with procs.BackgroundLoop() as loop, pytest.raises(TimeoutError, match="the BMC never answered"):
         loop.run(gives_up())
+
+
+def test_free_ports_are_below_the_ephemeral_range_bindable_and_never_repeated() -> None:
+    # An outgoing connection takes its local port from the ephemeral range: a port from there may
+    # be gone by the time the server binds it.
+    top = procs._ephemeral_start()
+    ports = [procs.free_port() for _ in range(300)]
+    assert len(set(ports)) == len(ports)
+    assert all(procs._LOWEST_PORT <= p < top for p in ports)
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", ports[0]))
+        held.listen()
+        assert not procs._bindable("127.0.0.1", ports[0])
+    assert procs._bindable("127.0.0.1", ports[1])
