@@ -21,6 +21,7 @@ dcgm-exporter's format) are info metrics joined in PromQL, never labels on every
     powerplane_gpu_info{driver_version="550.90.07",gpu="0",model="NVIDIA H100 80GB HBM3",…} 1.0
     powerplane_gpu_power_watts{gpu="0",uuid="GPU-…"} 412.5
     powerplane_gpu_energy_joules_total{gpu="0",uuid="GPU-…"} 1.23456e+06
+    powerplane_gpu_energy_start_timestamp_seconds{gpu="0",uuid="GPU-…"} 1.7646e+09
     powerplane_gpu_temperature_celsius{gpu="0",sensor="memory",uuid="GPU-…"} 58.0
     powerplane_gpu_power_limit_watts{gpu="0",kind="enforced",uuid="GPU-…"} 700.0
     powerplane_gpu_clock_event_active{gpu="0",reason="sw_power_cap",uuid="GPU-…"} 0.0

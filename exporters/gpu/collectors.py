@@ -21,6 +21,7 @@ from .metrics import (
     CLOCK_EVENT_REASONS,
     ECC,
     ENERGY,
+    ENERGY_START,
     INFO,
     MEMORY_CLOCK,
     MEMORY_TOTAL,
@@ -225,6 +226,7 @@ class Gpu:
             mj = get("energy", lambda: nv.nvmlDeviceGetTotalEnergyConsumption(handle))
         if mj is not None:
             reading.energy_joules = self.energy.update(self.index, float(mj)) / 1000.0
+            reading.energy_started = self.energy.started[self.index]
         reading.memory_temp = fv.get(FI_MEMORY_TEMP)
         if FI_ECC_SBE_AGG in fv:
             reading.ecc["corrected"] = fv[FI_ECC_SBE_AGG]
@@ -387,8 +389,8 @@ def _series(ident: Identity) -> _Series:
 
 
 #: The metrics with one series per GPU, in the order they are exposed.
-_SINGLE = (POWER, ENERGY, MEMORY_USED, MEMORY_TOTAL, UTILIZATION, MEMORY_UTILIZATION, SM_CLOCK, MEMORY_CLOCK,
-           PCIE_REPLAYS)  # fmt: skip
+_SINGLE = (POWER, ENERGY, ENERGY_START, MEMORY_USED, MEMORY_TOTAL, UTILIZATION, MEMORY_UTILIZATION,
+           SM_CLOCK, MEMORY_CLOCK, PCIE_REPLAYS)  # fmt: skip
 
 
 def render_powerplane(readings: Sequence[GpuReading]) -> Iterable[Metric]:
@@ -411,7 +413,7 @@ def render_powerplane(readings: Sequence[GpuReading]) -> Iterable[Metric]:
         info.rows.append((series.info, 1.0))
         for family, value in zip(
             singles,
-            (r.power_watts, r.energy_joules, r.memory_used, r.memory_total, r.utilization,
+            (r.power_watts, r.energy_joules, r.energy_started, r.memory_used, r.memory_total, r.utilization,
              r.memory_utilization, r.sm_clock_hz, r.memory_clock_hz, r.pcie_replays),
             strict=True,
         ):  # fmt: skip

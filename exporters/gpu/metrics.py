@@ -33,6 +33,13 @@ ENERGY = MetricSpec(
     "Energy consumed by the GPU (NVML counts mJ since the driver loaded; a reload is not a drop).",
     _GPU,
 )
+ENERGY_START = MetricSpec(
+    "powerplane_gpu_energy_start_timestamp_seconds",
+    "gauge",
+    "When the exporter first read the GPU's energy counter: powerplane_gpu_energy_joules_total never drops "
+    "after it (a reset can only come with a later start, when the exporter restarts).",
+    _GPU,
+)
 TEMPERATURE = MetricSpec(
     "powerplane_gpu_temperature_celsius",
     "gauge",
@@ -123,6 +130,7 @@ METRICS = (
     INFO,
     POWER,
     ENERGY,
+    ENERGY_START,
     TEMPERATURE,
     MEMORY_USED,
     MEMORY_TOTAL,

@@ -74,6 +74,8 @@ class GpuReading:
     identity: Identity
     power_watts: float | None = None
     energy_joules: float | None = None
+    #: When this exporter first read the energy counter (Unix time).
+    energy_started: float | None = None
     gpu_temp: float | None = None
     memory_temp: float | None = None
     memory_used: int | None = None

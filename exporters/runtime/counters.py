@@ -15,6 +15,7 @@ a fresh exporter agrees with the device (and with node_exporter) until the first
 
 from __future__ import annotations
 
+import time
 from collections.abc import Hashable
 from dataclasses import dataclass
 
@@ -55,12 +56,16 @@ class ResettableCounter:
     def __init__(self) -> None:
         self._state: dict[Hashable, _State] = {}
         self.resets: dict[Hashable, int] = {}
+        #: Unix time of each key's first reading: the total never drops after it (a reader that
+        #: sees an earlier one knows the counter ran without a drop since then).
+        self.started: dict[Hashable, float] = {}
 
     def update(self, key: Hashable, raw: float) -> float:
         """Record a reading; return a total that never decreases."""
         state = self._state.get(key)
         if state is None:
             self._state[key] = _State(raw, raw)
+            self.started[key] = time.time()
             return raw
         if raw < state.last_raw:
             # A reset: the meter restarted from zero and has counted ``raw`` since.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pynvml
@@ -23,9 +24,18 @@ async def test_every_metric_matches_nvml(tmp_path: Path) -> None:
         ],
         driver_version="550.54.15",
     ).activate()
+    before = time.time()
     async with exporter() as server:
         text, s = await server.scrape()
+        _, later = await server.scrape()
     assert undocumented(text) == set()
+    # The energy counter's start is its first reading, and stays (a ledger reads "no drop since")
+    started = {dict(k)["gpu"]: v for k, v in s["powerplane_gpu_energy_start_timestamp_seconds"].items()}
+    assert set(started) == {"0", "1", "2"} and all(before <= t <= time.time() for t in started.values())
+    assert (
+        later["powerplane_gpu_energy_start_timestamp_seconds"]
+        == s["powerplane_gpu_energy_start_timestamp_seconds"]
+    )
     uuid0 = machine.render().split("uuid ")[1].split("\n")[0]
     g0 = {"gpu": "0", "uuid": uuid0}
     info = value(s, "powerplane_gpu_info", **g0)

@@ -19,7 +19,11 @@ from tests.helpers import check_golden, normalised, without_runtime_noise
 from .conftest import exporter
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
-VOLATILE = ("powerplane_scrape_collector_duration_seconds", "powerplane_gpu_energy_joules_total")
+VOLATILE = (
+    "powerplane_scrape_collector_duration_seconds",
+    "powerplane_gpu_energy_joules_total",
+    "powerplane_gpu_energy_start_timestamp_seconds",
+)
 
 
 def _uuid(index: int) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from powerplane.exporters.runtime import ResettableCounter, WrappingCounter
 
 
@@ -20,3 +22,14 @@ def test_resettable_counter_never_decreases() -> None:
     assert c.update("o", 5.0) == 135.0  # reset to 0 and counted 5 since
     assert c.update("o", 10.0) == 140.0
     assert c.resets == {"o": 1}
+
+
+def test_resettable_counter_keeps_the_time_it_started_through_a_reset() -> None:
+    before = time.time()
+    c = ResettableCounter()
+    c.update("o", 100.0)
+    started = c.started["o"]
+    assert before <= started <= time.time()
+    c.update("o", 5.0)  # a meter reset: the total goes on, so the start stands
+    c.update("p", 1.0)
+    assert c.started["o"] == started and c.started["p"] >= started
