@@ -61,7 +61,9 @@ NODE_CARBON = "node:powerplane_grid_carbon_intensity_grams_per_kwh:area"
 NODE_OVERHEAD = "node:powerplane_facility_power_watts:overhead"
 BEST = "node:powerplane_power_watts:best"
 NODE_GPU_POWER = "node:powerplane_gpu_power_watts:sum"
+GPU_POWER = "powerplane_gpu_power_watts"
 GPU_ENERGY = "powerplane_gpu_energy_joules_total"
+GPU_ENERGY_START = "powerplane_gpu_energy_start_timestamp_seconds"
 RAPL_ENERGY = "powerplane_rapl_energy_joules_total"
 
 _P = ("part",)
@@ -179,7 +181,7 @@ def _gpu_shares() -> list[Recording]:
         ),
         Recording(
             GPU_PER_OWNER,
-            f"{GPU_SHARE}\n* on (node, gpu) group_left () max by (node, gpu) (powerplane_gpu_power_watts)",
+            f"{GPU_SHARE}\n* on (node, gpu) group_left () max by (node, gpu) ({GPU_POWER})",
             ("node", "gpu", "gpu_instance"),
             "The GPU power each holder of the GPU (or MIG instance) is given.",
         ),

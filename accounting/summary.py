@@ -55,6 +55,9 @@ MAX_ANSWER_BYTES = 256 << 20
 #: Named gaps are listed for this many nodes at most (the count of the others is given).
 MAX_GAP_NODES = 10
 DEFAULT_PERIOD_SECONDS = 900.0
+#: How far the GPU exporter's clock may run behind Prometheus's when its counter's start is compared
+#: with the job's.
+COUNTER_CLOCK_LEEWAY_S = 60.0
 
 
 class PrometheusError(RuntimeError):
@@ -280,9 +283,11 @@ class _Q:
     #: nodes' areas (which a range query would otherwise read again at every step).
     area: str = ""
 
-    def of(self, metric: str) -> str:
-        """``metric`` on the job's nodes (all of them while those are not known yet)."""
-        return f'{metric}{{node=~"{_esc(self.nodes_re)}"}}' if self.nodes_re else metric
+    def of(self, metric: str, *matchers: str) -> str:
+        """``metric`` on the job's nodes (all of them while those are not known yet), and ``matchers``."""
+        nodes = (f'node=~"{_esc(self.nodes_re)}"',) if self.nodes_re else ()
+        found = ", ".join((*nodes, *matchers))
+        return f"{metric}{{{found}}}" if found else metric
 
     @property
     def sel(self) -> str:
@@ -337,7 +342,7 @@ class _Q:
             # (the rest of the node is that less, by the same rule), is read instead of each GPU's.
             node = f"max by (node) (avg_over_time({self.of(model.NODE_GPU_POWER)}{avg}))"
             return f"{node} * {seconds:g}"
-        watts = f"max by (node, gpu) (avg_over_time({self.of('powerplane_gpu_power_watts')}{avg}))"
+        watts = f"max by (node, gpu) (avg_over_time({self.of(model.GPU_POWER)}{avg}))"
         held = f"on (node, gpu) group_right () {self.gpu_fractions}"
         return f"sum by (node) (\n  {watts} * {seconds:g}\n  * {held}\n)"
 
@@ -432,7 +437,7 @@ def summarize(prom: Prometheus, window: JobWindow, *, cluster: str = "", now: fl
         answers = ahead.submit(prom.queries, q.end, *counters, *nodes)
         _periods(prom, q, summary, shares.constant)
         found = answers.result()
-    counted = _gpu_counters(summary, shares, found[: len(counters)])
+    counted = _gpu_counters(prom, q, summary, shares, found[: len(counters)])
     _nodes(prom, q, summary, shares, counted, found[len(counters) :])
     _gaps(prom, q, summary)
     if summary.coverage == 0:
@@ -541,26 +546,57 @@ def _shares(prom: Prometheus, q: _Q, summary: Summary) -> _Shares | None:
     return _Shares({"rest": cpu_constant, "gpu": gpu_constant}, cpu_max, units, whole_gpus)
 
 
+#: Above this many distinct sets of held GPUs (nodes grouped by the GPUs the job held there), the
+#: index is listed whole rather than asked once per set for the GPUs outside it.
+MAX_GPU_SETS = 16
+
+
 def _held_alone(prom: Prometheus, q: _Q, held: Sequence[Mapping[str, str]]) -> tuple[bool, bool]:
     """Whether the job held each of its whole GPUs alone over the window, and whether those were all
     the GPUs of its nodes.  Alone, its fraction of each is 1 throughout (a holder series is 1, a whole
     GPU's share 1 / its holders: the model's rules), and the index says so: a day of a thousand
-    nodes' fractions need not be read twice to compare."""
+    nodes' fractions need not be read twice to compare.  The index is asked only for the exceptions
+    (other owners' holder series on the job's nodes, power series of GPUs it did not hold), which are
+    none in the common case: listing a thousand nodes' GPU series costs more than the check."""
     units = [_unit(h) for h in held]
     if not held or any(u[2] for u in units) or len({u[:2] for u in units}) < len(units):
         return False, False  # MIG instances (a share of memory) or one GPU under two series: compare
     start, mine = q.end - q.range_s, {u[:2] for u in units}
+    # Series not of this job (another job id, or the same id in another cluster) on its nodes.
+    others = [q.of(model.JOB_HOLDER, f'hpc_job!="{_esc(q.job)}"'), q.of(model.POD_HOLDER)]
+    if q.cluster:
+        others.append(q.of(model.JOB_HOLDER, f'cluster!="{_esc(q.cluster)}"'))
+    by_node: dict[str, set[str]] = defaultdict(set)
+    for node, gpu in mine:
+        by_node[node].add(gpu)
+    sets: dict[frozenset[str], list[str]] = defaultdict(list)
+    for node, gpus in by_node.items():
+        sets[frozenset(gpus)].append(node)
+    if len(sets) <= MAX_GPU_SETS:
+        # Per set of held GPUs, the power series of the other GPUs of those nodes: none, if it held all.
+        unheld = [
+            f'{model.GPU_POWER}{{node=~"{_esc(_alternation(nodes))}", gpu!~"{_esc(_alternation(gpus))}"}}'
+            for gpus, nodes in sets.items()
+        ]
+    else:
+        unheld = [q.of(model.GPU_POWER)]
     *owners, powered = prom.many(
-        *(
-            _series(q.of(metric), start, q.end)
-            for metric in (model.JOB_HOLDER, model.POD_HOLDER, "powerplane_gpu_power_watts")
-        )
+        *(_series(match, start, q.end) for match in others),
+        _gather(*(_series(match, start, q.end) for match in unheld)),
     )
-    own = {frozenset(h.items()) for h in held}
-    alone = not any(
-        _unit(h)[:2] in mine and frozenset(h.items()) not in own for found in owners for h in found
-    )
+    alone = not any(_unit(h)[:2] in mine for found in owners for h in found)
     return alone, alone and {_unit(g)[:2] for g in powered} <= mine
+
+
+def _gather(
+    *calls: Callable[[PrometheusClient], Awaitable[list[dict[str, str]]]],
+) -> Callable[[PrometheusClient], Awaitable[list[dict[str, str]]]]:
+    """One call answering the concatenated answers of ``calls`` (asked at once)."""
+
+    async def call(client: PrometheusClient) -> list[dict[str, str]]:
+        return [row for found in await asyncio.gather(*(c(client) for c in calls)) for row in found]
+
+    return call
 
 
 def _near(prom: Prometheus, q: _Q, whole: _Shares) -> _Q:
@@ -716,60 +752,71 @@ def _price_statements(summary: Summary) -> None:
 
 
 def _counter_exprs(q: _Q, summary: Summary, shares: _Shares) -> list[str]:
-    """What tells whether the GPUs' energy counters cover the window without a reset, and the
-    joules they counted per node (none: the counters cannot apply, power is integrated)."""
+    """Each GPU's energy counter at the window's two ends and when its exporter began counting it
+    (none: the counters cannot apply, power is integrated)."""
     if not shares.gpus or not shares.constant["gpu"]:
         return []
     assert summary.start is not None
-    fractions = f"sum by (node, gpu) ({q.fractions()})"
-    window = f"[{q.range_s}s] @ {q.end:.3f}"
-    ends = (summary.start, q.end)
+    # Two samples of each GPU, not its whole window (``increase`` would read every sample); the
+    # job's fractions are known already and applied here, not joined again in each query.
     return [
-        *(
-            f"count(max by (node, gpu) ({q.of(model.GPU_ENERGY)} @ {at:.3f}) and on (node, gpu) {fractions})"
-            for at in ends
-        ),
-        f"max by (node, gpu) (resets({q.of(model.GPU_ENERGY)}{window})) > 0 and on (node, gpu) {fractions}",
-        # Without a reset the increase is the reading at the end less the one at the start: two
-        # samples of each GPU, not its whole day (``increase`` would read every sample a second time).
-        # Asked with the rest: wasted only when a counter reset (then power is integrated).
-        *(
-            f"sum by (node) (max by (node, gpu) ({q.of(model.GPU_ENERGY)} @ {at:.3f})"
-            f" * on (node, gpu) {fractions})"
-            for at in ends
-        ),
+        f"max by (node, gpu) ({q.of(metric)} @ {at:.3f})"
+        for metric, at in (
+            (model.GPU_ENERGY, summary.start),
+            (model.GPU_ENERGY, q.end),
+            (model.GPU_ENERGY_START, q.end),
+        )
     ]
 
 
+def _by_gpu(result: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], float]:
+    return {(r["metric"].get("node", ""), r["metric"].get("gpu", "")): float(r["value"][1]) for r in result}
+
+
+def _reset_gpus(prom: Prometheus, q: _Q, gpus: set[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Of ``gpus``, those whose energy counter dropped during the window: their whole window is read."""
+    nodes = _alternation({node for node, _gpu in gpus})
+    counters = f'{model.GPU_ENERGY}{{node=~"{_esc(nodes)}"}}'
+    found = prom.query(f"max by (node, gpu) (resets({counters}[{q.range_s}s] @ {q.end:.3f})) > 0", q.end)
+    return sorted(k for k in _by_gpu(found) if k in gpus)
+
+
 def _gpu_counters(
-    summary: Summary, shares: _Shares, answers: Sequence[list[dict[str, Any]]]
+    prom: Prometheus, q: _Q, summary: Summary, shares: _Shares, answers: Sequence[list[dict[str, Any]]]
 ) -> dict[str, float] | None:
     """GPU energy from the GPUs' energy counters where they cover the window without a reset (the
     answers to ``_counter_exprs``): the joules of each node; None: integrated power is used."""
     if not answers:
         return None
+    assert summary.start is not None
     integrated = summary.energy_kwh.get("gpu", 0.0)
-    held = len(shares.gpus)
-    *haves, resets, at_start, at_end = answers
+    fractions: dict[tuple[str, str], float] = defaultdict(float)
+    for (node, gpu, _instance), fraction in shares.units.items():
+        fractions[node, gpu] += fraction
+    at_start, at_end, started = (_by_gpu(a) for a in answers)
     reasons = []
-    for have, where in zip(haves, ("start", "end"), strict=True):
-        missing = held - round(_scalar(have) or 0)
+    for readings, where in ((at_start, "start"), (at_end, "end")):
+        missing = sum(k not in readings for k in fractions)
         if missing > 0:
             reasons.append(f"{missing} of its GPUs have no energy counter at the job's {where}")
-    for r in resets[:MAX_GAP_NODES]:
-        m = r["metric"]
-        reasons.append(
-            f"the energy counter of GPU {m.get('gpu')} on {m.get('node')} reset during the job (an exporter "
-            "restart with a driver reload)"
-        )
+    if not reasons:
+        # A counter drops only when its exporter starts again: one counted since before the job
+        # (a minute's leeway for the exporter's clock) ran through it without a drop.  The others,
+        # restarted during the job or exposed by an exporter that does not say, are checked.
+        since = summary.start - COUNTER_CLOCK_LEEWAY_S
+        unsure = {k for k in fractions if not started.get(k, math.inf) <= since}
+        for node, gpu in _reset_gpus(prom, q, unsure)[:MAX_GAP_NODES] if unsure else ():
+            reasons.append(
+                f"the energy counter of GPU {gpu} on {node} reset during the job (an exporter restart with "
+                "a driver reload)"
+            )
     if reasons:
         summary.statements += [f"GPU energy is integrated from power: {reason}" for reason in reasons]
         return None
-    first = _by_node(at_start)
-    per_node = {
-        n: j - first[n] for n, j in _by_node(at_end).items() if n in first and math.isfinite(j - first[n])
-    }
-    if not per_node:
+    per_node: dict[str, float] = defaultdict(float)
+    for k, fraction in fractions.items():
+        per_node[k[0]] += (at_end[k] - at_start[k]) * fraction
+    if not all(math.isfinite(j) for j in per_node.values()):
         return None
     counted = sum(per_node.values()) / 3.6e6
     summary.methods["gpu"] = (

@@ -229,6 +229,7 @@ def _job_series(nodes: int, gpus: int, start: int, job: str) -> list[tuple[str, 
             add(model.GPU_SHARE, gpu, lambda _t: 1)
             add("powerplane_gpu_power_watts", f'{gpu},uuid="GPU-{n}-{g}"', lambda _t, w=w: w)
             add(model.GPU_ENERGY, f'{gpu},uuid="GPU-{n}-{g}"', lambda t, w=w: w * (t - start))
+            add(model.GPU_ENERGY_START, f'{gpu},uuid="GPU-{n}-{g}"', lambda _t: start - 3600)
     add("powerplane_cluster_info", 'cluster="c",area="DE-LU"', lambda _t: 1)
     add("powerplane_market_period_seconds", 'area="DE-LU"', lambda _t: 900)
     add("powerplane_market_price_eur_per_mwh", 'area="DE-LU"', lambda t: 60 + (t // 900) % 96)

@@ -61,6 +61,9 @@ def _source(t0: float, reset_at: float) -> SteadySource:
         src.add("powerplane_gpu_power_watts", watts, **ident)
         since = (lambda t, w=watts: w * (t - (reset_at if t >= reset_at else base))) if gpu == "1" else None
         src.add("powerplane_gpu_energy_joules_total", since or (lambda t, w=watts: w * (t - base)), **ident)
+        # As the exporter says it: the reset came with its restart.
+        began = (lambda t: reset_at if t >= reset_at else base) if gpu == "1" else base
+        src.add("powerplane_gpu_energy_start_timestamp_seconds", began, **ident)
     src.add("powerplane_gpu_pod_info", 1, node="node-01", gpu="0", uuid="GPU-0", gpu_instance="",
             namespace="ml", pod="train", container="main")  # fmt: skip
     pod = {"namespace": "ml", "pod": "train"}

@@ -4,7 +4,7 @@ Two hours at the rules' 60 s interval: nodes n1, n2 and n3 (400 W of rest each, 
 holds half of each node's CPUs, both GPUs of n1 and GPU 0 of n2, alone; job 8 a quarter of n2's
 CPUs and its GPU 1, which a pod shares in the second hour (job 8's fraction drops to 0.5); job 9
 the whole of n3.  Prices
-change every market period; the GPUs' energy counters never reset.
+change every market period; the GPUs' energy counters never reset, though n3's exporter restarts.
 """
 
 from __future__ import annotations
@@ -60,6 +60,9 @@ def _series() -> list[tuple[str, str, Callable[[int], float]]]:
             ids = f'node="{node}",gpu="{gpu}",uuid="GPU-{node}-{gpu}"'
             add("powerplane_gpu_power_watts", ids, lambda _t: GPU_W)
             add(model.GPU_ENERGY, ids, lambda t: GPU_W * (t - START + 3600))
+            # n3's GPU exporter restarted half an hour into the window, without a drop of its counters.
+            add(model.GPU_ENERGY_START, ids, (lambda t: START + 1800 if t >= START + 1800 else START - 3600)
+                if node == "n3" else (lambda _t: START - 3600))  # fmt: skip
     held7 = (("n1", "0"), ("n1", "1"), ("n2", "0"))
     for node, gpu in held7:
         add(model.JOB_HOLDER, f'{job("7")},node="{node}",gpu="{gpu}"', lambda _t: 1)
@@ -139,12 +142,13 @@ def test_the_command_logs_each_query_with_what_prometheus_read(prom: s.Prometheu
     records = [json.loads(line) for line in log.read_text().splitlines()]
     # The window's queries and the summary's, each with Prometheus's own count of what it read.
     assert any("powerplane_slurm_job_info" in r["query"] for r in records)
-    counters = [r for r in records if f"resets({model.GPU_ENERGY}" in r["query"]]
-    assert counters and all(r["samples"] > 0 and r["server_seconds"] is not None for r in counters)
-    # Only the reset check reads the counters' whole window; their increase is read at its two ends.
-    assert not [r for r in records if f"increase({model.GPU_ENERGY}" in r["query"]]
-    readings = [r for r in records if f"{model.GPU_ENERGY}{{" in r["query"] and "@" in r["query"]]
-    assert len([r for r in readings if "sum by (node)" in r["query"]]) == 2
+    # The counters are read at the window's two ends, with when their exporter began counting them:
+    # counted since before the job, none of their samples in between is read.
+    readings = [r for r in records if f"{model.GPU_ENERGY}{{" in r["query"]]
+    assert len(readings) == 2 and all("@" in r["query"] for r in readings)
+    assert all(r["samples"] > 0 and r["server_seconds"] is not None for r in readings)
+    assert len([r for r in records if f"{model.GPU_ENERGY_START}{{" in r["query"]]) == 1
+    assert doc["methods"]["gpu"].startswith("energy counters")
     assert all(r["seconds"] > 0 and r["bytes"] > 0 for r in records)
     argv[-1] = str(tmp_path / "no" / "q.jsonl")
     unwritable = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
@@ -160,7 +164,8 @@ def test_a_job_holding_its_gpus_alone_is_read_from_the_index_with_the_same_figur
     prom.query_log = None
     # Its fractions over the whole window are not read (the index says it held its GPUs alone) ...
     assert not [r for r in log if f"min_over_time({model.JOB_HOLDER}" in r.query]
-    assert sum(r.path == "series" for r in log) == 4
+    # The job's holders, other owners' (jobs, pods) and the power series of GPUs it did not hold.
+    assert sum(r.path == "series" for r in log) == 5
     # Not every GPU of n2 is its own: its GPU power is joined with its fractions.
     gpu_power = [r for r in log if "powerplane_gpu_power_watts{" in r.query and r.path != "series"]
     assert gpu_power and all("group_right" in r.query for r in gpu_power)
@@ -180,6 +185,45 @@ def test_a_job_holding_its_gpus_alone_is_read_from_the_index_with_the_same_figur
     per_period = (3 * GPU_W + REST_W) * 900 / 3.6e6
     assert math.isclose(fast.total("cost_eur") or 0, sum(per_period * p / 1000 for p in prices), rel_tol=1e-9)
     assert fast.peak_watts == 3 * GPU_W + REST_W and fast.coverage == 1.0
+
+
+def _held(prom: s.Prometheus, job: str) -> list[dict[str, str]]:
+    (found,) = prom.many(s._series(f'{model.JOB_HOLDER}{{hpc_job="{job}"}}', START, END))
+    return found
+
+
+@pytest.mark.parametrize("sets", [s.MAX_GPU_SETS, 0], ids=["per-set", "listed"])
+def test_the_index_is_asked_for_other_owners_and_unheld_gpus(
+    prom: s.Prometheus, monkeypatch: pytest.MonkeyPatch, sets: int
+) -> None:
+    # Per set of held GPUs (n1's two, n2's one) the index names the GPUs outside it; past
+    # MAX_GPU_SETS it is listed whole: the same answers either way.
+    monkeypatch.setattr(s, "MAX_GPU_SETS", sets)
+    log: list[QueryRecord] = []
+    prom.query_log = log.append
+
+    def alone(
+        job: str, nodes: str, cluster: str = "c", held: list[dict[str, str]] | None = None
+    ) -> tuple[bool, bool]:
+        q = s._Q(job, float(END), END - START, cluster, float(STEP), nodes_re=nodes)
+        return s._held_alone(prom, q, _held(prom, job) if held is None else held)
+
+    assert alone("9", "n3") == (True, True)  # both GPUs of n3, no one else's
+    assert alone("7", "n1|n2") == (True, False)  # alone on its three, but n2's GPU 1 is not its own
+    assert alone("8", "n2") == (False, False)  # a pod shares n2's GPU 1 in the second hour
+    # Job 7 claiming n2's GPU 1 too meets job 8's holder series there.
+    claimed = [*_held(prom, "7"), {"hpc_job": "7", "cluster": "c", "node": "n2", "gpu": "1"}]
+    assert alone("7", "n1|n2", held=claimed) == (False, False)
+    # The same job id in another cluster is another job: job 9's series of cluster c are not its own.
+    assert alone("9", "n3", cluster="elsewhere") == (False, False)
+    prom.query_log = None
+    series = [r for r in log if r.path == "series" and model.JOB_HOLDER + "{hpc_job=" not in r.query]
+    if sets:
+        # None lists the job's own GPUs: the exceptions are asked for, and there are few.
+        assert any('gpu!~"0|1"' in r.query for r in series) and any('gpu!~"0"' in r.query for r in series)
+        assert all(r.bytes < 2000 for r in series)
+    else:
+        assert not any("gpu!~" in r.query for r in series)
 
 
 def test_a_gpu_shared_for_part_of_the_job_is_integrated_from_its_recorded_series(prom: s.Prometheus) -> None:
@@ -202,6 +246,10 @@ def test_a_job_holding_whole_nodes_takes_their_gpu_power_whole(
     read = [r for r in log if r.path != "series"]
     assert not [r for r in read if "powerplane_gpu_power_watts{" in r.query]
     assert [r for r in read if f"{model.NODE_GPU_POWER}{{" in r.query]
+    # Its exporter restarted during the job: its counters' window is checked for a drop, there only.
+    (check,) = [r for r in read if f"resets({model.GPU_ENERGY}" in r.query]
+    assert 'node=~"n3"' in check.query and check.samples > 0
+    assert whole.methods["gpu"].startswith("energy counters")
     # ... and the figures of the joined queries.
     monkeypatch.setattr(s, "_held_alone", lambda *_a: (True, False))
     joined = _summary(prom, "9", ("n3",))
