@@ -636,7 +636,7 @@ class PowerCollector(Collector[Each[PowerSnapshot]]):
             for sensor, value in _unique(snap.voltages, lambda v: v[0]):
                 volts.add_metric([chassis, sensor], value)
         families = [power, source, enclosure, stats, budget, *scalars.values(), enclosure_energy, volts]
-        return [family for family in families if family.samples]
+        return [family for family in families if len(family)]
 
 
 def _capacity(doc: Doc, snap: PowerSnapshot) -> None:
@@ -700,7 +700,7 @@ class PSUCollector(Collector[PSUSnapshot]):
                 if value is not None:
                     family.add_metric([chassis, psu.id], value)
             families.append(family)
-        return [family for family in families if family.samples]
+        return [family for family in families if len(family)]
 
 
 class ThermalCollector(Collector[Each[ThermalSnapshot]]):
@@ -734,7 +734,7 @@ class ThermalCollector(Collector[Each[ThermalSnapshot]]):
             if snap.chassis_celsius is not None:
                 chassis_temps.add_metric([chassis], snap.chassis_celsius)
         # The four families every thermal probe shows, even empty; the others where read.
-        return [temps, summary, rpm, ratio] + [f for f in (leaks, chassis_temps) if f.samples]
+        return [temps, summary, rpm, ratio] + [f for f in (leaks, chassis_temps) if len(f)]
 
 
 def _unique(items: Iterable[T], key: Callable[[T], Any]) -> Iterator[T]:
@@ -846,7 +846,7 @@ class SystemCollector(Collector[SystemsSnapshot]):
                 on.add_metric([system], snap.powered_on)
         for labels in _unique(places, lambda c: c[:2]):
             chassis.add_metric(list(labels), 1.0)
-        return [f for f in (info, on, chassis) if f.samples]
+        return [f for f in (info, on, chassis) if len(f)]
 
 
 def _chassis_places(ctx: ProbeContext) -> list[tuple[str, str, str, str]]:
