@@ -31,6 +31,7 @@ import logging
 import math
 import ssl
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -192,10 +193,16 @@ class QueryRecord:
 
 
 def json_lines(stream: IO[str]) -> Callable[[QueryRecord], None]:
-    """A query log writing each record to ``stream`` as one JSON line (``--query-log``)."""
+    """A query log writing each record to ``stream`` as one JSON line (``--query-log``).
+
+    Safe to call from several threads (``powerplane job`` asks from two at once): a text stream is
+    not, and two writes at the same moment interleaved or mangled its lines."""
+    lock = threading.Lock()
 
     def write(record: QueryRecord) -> None:
-        stream.write(json.dumps(dataclasses.asdict(record)) + "\n")
+        line = json.dumps(dataclasses.asdict(record)) + "\n"
+        with lock:
+            stream.write(line)
 
     return write
 

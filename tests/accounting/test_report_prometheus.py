@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import ssl
+import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,10 @@ from powerplane.accounting.prometheus import (
     Progress,
     PrometheusClient,
     QueryError,
+    QueryRecord,
     choose_step,
     chunk_bounds,
+    json_lines,
 )
 from powerplane.exporters.runtime.config import ConfigError
 from powerplane.lab.tsdb import BackfilledPrometheus, backfill
@@ -401,3 +404,25 @@ def test_the_docs_settings_example_loads(monkeypatch: pytest.MonkeyPatch) -> Non
     settings = KIND.load_text(example.group(1), "docs/reports.md")
     assert settings.basic_auth is not None and settings.basic_auth.username == "report"
     assert settings.headers == {"X-Scope-OrgID": "tenant-a"} and not settings.tls.insecure_skip_verify
+
+
+def test_the_query_log_keeps_whole_lines_when_threads_write_at_once(tmp_path: Path) -> None:
+    # powerplane job asks from two threads at once; each record must stay one whole line.
+    path = tmp_path / "q.jsonl"
+    with path.open("w", encoding="utf-8") as stream:
+        write = json_lines(stream)
+        query = "sum(x)" + " " * 5000  # long lines, written in more than one piece by the stream
+
+        def many(thread: int) -> None:
+            for i in range(500):
+                write(QueryRecord("query", query, float(thread), None, None, 0.1, i, i, 0.0))
+
+        threads = [threading.Thread(target=many, args=(t,)) for t in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line]
+    assert len(records) == 8 * 500
+    expected = [(float(t), i) for t in range(8) for i in range(500)]
+    assert sorted((r["start"], r["bytes"]) for r in records) == expected
