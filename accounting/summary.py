@@ -575,7 +575,9 @@ def _held_alone(prom: Prometheus, q: _Q, held: Sequence[Mapping[str, str]]) -> t
     if len(sets) <= MAX_GPU_SETS:
         # Per set of held GPUs, the power series of the other GPUs of those nodes: none, if it held all.
         unheld = [
-            f'{model.GPU_POWER}{{node=~"{_esc(_alternation(nodes))}", gpu!~"{_esc(_alternation(gpus))}"}}'
+            dataclasses.replace(q, nodes_re=_alternation(nodes)).of(
+                model.GPU_POWER, f'gpu!~"{_esc(_alternation(gpus))}"'
+            )
             for gpus, nodes in sets.items()
         ]
     else:
@@ -775,8 +777,8 @@ def _by_gpu(result: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], float]
 
 def _reset_gpus(prom: Prometheus, q: _Q, gpus: set[tuple[str, str]]) -> list[tuple[str, str]]:
     """Of ``gpus``, those whose energy counter dropped during the window: their whole window is read."""
-    nodes = _alternation({node for node, _gpu in gpus})
-    counters = f'{model.GPU_ENERGY}{{node=~"{_esc(nodes)}"}}'
+    on_nodes = dataclasses.replace(q, nodes_re=_alternation({node for node, _gpu in gpus}))
+    counters = on_nodes.of(model.GPU_ENERGY)
     found = prom.query(f"max by (node, gpu) (resets({counters}[{q.range_s}s] @ {q.end:.3f})) > 0", q.end)
     return sorted(k for k in _by_gpu(found) if k in gpus)
 
@@ -908,8 +910,8 @@ def _gaps(prom: Prometheus, q: _Q, summary: Summary) -> None:
         summary.statements.append(f"{len(partial) - MAX_GAP_NODES} more nodes have gaps in their power data")
     if not partial:
         return
-    names = "|".join(re_escape(n) for n in partial[:MAX_GAP_NODES])
-    rows = prom.query_samples(f'{model.BEST}{{node=~"{_esc(names)}"}}[{_range(q.range_s)}]', q.end)
+    on_nodes = dataclasses.replace(q, nodes_re=_alternation(partial[:MAX_GAP_NODES]))
+    rows = prom.query_samples(f"{on_nodes.of(model.BEST)}[{_range(q.range_s)}]", q.end)
     times: dict[str, list[float]] = defaultdict(list)
     for r in rows:
         times[r["metric"].get("node", "")] += [float(t) for t, _v in r.get("values", [])]
