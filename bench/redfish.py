@@ -17,6 +17,14 @@ its requests one after another pays per BMC) and the critical path (what this ex
 ``--profile FILE`` runs the exporter under cProfile timed by CPU time (the whole run, first
 interval included; its CPU figures then include the profiler's cost) and prints the functions
 with the most own time.
+
+After the last interval, one more probes every BMC at once (``busy``): the exporter then works
+from the first probe to the last instead of waking for each answer, and its CPU per probe is the
+probes' own work.  Beside it, the anchor: a minimal server on the same event loop (an echo, in a
+process of its own) answering requests at the interval's spacing and then back to back, its CPU
+per request in each case.  Where the two differ much, the machine charges a process for waking
+after an idle moment, and the spread figure carries that charge once per answer (docs/scale.md,
+"Where a Redfish probe's CPU goes").
 """
 
 from __future__ import annotations
@@ -37,6 +45,20 @@ import aiohttp
 from powerplane.lab import procs
 
 PASSWORD = "calvin"  # the simulated fleet's default
+#: The anchor: what a server on the same event loop does per request at the least, an echo.
+ECHO = """
+import asyncio, uvloop
+class Echo(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport = transport
+    def data_received(self, data):
+        self.transport.write(data)
+async def main():
+    server = await asyncio.get_running_loop().create_server(Echo, "127.0.0.1", 0)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await asyncio.Event().wait()
+uvloop.run(main())
+"""
 #: The exporter's command line under cProfile, timed by CPU time: wall time would charge the
 #: profiled functions for every moment another process held the core.
 PROFILED = """
@@ -54,6 +76,35 @@ finally:
 def proc_cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_run_ns(pid: int) -> int:
+    """Nanoseconds the process's main thread ran (the clock-tick counters are too coarse for an echo)."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+
+
+async def echo_anchor(gap: float, count: int) -> tuple[float, float]:
+    """The echo server's CPU µs per request: ``count`` requests ``gap`` seconds apart, then back to back."""
+    # Blocking start-up of the anchor, before it is timed.
+    server = subprocess.Popen([sys.executable, "-c", ECHO], stdout=subprocess.PIPE, text=True)  # noqa: ASYNC220
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline())
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        per_request = []
+        for pause, n in ((gap, count), (0.0, 10 * count)):
+            before = proc_run_ns(server.pid)
+            for _ in range(n):
+                writer.write(b"x" * 256)
+                await reader.readexactly(256)
+                if pause:
+                    await asyncio.sleep(pause)
+            per_request.append((proc_run_ns(server.pid) - before) / n / 1000)
+        writer.close()
+        return per_request[0], per_request[1]
+    finally:
+        server.kill()
+        server.wait()
 
 
 def proc_peak_rss_mb(pid: int) -> float:
@@ -78,9 +129,14 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def run_interval(
-    http: aiohttp.ClientSession, exporter: str, targets: list[str], interval: float, scrape_timeout: float
+    http: aiohttp.ClientSession,
+    exporter: str,
+    targets: list[str],
+    interval: float,
+    scrape_timeout: float,
+    busy: bool = False,
 ) -> tuple[list[float], int, int]:
-    """Probe every target once, spread over ``interval``; (durations, up, in time)."""
+    """Probe every target once, spread over ``interval`` (``busy``: all at once); (durations, up, in time)."""
     timeout = scrape_timeout
     durations: list[float] = []
     up = 0
@@ -89,7 +145,8 @@ async def run_interval(
 
     async def one(i: int, target: str) -> None:
         nonlocal up, in_time
-        await asyncio.sleep(max(0.0, start + i * interval / len(targets) - time.monotonic()))
+        if not busy:
+            await asyncio.sleep(max(0.0, start + i * interval / len(targets) - time.monotonic()))
         t0 = time.monotonic()
         try:
             async with http.get(
@@ -166,10 +223,11 @@ async def bench(args: argparse.Namespace) -> None:
         async with aiohttp.ClientSession(connector=connector) as http:
             rows = []
             requests_before = 0.0
-            for n in range(args.intervals):
+            for n in range(args.intervals + 1):
+                busy = n == args.intervals
                 cpu_before = proc_cpu_seconds(exporter_proc.pid)
                 durations, up, in_time = await run_interval(
-                    http, exporter, targets, args.interval, args.timeout
+                    http, exporter, targets, args.interval, args.timeout, busy
                 )
                 cpu = proc_cpu_seconds(exporter_proc.pid) - cpu_before
                 async with http.get(f"http://{exporter}/metrics") as response:
@@ -178,7 +236,7 @@ async def bench(args: argparse.Namespace) -> None:
                 per_probe = (requests_total - requests_before) / max(1, len(durations))
                 requests_before = requests_total
                 rows.append((n + 1, durations, up, in_time, cpu, per_probe))
-                label = "cold (discovery, logins)" if n == 0 else "steady"
+                label = "cold (discovery, logins)" if n == 0 else "busy: all at once" if busy else "steady"
                 print(
                     f"interval {n + 1} [{label}]: {in_time}/{len(targets)} probes in time, {up} up, "
                     f"p50 {statistics.median(durations):.2f}s p99 {percentile(durations, 0.99):.2f}s "
@@ -186,11 +244,14 @@ async def bench(args: argparse.Namespace) -> None:
                     flush=True,
                 )
         rss = proc_peak_rss_mb(exporter_proc.pid)
-        _n, durations, up, in_time, cpu, per_probe = rows[-1]
+        busy_durations, busy_cpu = rows[-1][1], rows[-1][4]
+        _n, durations, up, in_time, cpu, per_probe = rows[-2]
+        anchor_spread, anchor_busy = await echo_anchor(min(0.05, args.interval / args.bmcs), 200)
         mean_latency = sum(args.latency) / 2
         p50, p99 = statistics.median(durations), percentile(durations, 0.99)
         sequential_p50, sequential_p99 = per_probe * mean_latency, per_probe * args.latency[1]
-        sequential_bmcs = int(args.interval // sequential_p50)
+        # Without latency there is no sequential bound: any number of BMCs fits an interval.
+        sequential_bmcs = f"{args.interval // sequential_p50:.0f}" if sequential_p50 > 0 else "-"
         low, high = args.latency
         print()
         print(f"fleet: {args.bmcs} simulated {args.model} BMCs, latency {low}-{high} s per request")
@@ -199,7 +260,7 @@ async def bench(args: argparse.Namespace) -> None:
         print(f"{'probe duration p50 (s)':34}{p50:>16.2f}{sequential_p50:>20.2f}")
         print(f"{'probe duration p99 (s)':34}{p99:>16.2f}{sequential_p99:>20.2f}")
         print(f"{'critical path lower bound (s)':34}{2 * args.latency[0]:>16.2f}")
-        print(f"{'BMCs per interval (in time)':34}{in_time:>16d}{sequential_bmcs:>20d}")
+        print(f"{'BMCs per interval (in time)':34}{in_time:>16d}{sequential_bmcs:>20}")
         print(f"{'exporter CPU s per interval':34}{cpu:>16.1f}")
         print(f"{'exporter peak RSS (MB)':34}{rss:>16.1f}")
         print(
@@ -207,12 +268,19 @@ async def bench(args: argparse.Namespace) -> None:
             "the sequential bound is requests/probe x latency, one request after another"
         )
         print(f"{'exporter CPU ms per probe':34}{1000 * cpu / len(durations):>16.2f}")
+        print(f"{'... all probes at once (busy)':34}{1000 * busy_cpu / len(busy_durations):>16.2f}")
+        print(
+            f"anchor: an echo server on the same loop, CPU per request {anchor_spread:.0f} µs at the "
+            f"interval's spacing, {anchor_busy:.0f} µs back to back"
+        )
         print(f"{'requests per probe':34}{per_probe:>16.1f}")
         print(f"load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
         print(
             f"RESULT redfish_bmcs_per_interval={in_time} redfish_p99_probe_s={p99:.2f} "
             f"redfish_peak_rss_mb={rss:.0f} redfish_cpu_ms_per_probe={1000 * cpu / len(durations):.2f} "
-            f"redfish_requests_per_probe={per_probe:.1f}"
+            f"redfish_requests_per_probe={per_probe:.1f} "
+            f"redfish_cpu_ms_per_probe_busy={1000 * busy_cpu / len(busy_durations):.2f} "
+            f"anchor_echo_us_spread={anchor_spread:.1f} anchor_echo_us_busy={anchor_busy:.1f}"
         )
     finally:
         if exporter_proc is not None:

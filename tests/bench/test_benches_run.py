@@ -70,3 +70,15 @@ def test_rapl_reads_bench_compares_the_two_readers() -> None:
     low, high = _spread(result["rapl_reads_ratio_spread"])
     assert low <= float(result["rapl_reads_ratio"]) <= high
     assert float(result["rapl_reads_held_us"]) > 0 and float(result["rapl_reads_reopen_us"]) > 0
+
+
+def test_redfish_bench_gives_spread_and_busy_figures_beside_the_echo_anchor() -> None:
+    result = _result(
+        "bench/redfish.py", "--bmcs", "4", "--interval", "1", "--intervals", "2", "--latency", "0.01", "0.02"
+    )
+    assert result["redfish_bmcs_per_interval"] == "4"
+    assert float(result["redfish_requests_per_probe"]) > 0
+    for key in ("redfish_cpu_ms_per_probe", "redfish_cpu_ms_per_probe_busy"):
+        assert float(result[key]) >= 0  # four probes may fall within one clock tick
+    # The anchor is timed in nanoseconds: an echo always costs something.
+    assert float(result["anchor_echo_us_spread"]) > 0 and float(result["anchor_echo_us_busy"]) > 0
