@@ -14,6 +14,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _result(*argv: str) -> dict[str, str]:
+    return _run(*argv)[0]
+
+
+def _run(*argv: str) -> tuple[dict[str, str], str]:
+    """The bench's RESULT fields, and all it printed."""
     done = subprocess.run(
         [sys.executable, *argv],
         cwd=ROOT,
@@ -26,7 +31,7 @@ def _result(*argv: str) -> dict[str, str]:
     assert done.returncode == 0, done.stderr[-2000:]
     last = done.stdout.strip().splitlines()[-1]
     assert last.startswith("RESULT "), done.stdout[-2000:]
-    return dict(field.split("=", 1) for field in last.split()[1:])
+    return dict(field.split("=", 1) for field in last.split()[1:]), done.stdout
 
 
 def _spread(text: str) -> tuple[float, float]:
@@ -73,10 +78,12 @@ def test_rapl_reads_bench_compares_the_two_readers() -> None:
 
 
 def test_redfish_bench_gives_spread_and_busy_figures_beside_the_echo_anchor() -> None:
-    result = _result(
+    result, printed = _run(
         "bench/redfish.py", "--bmcs", "4", "--interval", "1", "--intervals", "2", "--latency", "0.01", "0.02"
     )
     assert result["redfish_bmcs_per_interval"] == "4"
+    # Two spread intervals, then the busy one, every probe of it answered.
+    assert "interval 3 [busy: all at once]: 4/4 probes in time, 4 up" in printed
     assert float(result["redfish_requests_per_probe"]) > 0
     for key in ("redfish_cpu_ms_per_probe", "redfish_cpu_ms_per_probe_busy"):
         assert float(result[key]) >= 0  # four probes may fall within one clock tick
