@@ -78,11 +78,6 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def proc_run_ns(pid: int) -> int:
-    """Nanoseconds the process's main thread ran (the clock-tick counters are too coarse for an echo)."""
-    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
-
-
 async def echo_anchor(gap: float, count: int) -> tuple[float, float]:
     """The echo server's CPU µs per request: ``count`` requests ``gap`` seconds apart, then back to back."""
     # Blocking start-up of the anchor, before it is timed.
@@ -93,13 +88,13 @@ async def echo_anchor(gap: float, count: int) -> tuple[float, float]:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         per_request = []
         for pause, n in ((gap, count), (0.0, 10 * count)):
-            before = proc_run_ns(server.pid)
+            before = procs.cpu_seconds(server.pid)
             for _ in range(n):
                 writer.write(b"x" * 256)
                 await reader.readexactly(256)
                 if pause:
                     await asyncio.sleep(pause)
-            per_request.append((proc_run_ns(server.pid) - before) / n / 1000)
+            per_request.append((procs.cpu_seconds(server.pid) - before) / n * 1e6)
         writer.close()
         return per_request[0], per_request[1]
     finally:

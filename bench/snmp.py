@@ -98,20 +98,6 @@ def snmp_exporter_module(
     }
 
 
-def cpu_seconds(pid: int) -> float:
-    """The CPU seconds of a process's threads, as the scheduler counts them (nanoseconds).
-
-    /proc/PID/stat counts in clock ticks (10 ms, as long as a probe of snmpsim); the
-    scheduler's run time of each thread (``schedstat``) is exact, for Go and Python alike."""
-    total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            total += int((task / "schedstat").read_text().split()[0])
-        except (FileNotFoundError, ProcessLookupError):  # a thread that just ended
-            continue
-    return total / 1e9
-
-
 async def fetch(client: aiohttp.ClientSession, url: str) -> tuple[float, bytes]:
     start = time.perf_counter()
     async with client.get(url, headers={"X-Prometheus-Scrape-Timeout-Seconds": "10"}) as response:
@@ -138,9 +124,9 @@ async def measure(
         for i in range(rounds):
             for name in ("ours", "theirs") if i % 2 == 0 else ("theirs", "ours"):
                 pid, urls = sides[name]
-                before = cpu_seconds(pid)
+                before = procs.cpu_seconds(pid)
                 wall, _body = await fetch(client, urls[0])
-                cpu[name] += cpu_seconds(pid) - before
+                cpu[name] += procs.cpu_seconds(pid) - before
                 walls[name].append(wall)
         for name in ("ours", "theirs") if rounds % 2 == 0 else ("theirs", "ours"):
             urls = sides[name][1]

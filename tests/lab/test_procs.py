@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -52,3 +55,17 @@ def test_free_ports_are_below_the_ephemeral_range_bindable_and_never_repeated() 
         held.listen()
         assert not procs._bindable("127.0.0.1", ports[0])
     assert procs._bindable("127.0.0.1", ports[1])
+
+
+def test_cpu_seconds_counts_what_a_process_runs_and_only_grows() -> None:
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        first = procs.cpu_seconds(busy.pid)
+        time.sleep(0.3)
+        second = procs.cpu_seconds(busy.pid)
+        # Exact to the nanosecond, so a spinning process shows its run time between two reads.
+        assert 0 < first < second
+    finally:
+        busy.kill()
+        busy.wait()
