@@ -239,8 +239,9 @@ async def bench(args: argparse.Namespace) -> None:
                     flush=True,
                 )
         rss = proc_peak_rss_mb(exporter_proc.pid)
-        busy_durations, busy_cpu = rows[-1][1], rows[-1][4]
+        _n, busy_durations, _up, _in_time, busy_cpu, _per_probe = rows[-1]
         _n, durations, up, in_time, cpu, per_probe = rows[-2]
+        cpu_ms, busy_cpu_ms = 1000 * cpu / len(durations), 1000 * busy_cpu / len(busy_durations)
         anchor_spread, anchor_busy = await echo_anchor(min(0.05, args.interval / args.bmcs), 200)
         mean_latency = sum(args.latency) / 2
         p50, p99 = statistics.median(durations), percentile(durations, 0.99)
@@ -262,8 +263,8 @@ async def bench(args: argparse.Namespace) -> None:
             "anchor: existing iDRAC exporters are reported at 25-55 s per BMC scrape (not run here); "
             "the sequential bound is requests/probe x latency, one request after another"
         )
-        print(f"{'exporter CPU ms per probe':34}{1000 * cpu / len(durations):>16.2f}")
-        print(f"{'... all probes at once (busy)':34}{1000 * busy_cpu / len(busy_durations):>16.2f}")
+        print(f"{'exporter CPU ms per probe':34}{cpu_ms:>16.2f}")
+        print(f"{'... all probes at once (busy)':34}{busy_cpu_ms:>16.2f}")
         print(
             f"anchor: an echo server on the same loop, CPU per request {anchor_spread:.0f} µs at the "
             f"interval's spacing, {anchor_busy:.0f} µs back to back"
@@ -272,9 +273,9 @@ async def bench(args: argparse.Namespace) -> None:
         print(f"load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
         print(
             f"RESULT redfish_bmcs_per_interval={in_time} redfish_p99_probe_s={p99:.2f} "
-            f"redfish_peak_rss_mb={rss:.0f} redfish_cpu_ms_per_probe={1000 * cpu / len(durations):.2f} "
+            f"redfish_peak_rss_mb={rss:.0f} redfish_cpu_ms_per_probe={cpu_ms:.2f} "
             f"redfish_requests_per_probe={per_probe:.1f} "
-            f"redfish_cpu_ms_per_probe_busy={1000 * busy_cpu / len(busy_durations):.2f} "
+            f"redfish_cpu_ms_per_probe_busy={busy_cpu_ms:.2f} "
             f"anchor_echo_us_spread={anchor_spread:.1f} anchor_echo_us_busy={anchor_busy:.1f}"
         )
     finally:
