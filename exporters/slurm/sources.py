@@ -279,7 +279,7 @@ class SlurmrestdSource(Source):
     (v0.0.38: HTTP 304; newer: 200, no records and a warning), and the previous records are
     served again.  Every ``full_refresh`` seconds, and after anything doubtful (a failed or
     partial answer, records over the limit, a listing that turns up empty), the next read is
-    unconditional.
+    unconditional; a conditional read answered with an error is followed at once by a full one.
     """
 
     kind = "slurmrestd"
@@ -394,6 +394,11 @@ class SlurmrestdSource(Source):
             listing = await parse_stream(self._get(path, query), endpoint, self.limits, asked_at, previous)
         except _NotModified:
             listing = None
+        except CollectorError:
+            # slurmrestd 22.05 answers a conditional read of the nodes with HTTP 500 ("Unspecified
+            # error") whenever a node changed and no partition did: drained, resumed, given a
+            # comment.  An error to a conditional read is a doubt, not the answer.
+            return None
         if listing is not None and not listing.unchanged:
             # A listing that empties at once is more likely an answer not understood than a
             # cluster whose every job ended: make sure.

@@ -37,11 +37,11 @@ def _state(lab: Any, job: str) -> str:
     return next((w.split("=", 1)[1] for w in out.split() if w.startswith("JobState=")), "")
 
 
-async def _settled(snapshots: Snapshots, within: float = 60.0) -> Listing[Any]:
-    """Read until slurmctld says the jobs did not change (nothing happens in the cluster)."""
+async def _settled(snapshots: Snapshots, within: float = 60.0, endpoint: Any = JOBS) -> Listing[Any]:
+    """Read until slurmctld says the jobs (or ``endpoint``) did not change (nothing happens)."""
     deadline = time.monotonic() + within
     while True:
-        listing = await snapshots.get(JOBS)
+        listing = await snapshots.get(endpoint)
         if listing.unchanged:
             return listing
         if time.monotonic() > deadline:
@@ -124,6 +124,42 @@ def test_a_full_read_comes_every_full_refresh_seconds(slurm: Cluster, tmp_path: 
     quiet, full = seen[0], seen[-1]
     assert not full.unchanged and full.full_at - quiet.full_at >= CLOCK_MARGIN + 4  # nothing changed
     assert len(seen) > 2 and all(s.unchanged and s.records is quiet.records for s in seen[1:-1])
+
+
+def test_a_node_that_changes_is_read_in_full_at_once(slurm: Cluster, tmp_path: Path) -> None:
+    """22.05 answers ``/nodes?update_time`` with HTTP 500 when a node changed and no partition did."""
+    lab = slurm.lab
+    if not lab.rest_binary:
+        pytest.skip("slurmrestd is not installed")
+    config = load(lab.exporter_config("slurmrestd"), tmp_path)
+    assert config.slurmrestd is not None
+    source = SlurmrestdSource(config.slurmrestd, config.limits, 20.0)
+    asked: list[str] = []
+    get = source._get
+
+    def recording(path: str, query: str = "") -> Any:
+        asked.append(query)
+        return get(path, query)
+
+    source._get = recording  # type: ignore[method-assign]
+    reason = "powerplane test: a node that changes"
+
+    async def run() -> tuple[Listing[Any], Listing[Any]]:
+        snapshots = Snapshots(source, 0)
+        quiet = await _settled(snapshots, endpoint=NODES)
+        asked.clear()
+        await asyncio.to_thread(lab.drain, "node-02", reason)
+        try:
+            return quiet, await snapshots.get(NODES)
+        finally:
+            await asyncio.to_thread(lab.resume, "node-02")
+
+    quiet, changed = asyncio.run(run())
+    assert quiet.unchanged and not changed.unchanged and not changed.errors
+    assert changed.full_at > quiet.full_at
+    assert {n.name: n.reason for n in changed.records}["node-02"] == reason
+    if source.version == "v0.0.38":  # the conditional read failed, and the full one followed
+        assert [bool(q) for q in asked] == [True, False], asked
 
 
 def _series(text: str) -> set[tuple[str, tuple[tuple[str, str], ...]]]:
@@ -245,10 +281,16 @@ def test_doubt_means_a_full_read(tmp_path: Path) -> None:
 
     asked.clear()
     failing = respond({"errors": [{"error": "busy"}]}, 500)
-    routes = _server([respond(_jobs(1)), failing, respond(_jobs(1))], asked)
+    routes = _server([respond(_jobs(1)), failing, respond(_jobs(2))], asked)
+    _ok, changed = _read(tmp_path, routes, 2)
+    assert asked[1] and asked[2] == ""  # a conditional read that fails: a full one at once
+    assert [j.job_id for j in changed.records] == ["2"] and not changed.unchanged
+
+    asked.clear()
+    routes = _server([respond(_jobs(1)), failing, failing, respond(_jobs(1))], asked)
     _ok, failed, _again = _read(tmp_path, routes, 3)
-    assert "HTTP 500: busy" in str(failed)
-    assert asked[1] and asked[2] == ""  # after a failure: no update_time
+    assert "HTTP 500: busy" in str(failed)  # the full read's own failure
+    assert asked[1] and asked[2] == "" and asked[3] == ""  # after a failure: no update_time
 
     asked.clear()
     routes = _server([respond(_jobs(1))], asked)
