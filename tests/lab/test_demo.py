@@ -228,7 +228,7 @@ def _node_figures(lab: Lab, at: float, span: int) -> dict[str, dict[str, float]]
 
 @pytest.mark.e2e
 def test_steady_state_every_source_agrees(lab: Lab) -> None:
-    _within_one_quarter(WINDOW_S + 5)
+    _within_one_quarter(lab, WINDOW_S + 5)
     truth, at = lab.steady = lab.window()
     span = round(truth.t)
     figures = _node_figures(lab, at, span)
@@ -284,8 +284,14 @@ def test_steady_state_raises_no_alert(lab: Lab) -> None:
     # Firing or pending, at any moment since the lab started; the standing ones aside (a Slurm
     # node drained on purpose, say), which the demo prints as such.
     standing = set(standing_alerts(lab.ctx))
-    seen = [r["metric"] for r in lab.prom.query(f"max_over_time(ALERTS[{span}s])")]
-    assert [m for m in seen if m["alertname"] not in standing] == []
+    firing = lab.prom.query(f'max_over_time(ALERTS{{alertstate="firing"}}[{span}s])')
+    assert [r["metric"] for r in firing if r["metric"]["alertname"] not in standing] == []
+    # Pending, for more than a transition: a cap the controller sets at a quarter hour reaches
+    # Prometheus through two exporters scraped at different moments (the GPU's limit, then the
+    # controller's cap), which one or two evaluations can see apart; `for` absorbs that.
+    pending = lab.prom.query(f'count_over_time(ALERTS{{alertstate="pending"}}[{span}s])')
+    longer = [r for r in pending if r["metric"]["alertname"] not in standing and float(r["value"][1]) > 2]
+    assert longer == []
     received = lab.ctx.shared["alertmanager"].alerts()
     assert [a["labels"] for a in received if a["labels"]["alertname"] not in standing] == []
 
@@ -295,16 +301,28 @@ def _quarter_left() -> float:
     return 900 - (now.minute % 15 * 60 + now.second + now.microsecond / 1e6)
 
 
-def _within_one_quarter(seconds: float) -> None:
-    """Wait for the next quarter hour (and the controller's reconcile) unless ``seconds`` fit in this one.
+def _settle_s(lab: Lab) -> float:
+    """Seconds after a quarter hour before the lab is steady again.
 
-    At each quarter hour the demo's controllers reconcile: they set or lift price caps, and with
-    no cap due they put the GPUs' default limits back.  A window that spans one would compare
-    meters sampled on both sides of a step.
+    The controllers reconcile at the boundary (a few seconds), then the coolers' output follows
+    the step in the racks' load with its thermal lag: after three lags, 5 % of the step is left.
     """
-    left = _quarter_left()
+    return 10 + 3 * max(spec.lag_s for spec in lab.model.layout.coolers)
+
+
+def _within_one_quarter(lab: Lab, seconds: float) -> None:
+    """Wait until ``seconds`` fit in this quarter hour, and the last one's step has settled.
+
+    At each quarter hour the demo's controllers reconcile: they set or lift price caps (the
+    demo's price spike begins at one), and with no cap due they put the GPUs' default limits
+    back.  A window that spans one, or starts before the coolers have followed the step, would
+    compare meters sampled on both sides of it.
+    """
+    settle, left = _settle_s(lab), _quarter_left()
     if left < seconds:
-        time.sleep(left + 10)  # the boundary is a time, not a state to poll for
+        time.sleep(left + settle)  # the boundary is a time, not a state to poll for
+    elif 900 - left < settle:
+        time.sleep(settle - (900 - left))
 
 
 def _before_the_cap(lab: Lab) -> tuple[Truth, float]:
@@ -315,7 +333,7 @@ def _before_the_cap(lab: Lab) -> tuple[Truth, float]:
         started = at - truth.t
         if started > time.time() + _quarter_left() - 900 and _quarter_left() > needed:
             return lab.steady
-    _within_one_quarter(needed + WINDOW_S)
+    _within_one_quarter(lab, needed + WINDOW_S)
     return lab.window()
 
 
@@ -373,7 +391,9 @@ def test_caps_lower_the_cluster_power_by_what_they_cut(lab: Lab) -> None:
     # less what the demo's controller was cutting already (at a high price).
     cut = after.cluster("uncapped_input") - after.cluster("input")
     cut -= before.cluster("uncapped_input") - before.cluster("input")
-    assert cut > 500, cut
+    # At the spike's price the controller holds node-01's GPUs at their minimum already, and the
+    # caps cut node-02's GPUs and node-03's packages only: 400 W; at lower prices, more.
+    assert cut > 300, cut
     # The loads move by themselves meanwhile; the model knows by how much.
     drift = before.cluster("uncapped_input") - after.cluster("uncapped_input")
     print(f"\ncap: cut {cut:.0f} W, drift {drift:.0f} W, cluster before/after {power}")
