@@ -47,18 +47,6 @@ PDUS_PER_AGENT = 250
 FRESHNESS_SAMPLE = 20
 
 
-def proc_cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def proc_peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def probes_answered(address: str) -> tuple[float, float]:
     """(probes, device requests) from an exporter's own /metrics: the sum of
     ``powerplane_probes_total`` (every result) and ``powerplane_redfish_requests_total``."""
@@ -100,7 +88,7 @@ class Replica:
 
     def delta(self) -> tuple[float, float, float]:
         """(CPU seconds of this exporter process alone, probes, device requests) since the last call."""
-        cpu = proc_cpu_seconds(self.process.pid)
+        cpu = procs.stat_cpu_seconds(self.process.pid)
         probes, requests = probes_answered(self.address)
         out = (cpu - self.cpu, probes - self.probes, requests - self.requests)
         self.cpu = cpu
@@ -109,7 +97,7 @@ class Replica:
         return out
 
     def rss(self) -> float:
-        return proc_peak_rss_mb(self.process.pid)
+        return procs.rss_mb(self.process.pid, "VmHWM")
 
 
 #: BMCs one simulator process serves: each keeps up to a few connections per BMC open from the

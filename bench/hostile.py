@@ -37,13 +37,6 @@ PASSWORD = "bench-bmc-password"
 RSS_GOAL_MB = 20.0
 
 
-def rss_mb(pid: int, field: str = "VmRSS") -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def start_exporter(workdir: Path, state_ttl: float, allocator: str = "malloc") -> tuple[procs.Process, str]:
     config = workdir / "redfish.yml"
     config.write_text(
@@ -126,21 +119,21 @@ async def scan(args: argparse.Namespace, workdir: Path) -> None:
                     await asyncio.gather(*(probe(t) for t in targets[offset : offset + 1000]))
                 took = time.monotonic() - began
                 async with http.get(f"http://{exporter}/metrics") as response:
-                    return took, rss_mb(pid), await response.text()
+                    return took, procs.rss_mb(pid), await response.text()
 
             async def rest() -> tuple[float, str]:
                 await asyncio.sleep(args.ttl * 1.5)  # the runner sweeps four times per TTL
                 async with http.get(f"http://{exporter}/metrics") as response:
-                    return rss_mb(pid), await response.text()
+                    return procs.rss_mb(pid), await response.text()
 
             await probe("127.254.254.254:1")  # imports and first allocations
-            start_rss = rss_mb(pid)
+            start_rss = procs.rss_mb(pid)
             took, loaded, during = await scan(0)
-            peak = rss_mb(pid, "VmHWM")
+            peak = procs.rss_mb(pid, "VmHWM")
             after, later = await rest()
             # A second scan of as many other targets: is what stayed reused, or does it grow?
             _took2, loaded2, _during2 = await scan(args.targets)
-            peak2 = rss_mb(pid, "VmHWM")
+            peak2 = procs.rss_mb(pid, "VmHWM")
             after2, _later2 = await rest()
     finally:
         process.stop()

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
 import resource
 import statistics
 import subprocess
@@ -292,12 +291,12 @@ def bench_job(args: argparse.Namespace) -> dict[str, float]:
             for i in range(args.repeat):
                 if args.query_log and i == args.repeat - 1:
                     argv += ["--query-log", args.query_log]  # its stats requests cost a little
-                t, cpu, own = time.monotonic(), _cpu_seconds(prom.process.pid), _children_cpu()
+                t, cpu, own = time.monotonic(), procs.stat_cpu_seconds(prom.process.pid), _children_cpu()
                 result = subprocess.run(argv, capture_output=True, text=True)
                 if result.returncode:
                     sys.exit(f"powerplane job failed: {result.stderr.strip()}")
                 walls.append(time.monotonic() - t)
-                server.append(_cpu_seconds(prom.process.pid) - cpu)
+                server.append(procs.stat_cpu_seconds(prom.process.pid) - cpu)
                 client.append(_children_cpu() - own)
             doc = json.loads(result.stdout)
     energy, cost = doc["energy_kwh"]["it"], doc["cost_eur"]
@@ -313,12 +312,6 @@ def bench_job(args: argparse.Namespace) -> dict[str, float]:
         "job_prometheus_cpu_s": statistics.median(server),
         "job_command_cpu_s": statistics.median(client),
     }
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User and system CPU seconds of a running process."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _children_cpu() -> float:

@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import http.client
 import math
-import os
 import statistics
 import sys
 import tempfile
@@ -52,12 +51,6 @@ def scrape(conn: http.client.HTTPConnection) -> float:
 
 def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if q < 100 else max(values)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU time of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_bytes().rpartition(b")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def one_run(workdir: Path, node_exporter: str, scrapes: int, sockets: int) -> dict[str, tuple[float, ...]]:
@@ -98,12 +91,12 @@ def one_run(workdir: Path, node_exporter: str, scrapes: int, sockets: int) -> di
         for _ in range(50):  # warm-up: connections, caches, first discovery
             for conn, _pid in conns.values():
                 scrape(conn)
-        cpu_before = {name: cpu_seconds(pid) for name, (_conn, pid) in conns.items()}
+        cpu_before = {name: procs.stat_cpu_seconds(pid) for name, (_conn, pid) in conns.items()}
         for i in range(scrapes):
             order = list(conns) if i % 2 == 0 else list(reversed(conns))
             for name in order:
                 times[name].append(scrape(conns[name][0]))
-        cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, (_conn, pid) in conns.items()}
+        cpu = {name: procs.stat_cpu_seconds(pid) - cpu_before[name] for name, (_conn, pid) in conns.items()}
     finally:
         ours.stop()
         theirs.stop()

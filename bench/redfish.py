@@ -73,11 +73,6 @@ finally:
 """
 
 
-def proc_cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def echo_anchor(gap: float, count: int) -> tuple[float, float]:
     """The echo server's CPU µs per request: ``count`` requests ``gap`` seconds apart, then back to back."""
     # Blocking start-up of the anchor, before it is timed.
@@ -100,13 +95,6 @@ async def echo_anchor(gap: float, count: int) -> tuple[float, float]:
     finally:
         server.kill()
         server.wait()
-
-
-def proc_peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def exporter_counter(text: str, name: str) -> float:
@@ -220,11 +208,11 @@ async def bench(args: argparse.Namespace) -> None:
             requests_before = 0.0
             for n in range(args.intervals + 1):
                 busy = n == args.intervals
-                cpu_before = proc_cpu_seconds(exporter_proc.pid)
+                cpu_before = procs.stat_cpu_seconds(exporter_proc.pid)
                 durations, up, in_time = await run_interval(
                     http, exporter, targets, args.interval, args.timeout, busy
                 )
-                cpu = proc_cpu_seconds(exporter_proc.pid) - cpu_before
+                cpu = procs.stat_cpu_seconds(exporter_proc.pid) - cpu_before
                 async with http.get(f"http://{exporter}/metrics") as response:
                     own = await response.text()
                 requests_total = exporter_counter(own, "powerplane_redfish_requests_total")
@@ -238,7 +226,7 @@ async def bench(args: argparse.Namespace) -> None:
                     f"max {max(durations):.2f}s, exporter CPU {cpu:.1f}s, {per_probe:.1f} requests/probe",
                     flush=True,
                 )
-        rss = proc_peak_rss_mb(exporter_proc.pid)
+        rss = procs.rss_mb(exporter_proc.pid, "VmHWM")
         _n, busy_durations, _up, _in_time, busy_cpu, _per_probe = rows[-1]
         _n, durations, up, in_time, cpu, per_probe = rows[-2]
         cpu_ms, busy_cpu_ms = 1000 * cpu / len(durations), 1000 * busy_cpu / len(busy_durations)

@@ -40,6 +40,7 @@ import h5py
 
 from powerplane.accounting.prometheus import ClientSettings, PrometheusClient, chunk_bounds
 from powerplane.accounting.report.build import BYTES_PER_POINT, CHUNKS_AHEAD, prefetched
+from powerplane.lab import procs
 from powerplane.lab.fakenvml import FakeGpu, FakeNvml
 from powerplane.lab.powercap import PowercapLab, intel_server
 from powerplane.lab.tsdb import BackfilledPrometheus, backfill
@@ -77,12 +78,6 @@ def fill(tsdb: Path, days: int, nodes: int, interval: int, racks: int) -> tuple[
         written += backfill(tsdb, day_lines(day, nodes, interval, racks))
         print(f"  backfilled day {day + 1}/{days} ({written / 1e9:.1f} GB of text so far)", flush=True)
     return time.monotonic() - began, written
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a running process (/proc/PID/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_report(url: str, days: int, out: Path) -> tuple[float, float, float]:
@@ -209,12 +204,12 @@ def main() -> None:
             # The serial anchor first: it pays for the freshly started server's first reads, so the
             # report and the anchor it is divided by both find it warm.
             serial_s, _cpu = asyncio.run(anchor(prom.url, args.days, args.nodes, 1))
-            before = cpu_seconds(server)
+            before = procs.stat_cpu_seconds(server)
             report_s, rss, report_cpu = run_report(prom.url, args.days, work / "bench.xlsx")
-            report_server = cpu_seconds(server) - before
-            before = cpu_seconds(server)
+            report_server = procs.stat_cpu_seconds(server) - before
+            before = procs.stat_cpu_seconds(server)
             anchor_s, anchor_cpu = asyncio.run(anchor(prom.url, args.days, args.nodes, CHUNKS_AHEAD))
-            anchor_server = cpu_seconds(server) - before
+            anchor_server = procs.stat_cpu_seconds(server) - before
         print(
             f"report: {report_s:.1f} s wall, {report_cpu:.1f} s CPU, peak RSS {rss:.0f} MiB,"
             f" Prometheus {report_server:.1f} s CPU;"

@@ -223,7 +223,7 @@ async def bench(args: argparse.Namespace) -> None:
                 if same != lines:
                     raise RuntimeError(f"a steady scrape had {same} lines, a changed one {lines}")
                 steady.append(elapsed)
-            rss = proc_peak_rss_mb(exporter.pid)
+            rss = procs.rss_mb(exporter.pid, "VmHWM")
         finally:
             exporter.stop()
             await runner.cleanup()
@@ -278,13 +278,6 @@ async def stages(payloads: dict[str, bytes]) -> None:
         body = exposition.render(families)
         print(f"{'families / exposition, ' + state:44}{rendered - start:8.2f} {cpu() - rendered:8.2f}")
     print(f"{'exposition (MB)':44}{len(body) / 1e6:8.1f}")
-
-
-def proc_peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def main() -> None:

@@ -154,12 +154,6 @@ async def latencies(base: str, viewers: int, cycles: int) -> dict[str, list[floa
     return found
 
 
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU seconds of process ``pid`` so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def closed_loop(base: str, viewers: int, seconds: float, views: tuple[str, ...] = VIEWS) -> int:
     """Requests answered by ``viewers`` clients each asking again as soon as answered."""
     done = 0
@@ -182,9 +176,9 @@ async def service_time(
     base: str, pid: int, viewers: int, seconds: float, views: tuple[str, ...] = VIEWS
 ) -> dict[str, float]:
     """The closed loop's rate and the CPU per request of the page (``pid``) and of this process."""
-    page0, own0 = cpu_seconds(pid), time.process_time()
+    page0, own0 = procs.stat_cpu_seconds(pid), time.process_time()
     count = await closed_loop(base, viewers, seconds, views)
-    page1, own1 = cpu_seconds(pid), time.process_time()
+    page1, own1 = procs.stat_cpu_seconds(pid), time.process_time()
     return {
         "rps": count / seconds,
         "server_cpu_us_per_request": (page1 - page0) / count * 1e6,

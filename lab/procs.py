@@ -128,6 +128,22 @@ def cpu_seconds(pid: int) -> float:
     return total / 1e9
 
 
+def stat_cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of a running process so far, in clock ticks (/proc/PID/stat).
+
+    Enough over a bench's intervals of seconds; for single probes, ``cpu_seconds``."""
+    fields = Path(f"/proc/{pid}/stat").read_bytes().rpartition(b")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """A memory figure of /proc/PID/status in MiB: resident now, or ``VmHWM``, the peak."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def http_get(url: str, timeout: float = 5.0, headers: Mapping[str, str] | None = None) -> tuple[int, bytes]:
     request = urllib.request.Request(url, headers=dict(headers or {}))
     try:

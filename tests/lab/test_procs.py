@@ -69,3 +69,29 @@ def test_cpu_seconds_counts_what_a_process_runs_and_only_grows() -> None:
     finally:
         busy.kill()
         busy.wait()
+
+
+def test_the_clock_tick_cpu_reader_agrees_with_the_exact_one() -> None:
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        exact, ticks = procs.cpu_seconds(busy.pid), procs.stat_cpu_seconds(busy.pid)
+        # Ticks are 10 ms and read a moment later; the spinning process ran for most of 0.5 s.
+        assert ticks > 0.1 and ticks == pytest.approx(exact, abs=0.05)
+    finally:
+        busy.kill()
+        busy.wait()
+
+
+def test_rss_reads_what_a_process_holds_and_its_peak() -> None:
+    code = "import sys, time; b = bytearray(64 << 20); del b; print('ok', flush=True); time.sleep(30)"
+    held = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert held.stdout is not None and held.stdout.readline().strip() == "ok"
+        now, peak = procs.rss_mb(held.pid), procs.rss_mb(held.pid, "VmHWM")
+        # 64 MiB touched (zeroed) and freed: the peak remembers them, the resident size does not.
+        assert 0 < now < 40 and peak > 64
+        assert procs.rss_mb(held.pid, "NoSuchField") == 0.0
+    finally:
+        held.kill()
+        held.communicate()
