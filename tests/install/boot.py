@@ -9,6 +9,7 @@ systemd to ask for the container.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -18,6 +19,8 @@ from pathlib import Path
 from powerplane.lab import procs
 
 from .units import ROOT, SYSTEMD
+
+BOOT_TIMEOUT_S = 240
 
 PACKAGES = "systemd,systemd-sysv,dbus,python3,python3-venv,ca-certificates"
 
@@ -83,24 +86,42 @@ class BootedNode:
             "--register=no",
             "--keep-unit",
         ]
-        self.process = procs.Process(argv, self.root.parent / f"{self.name}.console")
+        process = self.process = procs.Process(argv, self.root.parent / f"{self.name}.console")
 
         def init() -> int:
-            children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+            children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
             return int(children[0]) if children else 0
 
-        self.init_pid = procs.wait_until(init, 60, what="the container's init")
-        procs.wait_until(
-            lambda: (
-                self.run("systemctl", "is-system-running", check=False).stdout.strip()
-                in ("running", "degraded")
-            ),
-            120,
-            interval=0.5,
-            what="systemd to finish booting",
-        )
-        self.run("systemd-sysusers")
+        try:
+            self.init_pid = procs.wait_until(init, 60, what="the container's init")
+            # Past twice systemd's own default job timeout (90 s): a unit that hangs is failed by
+            # systemd itself and the boot ends "degraded", instead of this wait ending first.
+            procs.wait_until(
+                lambda: self.state() in ("running", "degraded"), BOOT_TIMEOUT_S, interval=0.5,
+                what="systemd to finish booting",
+            )  # fmt: skip
+            self.run("systemd-sysusers")
+        except Exception as exc:
+            # A container that never came up is still running: stopped here, with what it waited on.
+            seen = ""
+            if self.init_pid:
+                with contextlib.suppress(Exception):
+                    seen = self.diagnosis()
+            console = process.log_tail(40)
+            self.stop()
+            raise RuntimeError(f"{exc}\n{seen}\n--- console ---\n{console}") from exc
         return self
+
+    def state(self) -> str:
+        return self.run("systemctl", "is-system-running", check=False).stdout.strip()
+
+    def diagnosis(self) -> str:
+        """The manager's state, its queued jobs and failed units: why a boot has not finished."""
+        parts = [f"state: {self.state()}"]
+        for argv in (("systemctl", "list-jobs", "--no-pager"), ("systemctl", "--failed", "--no-pager")):
+            done = self.run(*argv, check=False)
+            parts.append(f"$ {' '.join(argv)}\n{done.stdout}{done.stderr}")
+        return "\n".join(parts)
 
     def run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
